@@ -1,0 +1,118 @@
+//! `ckpt demo`: the seed's lifecycle demo (task 4.2.1.1) in nine timed
+//! steps, with a continuity check of the restored Fibonacci printer.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::cleanup::RunId;
+use crate::engine::{Engine, RunSpec};
+use crate::workload::{self, Continuity};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Time between two Fibonacci numbers.
+    pub interval: Duration,
+    /// How long the program runs before the checkpoint.
+    pub run_for: Duration,
+}
+
+/// What the demo established, for the caller to print and to set the exit
+/// status from.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    pub continuity: Continuity,
+}
+
+/// Prints one step with its duration; the step's error is passed through
+/// with the step named, so the user sees where it broke.
+async fn step<T>(number: u8, title: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let started = Instant::now();
+    let result = work.await;
+    let took = started.elapsed().as_secs_f64();
+    let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+    println!("{number}. {title:<42} {took:>8.3} s  {verdict}");
+    result.map_err(|e| e.context(format!("step {number} ({title})")))
+}
+
+/// Runs the nine steps. The caller removes whatever is left (by run label)
+/// whether this returns, fails or is cancelled.
+pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> Result<DemoOutcome> {
+    let interval_ms = u64::try_from(options.interval.as_millis()).unwrap_or(u64::MAX);
+    if interval_ms == 0 {
+        bail!("the interval must be at least 1 ms");
+    }
+    println!(
+        "ckpt demo: engine {}, run {run}, a Fibonacci number every {:?}, checkpoint after {:?}",
+        engine.name(),
+        options.interval,
+        options.run_for
+    );
+    let image = step(1, "build the image", engine.build_image(run)).await?;
+    let spec = RunSpec {
+        name: run.name("fib"),
+        args: workload::fib_args(interval_ms),
+    };
+    let container = step(2, "create and run the container", async {
+        let c = engine.run(run, &image, &spec).await?;
+        engine
+            .wait_for_line(&c, 0, &workload::is_ready, Duration::from_secs(30))
+            .await?;
+        Ok(c)
+    })
+    .await?;
+    tokio::time::sleep(options.run_for).await;
+    let before = step(3, "print the logs", engine.logs(&container)).await?;
+    print_fib_lines("   ", &before);
+
+    let checkpoint = "ckpt-demo";
+    step(4, "create the checkpoint", engine.checkpoint(&container, checkpoint)).await?;
+    step(5, "stop the container", engine.stop(&container)).await?;
+    // Read the log once the container is stopped: nothing can be added now.
+    let before = workload::fib_steps(&engine.logs(&container).await?);
+    step(6, "restore from the checkpoint", engine.restore(&container, checkpoint)).await?;
+
+    let wait = options.interval * 2 + Duration::from_secs(10);
+    let first_after = engine
+        .wait_for_line(&container, before.len(), &workload::is_fib, wait)
+        .await?;
+    let first_after = workload::fib_steps(&[first_after]).first().copied();
+    let verdict = workload::continuity(&before, first_after);
+    println!("   logs after the restore:");
+    print_fib_lines("   ", &engine.logs(&container).await?);
+
+    step(7, "remove the checkpoint", engine.remove_checkpoint(&container, checkpoint)).await?;
+    step(8, "stop and remove the container", engine.remove_container(&container)).await?;
+    step(9, "remove the image", engine.remove_image(&image)).await?;
+    Ok(DemoOutcome { continuity: verdict })
+}
+
+fn print_fib_lines(indent: &str, lines: &[String]) {
+    for s in workload::fib_steps(lines) {
+        println!("{indent}F({}) = {}", s.index, s.value);
+    }
+}
+
+/// One sentence on the continuity verdict.
+pub fn describe(continuity: &Continuity) -> String {
+    match continuity {
+        Continuity::Continues { last_before, first_after } => format!(
+            "continuity holds: the last number before the checkpoint was F({}) = {}, the first after the restore F({}) = {}",
+            last_before.index, last_before.value, first_after.index, first_after.value
+        ),
+        Continuity::Restarted { last_before, first_after } => format!(
+            "continuity BROKEN: the program restarted from F({}) after F({}); the restore did not resume it",
+            first_after.index, last_before.index
+        ),
+        Continuity::Broken { last_before, first_after } => format!(
+            "continuity BROKEN: F({}) = {} followed F({}) = {} (expected F({}))",
+            first_after.index,
+            first_after.value,
+            last_before.index,
+            last_before.value,
+            last_before.index + 1
+        ),
+        Continuity::Unknown(why) => format!("continuity unknown: {why}"),
+    }
+}

@@ -1,0 +1,242 @@
+//! `ckpt doctor`: every check of the environment, each with the fix for
+//! its failure. The same checks guard `demo` and `sweep` before they start,
+//! so a broken set-up is refused up front rather than after an hour.
+
+use std::io::Read;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::engine::docker::DockerEngine;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    /// What was found (a version, a count, the error).
+    pub detail: String,
+    /// What to do when it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    /// Whether the default engine (Docker) needs this to pass.
+    pub required: bool,
+}
+
+impl Check {
+    fn new(name: &'static str, required: bool, outcome: Result<String, (String, String)>) -> Check {
+        let (status, detail, fix) = match outcome {
+            Ok(detail) => (Status::Ok, detail, None),
+            Err((detail, fix)) if required => (Status::Fail, detail, Some(fix)),
+            Err((detail, fix)) => (Status::Warn, detail, Some(fix)),
+        };
+        Check { name, status, detail, fix, required }
+    }
+}
+
+const SETUP_FIX: &str = "run scripts/setup as root";
+
+/// Runs every check. Never fails: a failure is a check's result.
+pub async fn run_all() -> Vec<Check> {
+    vec![
+        Check::new("kernel", true, kernel_check()),
+        Check::new("criu", true, criu_version()),
+        Check::new("criu check", true, criu_check()),
+        docker_check().await,
+        Check::new("runc", true, tool_version("runc", &["--version"])),
+        Check::new("podman", false, tool_version("podman", &["--version"])),
+        Check::new("workload binary", true, workload_check()),
+    ]
+}
+
+/// The checks Docker-based commands need, as one error naming each failure.
+pub async fn require_docker_stack() -> Result<()> {
+    let failed: Vec<Check> = run_all()
+        .await
+        .into_iter()
+        .filter(|c| c.required && c.status == Status::Fail)
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = failed
+        .iter()
+        .map(|c| format!("{}: {} -> {}", c.name, c.detail, c.fix.as_deref().unwrap_or("")))
+        .collect();
+    bail!("the environment is not ready ({}); `ckpt doctor` shows every check", lines.join("; "))
+}
+
+/// CONFIG_CHECKPOINT_RESTORE, read from /proc/config.gz or /boot/config-*.
+fn kernel_check() -> Result<String, (String, String)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let config = read_kernel_config(&release);
+    match config.as_deref().map(checkpoint_restore_setting) {
+        Some(Some(true)) => Ok(format!("{release}, CONFIG_CHECKPOINT_RESTORE=y")),
+        Some(_) => Err((
+            format!("{release} is built without CONFIG_CHECKPOINT_RESTORE"),
+            "use a kernel built with CONFIG_CHECKPOINT_RESTORE=y".into(),
+        )),
+        // No config to read is common; `criu check` still tests the kernel.
+        None => Ok(format!("{release} (no kernel config readable; criu check decides)")),
+    }
+}
+
+fn read_kernel_config(release: &str) -> Option<String> {
+    if let Ok(file) = std::fs::File::open("/proc/config.gz") {
+        let mut text = String::new();
+        if flate2::read::GzDecoder::new(file).read_to_string(&mut text).is_ok() {
+            return Some(text);
+        }
+    }
+    std::fs::read_to_string(format!("/boot/config-{release}")).ok()
+}
+
+/// Some(true) for `=y`, Some(false) when absent or off.
+pub fn checkpoint_restore_setting(config: &str) -> Option<bool> {
+    Some(config.lines().any(|l| l.trim() == "CONFIG_CHECKPOINT_RESTORE=y"))
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<(bool, String), String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program} not found ({e})"))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status.success(), text))
+}
+
+fn tool_version(program: &str, args: &[&str]) -> Result<String, (String, String)> {
+    match run_tool(program, args) {
+        Ok((true, text)) => Ok(text.lines().next().unwrap_or("").trim().to_string()),
+        Ok((false, text)) => Err((text.trim().to_string(), SETUP_FIX.into())),
+        Err(e) => Err((e, SETUP_FIX.into())),
+    }
+}
+
+/// `Version: 4.1.1` -> (4, 1).
+pub fn parse_criu_version(text: &str) -> Option<(u32, u32)> {
+    let version = text.lines().find_map(|l| l.trim().strip_prefix("Version:"))?;
+    let mut parts = version.trim().split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn criu_version() -> Result<String, (String, String)> {
+    let text = match run_tool("criu", &["--version"]) {
+        Ok((_, text)) => text,
+        Err(e) => return Err((e, format!("{SETUP_FIX} (it builds CRIU 4.1.1)"))),
+    };
+    match parse_criu_version(&text) {
+        Some((major, minor)) if major >= 4 => Ok(format!("CRIU {major}.{minor}")),
+        Some((major, minor)) => Err((
+            format!("CRIU {major}.{minor} is too old for kernels >= 6.13"),
+            format!("install CRIU >= 4.1: {SETUP_FIX}"),
+        )),
+        None => Err((format!("unrecognised `criu --version` output: {}", text.trim()), SETUP_FIX.into())),
+    }
+}
+
+fn criu_check() -> Result<String, (String, String)> {
+    let (ok, text) = run_tool("criu", &["check"]).map_err(|e| (e, SETUP_FIX.to_string()))?;
+    if ok && text.contains("Looks good") {
+        return Ok("Looks good.".into());
+    }
+    Err(explain_criu_check(&text))
+}
+
+/// The detail and fix for a failed `criu check`.
+pub fn explain_criu_check(output: &str) -> (String, String) {
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.contains("RLIMIT_NOFILE"))
+        .unwrap_or("no output")
+        .trim()
+        .to_string();
+    if output.contains("vDSO") {
+        (
+            format!("criu check fails on the vDSO ({last})"),
+            format!("this kernel needs CRIU >= 4.1: {SETUP_FIX}"),
+        )
+    } else {
+        (format!("criu check fails: {last}"), format!("see `criu check` output; {SETUP_FIX}"))
+    }
+}
+
+async fn docker_check() -> Check {
+    let outcome = match DockerEngine::connect_any().await {
+        Err(e) => Err((format!("{e:#}"), "start dockerd: scripts/setup".to_string())),
+        Ok((_, facts)) if !facts.experimental => Err((
+            format!("Docker {} (API {}) runs without experimental mode", facts.version, facts.api_version),
+            "set \"experimental\": true in /etc/docker/daemon.json and restart dockerd (scripts/setup)".to_string(),
+        )),
+        Ok((_, facts)) => Ok(format!(
+            "Docker {} (API {}), experimental on",
+            facts.version, facts.api_version
+        )),
+    };
+    Check::new("docker", true, outcome)
+}
+
+fn workload_check() -> Result<String, (String, String)> {
+    crate::workload::locate_binary()
+        .map(|p| p.display().to_string())
+        .map_err(|e| (format!("{e:#}"), "run scripts/build".into()))
+}
+
+/// Human-readable lines, one per check.
+pub fn render(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let status = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        out.push_str(&format!("{status} {:<16} {}", c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("\n     {:<16} fix: {fix}", ""));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_criu_versions() {
+        assert_eq!(parse_criu_version("Version: 4.1.1\n"), Some((4, 1)));
+        assert_eq!(parse_criu_version("Version: 3.17.1\nGitID: x"), Some((3, 17)));
+        assert_eq!(parse_criu_version("garbage"), None);
+    }
+
+    #[test]
+    fn explains_vdso_failure() {
+        let out = "Error (criu/vdso.c:123): vdso: Unexpected rt vDSO area bounds\nLooks bad.";
+        let (detail, fix) = explain_criu_check(out);
+        assert!(detail.contains("vDSO"), "{detail}");
+        assert!(fix.contains("CRIU >= 4.1"), "{fix}");
+    }
+
+    #[test]
+    fn reads_checkpoint_restore_setting() {
+        assert_eq!(checkpoint_restore_setting("CONFIG_X=y\nCONFIG_CHECKPOINT_RESTORE=y\n"), Some(true));
+        assert_eq!(
+            checkpoint_restore_setting("# CONFIG_CHECKPOINT_RESTORE is not set\n"),
+            Some(false)
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! Docker through its Engine API (bollard).
+//!
+//! bollard covers everything but starting a container from a checkpoint
+//! (`POST /containers/{id}/start?checkpoint=NAME`). Its request-modifier
+//! hook lets us add that query parameter to its own start call, so the
+//! request still goes through bollard's connection, version negotiation and
+//! error handling; no fork, no second HTTP client.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::container::CreateCheckpointOptions;
+use bollard::errors::Error as ApiError;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+
+use super::{Container, Engine, Image, RunSpec};
+use crate::cleanup::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
+use crate::workload;
+
+/// A connected Docker daemon that has checkpoint support switched on.
+pub struct DockerEngine {
+    client: Docker,
+    /// The daemon's data directory, where checkpoints live on disk.
+    root_dir: Option<PathBuf>,
+}
+
+/// Facts about the daemon, for doctor and env.json.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DaemonFacts {
+    pub version: String,
+    pub api_version: String,
+    pub experimental: bool,
+    pub root_dir: Option<String>,
+    pub containerd: Option<String>,
+    pub runc: Option<String>,
+}
+
+impl DockerEngine {
+    /// Connects (DOCKER_HOST or the default socket) and negotiates the API
+    /// version: the daemon here speaks 1.41, older than bollard's default.
+    pub async fn connect() -> Result<DockerEngine> {
+        let client = Docker::connect_with_defaults()
+            .map_err(|e| anyhow!("cannot set up a Docker client ({e}): check DOCKER_HOST"))?;
+        let client = client.negotiate_version().await.map_err(unreachable_daemon)?;
+        let facts = facts(&client).await?;
+        if !facts.experimental {
+            bail!(
+                "the Docker daemon {} runs without experimental mode, which checkpoints need: \
+                 set \"experimental\": true in /etc/docker/daemon.json and restart dockerd (scripts/setup does this)",
+                facts.version
+            );
+        }
+        Ok(DockerEngine {
+            client,
+            root_dir: facts.root_dir.map(PathBuf::from),
+        })
+    }
+
+    /// Connects without requiring experimental mode (for doctor and gc).
+    pub async fn connect_any() -> Result<(DockerEngine, DaemonFacts)> {
+        let client = Docker::connect_with_defaults()
+            .map_err(|e| anyhow!("cannot set up a Docker client ({e}): check DOCKER_HOST"))?;
+        let client = client.negotiate_version().await.map_err(unreachable_daemon)?;
+        let facts = facts(&client).await?;
+        let engine = DockerEngine {
+            client,
+            root_dir: facts.root_dir.clone().map(PathBuf::from),
+        };
+        Ok((engine, facts))
+    }
+
+    fn label_filter(&self, label: &str) -> HashMap<String, Vec<String>> {
+        HashMap::from([("label".to_string(), vec![label.to_string()])])
+    }
+
+    async fn remove_labelled(&self, label: &str, only_orphans: bool) -> Result<usize> {
+        let filters = self.label_filter(label);
+        let containers = self
+            .client
+            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+            .await
+            .context("listing ckpt's containers")?;
+        let mut removed = 0;
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            if only_orphans && owner_alive(labels.get(PID_LABEL).map(String::as_str)) {
+                continue;
+            }
+            let Some(id) = c.id else { continue };
+            self.force_remove(&id).await?;
+            removed += 1;
+        }
+        let images = self
+            .client
+            .list_images(Some(ListImagesOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .context("listing ckpt's images")?;
+        for image in images {
+            if only_orphans && owner_alive(image.labels.get(PID_LABEL).map(String::as_str)) {
+                continue;
+            }
+            self.remove_image_ref(&image.id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    async fn force_remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(api_error(e, &format!("removing container {id}"))),
+        }
+    }
+
+    async fn remove_image_ref(&self, reference: &str) -> Result<()> {
+        let options = RemoveImageOptionsBuilder::new().force(true).build();
+        match self.client.remove_image(reference, Some(options), None).await {
+            Ok(_) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(api_error(e, &format!("removing image {reference}"))),
+        }
+    }
+
+    fn log_stream(&self, id: &str, follow: bool) -> impl Stream<Item = Result<String>> + '_ {
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).follow(follow).build();
+        self.client
+            .logs(id, Some(options))
+            .map(|chunk| {
+                chunk
+                    .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
+                    .map_err(|e| api_error(e, "reading container logs"))
+            })
+    }
+}
+
+/// Collects what doctor and env.json report about the daemon.
+async fn facts(client: &Docker) -> Result<DaemonFacts> {
+    let version = client.version().await.map_err(unreachable_daemon)?;
+    let info = client.info().await.map_err(unreachable_daemon)?;
+    let component = |name: &str| {
+        version
+            .components
+            .as_ref()?
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .map(|c| c.version.clone())
+    };
+    Ok(DaemonFacts {
+        version: version.version.clone().unwrap_or_default(),
+        api_version: version.api_version.clone().unwrap_or_default(),
+        experimental: info.experimental_build.unwrap_or(false),
+        root_dir: info.docker_root_dir.clone(),
+        containerd: component("containerd"),
+        runc: component("runc"),
+    })
+}
+
+fn unreachable_daemon(e: ApiError) -> anyhow::Error {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    anyhow!(
+        "cannot reach the Docker daemon at {host} ({e}): start dockerd (scripts/setup starts it) or fix DOCKER_HOST"
+    )
+}
+
+/// Turns an API error into a message that says what failed; the daemon's
+/// own message is kept verbatim because it is usually the useful part.
+fn api_error(e: ApiError, what: &str) -> anyhow::Error {
+    match e {
+        ApiError::DockerResponseServerError { status_code, message } => {
+            anyhow!("{what} failed: the Docker daemon answered {status_code}: {}", message.trim())
+        }
+        other => anyhow!("{what} failed: {other}"),
+    }
+}
+
+/// Splits the chunks of a log stream into whole lines.
+#[derive(Default)]
+struct LineSplitter {
+    partial: String,
+}
+
+impl LineSplitter {
+    fn push(&mut self, chunk: &str) -> Vec<String> {
+        self.partial.push_str(chunk);
+        let mut lines = Vec::new();
+        while let Some(end) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=end).collect();
+            lines.push(line.trim_end().to_string());
+        }
+        lines
+    }
+}
+
+impl Engine for DockerEngine {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn build_image(&self, run: &RunId) -> Result<Image> {
+        let binary = workload::locate_binary()?;
+        let context = workload::build_context(&binary)?;
+        let tag = format!("{}:latest", run.name("workload"));
+        let labels: HashMap<String, String> = run.labels().into_iter().collect();
+        let options = BuildImageOptionsBuilder::new()
+            .t(&tag)
+            .labels(&labels)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut progress = self.client.build_image(
+            options,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        while let Some(step) = progress.next().await {
+            let step = step.map_err(|e| api_error(e, "building the workload image"))?;
+            if let Some(detail) = step.error_detail {
+                bail!(
+                    "building the workload image failed: {}",
+                    detail.message.unwrap_or_default()
+                );
+            }
+        }
+        let inspect = self
+            .client
+            .inspect_image(&tag)
+            .await
+            .map_err(|e| api_error(e, "inspecting the workload image"))?;
+        Ok(Image {
+            reference: tag,
+            size_bytes: inspect.size.unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    async fn run(&self, run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container> {
+        let body = ContainerCreateBody {
+            image: Some(image.reference.clone()),
+            cmd: Some(spec.args.clone()),
+            labels: Some(run.labels().into_iter().collect()),
+            host_config: Some(HostConfig {
+                // Checkpointing a container with network namespaces that
+                // Docker manages is not needed here and bridge is disabled.
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let created = self
+            .client
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| api_error(e, &format!("creating container {}", spec.name)))?;
+        let container = Container {
+            id: created.id,
+            name: spec.name.clone(),
+        };
+        self.client
+            .start_container(&container.id, None)
+            .await
+            .map_err(|e| api_error(e, &format!("starting container {}", spec.name)))?;
+        Ok(container)
+    }
+
+    async fn wait_for_line(
+        &self,
+        container: &Container,
+        skip: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        timeout: Duration,
+    ) -> Result<String> {
+        let mut seen: Vec<String> = Vec::new();
+        let search = async {
+            let mut stream = std::pin::pin!(self.log_stream(&container.id, true));
+            let mut splitter = LineSplitter::default();
+            let mut matches = 0;
+            while let Some(chunk) = stream.next().await {
+                for line in splitter.push(&chunk?) {
+                    if wanted(&line) {
+                        if matches == skip {
+                            return Ok(line);
+                        }
+                        matches += 1;
+                    }
+                    seen.push(line);
+                }
+            }
+            bail!("the container {} stopped before printing the expected line", container.name)
+        };
+        match tokio::time::timeout(timeout, search).await {
+            Ok(result) => result,
+            Err(_) => bail!(
+                "timed out after {:.1} s waiting for container {} to print the expected line; its last lines: {}",
+                timeout.as_secs_f64(),
+                container.name,
+                last_lines(&seen, 5)
+            ),
+        }
+    }
+
+    async fn logs(&self, container: &Container) -> Result<Vec<String>> {
+        let mut stream = std::pin::pin!(self.log_stream(&container.id, false));
+        let mut splitter = LineSplitter::default();
+        let mut lines = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            lines.extend(splitter.push(&chunk?));
+        }
+        Ok(lines)
+    }
+
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let options = CreateCheckpointOptions {
+            checkpoint_id: checkpoint.to_string(),
+            checkpoint_dir: None,
+            exit: true,
+        };
+        self.client
+            .create_checkpoint(&container.id, options)
+            .await
+            .map_err(|e| api_error(e, &format!("checkpointing container {}", container.name)))
+    }
+
+    async fn stop(&self, container: &Container) -> Result<()> {
+        let options = StopContainerOptionsBuilder::new().t(5).build();
+        match self.client.stop_container(&container.id, Some(options)).await {
+            // 304: already stopped, which is what a checkpoint with exit leaves.
+            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(api_error(e, &format!("stopping container {}", container.name))),
+        }
+    }
+
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let query = format!("checkpoint={checkpoint}");
+        let client = self.client.clone().with_request_modifier(move |mut request| {
+            *request.uri_mut() = with_query(request.uri(), &query);
+            request
+        });
+        client
+            .start_container(&container.id, None)
+            .await
+            .map_err(|e| api_error(e, &format!("restoring container {} from checkpoint {checkpoint}", container.name)))
+    }
+
+    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
+        let inspect = self
+            .client
+            .inspect_container(&container.id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| api_error(e, &format!("inspecting container {}", container.name)))?;
+        let pid = inspect.state.and_then(|s| s.pid).unwrap_or(0);
+        if pid <= 0 {
+            bail!("container {} is not running", container.name);
+        }
+        crate::proctree::namespace_pids(pid as u32)
+    }
+
+    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
+        let dir = self
+            .root_dir
+            .as_ref()?
+            .join("containers")
+            .join(&container.id)
+            .join("checkpoints")
+            .join(checkpoint);
+        dir_size(&dir)
+    }
+
+    async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        self.client
+            .delete_checkpoint(&container.id, checkpoint, None)
+            .await
+            .map_err(|e| api_error(e, &format!("removing checkpoint {checkpoint}")))
+    }
+
+    async fn remove_container(&self, container: &Container) -> Result<()> {
+        self.force_remove(&container.id).await
+    }
+
+    async fn remove_image(&self, image: &Image) -> Result<()> {
+        self.remove_image_ref(&image.reference).await
+    }
+
+    async fn remove_run(&self, run: &RunId) -> Result<usize> {
+        self.remove_labelled(&format!("{RUN_LABEL}={}", run.as_str()), false).await
+    }
+
+    async fn remove_orphans(&self) -> Result<usize> {
+        self.remove_labelled(RUN_LABEL, true).await
+    }
+}
+
+/// Adds `query` to a request URI that may already carry parameters.
+fn with_query(uri: &http::Uri, query: &str) -> http::Uri {
+    let text = uri.to_string();
+    let sep = if uri.query().is_some() { '&' } else { '?' };
+    format!("{text}{sep}{query}").parse().unwrap_or_else(|_| uri.clone())
+}
+
+/// Total bytes of the regular files under `dir` (None when unreadable).
+pub fn dir_size(dir: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let meta = entry.metadata().ok()?;
+        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+    }
+    Some(total)
+}
+
+fn last_lines(lines: &[String], n: usize) -> String {
+    if lines.is_empty() {
+        return "(none)".into();
+    }
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_chunks_into_lines() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push("ckpt fib in"), Vec::<String>::new());
+        assert_eq!(s.push("dex=1\nckpt x\n"), vec!["ckpt fib index=1", "ckpt x"]);
+    }
+
+    #[test]
+    fn adds_checkpoint_query() {
+        let uri: http::Uri = "http://localhost/v1.41/containers/abc/start".parse().unwrap();
+        assert_eq!(
+            with_query(&uri, "checkpoint=cp").to_string(),
+            "http://localhost/v1.41/containers/abc/start?checkpoint=cp"
+        );
+        let uri: http::Uri = "http://localhost/x?detachKeys=a".parse().unwrap();
+        assert_eq!(with_query(&uri, "checkpoint=cp").to_string(), "http://localhost/x?detachKeys=a&checkpoint=cp");
+    }
+}

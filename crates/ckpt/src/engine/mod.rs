@@ -1,0 +1,111 @@
+//! Container engines behind one small trait. Everything engine-specific
+//! (APIs, paths, quirks) stays in the engine's own file; the runner, the
+//! demo and the sweep only speak this trait.
+
+pub mod docker;
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cleanup::RunId;
+
+/// A workload image the engine can start containers from.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The reference the engine knows it by (a tag for Docker).
+    pub reference: String,
+    /// Size of the image in bytes, as the engine reports it.
+    pub size_bytes: u64,
+}
+
+/// A container that ckpt created and therefore must remove.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+}
+
+/// What to run: the workload's arguments (the image's entrypoint is the
+/// workload binary).
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+/// The operations a checkpoint experiment needs. All calls are made by the
+/// client and timed by the caller, so an engine must not sleep or retry
+/// inside a timed call on its own.
+#[allow(async_fn_in_trait)]
+pub trait Engine {
+    /// Short name used in records and messages ("docker").
+    fn name(&self) -> &'static str;
+
+    /// Builds the workload image for this run (labelled with the run id).
+    async fn build_image(&self, run: &RunId) -> Result<Image>;
+
+    /// Creates and starts a container from `image`.
+    async fn run(&self, run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container>;
+
+    /// Waits until the container's output holds a line matching `wanted`,
+    /// after skipping the first `skip` matching lines; returns that line.
+    async fn wait_for_line(
+        &self,
+        container: &Container,
+        skip: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        timeout: Duration,
+    ) -> Result<String>;
+
+    /// Everything the container printed so far.
+    async fn logs(&self, container: &Container) -> Result<Vec<String>>;
+
+    /// Checkpoints the container; the container is stopped afterwards.
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()>;
+
+    /// Stops the container (a no-op when the checkpoint already stopped it).
+    async fn stop(&self, container: &Container) -> Result<()>;
+
+    /// Starts the container again from the checkpoint.
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()>;
+
+    /// Process ids of the container's processes, as seen inside it.
+    async fn processes(&self, container: &Container) -> Result<Vec<u32>>;
+
+    /// Bytes the checkpoint occupies on disk, when the engine's storage is
+    /// readable from here.
+    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64>;
+
+    async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()>;
+
+    /// Stops (if needed) and removes the container and its checkpoints.
+    async fn remove_container(&self, container: &Container) -> Result<()>;
+
+    async fn remove_image(&self, image: &Image) -> Result<()>;
+
+    /// Removes every object labelled with `run`; returns how many. Used on
+    /// success, failure and interruption alike, so it must be idempotent.
+    async fn remove_run(&self, run: &RunId) -> Result<usize>;
+
+    /// Removes objects of runs whose ckpt process is gone (`ckpt gc`).
+    async fn remove_orphans(&self) -> Result<usize>;
+}
+
+/// Known transient failure of `docker start --checkpoint` (containerd
+/// already holds the checkpoint's content); one retry is worth it.
+pub fn is_transient_restore_error(message: &str) -> bool {
+    message.contains("already exists") && message.contains("content")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_containerd_content_exists() {
+        let msg = "failed to upload checkpoint to containerd: commit failed: content sha256:ab12: already exists";
+        assert!(is_transient_restore_error(msg));
+        assert!(!is_transient_restore_error("no such container"));
+    }
+}
