@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::cleanup::RunId;
-use crate::engine::{Engine, RunSpec};
+use crate::engine::{self, Engine, RunSpec};
 use crate::workload::{self, Continuity};
 
 #[derive(Debug, Clone)]
@@ -71,7 +71,15 @@ pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> R
     step(5, "stop the container", engine.stop(&container)).await?;
     // Read the log once the container is stopped: nothing can be added now.
     let before = workload::fib_steps(&engine.logs(&container).await?);
-    step(6, "restore from the checkpoint", engine.restore(&container, checkpoint)).await?;
+    let retries = step(
+        6,
+        "restore from the checkpoint",
+        engine::restore_with_retry(engine, &container, checkpoint),
+    )
+    .await?;
+    if retries > 0 {
+        println!("   (the restore hit containerd's transient 'content already exists' error and was retried once)");
+    }
 
     let wait = options.interval * 2 + Duration::from_secs(10);
     let first_after = engine

@@ -92,6 +92,21 @@ pub trait Engine {
     async fn remove_orphans(&self) -> Result<usize>;
 }
 
+/// Restores, retrying once on the known transient containerd failure.
+/// Returns the number of retries (0 or 1) so that callers can record it.
+pub async fn restore_with_retry<E: Engine>(engine: &E, container: &Container, checkpoint: &str) -> Result<u32> {
+    match engine.restore(container, checkpoint).await {
+        Ok(()) => Ok(0),
+        Err(e) if is_transient_restore_error(&format!("{e:#}")) => {
+            tracing::info!("restore hit the transient containerd error, retrying once: {e:#}");
+            // The failed attempt leaves the container stopped and the
+            // checkpoint intact, so the same call can simply be repeated.
+            engine.restore(container, checkpoint).await.map(|()| 1)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Known transient failure of `docker start --checkpoint` (containerd
 /// already holds the checkpoint's content); one retry is worth it.
 pub fn is_transient_restore_error(message: &str) -> bool {
