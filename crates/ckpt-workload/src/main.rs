@@ -55,9 +55,7 @@ impl Options {
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value"))?;
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
             let number: u64 = value
                 .parse()
                 .map_err(|_| format!("{flag}: '{value}' is not a whole number"))?;
@@ -89,7 +87,10 @@ fn say(line: std::fmt::Arguments) {
 /// The index makes continuity checkable: after a restore the first index
 /// must follow the last one printed before the checkpoint.
 fn fib(options: &Options) -> ! {
-    say(format_args!("ready workload=fib pid={}", std::process::id()));
+    say(format_args!(
+        "ready workload=fib pid={}",
+        std::process::id()
+    ));
     let (mut current, mut next): (u128, u128) = (0, 1);
     let mut index: u64 = 0;
     loop {
@@ -113,7 +114,10 @@ fn forker(options: &Options) -> ! {
         let pid = unsafe { libc::fork() };
         match pid {
             -1 => {
-                eprintln!("ckpt-workload: fork failed: {}", std::io::Error::last_os_error());
+                eprintln!(
+                    "ckpt-workload: fork failed: {}",
+                    std::io::Error::last_os_error()
+                );
                 exit(1);
             }
             0 => child(options, index),

@@ -23,9 +23,9 @@ impl Filled {
 
     /// A cheap fingerprint of the content (FNV-style fold).
     pub fn checksum(&self) -> u64 {
-        self.words
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325, |acc, w| (acc ^ w).wrapping_mul(0x100_0000_01b3))
+        self.words.iter().fold(0xcbf2_9ce4_8422_2325, |acc, w| {
+            (acc ^ w).wrapping_mul(0x100_0000_01b3)
+        })
     }
 
     /// True when the memory holds what the generator wrote.

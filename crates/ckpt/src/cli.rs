@@ -12,7 +12,11 @@ use ckpt::engine::docker::DockerEngine;
 use ckpt::engine::Engine;
 
 #[derive(Parser, Debug)]
-#[command(name = "ckpt", version, about = "Container checkpoint/restore: run, checkpoint, restore, verify, measure, report")]
+#[command(
+    name = "ckpt",
+    version,
+    about = "Container checkpoint/restore: run, checkpoint, restore, verify, measure, report"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,11 @@ pub enum EngineName {
 /// Parses a duration such as `4s` or `250ms` and refuses zero.
 fn positive_duration(text: &str) -> Result<Duration, String> {
     let parsed = humantime::parse_duration(text)
-        .or_else(|_| text.parse::<f64>().map(Duration::from_secs_f64).map_err(|_| ()))
+        .or_else(|_| {
+            text.parse::<f64>()
+                .map(Duration::from_secs_f64)
+                .map_err(|_| ())
+        })
         .map_err(|_| format!("'{text}' is not a duration (examples: 4s, 500ms, 1m)"))?;
     if parsed.is_zero() {
         return Err("must be longer than 0".into());

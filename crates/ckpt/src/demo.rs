@@ -67,7 +67,12 @@ pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> R
     print_fib_lines("   ", &before);
 
     let checkpoint = "ckpt-demo";
-    step(4, "create the checkpoint", engine.checkpoint(&container, checkpoint)).await?;
+    step(
+        4,
+        "create the checkpoint",
+        engine.checkpoint(&container, checkpoint),
+    )
+    .await?;
     step(5, "stop the container", engine.stop(&container)).await?;
     // Read the log once the container is stopped: nothing can be added now.
     let before = workload::fib_steps(&engine.logs(&container).await?);
@@ -90,10 +95,22 @@ pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> R
     println!("   logs after the restore:");
     print_fib_lines("   ", &engine.logs(&container).await?);
 
-    step(7, "remove the checkpoint", engine.remove_checkpoint(&container, checkpoint)).await?;
-    step(8, "stop and remove the container", engine.remove_container(&container)).await?;
+    step(
+        7,
+        "remove the checkpoint",
+        engine.remove_checkpoint(&container, checkpoint),
+    )
+    .await?;
+    step(
+        8,
+        "stop and remove the container",
+        engine.remove_container(&container),
+    )
+    .await?;
     step(9, "remove the image", engine.remove_image(&image)).await?;
-    Ok(DemoOutcome { continuity: verdict })
+    Ok(DemoOutcome {
+        continuity: verdict,
+    })
 }
 
 fn print_fib_lines(indent: &str, lines: &[String]) {

@@ -38,7 +38,13 @@ impl Check {
             Err((detail, fix)) if required => (Status::Fail, detail, Some(fix)),
             Err((detail, fix)) => (Status::Warn, detail, Some(fix)),
         };
-        Check { name, status, detail, fix, required }
+        Check {
+            name,
+            status,
+            detail,
+            fix,
+            required,
+        }
     }
 }
 
@@ -69,9 +75,19 @@ pub async fn require_docker_stack() -> Result<()> {
     }
     let lines: Vec<String> = failed
         .iter()
-        .map(|c| format!("{}: {} -> {}", c.name, c.detail, c.fix.as_deref().unwrap_or("")))
+        .map(|c| {
+            format!(
+                "{}: {} -> {}",
+                c.name,
+                c.detail,
+                c.fix.as_deref().unwrap_or("")
+            )
+        })
         .collect();
-    bail!("the environment is not ready ({}); `ckpt doctor` shows every check", lines.join("; "))
+    bail!(
+        "the environment is not ready ({}); `ckpt doctor` shows every check",
+        lines.join("; ")
+    )
 }
 
 /// CONFIG_CHECKPOINT_RESTORE, read from /proc/config.gz or /boot/config-*.
@@ -87,14 +103,19 @@ fn kernel_check() -> Result<String, (String, String)> {
             "use a kernel built with CONFIG_CHECKPOINT_RESTORE=y".into(),
         )),
         // No config to read is common; `criu check` still tests the kernel.
-        None => Ok(format!("{release} (no kernel config readable; criu check decides)")),
+        None => Ok(format!(
+            "{release} (no kernel config readable; criu check decides)"
+        )),
     }
 }
 
 fn read_kernel_config(release: &str) -> Option<String> {
     if let Ok(file) = std::fs::File::open("/proc/config.gz") {
         let mut text = String::new();
-        if flate2::read::GzDecoder::new(file).read_to_string(&mut text).is_ok() {
+        if flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .is_ok()
+        {
             return Some(text);
         }
     }
@@ -103,7 +124,11 @@ fn read_kernel_config(release: &str) -> Option<String> {
 
 /// Some(true) for `=y`, Some(false) when absent or off.
 pub fn checkpoint_restore_setting(config: &str) -> Option<bool> {
-    Some(config.lines().any(|l| l.trim() == "CONFIG_CHECKPOINT_RESTORE=y"))
+    Some(
+        config
+            .lines()
+            .any(|l| l.trim() == "CONFIG_CHECKPOINT_RESTORE=y"),
+    )
 }
 
 fn run_tool(program: &str, args: &[&str]) -> Result<(bool, String), String> {
@@ -126,7 +151,9 @@ fn tool_version(program: &str, args: &[&str]) -> Result<String, (String, String)
 
 /// `Version: 4.1.1` -> (4, 1).
 pub fn parse_criu_version(text: &str) -> Option<(u32, u32)> {
-    let version = text.lines().find_map(|l| l.trim().strip_prefix("Version:"))?;
+    let version = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))?;
     let mut parts = version.trim().split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
@@ -142,7 +169,10 @@ fn criu_version() -> Result<String, (String, String)> {
             format!("CRIU {major}.{minor} is too old for kernels >= 6.13"),
             format!("install CRIU >= 4.1: {SETUP_FIX}"),
         )),
-        None => Err((format!("unrecognised `criu --version` output: {}", text.trim()), SETUP_FIX.into())),
+        None => Err((
+            format!("unrecognised `criu --version` output: {}", text.trim()),
+            SETUP_FIX.into(),
+        )),
     }
 }
 
@@ -169,7 +199,10 @@ pub fn explain_criu_check(output: &str) -> (String, String) {
             format!("this kernel needs CRIU >= 4.1: {SETUP_FIX}"),
         )
     } else {
-        (format!("criu check fails: {last}"), format!("see `criu check` output; {SETUP_FIX}"))
+        (
+            format!("criu check fails: {last}"),
+            format!("see `criu check` output; {SETUP_FIX}"),
+        )
     }
 }
 
@@ -219,7 +252,10 @@ mod tests {
     #[test]
     fn parses_criu_versions() {
         assert_eq!(parse_criu_version("Version: 4.1.1\n"), Some((4, 1)));
-        assert_eq!(parse_criu_version("Version: 3.17.1\nGitID: x"), Some((3, 17)));
+        assert_eq!(
+            parse_criu_version("Version: 3.17.1\nGitID: x"),
+            Some((3, 17))
+        );
         assert_eq!(parse_criu_version("garbage"), None);
     }
 
@@ -233,7 +269,10 @@ mod tests {
 
     #[test]
     fn reads_checkpoint_restore_setting() {
-        assert_eq!(checkpoint_restore_setting("CONFIG_X=y\nCONFIG_CHECKPOINT_RESTORE=y\n"), Some(true));
+        assert_eq!(
+            checkpoint_restore_setting("CONFIG_X=y\nCONFIG_CHECKPOINT_RESTORE=y\n"),
+            Some(true)
+        );
         assert_eq!(
             checkpoint_restore_setting("# CONFIG_CHECKPOINT_RESTORE is not set\n"),
             Some(false)

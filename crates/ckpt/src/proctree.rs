@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn sees_own_child_process() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let pids = namespace_pids(std::process::id()).unwrap();
         let found = pids.contains(&child.id());
         child.kill().unwrap();

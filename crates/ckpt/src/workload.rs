@@ -80,7 +80,7 @@ pub struct Line {
 impl Line {
     /// Parses a protocol line; other output (and noise) gives `None`.
     pub fn parse(text: &str) -> Option<Line> {
-        let mut words = text.trim().split_whitespace();
+        let mut words = text.split_whitespace();
         if words.next()? != "ckpt" {
             return None;
         }
@@ -136,11 +136,20 @@ pub fn fib_steps(lines: &[String]) -> Vec<FibStep> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Continuity {
     /// The first number after the restore follows the last one before.
-    Continues { last_before: FibStep, first_after: FibStep },
+    Continues {
+        last_before: FibStep,
+        first_after: FibStep,
+    },
     /// The sequence started over (index 0 after the restore).
-    Restarted { last_before: FibStep, first_after: FibStep },
+    Restarted {
+        last_before: FibStep,
+        first_after: FibStep,
+    },
     /// Numbers were skipped or repeated.
-    Broken { last_before: FibStep, first_after: FibStep },
+    Broken {
+        last_before: FibStep,
+        first_after: FibStep,
+    },
     /// Not enough output to judge.
     Unknown(String),
 }
@@ -157,7 +166,9 @@ impl Continuity {
 /// wrapping addition).
 pub fn continuity(before: &[FibStep], first_after: Option<FibStep>) -> Continuity {
     let (Some(&last), Some(first)) = (before.last(), first_after) else {
-        return Continuity::Unknown("no Fibonacci line before the checkpoint or after the restore".into());
+        return Continuity::Unknown(
+            "no Fibonacci line before the checkpoint or after the restore".into(),
+        );
     };
     let expected_value = match before.len() {
         1 => 1, // F(0) = 0 is followed by F(1) = 1
@@ -165,17 +176,30 @@ pub fn continuity(before: &[FibStep], first_after: Option<FibStep>) -> Continuit
     };
     let (last_before, first_after) = (last, first);
     if first.index == last.index + 1 && first.value == expected_value {
-        Continuity::Continues { last_before, first_after }
+        Continuity::Continues {
+            last_before,
+            first_after,
+        }
     } else if first.index == 0 && last.index != 0 {
-        Continuity::Restarted { last_before, first_after }
+        Continuity::Restarted {
+            last_before,
+            first_after,
+        }
     } else {
-        Continuity::Broken { last_before, first_after }
+        Continuity::Broken {
+            last_before,
+            first_after,
+        }
     }
 }
 
 /// Arguments for the Fibonacci printer.
 pub fn fib_args(interval_ms: u64) -> Vec<String> {
-    vec!["fib".into(), "--interval-ms".into(), interval_ms.to_string()]
+    vec![
+        "fib".into(),
+        "--interval-ms".into(),
+        interval_ms.to_string(),
+    ]
 }
 
 /// Arguments for the forker.
@@ -204,7 +228,10 @@ mod tests {
     use super::*;
 
     fn steps(values: &[(u64, u128)]) -> Vec<FibStep> {
-        values.iter().map(|&(index, value)| FibStep { index, value }).collect()
+        values
+            .iter()
+            .map(|&(index, value)| FibStep { index, value })
+            .collect()
     }
 
     #[test]
@@ -228,7 +255,13 @@ mod tests {
         ));
         // A gap, a repeat, and a right index with a wrong value.
         for bad in [(7, 13), (5, 5), (6, 9)] {
-            let verdict = continuity(&before, Some(FibStep { index: bad.0, value: bad.1 }));
+            let verdict = continuity(
+                &before,
+                Some(FibStep {
+                    index: bad.0,
+                    value: bad.1,
+                }),
+            );
             assert!(matches!(verdict, Continuity::Broken { .. }), "{bad:?}");
         }
         assert!(matches!(continuity(&[], None), Continuity::Unknown(_)));

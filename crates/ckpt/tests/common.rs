@@ -27,9 +27,16 @@ pub fn ckpt_objects() -> Vec<String> {
         &["ps", "-aq", "--filter", "label=io.ckpt.run"][..],
         &["images", "-q", "--filter", "label=io.ckpt.run"][..],
     ] {
-        let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker CLI runs");
         assert!(out.status.success(), "docker {args:?} failed: {:?}", out);
-        ids.extend(String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from));
+        ids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from),
+        );
     }
     ids
 }

@@ -15,7 +15,10 @@ fn demo_restores_and_the_sequence_continues() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     for step in 1..=9 {
-        assert!(stdout.contains(&format!("\n{step}. ")), "step {step} missing:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("\n{step}. ")),
+            "step {step} missing:\n{stdout}"
+        );
     }
     assert!(stdout.contains("continuity holds"), "{stdout}");
     assert!(!stdout.contains("FAILED"), "{stdout}");
@@ -41,7 +44,10 @@ fn interrupted_demo_leaves_nothing_behind() {
         }
         assert!(started.elapsed() < Duration::from_secs(60));
     }
-    assert!(!ckpt_objects().is_empty() || !before.is_empty(), "the demo created nothing to clean up");
+    assert!(
+        !ckpt_objects().is_empty() || !before.is_empty(),
+        "the demo created nothing to clean up"
+    );
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -49,7 +55,11 @@ fn interrupted_demo_leaves_nothing_behind() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
-    assert_eq!(ckpt_objects(), before, "the interrupted demo left objects behind");
+    assert_eq!(
+        ckpt_objects(),
+        before,
+        "the interrupted demo left objects behind"
+    );
 }
 
 #[test]
@@ -77,7 +87,10 @@ fn unreachable_daemon_is_a_clear_error() {
         .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot reach the Docker daemon"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Docker daemon"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -96,5 +109,12 @@ fn doctor_reports_every_check() {
     for wanted in ["kernel", "criu", "criu check", "docker", "runc", "podman"] {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
     }
-    assert!(checks.as_array().unwrap().iter().all(|c| c["status"] == "ok"), "{stdout}");
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "ok"),
+        "{stdout}"
+    );
 }

@@ -45,12 +45,9 @@ pub struct DaemonFacts {
 }
 
 impl DockerEngine {
-    /// Connects (DOCKER_HOST or the default socket) and negotiates the API
-    /// version: the daemon here speaks 1.41, older than bollard's default.
+    /// Connects and checks that checkpoints are possible (experimental mode).
     pub async fn connect() -> Result<DockerEngine> {
-        let client = Docker::connect_with_defaults()
-            .map_err(|e| anyhow!("cannot set up a Docker client ({e}): check DOCKER_HOST"))?;
-        let client = client.negotiate_version().await.map_err(unreachable_daemon)?;
+        let client = negotiated_client().await?;
         let facts = facts(&client).await?;
         if !facts.experimental {
             bail!(
@@ -67,9 +64,7 @@ impl DockerEngine {
 
     /// Connects without requiring experimental mode (for doctor and gc).
     pub async fn connect_any() -> Result<(DockerEngine, DaemonFacts)> {
-        let client = Docker::connect_with_defaults()
-            .map_err(|e| anyhow!("cannot set up a Docker client ({e}): check DOCKER_HOST"))?;
-        let client = client.negotiate_version().await.map_err(unreachable_daemon)?;
+        let client = negotiated_client().await?;
         let facts = facts(&client).await?;
         let engine = DockerEngine {
             client,
@@ -86,7 +81,12 @@ impl DockerEngine {
         let filters = self.label_filter(label);
         let containers = self
             .client
-            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
             .context("listing ckpt's containers")?;
         let mut removed = 0;
@@ -101,7 +101,9 @@ impl DockerEngine {
         }
         let images = self
             .client
-            .list_images(Some(ListImagesOptionsBuilder::new().filters(&filters).build()))
+            .list_images(Some(
+                ListImagesOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .context("listing ckpt's images")?;
         for image in images {
@@ -115,31 +117,53 @@ impl DockerEngine {
     }
 
     async fn force_remove(&self, id: &str) -> Result<()> {
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         match self.client.remove_container(id, Some(options)).await {
-            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
             Err(e) => Err(api_error(e, &format!("removing container {id}"))),
         }
     }
 
     async fn remove_image_ref(&self, reference: &str) -> Result<()> {
         let options = RemoveImageOptionsBuilder::new().force(true).build();
-        match self.client.remove_image(reference, Some(options), None).await {
-            Ok(_) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        match self
+            .client
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_)
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
             Err(e) => Err(api_error(e, &format!("removing image {reference}"))),
         }
     }
 
     fn log_stream(&self, id: &str, follow: bool) -> impl Stream<Item = Result<String>> + '_ {
-        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).follow(follow).build();
-        self.client
-            .logs(id, Some(options))
-            .map(|chunk| {
-                chunk
-                    .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
-                    .map_err(|e| api_error(e, "reading container logs"))
-            })
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .build();
+        self.client.logs(id, Some(options)).map(|chunk| {
+            chunk
+                .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
+                .map_err(|e| api_error(e, "reading container logs"))
+        })
     }
+}
+
+/// A client for DOCKER_HOST (or the default socket) speaking the daemon's
+/// API version: the daemon here speaks 1.41, older than bollard's default.
+async fn negotiated_client() -> Result<Docker> {
+    let client = Docker::connect_with_defaults().map_err(unreachable_daemon)?;
+    client.negotiate_version().await.map_err(unreachable_daemon)
 }
 
 /// Collects what doctor and env.json report about the daemon.
@@ -165,7 +189,8 @@ async fn facts(client: &Docker) -> Result<DaemonFacts> {
 }
 
 fn unreachable_daemon(e: ApiError) -> anyhow::Error {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     anyhow!(
         "cannot reach the Docker daemon at {host} ({e}): start dockerd (scripts/setup starts it) or fix DOCKER_HOST"
     )
@@ -175,8 +200,14 @@ fn unreachable_daemon(e: ApiError) -> anyhow::Error {
 /// own message is kept verbatim because it is usually the useful part.
 fn api_error(e: ApiError, what: &str) -> anyhow::Error {
     match e {
-        ApiError::DockerResponseServerError { status_code, message } => {
-            anyhow!("{what} failed: the Docker daemon answered {status_code}: {}", message.trim())
+        ApiError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            anyhow!(
+                "{what} failed: the Docker daemon answered {status_code}: {}",
+                message.trim()
+            )
         }
         other => anyhow!("{what} failed: {other}"),
     }
@@ -254,7 +285,9 @@ impl Engine for DockerEngine {
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         let created = self
             .client
             .create_container(Some(options), body)
@@ -294,7 +327,10 @@ impl Engine for DockerEngine {
                     seen.push(line);
                 }
             }
-            bail!("the container {} stopped before printing the expected line", container.name)
+            bail!(
+                "the container {} stopped before printing the expected line",
+                container.name
+            )
         };
         match tokio::time::timeout(timeout, search).await {
             Ok(result) => result,
@@ -331,23 +367,44 @@ impl Engine for DockerEngine {
 
     async fn stop(&self, container: &Container) -> Result<()> {
         let options = StopContainerOptionsBuilder::new().t(5).build();
-        match self.client.stop_container(&container.id, Some(options)).await {
+        match self
+            .client
+            .stop_container(&container.id, Some(options))
+            .await
+        {
             // 304: already stopped, which is what a checkpoint with exit leaves.
-            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-            Err(e) => Err(api_error(e, &format!("stopping container {}", container.name))),
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(api_error(
+                e,
+                &format!("stopping container {}", container.name),
+            )),
         }
     }
 
     async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
         let query = format!("checkpoint={checkpoint}");
-        let client = self.client.clone().with_request_modifier(move |mut request| {
-            *request.uri_mut() = with_query(request.uri(), &query);
-            request
-        });
+        let client = self
+            .client
+            .clone()
+            .with_request_modifier(move |mut request| {
+                *request.uri_mut() = with_query(request.uri(), &query);
+                request
+            });
         client
             .start_container(&container.id, None)
             .await
-            .map_err(|e| api_error(e, &format!("restoring container {} from checkpoint {checkpoint}", container.name)))
+            .map_err(|e| {
+                api_error(
+                    e,
+                    &format!(
+                        "restoring container {} from checkpoint {checkpoint}",
+                        container.name
+                    ),
+                )
+            })
     }
 
     async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
@@ -390,7 +447,8 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_run(&self, run: &RunId) -> Result<usize> {
-        self.remove_labelled(&format!("{RUN_LABEL}={}", run.as_str()), false).await
+        self.remove_labelled(&format!("{RUN_LABEL}={}", run.as_str()), false)
+            .await
     }
 
     async fn remove_orphans(&self) -> Result<usize> {
@@ -402,7 +460,9 @@ impl Engine for DockerEngine {
 fn with_query(uri: &http::Uri, query: &str) -> http::Uri {
     let text = uri.to_string();
     let sep = if uri.query().is_some() { '&' } else { '?' };
-    format!("{text}{sep}{query}").parse().unwrap_or_else(|_| uri.clone())
+    format!("{text}{sep}{query}")
+        .parse()
+        .unwrap_or_else(|_| uri.clone())
 }
 
 /// Total bytes of the regular files under `dir` (None when unreadable).
@@ -410,7 +470,11 @@ pub fn dir_size(dir: &std::path::Path) -> Option<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let meta = entry.metadata().ok()?;
-        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Some(total)
 }
@@ -430,17 +494,25 @@ mod tests {
     fn splits_chunks_into_lines() {
         let mut s = LineSplitter::default();
         assert_eq!(s.push("ckpt fib in"), Vec::<String>::new());
-        assert_eq!(s.push("dex=1\nckpt x\n"), vec!["ckpt fib index=1", "ckpt x"]);
+        assert_eq!(
+            s.push("dex=1\nckpt x\n"),
+            vec!["ckpt fib index=1", "ckpt x"]
+        );
     }
 
     #[test]
     fn adds_checkpoint_query() {
-        let uri: http::Uri = "http://localhost/v1.41/containers/abc/start".parse().unwrap();
+        let uri: http::Uri = "http://localhost/v1.41/containers/abc/start"
+            .parse()
+            .unwrap();
         assert_eq!(
             with_query(&uri, "checkpoint=cp").to_string(),
             "http://localhost/v1.41/containers/abc/start?checkpoint=cp"
         );
         let uri: http::Uri = "http://localhost/x?detachKeys=a".parse().unwrap();
-        assert_eq!(with_query(&uri, "checkpoint=cp").to_string(), "http://localhost/x?detachKeys=a&checkpoint=cp");
+        assert_eq!(
+            with_query(&uri, "checkpoint=cp").to_string(),
+            "http://localhost/x?detachKeys=a&checkpoint=cp"
+        );
     }
 }

@@ -94,7 +94,11 @@ pub trait Engine {
 
 /// Restores, retrying once on the known transient containerd failure.
 /// Returns the number of retries (0 or 1) so that callers can record it.
-pub async fn restore_with_retry<E: Engine>(engine: &E, container: &Container, checkpoint: &str) -> Result<u32> {
+pub async fn restore_with_retry<E: Engine>(
+    engine: &E,
+    container: &Container,
+    checkpoint: &str,
+) -> Result<u32> {
     match engine.restore(container, checkpoint).await {
         Ok(()) => Ok(0),
         Err(e) if is_transient_restore_error(&format!("{e:#}")) => {
