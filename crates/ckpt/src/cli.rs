@@ -1,8 +1,9 @@
 //! Command-line arguments and the glue from each sub-command to the library.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ckpt::cleanup::{self, Interrupted, RunId};
@@ -10,6 +11,9 @@ use ckpt::demo::{self, DemoOptions};
 use ckpt::doctor;
 use ckpt::engine::docker::DockerEngine;
 use ckpt::engine::Engine;
+use ckpt::envinfo::Environment;
+use ckpt::plan::{self, Order, SweepPlan};
+use ckpt::sweep;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,8 +36,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The seed's experiment: checkpoint and restore time against the number of child processes
+    Sweep(SweepArgs),
+    /// Rebuild summary, figures and report of a results directory (no engine needed)
+    Report {
+        /// A directory written by `ckpt sweep`
+        dir: PathBuf,
+    },
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepArgs {
+    /// Numbers of child processes: values and ranges, A..B or A..B:STEP (both ends included)
+    #[arg(long, default_value = plan::DEFAULT_CHILDREN)]
+    children: String,
+    /// Measured trials per point
+    #[arg(long, default_value_t = 5)]
+    repeat: u32,
+    /// Warm-up trials per point (recorded, excluded from the statistics)
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
+    /// Engine to measure
+    #[arg(long, value_enum, default_value_t = EngineName::Docker)]
+    engine: EngineName,
+    /// Run order: shuffled interleaves the points so that drift cannot pose as a trend
+    #[arg(long, value_enum, default_value_t = Order::Shuffled)]
+    order: Order,
+    /// Seed of the shuffled order (default: random, recorded in plan.json)
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Results directory (default: results/sweep-<run id>)
+    #[arg(long, conflicts_with = "resume")]
+    output: Option<PathBuf>,
+    /// Continue an interrupted sweep in DIR with its own plan
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +113,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Demo(args) => demo_command(args).await,
         Command::Doctor { json } => doctor_command(json).await,
+        Command::Sweep(args) => sweep_command(args).await,
+        Command::Report { dir } => report_command(&dir),
         Command::Gc => gc_command().await,
     }
 }
@@ -99,7 +140,7 @@ async fn gc_command() -> Result<u8> {
 async fn demo_command(args: DemoArgs) -> Result<u8> {
     doctor::require_docker_stack().await?;
     let EngineName::Docker = args.engine;
-    let engine = DockerEngine::connect().await?;
+    let (engine, _) = DockerEngine::connect_checked().await?;
     let options = DemoOptions {
         interval: args.interval,
         run_for: args.run_for.unwrap_or(args.interval * 3),
@@ -123,6 +164,88 @@ async fn demo_command(args: DemoArgs) -> Result<u8> {
             None => Err(e),
         },
     }
+}
+
+async fn sweep_command(args: SweepArgs) -> Result<u8> {
+    let run = RunId::new();
+    // Everything about the input is checked before anything is created.
+    let fresh_plan = match &args.resume {
+        Some(_) => None,
+        None => Some(SweepPlan {
+            engine: "docker".into(),
+            children: plan::parse_values(&args.children).context("--children")?,
+            repeat: args.repeat,
+            warmup: args.warmup,
+            order: args.order,
+            seed: args.seed.unwrap_or_else(rand::random),
+        }),
+    };
+    if let Some(p) = &fresh_plan {
+        p.validate()?;
+    }
+    doctor::require_docker_stack().await?;
+    let EngineName::Docker = args.engine;
+    let (engine, facts) = DockerEngine::connect_checked().await?;
+    let prepared = match (fresh_plan, &args.resume) {
+        (Some(p), _) => {
+            let dir = args
+                .output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(format!("sweep-{run}")));
+            sweep::prepare_new(&dir, p, &Environment::collect(Some(&facts)))?
+        }
+        (None, Some(dir)) => sweep::prepare_resume(dir)?,
+        (None, None) => unreachable!("a sweep either has a plan or resumes one"),
+    };
+    if !prepared.repaired_lines.is_empty() {
+        eprintln!(
+            "ckpt: repaired the records: dropped cut line(s) {:?}; those trials run again",
+            prepared.repaired_lines
+        );
+    }
+    let dir = prepared.dir.clone();
+    let total = prepared.plan.trials().len();
+    eprintln!(
+        "ckpt sweep: run {run}, {} trial(s) to do of {total}, results in {}",
+        sweep::remaining(&prepared.plan, &prepared.done).len(),
+        dir.display()
+    );
+    let outcome = tokio::select! {
+        result = sweep::run_trials(&engine, &run, &prepared) => result,
+        signal = cleanup::interrupted() => Err(Interrupted(signal).into()),
+    };
+    let cleaned = report_cleanup(&run, engine.remove_run(&run).await);
+    let has_records = dir.join(ckpt::records::TRIALS_JSONL).exists();
+    let analysis = if has_records { Some(sweep::write_outputs(&dir)?) } else { None };
+    match outcome {
+        Ok(_) => {
+            if let Some(a) = &analysis {
+                print!("{}", sweep::render_table(a));
+            }
+            println!("results: {}", dir.display());
+            Ok(u8::from(!cleaned))
+        }
+        Err(e) => {
+            let resume = format!("ckpt sweep --resume {}", dir.display());
+            match e.downcast_ref::<Interrupted>() {
+                Some(Interrupted(signal)) => {
+                    eprintln!(
+                        "ckpt sweep: interrupted by {signal}; completed trials are kept in {}; continue with: {resume}",
+                        dir.display()
+                    );
+                    Ok(signal.exit_code() as u8)
+                }
+                None => Err(e.context(format!("the sweep stopped; completed trials are kept; continue with: {resume}"))),
+            }
+        }
+    }
+}
+
+fn report_command(dir: &Path) -> Result<u8> {
+    let analysis = sweep::write_outputs(dir)?;
+    print!("{}", sweep::render_table(&analysis));
+    println!("rebuilt the summary, figures and report in {}", dir.display());
+    Ok(0)
 }
 
 /// Says what cleanup had to remove (objects a failed or interrupted run

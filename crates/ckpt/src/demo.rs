@@ -76,13 +76,13 @@ pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> R
     step(5, "stop the container", engine.stop(&container)).await?;
     // Read the log once the container is stopped: nothing can be added now.
     let before = workload::fib_steps(&engine.logs(&container).await?);
-    let retries = step(
+    let restored = step(
         6,
         "restore from the checkpoint",
         engine::restore_with_retry(engine, &container, checkpoint),
     )
     .await?;
-    if retries > 0 {
+    if restored.retries > 0 {
         println!("   (the restore hit containerd's transient 'content already exists' error and was retried once)");
     }
 

@@ -6,9 +6,17 @@
 //! ends) -> `analysis` -> `plot` and `report`. Analysis and output read only
 //! records, so `ckpt report DIR` works without any engine.
 
+pub mod analysis;
 pub mod cleanup;
 pub mod demo;
 pub mod doctor;
 pub mod engine;
+pub mod envinfo;
+pub mod plan;
+pub mod plot;
 pub mod proctree;
+pub mod records;
+pub mod report;
+pub mod runner;
+pub mod sweep;
 pub mod workload;

@@ -46,9 +46,8 @@ pub struct DaemonFacts {
 
 impl DockerEngine {
     /// Connects and checks that checkpoints are possible (experimental mode).
-    pub async fn connect() -> Result<DockerEngine> {
-        let client = negotiated_client().await?;
-        let facts = facts(&client).await?;
+    pub async fn connect_checked() -> Result<(DockerEngine, DaemonFacts)> {
+        let (engine, facts) = DockerEngine::connect_any().await?;
         if !facts.experimental {
             bail!(
                 "the Docker daemon {} runs without experimental mode, which checkpoints need: \
@@ -56,10 +55,7 @@ impl DockerEngine {
                 facts.version
             );
         }
-        Ok(DockerEngine {
-            client,
-            root_dir: facts.root_dir.map(PathBuf::from),
-        })
+        Ok((engine, facts))
     }
 
     /// Connects without requiring experimental mode (for doctor and gc).

@@ -92,20 +92,30 @@ pub trait Engine {
     async fn remove_orphans(&self) -> Result<usize>;
 }
 
+/// How a restore went: retries after the transient error, and the wall
+/// time of the attempt that succeeded (a failed attempt is not a restore).
+#[derive(Debug, Clone, Copy)]
+pub struct Restored {
+    pub retries: u32,
+    pub took: std::time::Duration,
+}
+
 /// Restores, retrying once on the known transient containerd failure.
-/// Returns the number of retries (0 or 1) so that callers can record it.
 pub async fn restore_with_retry<E: Engine>(
     engine: &E,
     container: &Container,
     checkpoint: &str,
-) -> Result<u32> {
+) -> Result<Restored> {
+    let started = std::time::Instant::now();
     match engine.restore(container, checkpoint).await {
-        Ok(()) => Ok(0),
+        Ok(()) => Ok(Restored { retries: 0, took: started.elapsed() }),
         Err(e) if is_transient_restore_error(&format!("{e:#}")) => {
             tracing::info!("restore hit the transient containerd error, retrying once: {e:#}");
             // The failed attempt leaves the container stopped and the
             // checkpoint intact, so the same call can simply be repeated.
-            engine.restore(container, checkpoint).await.map(|()| 1)
+            let started = std::time::Instant::now();
+            engine.restore(container, checkpoint).await?;
+            Ok(Restored { retries: 1, took: started.elapsed() })
         }
         Err(e) => Err(e),
     }

@@ -1,0 +1,485 @@
+//! Statistics over trial records: per point mean, sd, median, min, max and
+//! the 95% confidence interval of the mean (Student t); a least-squares fit
+//! of time against the number of processes; the correlation between
+//! checkpoint and restore time; outliers within a point (MAD rule) and
+//! points off the fit. Plain data in, plain data out.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use crate::records::{Status, TrialRecord};
+
+/// Descriptive statistics of one sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub n: usize,
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for a single value.
+    pub sd: f64,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// 95% confidence interval of the mean; equal to the mean when n = 1.
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+/// The two-sided 95% quantile of Student's t with `df` degrees of freedom.
+pub fn t95(df: usize) -> f64 {
+    match StudentsT::new(0.0, 1.0, df.max(1) as f64) {
+        Ok(t) => t.inverse_cdf(0.975),
+        Err(_) => f64::NAN,
+    }
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 0 {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
+
+pub fn describe(values: &[f64]) -> Option<Stats> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let sd = if n > 1 {
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    let half = if n > 1 { t95(n - 1) * sd / (n as f64).sqrt() } else { 0.0 };
+    Some(Stats {
+        n,
+        mean,
+        sd,
+        median: median(values),
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ci_low: mean - half,
+        ci_high: mean + half,
+    })
+}
+
+/// Indices of outliers by the modified z-score on the median absolute
+/// deviation (Iglewicz and Hoaglin: |0.6745 (x - median) / MAD| > 3.5), the
+/// rule hyperfine uses. Robust: one wild value cannot hide itself by
+/// inflating the spread.
+pub fn mad_outliers(values: &[f64]) -> Vec<usize> {
+    if values.len() < 3 {
+        return Vec::new();
+    }
+    let med = median(values);
+    let deviations: Vec<f64> = values.iter().map(|v| (v - med).abs()).collect();
+    let mad = median(&deviations);
+    if mad == 0.0 {
+        return Vec::new();
+    }
+    values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| (0.6745 * (*v - med) / mad).abs() > 3.5)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Least-squares line y = intercept + slope x.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    pub n: usize,
+    pub slope: f64,
+    pub intercept: f64,
+    /// 95% confidence interval of the slope (t with n - 2 df).
+    pub slope_ci_low: f64,
+    pub slope_ci_high: f64,
+    pub r_squared: f64,
+}
+
+impl Fit {
+    pub fn at(&self, x: f64) -> f64 {
+        self.intercept + self.slope * x
+    }
+}
+
+/// Needs at least three points and two distinct x values.
+pub fn fit(xs: &[f64], ys: &[f64]) -> Option<Fit> {
+    let n = xs.len();
+    if n < 3 || n != ys.len() {
+        return None;
+    }
+    let mx = xs.iter().sum::<f64>() / n as f64;
+    let my = ys.iter().sum::<f64>() / n as f64;
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let syy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let sse: f64 = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| (y - intercept - slope * x).powi(2))
+        .sum();
+    let se_slope = (sse / (n - 2) as f64 / sxx).sqrt();
+    let half = t95(n - 2) * se_slope;
+    Some(Fit {
+        n,
+        slope,
+        intercept,
+        slope_ci_low: slope - half,
+        slope_ci_high: slope + half,
+        r_squared: if syy == 0.0 { 1.0 } else { 1.0 - sse / syy },
+    })
+}
+
+/// Pearson's correlation coefficient; None for fewer than three pairs or a
+/// constant variable.
+pub fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    let n = xs.len();
+    if n < 3 || n != ys.len() {
+        return None;
+    }
+    let mx = xs.iter().sum::<f64>() / n as f64;
+    let my = ys.iter().sum::<f64>() / n as f64;
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let syy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// The timed operations a summary covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Checkpoint,
+    Restore,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 2] = [Operation::Checkpoint, Operation::Restore];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Checkpoint => "checkpoint",
+            Operation::Restore => "restore",
+        }
+    }
+
+    pub fn value(self, r: &TrialRecord) -> Option<f64> {
+        match self {
+            Operation::Checkpoint => r.checkpoint_ms,
+            Operation::Restore => r.restore_ms,
+        }
+    }
+}
+
+/// One row of summary.csv: one operation at one point of the grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointSummary {
+    pub engine: String,
+    pub children: u32,
+    pub operation: Operation,
+    pub n: usize,
+    pub mean_ms: f64,
+    pub sd_ms: f64,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub ci95_low_ms: f64,
+    pub ci95_high_ms: f64,
+    /// Trials of this point flagged by the MAD rule.
+    pub outliers: usize,
+    pub failed: usize,
+    pub mean_checkpoint_bytes: Option<f64>,
+    pub image_bytes: Option<u64>,
+}
+
+/// A fit of one engine's operation time against the number of children.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationFit {
+    pub engine: String,
+    pub operation: Operation,
+    pub fit: Fit,
+}
+
+/// A point whose mean lies off its fitted line (like the seed's 45).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffFit {
+    pub engine: String,
+    pub operation: Operation,
+    pub children: u32,
+    pub mean_ms: f64,
+    pub predicted_ms: f64,
+}
+
+/// Everything the report says, computed from records alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub points: Vec<PointSummary>,
+    pub fits: Vec<OperationFit>,
+    /// Pearson r between checkpoint and restore time over measured trials,
+    /// per engine.
+    pub correlation: BTreeMap<String, f64>,
+    pub off_fit: Vec<OffFit>,
+    pub trials: usize,
+    pub warmups: usize,
+    pub failed: usize,
+    pub unverified: usize,
+    pub restore_retries: u32,
+    /// ckpt's own time per trial.
+    pub overhead: Option<Stats>,
+    /// Distinct image sizes seen (one value: the size did not change).
+    pub image_sizes: Vec<u64>,
+}
+
+type Key = (String, u32);
+
+fn group(records: &[TrialRecord]) -> BTreeMap<Key, Vec<&TrialRecord>> {
+    let mut groups: BTreeMap<Key, Vec<&TrialRecord>> = BTreeMap::new();
+    for r in records.iter().filter(|r| !r.warmup) {
+        groups.entry((r.engine.clone(), r.children)).or_default().push(r);
+    }
+    groups
+}
+
+pub fn analyse(records: &[TrialRecord]) -> Analysis {
+    let groups = group(records);
+    let mut points = Vec::new();
+    for ((engine, children), trials) in &groups {
+        let ok: Vec<&TrialRecord> = trials.iter().copied().filter(|r| r.measured_ok()).collect();
+        let failed = trials.len() - ok.len();
+        let sizes: Vec<f64> = ok.iter().filter_map(|r| r.checkpoint_bytes).map(|b| b as f64).collect();
+        let mean_checkpoint_bytes = describe(&sizes).map(|s| s.mean);
+        for op in Operation::ALL {
+            let values: Vec<f64> = ok.iter().filter_map(|r| op.value(r)).collect();
+            let Some(stats) = describe(&values) else { continue };
+            points.push(PointSummary {
+                engine: engine.clone(),
+                children: *children,
+                operation: op,
+                n: stats.n,
+                mean_ms: stats.mean,
+                sd_ms: stats.sd,
+                median_ms: stats.median,
+                min_ms: stats.min,
+                max_ms: stats.max,
+                ci95_low_ms: stats.ci_low,
+                ci95_high_ms: stats.ci_high,
+                outliers: mad_outliers(&values).len(),
+                failed,
+                mean_checkpoint_bytes,
+                image_bytes: ok.first().and_then(|r| r.image_bytes),
+            });
+        }
+    }
+    let engines: Vec<String> = groups.keys().map(|(e, _)| e.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut fits = Vec::new();
+    let mut off_fit = Vec::new();
+    let mut correlation = BTreeMap::new();
+    for engine in &engines {
+        let measured: Vec<&TrialRecord> = records
+            .iter()
+            .filter(|r| r.measured_ok() && &r.engine == engine)
+            .collect();
+        for op in Operation::ALL {
+            let (xs, ys): (Vec<f64>, Vec<f64>) = measured
+                .iter()
+                .filter_map(|r| Some((r.children as f64, op.value(r)?)))
+                .unzip();
+            if let Some(f) = fit(&xs, &ys) {
+                let mine: Vec<&PointSummary> = points
+                    .iter()
+                    .filter(|p| &p.engine == engine && p.operation == op)
+                    .collect();
+                off_fit.extend(points_off_fit(&mine, &f));
+                fits.push(OperationFit { engine: engine.clone(), operation: op, fit: f });
+            }
+        }
+        let pairs: (Vec<f64>, Vec<f64>) = measured
+            .iter()
+            .filter_map(|r| Some((r.checkpoint_ms?, r.restore_ms?)))
+            .unzip();
+        if let Some(r) = pearson(&pairs.0, &pairs.1) {
+            correlation.insert(engine.clone(), r);
+        }
+    }
+    let overheads: Vec<f64> = records.iter().filter(|r| r.status != Status::Failed).map(|r| r.overhead_ms).collect();
+    let mut image_sizes: Vec<u64> = records.iter().filter_map(|r| r.image_bytes).collect();
+    image_sizes.sort_unstable();
+    image_sizes.dedup();
+    Analysis {
+        points,
+        fits,
+        correlation,
+        off_fit,
+        trials: records.len(),
+        warmups: records.iter().filter(|r| r.warmup).count(),
+        failed: records.iter().filter(|r| r.status == Status::Failed).count(),
+        unverified: records.iter().filter(|r| r.status == Status::Unverified).count(),
+        restore_retries: records.iter().map(|r| r.restore_retries).sum(),
+        overhead: describe(&overheads),
+        image_sizes,
+    }
+}
+
+/// Points whose mean is far from the line: further than three robust
+/// standard deviations of all points' residuals, and outside the point's
+/// own confidence interval (so that noise within a point never counts).
+fn points_off_fit(points: &[&PointSummary], f: &Fit) -> Vec<OffFit> {
+    if points.len() < 4 {
+        return Vec::new();
+    }
+    let residuals: Vec<f64> = points.iter().map(|p| p.mean_ms - f.at(p.children as f64)).collect();
+    let deviations: Vec<f64> = residuals.iter().map(|r| r.abs()).collect();
+    let scale = 1.4826 * median(&deviations);
+    points
+        .iter()
+        .zip(&residuals)
+        .filter(|(p, r)| {
+            let predicted = f.at(p.children as f64);
+            r.abs() > 3.0 * scale && (predicted < p.ci95_low_ms || predicted > p.ci95_high_ms)
+        })
+        .map(|(p, _)| OffFit {
+            engine: p.engine.clone(),
+            operation: p.operation,
+            children: p.children,
+            mean_ms: p.mean_ms,
+            predicted_ms: f.at(p.children as f64),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn describes_a_sample_as_by_hand() {
+        // 2, 4, 4, 4, 5, 5, 7, 9: mean 5, sample sd sqrt(32/7) = 2.13809,
+        // t(7, 0.975) = 2.364624, half-width = 2.364624 * 2.13809 / sqrt(8) = 1.78750.
+        let s = describe(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
+        assert_eq!(s.n, 8);
+        assert!(close(s.mean, 5.0, 1e-12));
+        assert!(close(s.sd, 2.138090, 1e-6), "{}", s.sd);
+        assert!(close(s.median, 4.5, 1e-12));
+        assert_eq!((s.min, s.max), (2.0, 9.0));
+        assert!(close(s.ci_low, 5.0 - 1.787500, 1e-5), "{}", s.ci_low);
+        assert!(close(s.ci_high, 5.0 + 1.787500, 1e-5));
+        let one = describe(&[3.0]).unwrap();
+        assert_eq!((one.sd, one.ci_low, one.ci_high), (0.0, 3.0, 3.0));
+        assert!(describe(&[]).is_none());
+    }
+
+    #[test]
+    fn t_quantiles_match_tables() {
+        assert!(close(t95(1), 12.7062, 1e-3));
+        assert!(close(t95(4), 2.7764, 1e-3));
+        assert!(close(t95(30), 2.0423, 1e-3));
+    }
+
+    #[test]
+    fn fit_recovers_a_line_and_its_uncertainty() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let exact: Vec<f64> = xs.iter().map(|x| 10.0 + 2.0 * x).collect();
+        let f = fit(&xs, &exact).unwrap();
+        assert!(close(f.slope, 2.0, 1e-12) && close(f.intercept, 10.0, 1e-12));
+        assert!(close(f.r_squared, 1.0, 1e-12));
+        assert!(close(f.slope_ci_low, 2.0, 1e-9));
+        // y = 1, 3, 2, 5, 4 on x = 1..5: slope 0.8, intercept 0.6, SSE 3.6,
+        // R^2 = 1 - 3.6/10 = 0.64, se(slope) = sqrt(3.6/3/10), t(3) = 3.182446.
+        let f = fit(&xs, &[1.0, 3.0, 2.0, 5.0, 4.0]).unwrap();
+        assert!(close(f.slope, 0.8, 1e-12) && close(f.intercept, 0.6, 1e-12));
+        assert!(close(f.r_squared, 0.64, 1e-12));
+        let half = 3.182446 * (3.6f64 / 3.0 / 10.0).sqrt();
+        assert!(close(f.slope_ci_high, 0.8 + half, 1e-5), "{}", f.slope_ci_high);
+        assert!(fit(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+        assert!(fit(&[1.0, 2.0], &[1.0, 2.0]).is_none());
+    }
+
+    #[test]
+    fn pearson_by_hand() {
+        assert!(close(pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]).unwrap(), 1.0, 1e-12));
+        assert!(close(pearson(&[1.0, 2.0, 3.0], &[6.0, 4.0, 2.0]).unwrap(), -1.0, 1e-12));
+        // x = 1..5, y = 1,3,2,5,4: sxy = 8, sxx = syy = 10 -> r = 0.8.
+        assert!(close(pearson(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 3.0, 2.0, 5.0, 4.0]).unwrap(), 0.8, 1e-12));
+        assert!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+    }
+
+    #[test]
+    fn mad_rule_flags_only_the_wild_value() {
+        let values = [200.0, 205.0, 198.0, 202.0, 900.0];
+        assert_eq!(mad_outliers(&values), vec![4]);
+        assert!(mad_outliers(&[200.0, 205.0, 198.0, 202.0, 210.0]).is_empty());
+        assert!(mad_outliers(&[1.0, 1.0, 1.0, 1.0]).is_empty(), "zero MAD flags nothing");
+    }
+
+    fn record(children: u32, ck: f64, rs: f64) -> TrialRecord {
+        TrialRecord {
+            run_id: "r".into(),
+            trial: 0,
+            engine: "docker".into(),
+            children,
+            repetition: 0,
+            warmup: false,
+            started_at: String::new(),
+            image_bytes: Some(1000),
+            run_ms: None,
+            ready_ms: None,
+            checkpoint_ms: Some(ck),
+            stop_ms: None,
+            restore_ms: Some(rs),
+            restore_retries: 0,
+            checkpoint_bytes: Some(100),
+            processes_before: None,
+            processes_after: None,
+            verified: true,
+            remove_ms: None,
+            overhead_ms: 1.0,
+            status: Status::Ok,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn analysis_flags_the_point_off_the_line() {
+        let mut records = Vec::new();
+        for n in [1u32, 5, 10, 15, 20, 25] {
+            for jitter in [-1.0, 0.0, 1.0] {
+                let base = 100.0 + 10.0 * n as f64 + jitter;
+                let ck = if n == 20 { base + 150.0 } else { base };
+                records.push(record(n, ck, ck * 1.5));
+            }
+        }
+        let mut warm = record(1, 5000.0, 5000.0);
+        warm.warmup = true;
+        records.push(warm);
+        let mut bad = record(5, 0.0, 0.0);
+        bad.status = Status::Failed;
+        records.push(bad);
+        let a = analyse(&records);
+        assert_eq!(a.points.len(), 12);
+        let p5 = a.points.iter().find(|p| p.children == 5 && p.operation == Operation::Checkpoint).unwrap();
+        assert_eq!((p5.n, p5.failed), (3, 1), "failed trials are counted, not averaged");
+        let p1 = a.points.iter().find(|p| p.children == 1 && p.operation == Operation::Checkpoint).unwrap();
+        assert!(close(p1.mean_ms, 110.0, 1e-9), "warm-ups are excluded: {}", p1.mean_ms);
+        let off: Vec<u32> = a.off_fit.iter().filter(|o| o.operation == Operation::Checkpoint).map(|o| o.children).collect();
+        assert_eq!(off, vec![20]);
+        assert!(close(a.correlation["docker"], 1.0, 1e-9));
+        assert_eq!((a.warmups, a.failed), (1, 1));
+        assert_eq!(a.image_sizes, vec![1000]);
+    }
+}

@@ -1,0 +1,274 @@
+//! report.md and a self-contained report.html in the seed's structure:
+//! system details, method, results table, figure, and observations written
+//! from the numbers. Everything here reads the analysis, never an engine.
+
+use std::fmt::Write as _;
+
+use crate::analysis::{Analysis, Operation, PointSummary};
+use crate::envinfo::Environment;
+use crate::plan::SweepPlan;
+
+pub const REPORT_MD: &str = "report.md";
+pub const REPORT_HTML: &str = "report.html";
+
+/// The parts of a report, rendered as Markdown or HTML.
+pub struct Report<'a> {
+    pub plan: &'a SweepPlan,
+    pub env: &'a Environment,
+    pub analysis: &'a Analysis,
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.2} MiB", bytes / 1048576.0)
+}
+
+impl Report<'_> {
+    fn system(&self) -> Vec<(&'static str, String)> {
+        let e = self.env;
+        let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+        vec![
+            ("CPU", format!("{} ({} cores)", or(&e.cpu_model), e.cores.map_or("?".into(), |c| c.to_string()))),
+            ("Memory", e.memory_bytes.map_or("unknown".into(), |b| format!("{:.1} GiB", b as f64 / 1073741824.0))),
+            ("Operating system", or(&e.distro)),
+            ("Kernel", or(&e.kernel)),
+            ("Docker", format!("{} (API {})", or(&e.docker), or(&e.docker_api))),
+            ("containerd", or(&e.containerd)),
+            ("runc", or(&e.runc)),
+            ("CRIU", or(&e.criu)),
+            ("ckpt", e.ckpt.clone()),
+        ]
+    }
+
+    fn method(&self) -> String {
+        let p = self.plan;
+        let grid: Vec<String> = p.children.iter().map(u32::to_string).collect();
+        let order = match p.order {
+            crate::plan::Order::Sequential => "sequential".to_string(),
+            crate::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
+        };
+        format!(
+            "A static program forks N child processes in a fresh `FROM scratch` container (engine: {}); \
+             each child prints its pid every second. For each N in {{{}}}, {} measured trial(s) after {} warm-up trial(s) \
+             (recorded, excluded from the statistics), in {} order. One trial: start the container, wait for the \
+             program's ready line, checkpoint (timed, wall time seen by the client), stop (timed), restore from the \
+             checkpoint (timed), check that the same N+1 pids are alive after the restore, remove the container. \
+             Intervals are 95% confidence intervals of the mean (Student t).",
+            p.engine,
+            grid.join(", "),
+            p.repeat,
+            p.warmup,
+            order
+        )
+    }
+
+    /// Observations written from the numbers, in the seed's order.
+    pub fn observations(&self) -> Vec<String> {
+        let a = self.analysis;
+        let mut out = Vec::new();
+        match a.image_sizes.as_slice() {
+            [] => {}
+            [one] => out.push(format!(
+                "The image size stays constant ({}): the number of child processes belongs to the container, not the image.",
+                mib(*one as f64)
+            )),
+            many => out.push(format!(
+                "The image size varied between {} and {}.",
+                mib(many[0] as f64),
+                mib(many[many.len() - 1] as f64)
+            )),
+        }
+        for f in &a.fits {
+            let fit = &f.fit;
+            let growth = if fit.slope_ci_low > 0.0 {
+                "grows"
+            } else if fit.slope_ci_high < 0.0 {
+                "falls"
+            } else {
+                "shows no significant trend"
+            };
+            let shape = if fit.r_squared >= 0.9 {
+                "a line fits it well"
+            } else if fit.r_squared >= 0.5 {
+                "a line explains part of the variation"
+            } else {
+                "a line explains little of the variation"
+            };
+            out.push(format!(
+                "{} {} time {growth} with the number of processes: {:.2} ms per process (95% CI {:.2} to {:.2}), \
+                 intercept {:.1} ms, R² = {:.3}; {shape}.",
+                f.engine,
+                f.operation.name(),
+                fit.slope,
+                fit.slope_ci_low,
+                fit.slope_ci_high,
+                fit.intercept,
+                fit.r_squared
+            ));
+        }
+        for (engine, r) in &a.correlation {
+            let strength = match r.abs() {
+                x if x >= 0.7 => "strongly",
+                x if x >= 0.4 => "moderately",
+                _ => "weakly",
+            };
+            out.push(format!(
+                "{engine}: checkpoint and restore times are {strength} correlated across trials (Pearson r = {r:.3}); \
+                 much of this is their shared dependence on N, not restore following checkpoint trial by trial."
+            ));
+        }
+        if a.off_fit.is_empty() {
+            out.push("No point lies off its fitted line beyond its own confidence interval.".into());
+        }
+        for o in &a.off_fit {
+            out.push(format!(
+                "Anomaly: {} {} at N = {} averaged {:.1} ms where the fit predicts {:.1} ms.",
+                o.engine,
+                o.operation.name(),
+                o.children,
+                o.mean_ms,
+                o.predicted_ms
+            ));
+        }
+        let outliers: usize = a.points.iter().map(|p| p.outliers).sum();
+        if outliers > 0 {
+            out.push(format!("{outliers} single trial time(s) were outliers within their point (MAD rule); they are kept in the statistics and shown here."));
+        }
+        out.push(format!(
+            "{} trial(s) in all ({} warm-up): {} failed, {} ran but failed verification; {} restore(s) hit containerd's transient \
+             'content already exists' error and succeeded on the one retry.",
+            a.trials, a.warmups, a.failed, a.unverified, a.restore_retries
+        ));
+        if let Some(o) = &a.overhead {
+            out.push(format!(
+                "ckpt's own time per trial (outside engine calls and waits): mean {:.2} ms, max {:.2} ms.",
+                o.mean, o.max
+            ));
+        }
+        if let (Some(first), Some(last)) = (self.checkpoint_sizes().first(), self.checkpoint_sizes().last()) {
+            out.push(format!(
+                "The checkpoint on disk grows from {} at N = {} to {} at N = {}.",
+                mib(first.1),
+                first.0,
+                mib(last.1),
+                last.0
+            ));
+        }
+        out
+    }
+
+    fn checkpoint_sizes(&self) -> Vec<(u32, f64)> {
+        self.rows(Operation::Checkpoint)
+            .iter()
+            .filter_map(|p| Some((p.children, p.mean_checkpoint_bytes?)))
+            .collect()
+    }
+
+    fn rows(&self, op: Operation) -> Vec<&PointSummary> {
+        self.analysis.points.iter().filter(|p| p.operation == op).collect()
+    }
+
+    /// Table rows: engine, N, then checkpoint and restore mean [CI] and sd.
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let header = vec![
+            "engine", "N", "trials", "checkpoint mean (ms)", "95% CI", "sd", "restore mean (ms)", "95% CI", "sd",
+            "checkpoint size", "failed",
+        ];
+        let restore = self.rows(Operation::Restore);
+        let rows = self
+            .rows(Operation::Checkpoint)
+            .iter()
+            .map(|c| {
+                let r = restore.iter().find(|r| r.engine == c.engine && r.children == c.children);
+                let cell = |p: Option<&&PointSummary>, f: fn(&PointSummary) -> String| p.map_or("-".to_string(), |p| f(p));
+                vec![
+                    c.engine.clone(),
+                    c.children.to_string(),
+                    c.n.to_string(),
+                    format!("{:.1}", c.mean_ms),
+                    format!("{:.1} to {:.1}", c.ci95_low_ms, c.ci95_high_ms),
+                    format!("{:.1}", c.sd_ms),
+                    cell(r, |p| format!("{:.1}", p.mean_ms)),
+                    cell(r, |p| format!("{:.1} to {:.1}", p.ci95_low_ms, p.ci95_high_ms)),
+                    cell(r, |p| format!("{:.1}", p.sd_ms)),
+                    c.mean_checkpoint_bytes.map_or("-".into(), mib),
+                    c.failed.to_string(),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::from("# Checkpoint and restore time against the number of child processes\n\n## System details\n\n");
+        for (k, v) in self.system() {
+            let _ = writeln!(md, "- {k}: {v}");
+        }
+        let _ = write!(md, "\n## Method\n\n{}\n\n## Results\n\n", self.method());
+        let (header, rows) = self.table();
+        let _ = writeln!(md, "| {} |", header.join(" | "));
+        let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
+        for row in rows {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+        md.push_str("\n![Checkpoint and restore time against the number of child processes](figure.svg)\n\nFig 1 - means with 95% confidence intervals and the least-squares lines (dashed).\n\n## Observations\n\n");
+        for (i, o) in self.observations().iter().enumerate() {
+            let _ = writeln!(md, "{}. {o}", i + 1);
+        }
+        md
+    }
+
+    pub fn html(&self, svg: &str) -> String {
+        let mut h = String::from(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>ckpt: checkpoint and restore time</title><style>\
+             body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.45;color:#222}\
+             table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}\
+             th{background:#eee}figure{margin:1em 0}</style></head><body>\n\
+             <h1>Checkpoint and restore time against the number of child processes</h1>\n<h2>System details</h2>\n<ul>\n",
+        );
+        for (k, v) in self.system() {
+            let _ = writeln!(h, "<li>{}: {}</li>", escape(k), escape(&v));
+        }
+        let _ = write!(h, "</ul>\n<h2>Method</h2>\n<p>{}</p>\n<h2>Results</h2>\n<table>\n<tr>", escape(&self.method()));
+        let (header, rows) = self.table();
+        for c in header {
+            let _ = write!(h, "<th>{}</th>", escape(c));
+        }
+        h.push_str("</tr>\n");
+        for row in rows {
+            h.push_str("<tr>");
+            for c in row {
+                let _ = write!(h, "<td>{}</td>", escape(&c));
+            }
+            h.push_str("</tr>\n");
+        }
+        // The SVG is our own output (plotters escapes its text), so it is
+        // inlined as is: the page needs no other file.
+        let _ = write!(
+            h,
+            "</table>\n<figure id=\"figure\">{svg}<figcaption>Fig 1 - means with 95% confidence intervals and the least-squares lines (dashed).</figcaption></figure>\n<h2>Observations</h2>\n<ol>\n"
+        );
+        for o in self.observations() {
+            let _ = writeln!(h, "<li>{}</li>", escape(&o));
+        }
+        h.push_str("</ol>\n</body></html>\n");
+        h
+    }
+}
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+    }
+}

@@ -1,0 +1,280 @@
+//! `ckpt sweep`: the seed's experiment. Runs the plan's trials one by one,
+//! appends each record as it ends, and turns the records into summary,
+//! figures and report. `write_outputs` reads only the results directory, so
+//! `ckpt report DIR` is the same code without an engine.
+
+use std::io::IsTerminal;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::analysis::{self, Analysis};
+use crate::cleanup::RunId;
+use crate::engine::Engine;
+use crate::envinfo::Environment;
+use crate::plan::{SweepPlan, TrialSpec};
+use crate::records::{self, RecordWriter, Status, TrialRecord};
+use crate::report::{self, Report};
+use crate::{plot, runner};
+
+pub const PLAN_JSON: &str = "plan.json";
+pub const ENV_JSON: &str = "env.json";
+pub const SUMMARY_CSV: &str = "summary.csv";
+pub const ANALYSIS_JSON: &str = "analysis.json";
+
+/// A results directory ready for trials: its plan, and the records of the
+/// trials already done (when resuming).
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub plan: SweepPlan,
+    pub done: Vec<TrialRecord>,
+    /// Record lines dropped because they were cut (reported to the user).
+    pub repaired_lines: Vec<usize>,
+}
+
+/// Creates a new results directory (0700) and writes plan.json and env.json.
+/// Refuses a directory that already holds a sweep: that is what --resume is
+/// for, and overwriting results is never what the user meant.
+pub fn prepare_new(dir: &Path, plan: SweepPlan, env: &Environment) -> Result<Prepared> {
+    plan.validate()?;
+    if dir.join(PLAN_JSON).exists() || dir.join(records::TRIALS_JSONL).exists() {
+        bail!(
+            "{} already holds a sweep: continue it with `ckpt sweep --resume {}`, or choose another --output",
+            dir.display(),
+            dir.display()
+        );
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    // A pre-existing directory keeps its mode unless we own its contents:
+    // results describe the machine and its processes, keep them private.
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    records::write_private(&dir.join(PLAN_JSON), &serde_json::to_vec_pretty(&plan)?)?;
+    records::write_private(&dir.join(ENV_JSON), &serde_json::to_vec_pretty(env)?)?;
+    Ok(Prepared {
+        dir: dir.to_path_buf(),
+        plan,
+        done: Vec::new(),
+        repaired_lines: Vec::new(),
+    })
+}
+
+/// Opens an interrupted sweep: its plan and the trials it completed. Cut
+/// record lines are dropped and the record files rewritten without them.
+pub fn prepare_resume(dir: &Path) -> Result<Prepared> {
+    let plan = read_plan(dir)?;
+    let back = if dir.join(records::TRIALS_JSONL).exists() {
+        records::read_records(dir)?
+    } else {
+        records::ReadBack::default()
+    };
+    if !back.dropped_lines.is_empty() {
+        records::rewrite(dir, &back.records)?;
+    }
+    Ok(Prepared {
+        dir: dir.to_path_buf(),
+        plan,
+        done: back.records,
+        repaired_lines: back.dropped_lines,
+    })
+}
+
+fn read_plan(dir: &Path) -> Result<SweepPlan> {
+    let path = dir.join(PLAN_JSON);
+    let text = std::fs::read(&path)
+        .with_context(|| format!("cannot read {}: is {} a ckpt sweep directory?", path.display(), dir.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{} is not a valid sweep plan", path.display()))
+}
+
+/// The trials of the plan that have no record yet.
+pub fn remaining(plan: &SweepPlan, done: &[TrialRecord]) -> Vec<TrialSpec> {
+    let finished: std::collections::HashSet<usize> = done.iter().map(|r| r.trial).collect();
+    plan.trials().into_iter().filter(|t| !finished.contains(&t.index)).collect()
+}
+
+fn progress(total: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} trials  eta {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn one_line(r: &TrialRecord) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+    let status = match r.status {
+        Status::Ok => "verified".to_string(),
+        Status::Unverified => "NOT verified".to_string(),
+        Status::Failed => format!("FAILED: {}", r.error.as_deref().unwrap_or("")),
+    };
+    format!(
+        "trial {} N={}{}: checkpoint {}, restore {}, {status}",
+        r.trial,
+        r.children,
+        if r.warmup { " (warm-up)" } else { "" },
+        ms(r.checkpoint_ms),
+        ms(r.restore_ms)
+    )
+}
+
+/// Runs the remaining trials. Each record is written before the next trial
+/// starts, so cancelling this future (Ctrl-C) loses only the trial in
+/// flight; the caller removes the run's objects afterwards.
+pub async fn run_trials<E: Engine>(engine: &E, run: &RunId, prepared: &Prepared) -> Result<usize> {
+    let todo = remaining(&prepared.plan, &prepared.done);
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let image = engine.build_image(run).await?;
+    let mut writer = RecordWriter::open(&prepared.dir)?;
+    let bar = progress(todo.len());
+    for spec in &todo {
+        bar.set_message(format!("N={}", spec.children));
+        let record = runner::run_trial(engine, run, &image, spec).await;
+        writer.append(&record)?;
+        if bar.is_hidden() {
+            eprintln!("[{}/{}] {}", spec.index + 1, prepared.plan.trials().len(), one_line(&record));
+        } else {
+            bar.println(one_line(&record));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    engine.remove_image(&image).await?;
+    Ok(todo.len())
+}
+
+/// Reads a results directory and writes summary.csv, analysis.json,
+/// figure.svg, figure.png, report.md and report.html. Needs no engine.
+pub fn write_outputs(dir: &Path) -> Result<Analysis> {
+    let plan = read_plan(dir)?;
+    let env: Environment = std::fs::read(dir.join(ENV_JSON))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let back = records::read_records(dir)?;
+    if !back.dropped_lines.is_empty() {
+        eprintln!(
+            "ckpt: skipped unreadable line(s) {:?} of {} (cut by a crash?)",
+            back.dropped_lines,
+            records::TRIALS_JSONL
+        );
+    }
+    let analysis = analysis::analyse(&back.records);
+    write_summary(dir, &analysis)?;
+    records::write_private(&dir.join(ANALYSIS_JSON), &serde_json::to_vec_pretty(&analysis)?)?;
+    let svg = plot::write_figures(&analysis, dir)?;
+    let report = Report { plan: &plan, env: &env, analysis: &analysis };
+    records::write_private(&dir.join(report::REPORT_MD), report.markdown().as_bytes())?;
+    records::write_private(&dir.join(report::REPORT_HTML), report.html(&svg).as_bytes())?;
+    Ok(analysis)
+}
+
+fn write_summary(dir: &Path, analysis: &Analysis) -> Result<()> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for point in &analysis.points {
+        csv.serialize(point)?;
+    }
+    let bytes = csv.into_inner().context("writing summary.csv")?;
+    records::write_private(&dir.join(SUMMARY_CSV), &bytes)
+}
+
+/// The summary as a terminal table.
+pub fn render_table(analysis: &Analysis) -> String {
+    let mut out = format!(
+        "{:<8} {:>4} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
+        "engine", "N", "n", "checkpoint", "95% CI", "restore", "95% CI"
+    );
+    let restore: Vec<_> = analysis
+        .points
+        .iter()
+        .filter(|p| p.operation == analysis::Operation::Restore)
+        .collect();
+    for c in analysis.points.iter().filter(|p| p.operation == analysis::Operation::Checkpoint) {
+        let r = restore.iter().find(|r| r.engine == c.engine && r.children == c.children);
+        let (rm, rci) = r.map_or(("-".into(), "-".into()), |r| {
+            (
+                format!("{:.1} ms", r.mean_ms),
+                format!("{:.1}..{:.1}", r.ci95_low_ms, r.ci95_high_ms),
+            )
+        });
+        out.push_str(&format!(
+            "{:<8} {:>4} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
+            c.engine,
+            c.children,
+            c.n,
+            format!("{:.1} ms", c.mean_ms),
+            format!("{:.1}..{:.1}", c.ci95_low_ms, c.ci95_high_ms),
+            rm,
+            rci
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Order;
+
+    fn plan() -> SweepPlan {
+        SweepPlan {
+            engine: "docker".into(),
+            children: vec![1, 3],
+            repeat: 2,
+            warmup: 1,
+            order: Order::Sequential,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn refuses_a_directory_that_holds_a_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r");
+        prepare_new(&out, plan(), &Environment::default()).unwrap();
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let err = prepare_new(&out, plan(), &Environment::default()).err().unwrap();
+        assert!(format!("{err:#}").contains("--resume"), "{err:#}");
+    }
+
+    #[test]
+    fn refuses_an_unwritable_directory() {
+        let err = prepare_new(Path::new("/proc/ckpt-results"), plan(), &Environment::default())
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("cannot create the output directory"), "{err:#}");
+    }
+
+    #[test]
+    fn resume_skips_recorded_trials_only() {
+        let p = plan();
+        let all = p.trials();
+        assert_eq!(all.len(), 6);
+        let done: Vec<TrialRecord> = all[..2]
+            .iter()
+            .map(|t| {
+                let mut r: TrialRecord = serde_json::from_str(SAMPLE).unwrap();
+                r.trial = t.index;
+                r
+            })
+            .collect();
+        let left: Vec<usize> = remaining(&p, &done).iter().map(|t| t.index).collect();
+        assert_eq!(left, vec![2, 3, 4, 5]);
+    }
+
+    const SAMPLE: &str = r#"{"run_id":"r","trial":0,"engine":"docker","children":1,"repetition":0,"warmup":true,
+        "started_at":"","image_bytes":1,"run_ms":1.0,"ready_ms":1.0,"checkpoint_ms":1.0,"stop_ms":1.0,
+        "restore_ms":1.0,"restore_retries":0,"checkpoint_bytes":1,"processes_before":2,"processes_after":2,
+        "verified":true,"remove_ms":1.0,"overhead_ms":0.1,"status":"ok","error":null}"#;
+}
