@@ -38,7 +38,7 @@ pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
+    if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]
@@ -56,7 +56,11 @@ pub fn describe(values: &[f64]) -> Option<Stats> {
     } else {
         0.0
     };
-    let half = if n > 1 { t95(n - 1) * sd / (n as f64).sqrt() } else { 0.0 };
+    let half = if n > 1 {
+        t95(n - 1) * sd / (n as f64).sqrt()
+    } else {
+        0.0
+    };
     Some(Stats {
         n,
         mean,
@@ -247,7 +251,10 @@ type Key = (String, u32);
 fn group(records: &[TrialRecord]) -> BTreeMap<Key, Vec<&TrialRecord>> {
     let mut groups: BTreeMap<Key, Vec<&TrialRecord>> = BTreeMap::new();
     for r in records.iter().filter(|r| !r.warmup) {
-        groups.entry((r.engine.clone(), r.children)).or_default().push(r);
+        groups
+            .entry((r.engine.clone(), r.children))
+            .or_default()
+            .push(r);
     }
     groups
 }
@@ -258,11 +265,17 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
     for ((engine, children), trials) in &groups {
         let ok: Vec<&TrialRecord> = trials.iter().copied().filter(|r| r.measured_ok()).collect();
         let failed = trials.len() - ok.len();
-        let sizes: Vec<f64> = ok.iter().filter_map(|r| r.checkpoint_bytes).map(|b| b as f64).collect();
+        let sizes: Vec<f64> = ok
+            .iter()
+            .filter_map(|r| r.checkpoint_bytes)
+            .map(|b| b as f64)
+            .collect();
         let mean_checkpoint_bytes = describe(&sizes).map(|s| s.mean);
         for op in Operation::ALL {
             let values: Vec<f64> = ok.iter().filter_map(|r| op.value(r)).collect();
-            let Some(stats) = describe(&values) else { continue };
+            let Some(stats) = describe(&values) else {
+                continue;
+            };
             points.push(PointSummary {
                 engine: engine.clone(),
                 children: *children,
@@ -282,7 +295,12 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
             });
         }
     }
-    let engines: Vec<String> = groups.keys().map(|(e, _)| e.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let engines: Vec<String> = groups
+        .keys()
+        .map(|(e, _)| e.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut fits = Vec::new();
     let mut off_fit = Vec::new();
     let mut correlation = BTreeMap::new();
@@ -301,8 +319,12 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
                     .iter()
                     .filter(|p| &p.engine == engine && p.operation == op)
                     .collect();
-                off_fit.extend(points_off_fit(&mine, &f));
-                fits.push(OperationFit { engine: engine.clone(), operation: op, fit: f });
+                off_fit.extend(points_off_fit(&mine));
+                fits.push(OperationFit {
+                    engine: engine.clone(),
+                    operation: op,
+                    fit: f,
+                });
             }
         }
         let pairs: (Vec<f64>, Vec<f64>) = measured
@@ -313,7 +335,11 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
             correlation.insert(engine.clone(), r);
         }
     }
-    let overheads: Vec<f64> = records.iter().filter(|r| r.status != Status::Failed).map(|r| r.overhead_ms).collect();
+    let overheads: Vec<f64> = records
+        .iter()
+        .filter(|r| r.status != Status::Failed)
+        .map(|r| r.overhead_ms)
+        .collect();
     let mut image_sizes: Vec<u64> = records.iter().filter_map(|r| r.image_bytes).collect();
     image_sizes.sort_unstable();
     image_sizes.dedup();
@@ -324,29 +350,62 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
         off_fit,
         trials: records.len(),
         warmups: records.iter().filter(|r| r.warmup).count(),
-        failed: records.iter().filter(|r| r.status == Status::Failed).count(),
-        unverified: records.iter().filter(|r| r.status == Status::Unverified).count(),
+        failed: records
+            .iter()
+            .filter(|r| r.status == Status::Failed)
+            .count(),
+        unverified: records
+            .iter()
+            .filter(|r| r.status == Status::Unverified)
+            .count(),
         restore_retries: records.iter().map(|r| r.restore_retries).sum(),
         overhead: describe(&overheads),
         image_sizes,
     }
 }
 
-/// Points whose mean is far from the line: further than three robust
-/// standard deviations of all points' residuals, and outside the point's
-/// own confidence interval (so that noise within a point never counts).
-fn points_off_fit(points: &[&PointSummary], f: &Fit) -> Vec<OffFit> {
+/// Theil-Sen line through (x, y): the median of all pairwise slopes, and
+/// the median intercept. One wild point cannot pull it towards itself, as it
+/// pulls a least-squares line, so it is the yardstick for points off the fit.
+pub fn theil_sen(xs: &[f64], ys: &[f64]) -> Option<(f64, f64)> {
+    let mut slopes = Vec::new();
+    for i in 0..xs.len() {
+        for j in i + 1..xs.len() {
+            if xs[j] != xs[i] {
+                slopes.push((ys[j] - ys[i]) / (xs[j] - xs[i]));
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return None;
+    }
+    let slope = median(&slopes);
+    let intercepts: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| y - slope * x).collect();
+    Some((median(&intercepts), slope))
+}
+
+/// Points whose mean is far from the robust line through all the means:
+/// further than three robust standard deviations of the residuals, and
+/// outside the point's own confidence interval (so that noise within a
+/// point never counts).
+fn points_off_fit(points: &[&PointSummary]) -> Vec<OffFit> {
     if points.len() < 4 {
         return Vec::new();
     }
-    let residuals: Vec<f64> = points.iter().map(|p| p.mean_ms - f.at(p.children as f64)).collect();
+    let xs: Vec<f64> = points.iter().map(|p| p.children as f64).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.mean_ms).collect();
+    let Some((intercept, slope)) = theil_sen(&xs, &ys) else {
+        return Vec::new();
+    };
+    let predict = |p: &PointSummary| intercept + slope * p.children as f64;
+    let residuals: Vec<f64> = points.iter().map(|p| p.mean_ms - predict(p)).collect();
     let deviations: Vec<f64> = residuals.iter().map(|r| r.abs()).collect();
     let scale = 1.4826 * median(&deviations);
     points
         .iter()
         .zip(&residuals)
         .filter(|(p, r)| {
-            let predicted = f.at(p.children as f64);
+            let predicted = predict(p);
             r.abs() > 3.0 * scale && (predicted < p.ci95_low_ms || predicted > p.ci95_high_ms)
         })
         .map(|(p, _)| OffFit {
@@ -354,7 +413,7 @@ fn points_off_fit(points: &[&PointSummary], f: &Fit) -> Vec<OffFit> {
             operation: p.operation,
             children: p.children,
             mean_ms: p.mean_ms,
-            predicted_ms: f.at(p.children as f64),
+            predicted_ms: predict(p),
         })
         .collect()
 }
@@ -370,15 +429,15 @@ mod tests {
     #[test]
     fn describes_a_sample_as_by_hand() {
         // 2, 4, 4, 4, 5, 5, 7, 9: mean 5, sample sd sqrt(32/7) = 2.13809,
-        // t(7, 0.975) = 2.364624, half-width = 2.364624 * 2.13809 / sqrt(8) = 1.78750.
+        // t(7, 0.975) = 2.3646243, half-width = 2.3646243 * 2.1380899 / sqrt(8) = 1.787488.
         let s = describe(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
         assert_eq!(s.n, 8);
         assert!(close(s.mean, 5.0, 1e-12));
         assert!(close(s.sd, 2.138090, 1e-6), "{}", s.sd);
         assert!(close(s.median, 4.5, 1e-12));
         assert_eq!((s.min, s.max), (2.0, 9.0));
-        assert!(close(s.ci_low, 5.0 - 1.787500, 1e-5), "{}", s.ci_low);
-        assert!(close(s.ci_high, 5.0 + 1.787500, 1e-5));
+        assert!(close(s.ci_low, 5.0 - 1.787488, 1e-5), "{}", s.ci_low);
+        assert!(close(s.ci_high, 5.0 + 1.787488, 1e-5));
         let one = describe(&[3.0]).unwrap();
         assert_eq!((one.sd, one.ci_low, one.ci_high), (0.0, 3.0, 3.0));
         assert!(describe(&[]).is_none());
@@ -405,18 +464,45 @@ mod tests {
         assert!(close(f.slope, 0.8, 1e-12) && close(f.intercept, 0.6, 1e-12));
         assert!(close(f.r_squared, 0.64, 1e-12));
         let half = 3.182446 * (3.6f64 / 3.0 / 10.0).sqrt();
-        assert!(close(f.slope_ci_high, 0.8 + half, 1e-5), "{}", f.slope_ci_high);
+        assert!(
+            close(f.slope_ci_high, 0.8 + half, 1e-5),
+            "{}",
+            f.slope_ci_high
+        );
         assert!(fit(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
         assert!(fit(&[1.0, 2.0], &[1.0, 2.0]).is_none());
     }
 
     #[test]
     fn pearson_by_hand() {
-        assert!(close(pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]).unwrap(), 1.0, 1e-12));
-        assert!(close(pearson(&[1.0, 2.0, 3.0], &[6.0, 4.0, 2.0]).unwrap(), -1.0, 1e-12));
+        assert!(close(
+            pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]).unwrap(),
+            1.0,
+            1e-12
+        ));
+        assert!(close(
+            pearson(&[1.0, 2.0, 3.0], &[6.0, 4.0, 2.0]).unwrap(),
+            -1.0,
+            1e-12
+        ));
         // x = 1..5, y = 1,3,2,5,4: sxy = 8, sxx = syy = 10 -> r = 0.8.
-        assert!(close(pearson(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 3.0, 2.0, 5.0, 4.0]).unwrap(), 0.8, 1e-12));
+        assert!(close(
+            pearson(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 3.0, 2.0, 5.0, 4.0]).unwrap(),
+            0.8,
+            1e-12
+        ));
         assert!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+    }
+
+    #[test]
+    fn theil_sen_ignores_one_wild_point() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let (intercept, slope) = theil_sen(&xs, &[12.0, 14.0, 116.0, 18.0, 20.0]).unwrap();
+        assert!(
+            close(slope, 2.0, 1e-12) && close(intercept, 10.0, 1e-12),
+            "{intercept} {slope}"
+        );
+        assert!(theil_sen(&[1.0, 1.0], &[1.0, 2.0]).is_none());
     }
 
     #[test]
@@ -424,7 +510,10 @@ mod tests {
         let values = [200.0, 205.0, 198.0, 202.0, 900.0];
         assert_eq!(mad_outliers(&values), vec![4]);
         assert!(mad_outliers(&[200.0, 205.0, 198.0, 202.0, 210.0]).is_empty());
-        assert!(mad_outliers(&[1.0, 1.0, 1.0, 1.0]).is_empty(), "zero MAD flags nothing");
+        assert!(
+            mad_outliers(&[1.0, 1.0, 1.0, 1.0]).is_empty(),
+            "zero MAD flags nothing"
+        );
     }
 
     fn record(children: u32, ck: f64, rs: f64) -> TrialRecord {
@@ -447,7 +536,6 @@ mod tests {
             processes_before: None,
             processes_after: None,
             verified: true,
-            remove_ms: None,
             overhead_ms: 1.0,
             status: Status::Ok,
             error: None,
@@ -472,11 +560,32 @@ mod tests {
         records.push(bad);
         let a = analyse(&records);
         assert_eq!(a.points.len(), 12);
-        let p5 = a.points.iter().find(|p| p.children == 5 && p.operation == Operation::Checkpoint).unwrap();
-        assert_eq!((p5.n, p5.failed), (3, 1), "failed trials are counted, not averaged");
-        let p1 = a.points.iter().find(|p| p.children == 1 && p.operation == Operation::Checkpoint).unwrap();
-        assert!(close(p1.mean_ms, 110.0, 1e-9), "warm-ups are excluded: {}", p1.mean_ms);
-        let off: Vec<u32> = a.off_fit.iter().filter(|o| o.operation == Operation::Checkpoint).map(|o| o.children).collect();
+        let p5 = a
+            .points
+            .iter()
+            .find(|p| p.children == 5 && p.operation == Operation::Checkpoint)
+            .unwrap();
+        assert_eq!(
+            (p5.n, p5.failed),
+            (3, 1),
+            "failed trials are counted, not averaged"
+        );
+        let p1 = a
+            .points
+            .iter()
+            .find(|p| p.children == 1 && p.operation == Operation::Checkpoint)
+            .unwrap();
+        assert!(
+            close(p1.mean_ms, 110.0, 1e-9),
+            "warm-ups are excluded: {}",
+            p1.mean_ms
+        );
+        let off: Vec<u32> = a
+            .off_fit
+            .iter()
+            .filter(|o| o.operation == Operation::Checkpoint)
+            .map(|o| o.children)
+            .collect();
         assert_eq!(off, vec![20]);
         assert!(close(a.correlation["docker"], 1.0, 1e-9));
         assert_eq!((a.warmups, a.failed), (1, 1));

@@ -216,7 +216,11 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     };
     let cleaned = report_cleanup(&run, engine.remove_run(&run).await);
     let has_records = dir.join(ckpt::records::TRIALS_JSONL).exists();
-    let analysis = if has_records { Some(sweep::write_outputs(&dir)?) } else { None };
+    let analysis = if has_records {
+        Some(sweep::write_outputs(&dir)?)
+    } else {
+        None
+    };
     match outcome {
         Ok(_) => {
             if let Some(a) = &analysis {
@@ -235,7 +239,9 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
                     );
                     Ok(signal.exit_code() as u8)
                 }
-                None => Err(e.context(format!("the sweep stopped; completed trials are kept; continue with: {resume}"))),
+                None => Err(e.context(format!(
+                    "the sweep stopped; completed trials are kept; continue with: {resume}"
+                ))),
             }
         }
     }
@@ -244,7 +250,10 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
 fn report_command(dir: &Path) -> Result<u8> {
     let analysis = sweep::write_outputs(dir)?;
     print!("{}", sweep::render_table(&analysis));
-    println!("rebuilt the summary, figures and report in {}", dir.display());
+    println!(
+        "rebuilt the summary, figures and report in {}",
+        dir.display()
+    );
     Ok(0)
 }
 

@@ -66,8 +66,14 @@ mod tests {
 
     #[test]
     fn reads_fields() {
-        assert_eq!(field("model name\t: Intel i7\nflags: x", "model name", ':').as_deref(), Some("Intel i7"));
-        assert_eq!(field("PRETTY_NAME=\"Debian\"", "PRETTY_NAME", '=').as_deref(), Some("\"Debian\""));
+        assert_eq!(
+            field("model name\t: Intel i7\nflags: x", "model name", ':').as_deref(),
+            Some("Intel i7")
+        );
+        assert_eq!(
+            field("PRETTY_NAME=\"Debian\"", "PRETTY_NAME", '=').as_deref(),
+            Some("\"Debian\"")
+        );
         assert_eq!(field("a: b", "c", ':'), None);
     }
 

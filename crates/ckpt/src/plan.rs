@@ -198,7 +198,10 @@ mod tests {
             .iter()
             .map(|t| (t.children, t.repetition, t.warmup))
             .collect();
-        let mut shuf: Vec<_> = a.iter().map(|t| (t.children, t.repetition, t.warmup)).collect();
+        let mut shuf: Vec<_> = a
+            .iter()
+            .map(|t| (t.children, t.repetition, t.warmup))
+            .collect();
         seq.sort_unstable();
         shuf.sort_unstable();
         assert_eq!(seq, shuf, "shuffling neither adds nor drops trials");

@@ -78,7 +78,12 @@ fn series(analysis: &Analysis) -> Vec<Series> {
             } else {
                 format!("{engine} {}", op.name())
             };
-            Series { label, color: COLORS[i % COLORS.len()], points, fit }
+            Series {
+                label,
+                color: COLORS[i % COLORS.len()],
+                points,
+                fit,
+            }
         })
         .collect()
 }
@@ -136,10 +141,15 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
     for s in all {
         let color = s.color;
         chart
-            .draw_series(LineSeries::new(s.points.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(2),
+            ))
             .map_err(plot_error)?
             .label(format!("{} (mean, 95% CI)", s.label))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(
                 s.points
@@ -150,9 +160,17 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
         if let Some((intercept, slope)) = s.fit {
             let line = [(0.0, intercept), (x_max, intercept + slope * x_max)];
             chart
-                .draw_series(DashedLineSeries::new(line, 6, 4, color.mix(0.7).stroke_width(1)))
+                .draw_series(DashedLineSeries::new(
+                    line,
+                    6,
+                    4,
+                    color.mix(0.7).stroke_width(1),
+                ))
                 .map_err(plot_error)?
-                .label(format!("{} fit: {:.1} ms + {:.2} ms/process", s.label, intercept, slope))
+                .label(format!(
+                    "{} fit: {:.1} ms + {:.2} ms/process",
+                    s.label, intercept, slope
+                ))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.mix(0.7)));
         }
     }

@@ -52,7 +52,6 @@ pub struct TrialRecord {
     pub processes_after: Option<u32>,
     /// The same pids were alive after the restore as before.
     pub verified: bool,
-    pub remove_ms: Option<f64>,
     /// ckpt's own time in the trial: everything but engine calls and waits.
     pub overhead_ms: f64,
     pub status: Status,
@@ -99,7 +98,9 @@ impl RecordWriter {
         self.csv.flush().context("flushing trials.csv")?;
         let mut line = serde_json::to_string(record)?;
         line.push('\n');
-        self.jsonl.write_all(line.as_bytes()).context("writing trials.jsonl")?;
+        self.jsonl
+            .write_all(line.as_bytes())
+            .context("writing trials.jsonl")?;
         self.jsonl.flush().context("flushing trials.jsonl")?;
         Ok(())
     }
@@ -118,7 +119,11 @@ pub struct ReadBack {
 pub fn read_records(dir: &Path) -> Result<ReadBack> {
     let path = dir.join(TRIALS_JSONL);
     let file = File::open(&path).with_context(|| {
-        format!("cannot read {}: is {} a ckpt results directory?", path.display(), dir.display())
+        format!(
+            "cannot read {}: is {} a ckpt results directory?",
+            path.display(),
+            dir.display()
+        )
     })?;
     let mut back = ReadBack::default();
     for (number, line) in BufReader::new(file).lines().enumerate() {
@@ -184,7 +189,6 @@ mod tests {
             processes_before: Some(6),
             processes_after: Some(6),
             verified: true,
-            remove_ms: Some(1.0),
             overhead_ms: 0.5,
             status: Status::Ok,
             error: None,
@@ -199,7 +203,10 @@ mod tests {
         w.append(&sample(1)).unwrap();
         drop(w);
         // Power loss: half a line at the end.
-        let mut f = OpenOptions::new().append(true).open(dir.path().join(TRIALS_JSONL)).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(TRIALS_JSONL))
+            .unwrap();
         f.write_all(b"{\"run_id\":\"r\",\"tri").unwrap();
         let back = read_records(dir.path()).unwrap();
         assert_eq!(back.records, vec![sample(0), sample(1)]);
@@ -218,8 +225,14 @@ mod tests {
     fn result_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        RecordWriter::open(dir.path()).unwrap().append(&sample(0)).unwrap();
-        let mode = std::fs::metadata(dir.path().join(TRIALS_CSV)).unwrap().permissions().mode();
+        RecordWriter::open(dir.path())
+            .unwrap()
+            .append(&sample(0))
+            .unwrap();
+        let mode = std::fs::metadata(dir.path().join(TRIALS_CSV))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -27,11 +27,26 @@ impl Report<'_> {
         let e = self.env;
         let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
         vec![
-            ("CPU", format!("{} ({} cores)", or(&e.cpu_model), e.cores.map_or("?".into(), |c| c.to_string()))),
-            ("Memory", e.memory_bytes.map_or("unknown".into(), |b| format!("{:.1} GiB", b as f64 / 1073741824.0))),
+            (
+                "CPU",
+                format!(
+                    "{} ({} cores)",
+                    or(&e.cpu_model),
+                    e.cores.map_or("?".into(), |c| c.to_string())
+                ),
+            ),
+            (
+                "Memory",
+                e.memory_bytes.map_or("unknown".into(), |b| {
+                    format!("{:.1} GiB", b as f64 / 1073741824.0)
+                }),
+            ),
             ("Operating system", or(&e.distro)),
             ("Kernel", or(&e.kernel)),
-            ("Docker", format!("{} (API {})", or(&e.docker), or(&e.docker_api))),
+            (
+                "Docker",
+                format!("{} (API {})", or(&e.docker), or(&e.docker_api)),
+            ),
             ("containerd", or(&e.containerd)),
             ("runc", or(&e.runc)),
             ("CRIU", or(&e.criu)),
@@ -117,11 +132,13 @@ impl Report<'_> {
             ));
         }
         if a.off_fit.is_empty() {
-            out.push("No point lies off its fitted line beyond its own confidence interval.".into());
+            out.push(
+                "No point lies off its fitted line beyond its own confidence interval.".into(),
+            );
         }
         for o in &a.off_fit {
             out.push(format!(
-                "Anomaly: {} {} at N = {} averaged {:.1} ms where the fit predicts {:.1} ms.",
+                "Anomaly: {} {} at N = {} averaged {:.1} ms where a robust (Theil-Sen) line through the other points predicts {:.1} ms.",
                 o.engine,
                 o.operation.name(),
                 o.children,
@@ -144,7 +161,10 @@ impl Report<'_> {
                 o.mean, o.max
             ));
         }
-        if let (Some(first), Some(last)) = (self.checkpoint_sizes().first(), self.checkpoint_sizes().last()) {
+        if let (Some(first), Some(last)) = (
+            self.checkpoint_sizes().first(),
+            self.checkpoint_sizes().last(),
+        ) {
             out.push(format!(
                 "The checkpoint on disk grows from {} at N = {} to {} at N = {}.",
                 mib(first.1),
@@ -164,22 +184,39 @@ impl Report<'_> {
     }
 
     fn rows(&self, op: Operation) -> Vec<&PointSummary> {
-        self.analysis.points.iter().filter(|p| p.operation == op).collect()
+        self.analysis
+            .points
+            .iter()
+            .filter(|p| p.operation == op)
+            .collect()
     }
 
     /// Table rows: engine, N, then checkpoint and restore mean [CI] and sd.
     fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let header = vec![
-            "engine", "N", "trials", "checkpoint mean (ms)", "95% CI", "sd", "restore mean (ms)", "95% CI", "sd",
-            "checkpoint size", "failed",
+            "engine",
+            "N",
+            "trials",
+            "checkpoint mean (ms)",
+            "95% CI",
+            "sd",
+            "restore mean (ms)",
+            "95% CI",
+            "sd",
+            "checkpoint size",
+            "failed",
         ];
         let restore = self.rows(Operation::Restore);
         let rows = self
             .rows(Operation::Checkpoint)
             .iter()
             .map(|c| {
-                let r = restore.iter().find(|r| r.engine == c.engine && r.children == c.children);
-                let cell = |p: Option<&&PointSummary>, f: fn(&PointSummary) -> String| p.map_or("-".to_string(), |p| f(p));
+                let r = restore
+                    .iter()
+                    .find(|r| r.engine == c.engine && r.children == c.children);
+                let cell = |p: Option<&&PointSummary>, f: fn(&PointSummary) -> String| {
+                    p.map_or("-".to_string(), |p| f(p))
+                };
                 vec![
                     c.engine.clone(),
                     c.children.to_string(),
@@ -188,7 +225,9 @@ impl Report<'_> {
                     format!("{:.1} to {:.1}", c.ci95_low_ms, c.ci95_high_ms),
                     format!("{:.1}", c.sd_ms),
                     cell(r, |p| format!("{:.1}", p.mean_ms)),
-                    cell(r, |p| format!("{:.1} to {:.1}", p.ci95_low_ms, p.ci95_high_ms)),
+                    cell(r, |p| {
+                        format!("{:.1} to {:.1}", p.ci95_low_ms, p.ci95_high_ms)
+                    }),
                     cell(r, |p| format!("{:.1}", p.sd_ms)),
                     c.mean_checkpoint_bytes.map_or("-".into(), mib),
                     c.failed.to_string(),
@@ -229,7 +268,11 @@ impl Report<'_> {
         for (k, v) in self.system() {
             let _ = writeln!(h, "<li>{}: {}</li>", escape(k), escape(&v));
         }
-        let _ = write!(h, "</ul>\n<h2>Method</h2>\n<p>{}</p>\n<h2>Results</h2>\n<table>\n<tr>", escape(&self.method()));
+        let _ = write!(
+            h,
+            "</ul>\n<h2>Method</h2>\n<p>{}</p>\n<h2>Results</h2>\n<table>\n<tr>",
+            escape(&self.method())
+        );
         let (header, rows) = self.table();
         for c in header {
             let _ = write!(h, "<th>{}</th>", escape(c));
@@ -269,6 +312,9 @@ mod tests {
 
     #[test]
     fn escapes_html() {
-        assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! One trial: run a fresh container, wait until the workload is ready,
 //! checkpoint (timed), stop (timed), restore (timed), verify that the same
-//! processes are alive, remove the container. Every step's failure is
-//! recorded, never thrown: a sweep goes on after a failed trial.
+//! processes are alive. The caller removes the container (the sweep does it
+//! while the next trial starts). Every step's failure is recorded, never
+//! thrown: a sweep goes on after a failed trial.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -53,110 +54,143 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs one trial and returns its record, whatever happened.
-pub async fn run_trial<E: Engine>(engine: &E, run: &RunId, image: &Image, spec: &TrialSpec) -> TrialRecord {
-    let mut clock = Stopwatch::new();
-    let mut record = TrialRecord {
-        run_id: run.to_string(),
-        trial: spec.index,
-        engine: engine.name().to_string(),
-        children: spec.children,
-        repetition: spec.repetition,
-        warmup: spec.warmup,
-        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        image_bytes: Some(image.size_bytes),
-        run_ms: None,
-        ready_ms: None,
-        checkpoint_ms: None,
-        stop_ms: None,
-        restore_ms: None,
-        restore_retries: 0,
-        checkpoint_bytes: None,
-        processes_before: None,
-        processes_after: None,
-        verified: false,
-        remove_ms: None,
-        overhead_ms: 0.0,
-        status: Status::Failed,
-        error: None,
+/// A trial in progress: its record so far, and the container to remove.
+pub struct Trial {
+    pub record: TrialRecord,
+    /// The container, once created; whoever ends the trial removes it.
+    pub container: Option<Container>,
+    clock: Stopwatch,
+    /// Pids the workload announced when it became ready.
+    before: Vec<u32>,
+}
+
+impl Trial {
+    fn fail(&mut self, step: &str, error: anyhow::Error) {
+        self.record.status = Status::Failed;
+        self.record.error = Some(format!("{step}: {error:#}"));
+    }
+}
+
+/// Starts a fresh container for the trial and waits until the workload is
+/// ready. A failure is recorded in the trial, not returned.
+pub async fn launch<E: Engine>(engine: &E, run: &RunId, image: &Image, spec: &TrialSpec) -> Trial {
+    let mut trial = Trial {
+        record: TrialRecord {
+            run_id: run.to_string(),
+            trial: spec.index,
+            engine: engine.name().to_string(),
+            children: spec.children,
+            repetition: spec.repetition,
+            warmup: spec.warmup,
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            image_bytes: Some(image.size_bytes),
+            run_ms: None,
+            ready_ms: None,
+            checkpoint_ms: None,
+            stop_ms: None,
+            restore_ms: None,
+            restore_retries: 0,
+            checkpoint_bytes: None,
+            processes_before: None,
+            processes_after: None,
+            verified: false,
+            overhead_ms: 0.0,
+            status: Status::Failed,
+            error: None,
+        },
+        container: None,
+        clock: Stopwatch::new(),
+        before: Vec::new(),
     };
     let run_spec = RunSpec {
         name: run.name(&format!("t{}-n{}", spec.index, spec.children)),
         args: workload::forker_args(spec.children, WORKLOAD_INTERVAL_MS),
     };
-    let (created, run_ms) = clock.time(engine.run(run, image, &run_spec)).await;
-    record.run_ms = Some(run_ms);
-    let container = match created {
-        Ok(c) => c,
-        Err(e) => return failed(record, &clock, "run", e),
-    };
-    let outcome = checkpoint_and_restore(engine, &container, spec, &mut record, &mut clock).await;
-    let (removed, remove_ms) = clock.time(engine.remove_container(&container)).await;
-    record.remove_ms = Some(remove_ms);
-    match (outcome, removed) {
-        (Err(e), _) => failed(record, &clock, "trial", e),
-        (Ok(()), Err(e)) => failed(record, &clock, "remove", e),
-        (Ok(()), Ok(())) => {
-            record.status = if record.verified { Status::Ok } else { Status::Unverified };
-            record.overhead_ms = clock.overhead_ms();
-            record
+    let (created, run_ms) = trial.clock.time(engine.run(run, image, &run_spec)).await;
+    trial.record.run_ms = Some(run_ms);
+    match created {
+        Ok(c) => trial.container = Some(c),
+        Err(e) => {
+            trial.fail("run", e);
+            return trial;
         }
     }
+    if let Err(e) = wait_until_ready(engine, &mut trial, spec).await {
+        trial.fail("ready", e);
+    }
+    trial
 }
 
-fn failed(mut record: TrialRecord, clock: &Stopwatch, step: &str, error: anyhow::Error) -> TrialRecord {
-    record.status = Status::Failed;
-    record.error = Some(format!("{step}: {error:#}"));
-    record.overhead_ms = clock.overhead_ms();
-    record
-}
-
-/// The measured part of a trial, from a running container to a verified
-/// restored one. Fills `record` as it goes, so a failure keeps what was
-/// measured before it.
-async fn checkpoint_and_restore<E: Engine>(
+async fn wait_until_ready<E: Engine>(
     engine: &E,
-    container: &Container,
+    trial: &mut Trial,
     spec: &TrialSpec,
-    record: &mut TrialRecord,
-    clock: &mut Stopwatch,
 ) -> Result<()> {
-    let (ready, ready_ms) = clock
+    let container = trial.container.as_ref().context("no container")?;
+    let (ready, ready_ms) = trial
+        .clock
         .time(engine.wait_for_line(container, 0, &workload::is_ready, READY_TIMEOUT))
         .await;
-    record.ready_ms = Some(ready_ms);
+    trial.record.ready_ms = Some(ready_ms);
     let ready = ready.context("waiting for the workload to be ready")?;
-    let before = workload::ready_pids(&ready)
+    trial.before = workload::ready_pids(&ready)
         .with_context(|| format!("the workload's ready line has no pid list: {ready}"))?;
-    record.processes_before = Some(before.len() as u32);
-    if before.len() != spec.children as usize + 1 {
-        bail!("expected {} processes, the workload reported {}", spec.children + 1, before.len());
+    trial.record.processes_before = Some(trial.before.len() as u32);
+    if trial.before.len() != spec.children as usize + 1 {
+        bail!(
+            "expected {} processes, the workload reported {}",
+            spec.children + 1,
+            trial.before.len()
+        );
     }
+    trial.record.status = Status::Unverified;
+    Ok(())
+}
 
+/// The measured part: checkpoint, stop, restore, verify. Does nothing for
+/// a trial that already failed. The record is complete afterwards; the
+/// container is left for the caller to remove.
+pub async fn measure<E: Engine>(engine: &E, trial: &mut Trial) {
+    if trial.record.status != Status::Failed {
+        if let Err(e) = checkpoint_and_restore(engine, trial).await {
+            trial.fail("trial", e);
+        }
+    }
+    trial.record.overhead_ms = trial.clock.overhead_ms();
+}
+
+/// Fills the record as it goes, so a failure keeps what was measured
+/// before it.
+async fn checkpoint_and_restore<E: Engine>(engine: &E, trial: &mut Trial) -> Result<()> {
+    let container = trial.container.clone().context("no container")?;
+    let (record, clock) = (&mut trial.record, &mut trial.clock);
     let checkpoint = "ckpt";
-    let (result, ms) = clock.time(engine.checkpoint(container, checkpoint)).await;
+    let (result, ms) = clock.time(engine.checkpoint(&container, checkpoint)).await;
     record.checkpoint_ms = Some(ms);
     result?;
-    record.checkpoint_bytes = engine.checkpoint_size(container, checkpoint).await;
+    record.checkpoint_bytes = engine.checkpoint_size(&container, checkpoint).await;
 
-    let (result, ms) = clock.time(engine.stop(container)).await;
+    let (result, ms) = clock.time(engine.stop(&container)).await;
     record.stop_ms = Some(ms);
     result?;
 
     let (restored, _) = clock
-        .time(engine::restore_with_retry(engine, container, checkpoint))
+        .time(engine::restore_with_retry(engine, &container, checkpoint))
         .await;
     let restored = restored?;
     record.restore_ms = Some(millis(restored.took));
     record.restore_retries = restored.retries;
 
-    let (after, _) = clock.time(engine.processes(container)).await;
+    let (after, _) = clock.time(engine.processes(&container)).await;
     let after = after.context("listing the restored container's processes")?;
     record.processes_after = Some(after.len() as u32);
-    record.verified = same_pids(&before, &after);
-    if !record.verified {
+    record.verified = same_pids(&trial.before, &after);
+    if record.verified {
+        record.status = Status::Ok;
+    } else {
         record.error = Some(format!(
-            "after the restore the container runs pids {after:?}, before it ran {before:?}"
+            "after the restore the container runs pids {after:?}, before it ran {:?}",
+            trial.before
         ));
     }
     Ok(())

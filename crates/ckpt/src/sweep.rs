@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::analysis::{self, Analysis};
 use crate::cleanup::RunId;
-use crate::engine::Engine;
+use crate::engine::{Container, Engine};
 use crate::envinfo::Environment;
 use crate::plan::{SweepPlan, TrialSpec};
 use crate::records::{self, RecordWriter, Status, TrialRecord};
@@ -86,15 +86,24 @@ pub fn prepare_resume(dir: &Path) -> Result<Prepared> {
 
 fn read_plan(dir: &Path) -> Result<SweepPlan> {
     let path = dir.join(PLAN_JSON);
-    let text = std::fs::read(&path)
-        .with_context(|| format!("cannot read {}: is {} a ckpt sweep directory?", path.display(), dir.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not a valid sweep plan", path.display()))
+    let text = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read {}: is {} a ckpt sweep directory?",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a valid sweep plan", path.display()))
 }
 
 /// The trials of the plan that have no record yet.
 pub fn remaining(plan: &SweepPlan, done: &[TrialRecord]) -> Vec<TrialSpec> {
     let finished: std::collections::HashSet<usize> = done.iter().map(|r| r.trial).collect();
-    plan.trials().into_iter().filter(|t| !finished.contains(&t.index)).collect()
+    plan.trials()
+        .into_iter()
+        .filter(|t| !finished.contains(&t.index))
+        .collect()
 }
 
 fn progress(total: usize) -> ProgressBar {
@@ -126,9 +135,13 @@ fn one_line(r: &TrialRecord) -> String {
     )
 }
 
-/// Runs the remaining trials. Each record is written before the next trial
-/// starts, so cancelling this future (Ctrl-C) loses only the trial in
-/// flight; the caller removes the run's objects afterwards.
+/// Runs the remaining trials. Each record is written as soon as its
+/// measurement ends, so cancelling this future (Ctrl-C) loses only the trial
+/// in flight; the caller removes the run's objects afterwards.
+///
+/// The previous trial's container is removed while the next one starts and
+/// becomes ready: that overlaps two untimed steps and never touches a timed
+/// one (checkpoint, stop and restore always run alone).
 pub async fn run_trials<E: Engine>(engine: &E, run: &RunId, prepared: &Prepared) -> Result<usize> {
     let todo = remaining(&prepared.plan, &prepared.done);
     if todo.is_empty() {
@@ -137,20 +150,36 @@ pub async fn run_trials<E: Engine>(engine: &E, run: &RunId, prepared: &Prepared)
     let image = engine.build_image(run).await?;
     let mut writer = RecordWriter::open(&prepared.dir)?;
     let bar = progress(todo.len());
+    let total = prepared.plan.trials().len();
+    let mut leftover: Option<Container> = None;
     for spec in &todo {
         bar.set_message(format!("N={}", spec.children));
-        let record = runner::run_trial(engine, run, &image, spec).await;
-        writer.append(&record)?;
+        let (removed, mut trial) = tokio::join!(
+            remove_if_any(engine, leftover.take()),
+            runner::launch(engine, run, &image, spec)
+        );
+        removed?;
+        runner::measure(engine, &mut trial).await;
+        writer.append(&trial.record)?;
+        leftover = trial.container.take();
         if bar.is_hidden() {
-            eprintln!("[{}/{}] {}", spec.index + 1, prepared.plan.trials().len(), one_line(&record));
+            eprintln!("[{}/{total}] {}", spec.index + 1, one_line(&trial.record));
         } else {
-            bar.println(one_line(&record));
+            bar.println(one_line(&trial.record));
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
+    remove_if_any(engine, leftover).await?;
     engine.remove_image(&image).await?;
     Ok(todo.len())
+}
+
+async fn remove_if_any<E: Engine>(engine: &E, container: Option<Container>) -> Result<()> {
+    match container {
+        Some(c) => engine.remove_container(&c).await,
+        None => Ok(()),
+    }
 }
 
 /// Reads a results directory and writes summary.csv, analysis.json,
@@ -171,9 +200,16 @@ pub fn write_outputs(dir: &Path) -> Result<Analysis> {
     }
     let analysis = analysis::analyse(&back.records);
     write_summary(dir, &analysis)?;
-    records::write_private(&dir.join(ANALYSIS_JSON), &serde_json::to_vec_pretty(&analysis)?)?;
+    records::write_private(
+        &dir.join(ANALYSIS_JSON),
+        &serde_json::to_vec_pretty(&analysis)?,
+    )?;
     let svg = plot::write_figures(&analysis, dir)?;
-    let report = Report { plan: &plan, env: &env, analysis: &analysis };
+    let report = Report {
+        plan: &plan,
+        env: &env,
+        analysis: &analysis,
+    };
     records::write_private(&dir.join(report::REPORT_MD), report.markdown().as_bytes())?;
     records::write_private(&dir.join(report::REPORT_HTML), report.html(&svg).as_bytes())?;
     Ok(analysis)
@@ -199,8 +235,14 @@ pub fn render_table(analysis: &Analysis) -> String {
         .iter()
         .filter(|p| p.operation == analysis::Operation::Restore)
         .collect();
-    for c in analysis.points.iter().filter(|p| p.operation == analysis::Operation::Checkpoint) {
-        let r = restore.iter().find(|r| r.engine == c.engine && r.children == c.children);
+    for c in analysis
+        .points
+        .iter()
+        .filter(|p| p.operation == analysis::Operation::Checkpoint)
+    {
+        let r = restore
+            .iter()
+            .find(|r| r.engine == c.engine && r.children == c.children);
         let (rm, rci) = r.map_or(("-".into(), "-".into()), |r| {
             (
                 format!("{:.1} ms", r.mean_ms),
@@ -244,16 +286,25 @@ mod tests {
         prepare_new(&out, plan(), &Environment::default()).unwrap();
         let mode = std::fs::metadata(&out).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        let err = prepare_new(&out, plan(), &Environment::default()).err().unwrap();
+        let err = prepare_new(&out, plan(), &Environment::default())
+            .err()
+            .unwrap();
         assert!(format!("{err:#}").contains("--resume"), "{err:#}");
     }
 
     #[test]
     fn refuses_an_unwritable_directory() {
-        let err = prepare_new(Path::new("/proc/ckpt-results"), plan(), &Environment::default())
-            .err()
-            .unwrap();
-        assert!(format!("{err:#}").contains("cannot create the output directory"), "{err:#}");
+        let err = prepare_new(
+            Path::new("/proc/ckpt-results"),
+            plan(),
+            &Environment::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            format!("{err:#}").contains("cannot create the output directory"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -276,5 +327,5 @@ mod tests {
     const SAMPLE: &str = r#"{"run_id":"r","trial":0,"engine":"docker","children":1,"repetition":0,"warmup":true,
         "started_at":"","image_bytes":1,"run_ms":1.0,"ready_ms":1.0,"checkpoint_ms":1.0,"stop_ms":1.0,
         "restore_ms":1.0,"restore_retries":0,"checkpoint_bytes":1,"processes_before":2,"processes_after":2,
-        "verified":true,"remove_ms":1.0,"overhead_ms":0.1,"status":"ok","error":null}"#;
+        "verified":true,"overhead_ms":0.1,"status":"ok","error":null}"#;
 }

@@ -108,14 +108,20 @@ pub async fn restore_with_retry<E: Engine>(
 ) -> Result<Restored> {
     let started = std::time::Instant::now();
     match engine.restore(container, checkpoint).await {
-        Ok(()) => Ok(Restored { retries: 0, took: started.elapsed() }),
+        Ok(()) => Ok(Restored {
+            retries: 0,
+            took: started.elapsed(),
+        }),
         Err(e) if is_transient_restore_error(&format!("{e:#}")) => {
             tracing::info!("restore hit the transient containerd error, retrying once: {e:#}");
             // The failed attempt leaves the container stopped and the
             // checkpoint intact, so the same call can simply be repeated.
             let started = std::time::Instant::now();
             engine.restore(container, checkpoint).await?;
-            Ok(Restored { retries: 1, took: started.elapsed() })
+            Ok(Restored {
+                retries: 1,
+                took: started.elapsed(),
+            })
         }
         Err(e) => Err(e),
     }
