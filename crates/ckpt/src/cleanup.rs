@@ -6,6 +6,7 @@
 //! run's objects. Objects without the run label are never touched.
 
 use std::fmt;
+use std::future::Future;
 
 /// Label naming the run an object belongs to.
 pub const RUN_LABEL: &str = "io.ckpt.run";
@@ -95,10 +96,8 @@ impl fmt::Display for Signal {
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives. Racing the work against this in
-/// `tokio::select!` drops the work at its next await point, after which the
-/// caller removes the run's objects.
-pub async fn interrupted() -> Signal {
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn interrupted() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -118,6 +117,72 @@ pub async fn interrupted() -> Signal {
 #[error("interrupted by {0}")]
 pub struct Interrupted(pub Signal);
 
+/// A request to stop, seen by the work in progress.
+///
+/// Dropping a future in the middle of an engine call that creates something
+/// (a container, an image) would leave the daemon finishing that call after
+/// our cleanup has listed what to remove. So a first signal only raises this
+/// flag: the work stops at its next step boundary (waits and sleeps end at
+/// once), returns `Interrupted`, and the caller cleans up with nothing in
+/// flight. A second signal stops at once.
+#[derive(Clone)]
+pub struct Stop {
+    requested: tokio::sync::watch::Receiver<Option<Signal>>,
+}
+
+impl Stop {
+    /// A flag that is never raised (for work run without signal handling).
+    pub fn never() -> Stop {
+        let (tx, requested) = tokio::sync::watch::channel(None);
+        // Keep the sender alive so that `changed()` never resolves.
+        std::mem::forget(tx);
+        Stop { requested }
+    }
+
+    /// `Err(Interrupted)` once a stop was requested.
+    pub fn check(&self) -> Result<(), Interrupted> {
+        match *self.requested.borrow() {
+            Some(signal) => Err(Interrupted(signal)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `work` unless a stop is requested first. Only for work that
+    /// creates nothing (waiting for a log line, sleeping).
+    pub async fn unless_stopped<T>(
+        &self,
+        work: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        self.check()?;
+        let mut requested = self.requested.clone();
+        tokio::select! {
+            result = work => result,
+            _ = requested.wait_for(Option::is_some) => Err(self.check().unwrap_err().into()),
+        }
+    }
+}
+
+/// Runs `work` with signal handling: the first SIGINT or SIGTERM raises its
+/// `Stop` flag and lets it finish its current step; a second one drops it.
+pub async fn run_stoppable<T, F>(work: impl FnOnce(Stop) -> F) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<T>>,
+{
+    let (tx, requested) = tokio::sync::watch::channel(None);
+    let work = work(Stop { requested });
+    tokio::pin!(work);
+    let signal = tokio::select! {
+        result = &mut work => return result,
+        signal = interrupted() => signal,
+    };
+    eprintln!("ckpt: {signal}: stopping after the current step, then cleaning up (send it again to stop at once)");
+    let _ = tx.send(Some(signal));
+    tokio::select! {
+        result = &mut work => result,
+        again = interrupted() => Err(Interrupted(again).into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +194,28 @@ mod tests {
         assert!(run.name("demo").ends_with("-demo"));
         let labels = run.labels();
         assert_eq!(labels[0], (RUN_LABEL.to_string(), run.as_str().to_string()));
+    }
+
+    #[tokio::test]
+    async fn stop_ends_waits_but_not_before_it_is_raised() {
+        let (tx, requested) = tokio::sync::watch::channel(None);
+        let stop = Stop { requested };
+        assert!(stop.check().is_ok());
+        let quick = stop.unless_stopped(async { Ok(7) }).await.unwrap();
+        assert_eq!(quick, 7);
+        tx.send(Some(Signal::Terminate)).unwrap();
+        let waited = stop
+            .unless_stopped(async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                Ok(())
+            })
+            .await;
+        let err = waited.unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<Interrupted>(),
+            Some(Interrupted(Signal::Terminate))
+        ));
+        assert!(Stop::never().check().is_ok());
     }
 
     #[test]

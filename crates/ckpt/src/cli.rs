@@ -146,10 +146,11 @@ async fn demo_command(args: DemoArgs) -> Result<u8> {
         run_for: args.run_for.unwrap_or(args.interval * 3),
     };
     let run = RunId::new();
-    let outcome = tokio::select! {
-        result = demo::run(&engine, &run, &options) => result,
-        signal = cleanup::interrupted() => Err(Interrupted(signal).into()),
-    };
+    let (engine_ref, run_ref) = (&engine, &run);
+    let outcome = cleanup::run_stoppable(move |stop| async move {
+        demo::run(engine_ref, run_ref, &options, &stop).await
+    })
+    .await;
     let cleaned = report_cleanup(&run, engine.remove_run(&run).await);
     match outcome {
         Ok(outcome) => {
@@ -210,10 +211,11 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
         sweep::remaining(&prepared.plan, &prepared.done).len(),
         dir.display()
     );
-    let outcome = tokio::select! {
-        result = sweep::run_trials(&engine, &run, &prepared) => result,
-        signal = cleanup::interrupted() => Err(Interrupted(signal).into()),
-    };
+    let (engine_ref, run_ref, prepared_ref) = (&engine, &run, &prepared);
+    let outcome = cleanup::run_stoppable(move |stop| async move {
+        sweep::run_trials(engine_ref, run_ref, prepared_ref, &stop).await
+    })
+    .await;
     let cleaned = report_cleanup(&run, engine.remove_run(&run).await);
     let has_records = dir.join(ckpt::records::TRIALS_JSONL).exists();
     let analysis = if has_records {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::cleanup::RunId;
+use crate::cleanup::{RunId, Stop};
 use crate::engine::{self, Engine, RunSpec};
 use crate::workload::{self, Continuity};
 
@@ -38,7 +38,12 @@ async fn step<T>(number: u8, title: &str, work: impl Future<Output = Result<T>>)
 
 /// Runs the nine steps. The caller removes whatever is left (by run label)
 /// whether this returns, fails or is cancelled.
-pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> Result<DemoOutcome> {
+pub async fn run<E: Engine>(
+    engine: &E,
+    run: &RunId,
+    options: &DemoOptions,
+    stop: &Stop,
+) -> Result<DemoOutcome> {
     let interval_ms = u64::try_from(options.interval.as_millis()).unwrap_or(u64::MAX);
     if interval_ms == 0 {
         bail!("the interval must be at least 1 ms");
@@ -50,19 +55,23 @@ pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> R
         options.run_for
     );
     let image = step(1, "build the image", engine.build_image(run)).await?;
+    stop.check()?;
     let spec = RunSpec {
         name: run.name("fib"),
         args: workload::fib_args(interval_ms),
     };
     let container = step(2, "create and run the container", async {
         let c = engine.run(run, &image, &spec).await?;
-        engine
-            .wait_for_line(&c, 0, &workload::is_ready, Duration::from_secs(30))
-            .await?;
+        let ready = engine.wait_for_line(&c, 0, &workload::is_ready, Duration::from_secs(30));
+        stop.unless_stopped(ready).await?;
         Ok(c)
     })
     .await?;
-    tokio::time::sleep(options.run_for).await;
+    stop.unless_stopped(async {
+        tokio::time::sleep(options.run_for).await;
+        Ok(())
+    })
+    .await?;
     let before = step(3, "print the logs", engine.logs(&container)).await?;
     print_fib_lines("   ", &before);
 
@@ -87,8 +96,8 @@ pub async fn run<E: Engine>(engine: &E, run: &RunId, options: &DemoOptions) -> R
     }
 
     let wait = options.interval * 2 + Duration::from_secs(10);
-    let first_after = engine
-        .wait_for_line(&container, before.len(), &workload::is_fib, wait)
+    let first_after = stop
+        .unless_stopped(engine.wait_for_line(&container, before.len(), &workload::is_fib, wait))
         .await?;
     let first_after = workload::fib_steps(&[first_after]).first().copied();
     let verdict = workload::continuity(&before, first_after);

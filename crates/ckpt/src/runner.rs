@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cleanup::RunId;
+use crate::cleanup::{Interrupted, RunId, Stop};
 use crate::engine::{self, Container, Engine, Image, RunSpec};
 use crate::plan::TrialSpec;
 use crate::records::{Status, TrialRecord};
@@ -62,18 +62,35 @@ pub struct Trial {
     clock: Stopwatch,
     /// Pids the workload announced when it became ready.
     before: Vec<u32>,
+    /// A stop was requested before the trial ended: it must not be
+    /// recorded (a resumed sweep runs it again).
+    pub interrupted: bool,
 }
 
 impl Trial {
     fn fail(&mut self, step: &str, error: anyhow::Error) {
+        if error.downcast_ref::<Interrupted>().is_some() {
+            self.interrupted = true;
+            return;
+        }
         self.record.status = Status::Failed;
         self.record.error = Some(format!("{step}: {error:#}"));
+    }
+
+    fn ended(&self) -> bool {
+        self.interrupted || self.record.status == Status::Failed
     }
 }
 
 /// Starts a fresh container for the trial and waits until the workload is
 /// ready. A failure is recorded in the trial, not returned.
-pub async fn launch<E: Engine>(engine: &E, run: &RunId, image: &Image, spec: &TrialSpec) -> Trial {
+pub async fn launch<E: Engine>(
+    engine: &E,
+    run: &RunId,
+    image: &Image,
+    spec: &TrialSpec,
+    stop: &Stop,
+) -> Trial {
     let mut trial = Trial {
         record: TrialRecord {
             run_id: run.to_string(),
@@ -101,7 +118,12 @@ pub async fn launch<E: Engine>(engine: &E, run: &RunId, image: &Image, spec: &Tr
         container: None,
         clock: Stopwatch::new(),
         before: Vec::new(),
+        interrupted: false,
     };
+    if let Err(e) = stop.check() {
+        trial.fail("start", e.into());
+        return trial;
+    }
     let run_spec = RunSpec {
         name: run.name(&format!("t{}-n{}", spec.index, spec.children)),
         args: workload::forker_args(spec.children, WORKLOAD_INTERVAL_MS),
@@ -115,7 +137,7 @@ pub async fn launch<E: Engine>(engine: &E, run: &RunId, image: &Image, spec: &Tr
             return trial;
         }
     }
-    if let Err(e) = wait_until_ready(engine, &mut trial, spec).await {
+    if let Err(e) = wait_until_ready(engine, &mut trial, spec, stop).await {
         trial.fail("ready", e);
     }
     trial
@@ -125,12 +147,11 @@ async fn wait_until_ready<E: Engine>(
     engine: &E,
     trial: &mut Trial,
     spec: &TrialSpec,
+    stop: &Stop,
 ) -> Result<()> {
     let container = trial.container.as_ref().context("no container")?;
-    let (ready, ready_ms) = trial
-        .clock
-        .time(engine.wait_for_line(container, 0, &workload::is_ready, READY_TIMEOUT))
-        .await;
+    let wait = engine.wait_for_line(container, 0, &workload::is_ready, READY_TIMEOUT);
+    let (ready, ready_ms) = trial.clock.time(stop.unless_stopped(wait)).await;
     trial.record.ready_ms = Some(ready_ms);
     let ready = ready.context("waiting for the workload to be ready")?;
     trial.before = workload::ready_pids(&ready)
@@ -150,9 +171,9 @@ async fn wait_until_ready<E: Engine>(
 /// The measured part: checkpoint, stop, restore, verify. Does nothing for
 /// a trial that already failed. The record is complete afterwards; the
 /// container is left for the caller to remove.
-pub async fn measure<E: Engine>(engine: &E, trial: &mut Trial) {
-    if trial.record.status != Status::Failed {
-        if let Err(e) = checkpoint_and_restore(engine, trial).await {
+pub async fn measure<E: Engine>(engine: &E, trial: &mut Trial, stop: &Stop) {
+    if !trial.ended() {
+        if let Err(e) = checkpoint_and_restore(engine, trial, stop).await {
             trial.fail("trial", e);
         }
     }
@@ -161,10 +182,15 @@ pub async fn measure<E: Engine>(engine: &E, trial: &mut Trial) {
 
 /// Fills the record as it goes, so a failure keeps what was measured
 /// before it.
-async fn checkpoint_and_restore<E: Engine>(engine: &E, trial: &mut Trial) -> Result<()> {
+async fn checkpoint_and_restore<E: Engine>(
+    engine: &E,
+    trial: &mut Trial,
+    stop: &Stop,
+) -> Result<()> {
     let container = trial.container.clone().context("no container")?;
     let (record, clock) = (&mut trial.record, &mut trial.clock);
     let checkpoint = "ckpt";
+    stop.check()?;
     let (result, ms) = clock.time(engine.checkpoint(&container, checkpoint)).await;
     record.checkpoint_ms = Some(ms);
     result?;
@@ -173,6 +199,7 @@ async fn checkpoint_and_restore<E: Engine>(engine: &E, trial: &mut Trial) -> Res
     let (result, ms) = clock.time(engine.stop(&container)).await;
     record.stop_ms = Some(ms);
     result?;
+    stop.check()?;
 
     let (restored, _) = clock
         .time(engine::restore_with_retry(engine, &container, checkpoint))

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::analysis::{self, Analysis};
-use crate::cleanup::RunId;
+use crate::cleanup::{RunId, Stop};
 use crate::engine::{Container, Engine};
 use crate::envinfo::Environment;
 use crate::plan::{SweepPlan, TrialSpec};
@@ -142,7 +142,12 @@ fn one_line(r: &TrialRecord) -> String {
 /// The previous trial's container is removed while the next one starts and
 /// becomes ready: that overlaps two untimed steps and never touches a timed
 /// one (checkpoint, stop and restore always run alone).
-pub async fn run_trials<E: Engine>(engine: &E, run: &RunId, prepared: &Prepared) -> Result<usize> {
+pub async fn run_trials<E: Engine>(
+    engine: &E,
+    run: &RunId,
+    prepared: &Prepared,
+    stop: &Stop,
+) -> Result<usize> {
     let todo = remaining(&prepared.plan, &prepared.done);
     if todo.is_empty() {
         return Ok(0);
@@ -153,15 +158,21 @@ pub async fn run_trials<E: Engine>(engine: &E, run: &RunId, prepared: &Prepared)
     let total = prepared.plan.trials().len();
     let mut leftover: Option<Container> = None;
     for spec in &todo {
+        stop.check()?;
         bar.set_message(format!("N={}", spec.children));
         let (removed, mut trial) = tokio::join!(
             remove_if_any(engine, leftover.take()),
-            runner::launch(engine, run, &image, spec)
+            runner::launch(engine, run, &image, spec, stop)
         );
         removed?;
-        runner::measure(engine, &mut trial).await;
-        writer.append(&trial.record)?;
+        runner::measure(engine, &mut trial, stop).await;
         leftover = trial.container.take();
+        if trial.interrupted {
+            // Not recorded: --resume runs it again. Its container goes with
+            // the run's other objects when the caller cleans up.
+            stop.check()?;
+        }
+        writer.append(&trial.record)?;
         if bar.is_hidden() {
             eprintln!("[{}/{total}] {}", spec.index + 1, one_line(&trial.record));
         } else {

@@ -297,3 +297,84 @@ fn resume_repairs_a_cut_last_line() {
     let csv = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
+
+/// SIGINT and SIGTERM at different moments of a trial (starting, waiting
+/// for ready, checkpointing, stopped, restoring, removing): each time the
+/// records stay whole, nothing is left behind, and a resume completes the grid.
+#[test]
+fn signals_at_every_stage_keep_results_and_leave_nothing() {
+    let before = ckpt_objects();
+    for (round, delay_ms) in [0u64, 120, 240, 360, 480, 600].into_iter().enumerate() {
+        let signal = if round % 2 == 0 {
+            libc::SIGINT
+        } else {
+            libc::SIGTERM
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("sweep");
+        let child = ckpt()
+            .args([
+                "sweep",
+                "--children",
+                "2,4",
+                "--repeat",
+                "1",
+                "--warmup",
+                "0",
+                "--order",
+                "sequential",
+                "--output",
+            ])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while jsonl(&dir).is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no trial finished"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let code = out.status.code();
+        // The sweep may have finished before the signal landed.
+        assert!(
+            matches!(code, Some(0) | Some(130) | Some(143)),
+            "round {round}: {code:?} {stderr}"
+        );
+        assert_eq!(
+            ckpt_objects(),
+            before,
+            "round {round} ({delay_ms} ms) left objects behind: {stderr}"
+        );
+        let out = ckpt()
+            .args(["sweep", "--resume"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        let mut trials: Vec<u64> = jsonl(&dir)
+            .iter()
+            .map(|r| r["trial"].as_u64().unwrap())
+            .collect();
+        trials.sort_unstable();
+        assert_eq!(
+            trials,
+            vec![0, 1],
+            "round {round}: no trial missing or duplicated"
+        );
+        assert!(
+            jsonl(&dir).iter().all(|r| r["status"] == "ok"),
+            "round {round}"
+        );
+    }
+    assert_eq!(ckpt_objects(), before);
+}

@@ -26,6 +26,10 @@ use super::{Container, Engine, Image, RunSpec};
 use crate::cleanup::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
 
+/// Where containerd (started by dockerd, TMPDIR unset) makes its temporary
+/// checkpoint copies.
+const CONTAINERD_TMP: &str = "/tmp";
+
 /// A connected Docker daemon that has checkpoint support switched on.
 pub struct DockerEngine {
     client: Docker,
@@ -73,6 +77,9 @@ impl DockerEngine {
         HashMap::from([("label".to_string(), vec![label.to_string()])])
     }
 
+    /// Removes every container, then every image, with `label`. Goes on
+    /// after a failure so that one stuck object does not keep the others
+    /// alive, and reports all failures at the end.
     async fn remove_labelled(&self, label: &str, only_orphans: bool) -> Result<usize> {
         let filters = self.label_filter(label);
         let containers = self
@@ -86,14 +93,17 @@ impl DockerEngine {
             .await
             .context("listing ckpt's containers")?;
         let mut removed = 0;
+        let mut failures = Vec::new();
         for c in containers {
             let labels = c.labels.unwrap_or_default();
             if only_orphans && owner_alive(labels.get(PID_LABEL).map(String::as_str)) {
                 continue;
             }
             let Some(id) = c.id else { continue };
-            self.force_remove(&id).await?;
-            removed += 1;
+            match self.force_remove(&id).await {
+                Ok(()) => removed += 1,
+                Err(e) => failures.push(format!("{e:#}")),
+            }
         }
         let images = self
             .client
@@ -106,13 +116,22 @@ impl DockerEngine {
             if only_orphans && owner_alive(image.labels.get(PID_LABEL).map(String::as_str)) {
                 continue;
             }
-            self.remove_image_ref(&image.id).await?;
-            removed += 1;
+            match self.remove_image_ref(&image.id).await {
+                Ok(()) => removed += 1,
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        }
+        if !failures.is_empty() {
+            bail!("{}", failures.join("; "));
         }
         Ok(removed)
     }
 
+    /// Removes a container, whatever state it is in. When a removal is
+    /// already under way (a cancelled earlier request the daemon still
+    /// carries out), waits for it to finish instead of failing.
     async fn force_remove(&self, id: &str) -> Result<()> {
+        self.remove_containerd_copies(id, None);
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -122,8 +141,30 @@ impl DockerEngine {
             | Err(ApiError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
+            Err(ApiError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => self.wait_until_gone(id).await,
             Err(e) => Err(api_error(e, &format!("removing container {id}"))),
         }
+    }
+
+    async fn wait_until_gone(&self, id: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            match self
+                .client
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+            {
+                Err(ApiError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(e) => return Err(api_error(e, &format!("waiting for container {id} to go"))),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        bail!("container {id} was still being removed after 60 s: run `ckpt gc` later")
     }
 
     async fn remove_image_ref(&self, reference: &str) -> Result<()> {
@@ -138,6 +179,57 @@ impl DockerEngine {
                 status_code: 404, ..
             }) => Ok(()),
             Err(e) => Err(api_error(e, &format!("removing image {reference}"))),
+        }
+    }
+
+    /// The directory where Docker keeps a container's checkpoints.
+    fn checkpoints_dir(&self, id: &str) -> Option<PathBuf> {
+        Some(
+            self.root_dir
+                .as_ref()?
+                .join("containers")
+                .join(id)
+                .join("checkpoints"),
+        )
+    }
+
+    /// containerd 1.6 leaves a full copy of every Docker checkpoint in
+    /// `/tmp/ctrd-checkpoint*` (containerd/containerd#10166): process
+    /// memory, in a directory nobody removes. A copy is ours when its
+    /// inventory.img is byte for byte the one of our checkpoint (the
+    /// inventory holds the dump's own ids and uptime), so only our copies go.
+    fn remove_containerd_copies(&self, id: &str, checkpoint: Option<&str>) {
+        let Some(dir) = self.checkpoints_dir(id) else {
+            return;
+        };
+        let ours: Vec<Vec<u8>> = match checkpoint {
+            Some(name) => vec![dir.join(name)],
+            None => std::fs::read_dir(&dir)
+                .map(|entries| entries.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default(),
+        }
+        .iter()
+        .filter_map(|cp| std::fs::read(cp.join("inventory.img")).ok())
+        .collect();
+        if ours.is_empty() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(CONTAINERD_TMP) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_copy = entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("ctrd-checkpoint");
+            if is_copy
+                && std::fs::read(path.join("inventory.img")).is_ok_and(|inv| ours.contains(&inv))
+            {
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!("cannot remove containerd's copy {}: {e}", path.display());
+                }
+            }
         }
     }
 
@@ -417,17 +509,11 @@ impl Engine for DockerEngine {
     }
 
     async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
-        let dir = self
-            .root_dir
-            .as_ref()?
-            .join("containers")
-            .join(&container.id)
-            .join("checkpoints")
-            .join(checkpoint);
-        dir_size(&dir)
+        dir_size(&self.checkpoints_dir(&container.id)?.join(checkpoint))
     }
 
     async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        self.remove_containerd_copies(&container.id, Some(checkpoint));
         self.client
             .delete_checkpoint(&container.id, checkpoint, None)
             .await

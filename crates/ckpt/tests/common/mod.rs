@@ -20,7 +20,8 @@ pub fn text(output: &Output) -> (String, String) {
     )
 }
 
-/// Ids of Docker containers and images that carry ckpt's run label.
+/// Ids of Docker containers and images that carry ckpt's run label, and
+/// containerd's checkpoint copies in /tmp (which ckpt must remove too).
 pub fn ckpt_objects() -> Vec<String> {
     let mut ids = Vec::new();
     for args in [
