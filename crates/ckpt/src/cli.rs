@@ -12,6 +12,7 @@ use ckpt::doctor;
 use ckpt::engine::docker::DockerEngine;
 use ckpt::engine::Engine;
 use ckpt::envinfo::Environment;
+use ckpt::inspect;
 use ckpt::plan::{self, Order, SweepPlan};
 use ckpt::sweep;
 
@@ -43,8 +44,37 @@ enum Command {
         /// A directory written by `ckpt sweep`
         dir: PathBuf,
     },
+    /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
+    Inspect(InspectArgs),
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,
+}
+
+#[derive(clap::Args, Debug)]
+struct InspectArgs {
+    /// A checkpoint directory, a Podman export archive, or a Docker container
+    target: String,
+    /// With a Docker container: the checkpoint's name (default: the newest)
+    #[arg(long)]
+    checkpoint: Option<String>,
+    /// CRIU's work directory holding stats-dump / stats-restore, when it is not the image directory
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+    /// Show the process tree
+    #[arg(long)]
+    ps_tree: bool,
+    /// Show each process's memory areas
+    #[arg(long)]
+    mem: bool,
+    /// Show each process's open files
+    #[arg(long)]
+    files: bool,
+    /// Show CRIU's dump and restore statistics
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +145,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Doctor { json } => doctor_command(json).await,
         Command::Sweep(args) => sweep_command(args).await,
         Command::Report { dir } => report_command(&dir),
+        Command::Inspect(args) => inspect_command(args).await,
         Command::Gc => gc_command().await,
     }
 }
@@ -128,6 +159,27 @@ async fn doctor_command(json: bool) -> Result<u8> {
     }
     let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
     Ok(u8::from(failed))
+}
+
+async fn inspect_command(args: InspectArgs) -> Result<u8> {
+    let found = inspect::inspect(
+        &args.target,
+        args.checkpoint.as_deref(),
+        args.work_dir.as_deref(),
+    )
+    .await?;
+    let parts = inspect::Parts {
+        ps_tree: args.ps_tree,
+        mem: args.mem,
+        files: args.files,
+        stats: args.stats,
+    };
+    if args.json {
+        println!("{}", inspect::to_json(&found, parts)?);
+    } else {
+        print!("{}", inspect::render(&found, parts));
+    }
+    Ok(0)
 }
 
 async fn gc_command() -> Result<u8> {

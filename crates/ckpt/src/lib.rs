@@ -12,6 +12,7 @@ pub mod demo;
 pub mod doctor;
 pub mod engine;
 pub mod envinfo;
+pub mod inspect;
 pub mod plan;
 pub mod plot;
 pub mod proctree;

@@ -182,6 +182,18 @@ impl DockerEngine {
         }
     }
 
+    /// The checkpoints directory of a container given by name or id.
+    pub async fn checkpoints_dir_of(&self, container: &str) -> Result<PathBuf> {
+        let inspect = self
+            .client
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| api_error(e, &format!("looking up container {container}")))?;
+        let id = inspect.id.context("the daemon gave no container id")?;
+        self.checkpoints_dir(&id)
+            .context("the daemon did not say where it keeps its data (DockerRootDir)")
+    }
+
     /// The directory where Docker keeps a container's checkpoints.
     fn checkpoints_dir(&self, id: &str) -> Option<PathBuf> {
         Some(
