@@ -226,10 +226,82 @@ pub struct OffFit {
     pub predicted_ms: f64,
 }
 
+/// Where one point's time goes: means over the trials that carry CRIU's
+/// statistics. "Above CRIU" is the wall time that CRIU did not account
+/// for: the engine's layers (daemon, containerd, runc) and the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    pub engine: String,
+    pub children: u32,
+    pub n: usize,
+    pub checkpoint_ms: f64,
+    pub freezing_ms: f64,
+    /// The application's downtime inside CRIU's dump.
+    pub frozen_ms: f64,
+    pub memdump_ms: f64,
+    pub memwrite_ms: f64,
+    pub checkpoint_above_criu_ms: f64,
+    pub restore_ms: f64,
+    pub criu_restore_ms: f64,
+    pub forking_ms: f64,
+    pub restore_above_criu_ms: f64,
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+/// Phase means per point, for the trials whose records carry them.
+fn phases(groups: &BTreeMap<Key, Vec<&TrialRecord>>) -> Vec<PhaseSummary> {
+    groups
+        .iter()
+        .filter_map(|((engine, children), trials)| {
+            let with: Vec<&&TrialRecord> = trials
+                .iter()
+                .filter(|r| {
+                    r.measured_ok() && r.criu_frozen_ms.is_some() && r.criu_restore_ms.is_some()
+                })
+                .collect();
+            if with.is_empty() {
+                return None;
+            }
+            let m = |f: fn(&TrialRecord) -> Option<f64>| mean(with.iter().filter_map(|r| f(r)));
+            let checkpoint_ms = m(|r| r.checkpoint_ms);
+            let freezing_ms = m(|r| r.criu_freezing_ms);
+            let frozen_ms = m(|r| r.criu_frozen_ms);
+            let restore_ms = m(|r| r.restore_ms);
+            let criu_restore_ms = m(|r| r.criu_restore_ms);
+            Some(PhaseSummary {
+                engine: engine.clone(),
+                children: *children,
+                n: with.len(),
+                checkpoint_ms,
+                freezing_ms,
+                frozen_ms,
+                memdump_ms: m(|r| r.criu_memdump_ms),
+                memwrite_ms: m(|r| r.criu_memwrite_ms),
+                checkpoint_above_criu_ms: (checkpoint_ms - freezing_ms - frozen_ms).max(0.0),
+                restore_ms,
+                criu_restore_ms,
+                forking_ms: m(|r| r.criu_forking_ms),
+                restore_above_criu_ms: (restore_ms - criu_restore_ms).max(0.0),
+            })
+        })
+        .collect()
+}
+
 /// Everything the report says, computed from records alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     pub points: Vec<PointSummary>,
+    /// Where the time goes, per point (empty when the engine hid CRIU's
+    /// statistics).
+    pub phases: Vec<PhaseSummary>,
     pub fits: Vec<OperationFit>,
     /// Pearson r between checkpoint and restore time over measured trials,
     /// per engine.
@@ -344,6 +416,7 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
     image_sizes.sort_unstable();
     image_sizes.dedup();
     Analysis {
+        phases: phases(&groups),
         points,
         fits,
         correlation,
@@ -536,6 +609,15 @@ mod tests {
             processes_before: None,
             processes_after: None,
             verified: true,
+            criu_freezing_ms: None,
+            criu_frozen_ms: None,
+            criu_memdump_ms: None,
+            criu_memwrite_ms: None,
+            criu_pages_scanned: None,
+            criu_pages_written: None,
+            criu_forking_ms: None,
+            criu_restore_ms: None,
+            criu_pages_restored: None,
             overhead_ms: 1.0,
             status: Status::Ok,
             error: None,

@@ -238,7 +238,7 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     }
     doctor::require_docker_stack().await?;
     let EngineName::Docker = args.engine;
-    let (engine, facts) = DockerEngine::connect_checked().await?;
+    let (mut engine, facts) = DockerEngine::connect_checked().await?;
     let prepared = match (fresh_plan, &args.resume) {
         (Some(p), _) => {
             let dir = args
@@ -258,6 +258,16 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     }
     let dir = prepared.dir.clone();
     let total = prepared.plan.trials().len();
+    match engine.capture_criu_stats(&run) {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "ckpt: {} already sets CRIU's work-dir: the records will lack CRIU's phases",
+            ckpt::engine::criu_stats::RUNC_CONF
+        ),
+        Err(e) => eprintln!(
+            "ckpt: cannot keep CRIU's statistics ({e:#}): the records will lack CRIU's phases"
+        ),
+    }
     eprintln!(
         "ckpt sweep: run {run}, {} trial(s) to do of {total}, results in {}",
         sweep::remaining(&prepared.plan, &prepared.done).len(),
@@ -269,6 +279,12 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     })
     .await;
     let cleaned = report_cleanup(&run, engine.remove_run(&run).await);
+    if let Err(e) = engine.release_criu_stats() {
+        eprintln!(
+            "ckpt: error: putting back {} failed: {e:#}; run `ckpt gc`",
+            ckpt::engine::criu_stats::RUNC_CONF
+        );
+    }
     let has_records = dir.join(ckpt::records::TRIALS_JSONL).exists();
     let analysis = if has_records {
         Some(sweep::write_outputs(&dir)?)

@@ -13,7 +13,7 @@ use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::analysis::{Analysis, Operation};
+use crate::analysis::{Analysis, Operation, PhaseSummary};
 
 pub const FIGURE_SVG: &str = "figure.svg";
 pub const FIGURE_PNG: &str = "figure.png";
@@ -180,6 +180,163 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+pub const PHASES_SVG: &str = "phases.svg";
+pub const PHASES_PNG: &str = "phases.png";
+
+/// One coloured part of a stacked bar.
+struct Segment {
+    label: &'static str,
+    color: RGBColor,
+    value: fn(&PhaseSummary) -> f64,
+}
+
+const GREY: RGBColor = RGBColor(170, 170, 170);
+
+/// Checkpoint bar, bottom up: CRIU's phases, then the layers above CRIU.
+const CHECKPOINT_SEGMENTS: [Segment; 5] = [
+    Segment {
+        label: "CRIU freezing",
+        color: RGBColor(158, 202, 225),
+        value: |p| p.freezing_ms,
+    },
+    Segment {
+        label: "CRIU memdump",
+        color: RGBColor(49, 130, 189),
+        value: |p| p.memdump_ms,
+    },
+    Segment {
+        label: "CRIU memwrite",
+        color: RGBColor(8, 81, 156),
+        value: |p| p.memwrite_ms,
+    },
+    Segment {
+        label: "CRIU other frozen work",
+        color: RGBColor(107, 174, 214),
+        value: |p| (p.frozen_ms - p.memdump_ms - p.memwrite_ms).max(0.0),
+    },
+    Segment {
+        label: "above CRIU (checkpoint)",
+        color: GREY,
+        value: |p| p.checkpoint_above_criu_ms,
+    },
+];
+
+/// Restore bar, bottom up.
+const RESTORE_SEGMENTS: [Segment; 3] = [
+    Segment {
+        label: "CRIU forking",
+        color: RGBColor(253, 174, 107),
+        value: |p| p.forking_ms,
+    },
+    Segment {
+        label: "CRIU other restore work",
+        color: RGBColor(230, 85, 13),
+        value: |p| (p.criu_restore_ms - p.forking_ms).max(0.0),
+    },
+    Segment {
+        label: "above CRIU (restore)",
+        color: RGBColor(120, 120, 120),
+        value: |p| p.restore_above_criu_ms,
+    },
+];
+
+/// Writes phases.svg and phases.png (stacked bars of where the time goes);
+/// returns the SVG, or None when no record carries CRIU's statistics.
+pub fn write_phase_figures(analysis: &Analysis, dir: &Path) -> Result<Option<String>> {
+    if analysis.phases.is_empty() {
+        return Ok(None);
+    }
+    register_font()?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
+        draw_phases(&root, &analysis.phases)?;
+    }
+    crate::records::write_private(&dir.join(PHASES_SVG), svg.as_bytes())?;
+    let png = dir.join(PHASES_PNG);
+    {
+        let root = BitMapBackend::new(&png, (900, 560)).into_drawing_area();
+        draw_phases(&root, &analysis.phases)?;
+    }
+    Ok(Some(svg))
+}
+
+fn draw_phases<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    phases: &[PhaseSummary],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(plot_error)?;
+    let y_max = phases
+        .iter()
+        .map(|p| p.checkpoint_ms.max(p.restore_ms))
+        .fold(1.0, f64::max);
+    let labels: Vec<String> = phases
+        .iter()
+        .map(|p| format!("{} N={}", p.engine, p.children))
+        .collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "Where the time goes: CRIU's phases under the wall time",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(-0.6..(phases.len() as f64 - 0.4), 0.0..y_max * 1.45)
+        .map_err(plot_error)?;
+    let label_of = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(phases.len().max(2))
+        .x_label_formatter(&label_of)
+        .x_desc("left bar: checkpoint, right bar: restore")
+        .y_desc("Time (ms)")
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(plot_error)?;
+    for (segments, left, right) in [
+        (&CHECKPOINT_SEGMENTS[..], -0.38, -0.02),
+        (&RESTORE_SEGMENTS[..], 0.02, 0.38),
+    ] {
+        for (k, segment) in segments.iter().enumerate() {
+            let bars = phases.iter().enumerate().map(|(i, p)| {
+                let below: f64 = segments[..k].iter().map(|s| (s.value)(p)).sum();
+                let x = i as f64;
+                Rectangle::new(
+                    [(x + left, below), (x + right, below + (segment.value)(p))],
+                    segment.color.filled(),
+                )
+            });
+            let color = segment.color;
+            chart
+                .draw_series(bars)
+                .map_err(plot_error)?
+                .label(segment.label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
         .draw()
         .map_err(plot_error)?;
     root.present().map_err(plot_error)?;

@@ -52,6 +52,19 @@ pub struct TrialRecord {
     pub processes_after: Option<u32>,
     /// The same pids were alive after the restore as before.
     pub verified: bool,
+    /// CRIU's own phases (from stats-dump / stats-restore), where the
+    /// engine keeps them. Freezing plus frozen is CRIU's share of the
+    /// checkpoint; frozen is the application's downtime during the dump.
+    pub criu_freezing_ms: Option<f64>,
+    pub criu_frozen_ms: Option<f64>,
+    pub criu_memdump_ms: Option<f64>,
+    pub criu_memwrite_ms: Option<f64>,
+    pub criu_pages_scanned: Option<u64>,
+    pub criu_pages_written: Option<u64>,
+    pub criu_forking_ms: Option<f64>,
+    /// CRIU's whole restore, forking included.
+    pub criu_restore_ms: Option<f64>,
+    pub criu_pages_restored: Option<u64>,
     /// ckpt's own time in the trial: everything but engine calls and waits.
     pub overhead_ms: f64,
     pub status: Status,
@@ -189,6 +202,15 @@ mod tests {
             processes_before: Some(6),
             processes_after: Some(6),
             verified: true,
+            criu_freezing_ms: None,
+            criu_frozen_ms: None,
+            criu_memdump_ms: None,
+            criu_memwrite_ms: None,
+            criu_pages_scanned: None,
+            criu_pages_written: None,
+            criu_forking_ms: None,
+            criu_restore_ms: None,
+            criu_pages_restored: None,
             overhead_ms: 0.5,
             status: Status::Ok,
             error: None,

@@ -191,6 +191,77 @@ impl Report<'_> {
             .collect()
     }
 
+    /// The phase table: CRIU's phases and what lies above CRIU.
+    fn phase_table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let header = vec![
+            "engine",
+            "N",
+            "trials",
+            "checkpoint (ms)",
+            "CRIU freezing",
+            "CRIU frozen (downtime)",
+            "memdump",
+            "memwrite",
+            "above CRIU",
+            "restore (ms)",
+            "CRIU restore",
+            "CRIU forking",
+            "above CRIU",
+        ];
+        let share = |part: f64, whole: f64| {
+            if whole > 0.0 {
+                format!("{part:.1} ({:.0}%)", 100.0 * part / whole)
+            } else {
+                format!("{part:.1}")
+            }
+        };
+        let rows = self
+            .analysis
+            .phases
+            .iter()
+            .map(|p| {
+                vec![
+                    p.engine.clone(),
+                    p.children.to_string(),
+                    p.n.to_string(),
+                    format!("{:.1}", p.checkpoint_ms),
+                    format!("{:.1}", p.freezing_ms),
+                    format!("{:.1}", p.frozen_ms),
+                    format!("{:.1}", p.memdump_ms),
+                    format!("{:.1}", p.memwrite_ms),
+                    share(p.checkpoint_above_criu_ms, p.checkpoint_ms),
+                    format!("{:.1}", p.restore_ms),
+                    format!("{:.1}", p.criu_restore_ms),
+                    format!("{:.1}", p.forking_ms),
+                    share(p.restore_above_criu_ms, p.restore_ms),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// One paragraph on where the time goes, from the phase means.
+    fn phase_text(&self) -> String {
+        let phases = &self.analysis.phases;
+        if phases.is_empty() {
+            return "No trial carries CRIU's own statistics: the engine deleted CRIU's work directory \
+                    (and /etc/criu/runc.conf could not redirect it), so the time cannot be split between CRIU \
+                    and the layers above it."
+                .into();
+        }
+        let total =
+            |f: fn(&crate::analysis::PhaseSummary) -> f64| phases.iter().map(f).sum::<f64>();
+        let ck_above = 100.0 * total(|p| p.checkpoint_above_criu_ms) / total(|p| p.checkpoint_ms);
+        let rs_above = 100.0 * total(|p| p.restore_above_criu_ms) / total(|p| p.restore_ms);
+        let (first, last) = (&phases[0], &phases[phases.len() - 1]);
+        format!(
+            "Averaged over the points, {ck_above:.0}% of the checkpoint's wall time and {rs_above:.0}% of the restore's \
+             lie above CRIU (daemon, containerd, runc and client), the rest is CRIU's own work. The application was \
+             frozen for {:.1} ms at N = {} and {:.1} ms at N = {}.",
+            first.frozen_ms, first.children, last.frozen_ms, last.children
+        )
+    }
+
     /// Table rows: engine, N, then checkpoint and restore mean [CI] and sd.
     fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let header = vec![
@@ -249,14 +320,25 @@ impl Report<'_> {
         for row in rows {
             let _ = writeln!(md, "| {} |", row.join(" | "));
         }
-        md.push_str("\n![Checkpoint and restore time against the number of child processes](figure.svg)\n\nFig 1 - means with 95% confidence intervals and the least-squares lines (dashed).\n\n## Observations\n\n");
+        md.push_str("\n![Checkpoint and restore time against the number of child processes](figure.svg)\n\nFig 1 - means with 95% confidence intervals and the least-squares lines (dashed).\n\n## Where the time goes\n\n");
+        let _ = writeln!(md, "{}\n", self.phase_text());
+        let (header, rows) = self.phase_table();
+        if !rows.is_empty() {
+            let _ = writeln!(md, "| {} |", header.join(" | "));
+            let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
+            for row in rows {
+                let _ = writeln!(md, "| {} |", row.join(" | "));
+            }
+            md.push_str("\n![CRIU's phases under the wall time](phases.svg)\n\nFig 2 - CRIU's phases stacked under each operation's mean wall time (ms).\n");
+        }
+        md.push_str("\n## Observations\n\n");
         for (i, o) in self.observations().iter().enumerate() {
             let _ = writeln!(md, "{}. {o}", i + 1);
         }
         md
     }
 
-    pub fn html(&self, svg: &str) -> String {
+    pub fn html(&self, svg: &str, phases_svg: Option<&str>) -> String {
         let mut h = String::from(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>ckpt: checkpoint and restore time</title><style>\
@@ -287,16 +369,49 @@ impl Report<'_> {
         }
         // The SVG is our own output (plotters escapes its text), so it is
         // inlined as is: the page needs no other file.
+        let _ = writeln!(
+            h,
+            "<figure id=\"figure\">{svg}<figcaption>Fig 1 - means with 95% confidence intervals and the least-squares lines (dashed).</figcaption></figure>"
+        );
         let _ = write!(
             h,
-            "</table>\n<figure id=\"figure\">{svg}<figcaption>Fig 1 - means with 95% confidence intervals and the least-squares lines (dashed).</figcaption></figure>\n<h2>Observations</h2>\n<ol>\n"
+            "<h2>Where the time goes</h2>\n<p>{}</p>\n",
+            escape(&self.phase_text())
         );
+        let (header, rows) = self.phase_table();
+        if !rows.is_empty() {
+            h.push_str(&html_table(&header, &rows));
+        }
+        if let Some(phases) = phases_svg {
+            let _ = writeln!(
+                h,
+                "<figure id=\"phases\">{phases}<figcaption>Fig 2 - CRIU's phases stacked under each operation's mean wall time (ms).</figcaption></figure>"
+            );
+        }
+        h.push_str("<h2>Observations</h2>\n<ol>\n");
         for o in self.observations() {
             let _ = writeln!(h, "<li>{}</li>", escape(&o));
         }
         h.push_str("</ol>\n</body></html>\n");
         h
     }
+}
+
+fn html_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut h = String::from("<table>\n<tr>");
+    for c in header {
+        let _ = write!(h, "<th>{}</th>", escape(c));
+    }
+    h.push_str("</tr>\n");
+    for row in rows {
+        h.push_str("<tr>");
+        for c in row {
+            let _ = write!(h, "<td>{}</td>", escape(c));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    h
 }
 
 pub fn escape(text: &str) -> String {

@@ -50,6 +50,11 @@ impl Stopwatch {
     }
 }
 
+/// CRIU counts in microseconds.
+fn us_to_ms(us: u32) -> f64 {
+    f64::from(us) / 1000.0
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -111,6 +116,15 @@ pub async fn launch<E: Engine>(
             processes_before: None,
             processes_after: None,
             verified: false,
+            criu_freezing_ms: None,
+            criu_frozen_ms: None,
+            criu_memdump_ms: None,
+            criu_memwrite_ms: None,
+            criu_pages_scanned: None,
+            criu_pages_written: None,
+            criu_forking_ms: None,
+            criu_restore_ms: None,
+            criu_pages_restored: None,
             overhead_ms: 0.0,
             status: Status::Failed,
             error: None,
@@ -191,9 +205,18 @@ async fn checkpoint_and_restore<E: Engine>(
     let (record, clock) = (&mut trial.record, &mut trial.clock);
     let checkpoint = "ckpt";
     stop.check()?;
+    engine.clear_phase_stats();
     let (result, ms) = clock.time(engine.checkpoint(&container, checkpoint)).await;
     record.checkpoint_ms = Some(ms);
     result?;
+    if let Some(d) = engine.take_dump_stats() {
+        record.criu_freezing_ms = Some(us_to_ms(d.freezing_time));
+        record.criu_frozen_ms = Some(us_to_ms(d.frozen_time));
+        record.criu_memdump_ms = Some(us_to_ms(d.memdump_time));
+        record.criu_memwrite_ms = Some(us_to_ms(d.memwrite_time));
+        record.criu_pages_scanned = Some(d.pages_scanned);
+        record.criu_pages_written = Some(d.pages_written);
+    }
     record.checkpoint_bytes = engine.checkpoint_size(&container, checkpoint).await;
 
     let (result, ms) = clock.time(engine.stop(&container)).await;
@@ -207,6 +230,11 @@ async fn checkpoint_and_restore<E: Engine>(
     let restored = restored?;
     record.restore_ms = Some(millis(restored.took));
     record.restore_retries = restored.retries;
+    if let Some(r) = engine.take_restore_stats() {
+        record.criu_forking_ms = Some(us_to_ms(r.forking_time));
+        record.criu_restore_ms = Some(us_to_ms(r.restore_time));
+        record.criu_pages_restored = r.pages_restored;
+    }
 
     let (after, _) = clock.time(engine.processes(&container)).await;
     let after = after.context("listing the restored container's processes")?;

@@ -216,13 +216,15 @@ pub fn write_outputs(dir: &Path) -> Result<Analysis> {
         &serde_json::to_vec_pretty(&analysis)?,
     )?;
     let svg = plot::write_figures(&analysis, dir)?;
+    let phases_svg = plot::write_phase_figures(&analysis, dir)?;
     let report = Report {
         plan: &plan,
         env: &env,
         analysis: &analysis,
     };
     records::write_private(&dir.join(report::REPORT_MD), report.markdown().as_bytes())?;
-    records::write_private(&dir.join(report::REPORT_HTML), report.html(&svg).as_bytes())?;
+    let html = report.html(&svg, phases_svg.as_deref());
+    records::write_private(&dir.join(report::REPORT_HTML), html.as_bytes())?;
     Ok(analysis)
 }
 
@@ -338,5 +340,7 @@ mod tests {
     const SAMPLE: &str = r#"{"run_id":"r","trial":0,"engine":"docker","children":1,"repetition":0,"warmup":true,
         "started_at":"","image_bytes":1,"run_ms":1.0,"ready_ms":1.0,"checkpoint_ms":1.0,"stop_ms":1.0,
         "restore_ms":1.0,"restore_retries":0,"checkpoint_bytes":1,"processes_before":2,"processes_after":2,
-        "verified":true,"overhead_ms":0.1,"status":"ok","error":null}"#;
+        "verified":true,"criu_freezing_ms":null,"criu_frozen_ms":null,"criu_memdump_ms":null,
+        "criu_memwrite_ms":null,"criu_pages_scanned":null,"criu_pages_written":null,"criu_forking_ms":null,
+        "criu_restore_ms":null,"criu_pages_restored":null,"overhead_ms":0.1,"status":"ok","error":null}"#;
 }

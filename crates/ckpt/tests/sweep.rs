@@ -58,6 +58,14 @@ fn small_sweep_writes_everything_and_report_rebuilds_it() {
         assert_eq!(r["processes_after"].as_u64(), Some(n + 1), "{r}");
         assert!(r["checkpoint_ms"].as_f64().unwrap() > 0.0);
         assert!(r["checkpoint_bytes"].as_u64().unwrap() > 0);
+        // CRIU's phases, kept through /etc/criu/runc.conf despite Docker.
+        let frozen = r["criu_frozen_ms"].as_f64().unwrap_or(0.0);
+        assert!(
+            frozen > 0.0 && frozen < r["checkpoint_ms"].as_f64().unwrap(),
+            "{r}"
+        );
+        assert!(r["criu_pages_written"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(r["criu_restore_ms"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
     }
     let csv = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7, "header and six rows");

@@ -22,6 +22,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
+use super::criu_stats::StatsCapture;
 use super::{Container, Engine, Image, RunSpec};
 use crate::cleanup::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
@@ -35,6 +36,8 @@ pub struct DockerEngine {
     client: Docker,
     /// The daemon's data directory, where checkpoints live on disk.
     root_dir: Option<PathBuf>,
+    /// Where CRIU leaves its statistics, when ckpt arranged it.
+    stats: Option<StatsCapture>,
 }
 
 /// Facts about the daemon, for doctor and env.json.
@@ -69,6 +72,7 @@ impl DockerEngine {
         let engine = DockerEngine {
             client,
             root_dir: facts.root_dir.clone().map(PathBuf::from),
+            stats: None,
         };
         Ok((engine, facts))
     }
@@ -179,6 +183,21 @@ impl DockerEngine {
                 status_code: 404, ..
             }) => Ok(()),
             Err(e) => Err(api_error(e, &format!("removing image {reference}"))),
+        }
+    }
+
+    /// Makes CRIU keep its statistics for this run (see `criu_stats`).
+    /// Returns whether it could; without it the records lack the phases.
+    pub fn capture_criu_stats(&mut self, run: &RunId) -> Result<bool> {
+        self.stats = StatsCapture::install(run)?;
+        Ok(self.stats.is_some())
+    }
+
+    /// Puts back the host's CRIU configuration.
+    pub fn release_criu_stats(&mut self) -> Result<()> {
+        match self.stats.take() {
+            Some(capture) => capture.uninstall(),
+            None => Ok(()),
         }
     }
 
@@ -546,7 +565,22 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_orphans(&self) -> Result<usize> {
-        self.remove_labelled(RUN_LABEL, true).await
+        let objects = self.remove_labelled(RUN_LABEL, true).await?;
+        Ok(objects + super::criu_stats::remove_orphans()?)
+    }
+
+    fn clear_phase_stats(&self) {
+        if let Some(s) = &self.stats {
+            s.clear();
+        }
+    }
+
+    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
+        self.stats.as_ref()?.take_dump()
+    }
+
+    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
+        self.stats.as_ref()?.take_restore()
     }
 }
 

@@ -2,6 +2,7 @@
 //! (APIs, paths, quirks) stays in the engine's own file; the runner, the
 //! demo and the sweep only speak this trait.
 
+pub mod criu_stats;
 pub mod docker;
 
 use std::time::Duration;
@@ -90,6 +91,19 @@ pub trait Engine {
 
     /// Removes objects of runs whose ckpt process is gone (`ckpt gc`).
     async fn remove_orphans(&self) -> Result<usize>;
+
+    /// Forgets CRIU statistics of earlier operations (call before a dump).
+    fn clear_phase_stats(&self) {}
+
+    /// CRIU's statistics of the last checkpoint, when the engine keeps them.
+    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
+        None
+    }
+
+    /// CRIU's statistics of the last restore, when the engine keeps them.
+    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
+        None
+    }
 }
 
 /// How a restore went: retries after the transient error, and the wall

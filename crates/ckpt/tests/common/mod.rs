@@ -20,8 +20,10 @@ pub fn text(output: &Output) -> (String, String) {
     )
 }
 
-/// Ids of Docker containers and images that carry ckpt's run label, and
-/// containerd's checkpoint copies in /tmp (which ckpt must remove too).
+/// Ids of Docker containers and images that carry ckpt's run label,
+/// containerd's checkpoint copies in /tmp (which ckpt must remove too), the
+/// work directories under /run/ckpt and the lines ckpt adds to
+/// /etc/criu/runc.conf.
 pub fn ckpt_objects() -> Vec<String> {
     let mut ids = Vec::new();
     for args in [
