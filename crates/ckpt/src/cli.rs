@@ -1,6 +1,7 @@
 //! Command-line arguments and the glue from each sub-command to the library.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -9,7 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ckpt::cleanup::{self, Interrupted, RunId};
 use ckpt::demo::{self, DemoOptions};
 use ckpt::doctor;
+use ckpt::engine::any::{self, AnyEngine};
+use ckpt::engine::criu::CriuEngine;
+use ckpt::engine::criu_stats::{self, StatsCapture};
 use ckpt::engine::docker::DockerEngine;
+use ckpt::engine::runc::RuncEngine;
 use ckpt::engine::Engine;
 use ckpt::envinfo::Environment;
 use ckpt::inspect;
@@ -88,9 +93,9 @@ struct SweepArgs {
     /// Warm-up trials per point (recorded, excluded from the statistics)
     #[arg(long, default_value_t = 1)]
     warmup: u32,
-    /// Engine to measure
-    #[arg(long, value_enum, default_value_t = EngineName::Docker)]
-    engine: EngineName,
+    /// Engines to compare, comma-separated; their trials are interleaved
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "docker")]
+    engine: Vec<EngineName>,
     /// Run order: shuffled interleaves the points so that drift cannot pose as a trend
     #[arg(long, value_enum, default_value_t = Order::Shuffled)]
     order: Order,
@@ -120,7 +125,22 @@ struct DemoArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EngineName {
+    /// Docker Engine API (dockerd, containerd, runc, CRIU)
     Docker,
+    /// runc with an OCI bundle, no daemon
+    Runc,
+    /// CRIU alone on a plain process tree, no container
+    Criu,
+}
+
+impl EngineName {
+    fn as_str(self) -> &'static str {
+        match self {
+            EngineName::Docker => "docker",
+            EngineName::Runc => "runc",
+            EngineName::Criu => "criu",
+        }
+    }
 }
 
 /// Parses a duration such as `4s` or `250ms` and refuses zero.
@@ -183,16 +203,35 @@ async fn inspect_command(args: InspectArgs) -> Result<u8> {
 }
 
 async fn gc_command() -> Result<u8> {
-    let (engine, _) = DockerEngine::connect_any().await?;
-    let removed = engine.remove_orphans().await?;
+    // Daemon-less engines need nothing running; Docker's part needs dockerd.
+    let mut removed = RuncEngine::new(None).remove_orphans().await?;
+    removed += CriuEngine::new().remove_orphans().await?;
+    let docker = match DockerEngine::connect_any().await {
+        Ok((engine, _)) => Some(engine.remove_orphans().await?),
+        Err(e) => {
+            eprintln!("ckpt gc: skipping Docker: {e:#}");
+            removed += criu_stats::remove_orphans()?;
+            None
+        }
+    };
+    removed += docker.unwrap_or(0);
     println!("ckpt gc: removed {removed} object(s) left by ckpt runs that are no longer alive");
-    Ok(0)
+    Ok(u8::from(docker.is_none()))
+}
+
+/// Removes every object of `run` from every engine; true when all went.
+async fn clean_run(engines: &[AnyEngine], run: &RunId) -> bool {
+    let mut clean = true;
+    for engine in engines {
+        clean &= report_cleanup(run, engine.remove_run(run).await);
+    }
+    clean
 }
 
 async fn demo_command(args: DemoArgs) -> Result<u8> {
-    doctor::require_docker_stack().await?;
-    let EngineName::Docker = args.engine;
-    let (engine, _) = DockerEngine::connect_checked().await?;
+    doctor::require_engines(&[args.engine.as_str()]).await?;
+    let (mut engines, _) = any::open(&[args.engine.as_str().to_string()], None).await?;
+    let engine = engines.pop().context("no engine opened")?;
     let options = DemoOptions {
         interval: args.interval,
         run_for: args.run_for.unwrap_or(args.interval * 3),
@@ -203,7 +242,7 @@ async fn demo_command(args: DemoArgs) -> Result<u8> {
         demo::run(engine_ref, run_ref, &options, &stop).await
     })
     .await;
-    let cleaned = report_cleanup(&run, engine.remove_run(&run).await);
+    let cleaned = clean_run(std::slice::from_ref(&engine), &run).await;
     match outcome {
         Ok(outcome) => {
             println!("{}", demo::describe(&outcome.continuity));
@@ -225,7 +264,7 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     let fresh_plan = match &args.resume {
         Some(_) => None,
         None => Some(SweepPlan {
-            engine: "docker".into(),
+            engines: args.engine.iter().map(|e| e.as_str().to_string()).collect(),
             children: plan::parse_values(&args.children).context("--children")?,
             repeat: args.repeat,
             warmup: args.warmup,
@@ -236,18 +275,44 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     if let Some(p) = &fresh_plan {
         p.validate()?;
     }
-    doctor::require_docker_stack().await?;
-    let EngineName::Docker = args.engine;
-    let (mut engine, facts) = DockerEngine::connect_checked().await?;
-    let prepared = match (fresh_plan, &args.resume) {
+    let (prepared, env) = match (fresh_plan, &args.resume) {
         (Some(p), _) => {
             let dir = args
                 .output
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("results").join(format!("sweep-{run}")));
-            sweep::prepare_new(&dir, p, &Environment::collect(Some(&facts)))?
+            (None, Some((dir, p)))
         }
-        (None, Some(dir)) => sweep::prepare_resume(dir)?,
+        (None, Some(dir)) => (Some(sweep::prepare_resume(dir)?), None),
+        (None, None) => unreachable!("a sweep either has a plan or resumes one"),
+    };
+    let engine_names = match (&prepared, &env) {
+        (Some(p), _) => p.plan.engines.clone(),
+        (None, Some((_, plan))) => plan.engines.clone(),
+        (None, None) => unreachable!("a sweep either has a plan or resumes one"),
+    };
+    let names: Vec<&str> = engine_names.iter().map(String::as_str).collect();
+    doctor::require_engines(&names).await?;
+    let capture = keep_criu_statistics(&run);
+    let opened = any::open(&engine_names, capture.clone()).await;
+    let (engines, facts) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            release(capture);
+            return Err(e);
+        }
+    };
+    let prepared = match (prepared, env) {
+        (Some(p), _) => p,
+        (None, Some((dir, plan))) => {
+            match sweep::prepare_new(&dir, plan, &Environment::collect(facts.as_ref())) {
+                Ok(p) => p,
+                Err(e) => {
+                    release(capture);
+                    return Err(e);
+                }
+            }
+        }
         (None, None) => unreachable!("a sweep either has a plan or resumes one"),
     };
     if !prepared.repaired_lines.is_empty() {
@@ -258,33 +323,18 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     }
     let dir = prepared.dir.clone();
     let total = prepared.plan.trials().len();
-    match engine.capture_criu_stats(&run) {
-        Ok(true) => {}
-        Ok(false) => eprintln!(
-            "ckpt: {} already sets CRIU's work-dir: the records will lack CRIU's phases",
-            ckpt::engine::criu_stats::RUNC_CONF
-        ),
-        Err(e) => eprintln!(
-            "ckpt: cannot keep CRIU's statistics ({e:#}): the records will lack CRIU's phases"
-        ),
-    }
     eprintln!(
         "ckpt sweep: run {run}, {} trial(s) to do of {total}, results in {}",
         sweep::remaining(&prepared.plan, &prepared.done).len(),
         dir.display()
     );
-    let (engine_ref, run_ref, prepared_ref) = (&engine, &run, &prepared);
+    let (engines_ref, run_ref, prepared_ref) = (&engines[..], &run, &prepared);
     let outcome = cleanup::run_stoppable(move |stop| async move {
-        sweep::run_trials(engine_ref, run_ref, prepared_ref, &stop).await
+        sweep::run_trials(engines_ref, run_ref, prepared_ref, &stop).await
     })
     .await;
-    let cleaned = report_cleanup(&run, engine.remove_run(&run).await);
-    if let Err(e) = engine.release_criu_stats() {
-        eprintln!(
-            "ckpt: error: putting back {} failed: {e:#}; run `ckpt gc`",
-            ckpt::engine::criu_stats::RUNC_CONF
-        );
-    }
+    let cleaned = clean_run(&engines, &run).await;
+    release(capture);
     let has_records = dir.join(ckpt::records::TRIALS_JSONL).exists();
     let analysis = if has_records {
         Some(sweep::write_outputs(&dir)?)
@@ -325,6 +375,37 @@ fn report_command(dir: &Path) -> Result<u8> {
         dir.display()
     );
     Ok(0)
+}
+
+/// Arranges for CRIU to keep its statistics during the run (see
+/// `criu_stats`); says why the records will lack them when it cannot.
+fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
+    match StatsCapture::install(run) {
+        Ok(Some(capture)) => Some(Arc::new(capture)),
+        Ok(None) => {
+            eprintln!(
+                "ckpt: {} already sets CRIU's work-dir: the records will lack CRIU's phases",
+                criu_stats::RUNC_CONF
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "ckpt: cannot keep CRIU's statistics ({e:#}): the records will lack CRIU's phases"
+            );
+            None
+        }
+    }
+}
+
+/// Puts back the host's CRIU configuration after a sweep.
+fn release(capture: Option<Arc<StatsCapture>>) {
+    if let Some(Err(e)) = capture.map(|c| c.uninstall()) {
+        eprintln!(
+            "ckpt: error: putting back {} failed: {e:#}; run `ckpt gc`",
+            criu_stats::RUNC_CONF
+        );
+    }
 }
 
 /// Says what cleanup had to remove (objects a failed or interrupted run

@@ -27,12 +27,23 @@ pub struct Check {
     /// What to do when it is not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
-    /// Whether the default engine (Docker) needs this to pass.
-    pub required: bool,
+    /// Engines that need this check to pass.
+    pub needed_by: &'static [&'static str],
 }
 
+/// Every engine ckpt knows; the first is the default.
+pub const ENGINES: [&str; 3] = ["docker", "runc", "criu"];
+const ALL: &[&str] = &ENGINES;
+
 impl Check {
-    fn new(name: &'static str, required: bool, outcome: Result<String, (String, String)>) -> Check {
+    /// A failure is fatal (Fail) when the default engine needs the check,
+    /// a warning otherwise.
+    fn new(
+        name: &'static str,
+        needed_by: &'static [&'static str],
+        outcome: Result<String, (String, String)>,
+    ) -> Check {
+        let required = needed_by.contains(&ENGINES[0]);
         let (status, detail, fix) = match outcome {
             Ok(detail) => (Status::Ok, detail, None),
             Err((detail, fix)) if required => (Status::Fail, detail, Some(fix)),
@@ -43,7 +54,7 @@ impl Check {
             status,
             detail,
             fix,
-            required,
+            needed_by,
         }
     }
 }
@@ -53,22 +64,42 @@ const SETUP_FIX: &str = "run scripts/setup as root";
 /// Runs every check. Never fails: a failure is a check's result.
 pub async fn run_all() -> Vec<Check> {
     vec![
-        Check::new("kernel", true, kernel_check()),
-        Check::new("criu", true, criu_version()),
-        Check::new("criu check", true, criu_check()),
+        Check::new("kernel", ALL, kernel_check()),
+        Check::new("criu", ALL, criu_version()),
+        Check::new("criu check", ALL, criu_check()),
         docker_check().await,
-        Check::new("runc", true, tool_version("runc", &["--version"])),
-        Check::new("podman", false, tool_version("podman", &["--version"])),
-        Check::new("workload binary", true, workload_check()),
+        Check::new(
+            "runc",
+            &["docker", "runc"],
+            tool_version("runc", &["--version"]),
+        ),
+        Check::new("podman", &[], tool_version("podman", &["--version"])),
+        Check::new("workload binary", ALL, workload_check()),
     ]
 }
 
-/// The checks Docker-based commands need, as one error naming each failure.
-pub async fn require_docker_stack() -> Result<()> {
+/// Whether each engine has everything it needs, from the checks.
+pub fn engine_readiness(checks: &[Check]) -> Vec<(&'static str, Vec<&'static str>)> {
+    ENGINES
+        .iter()
+        .map(|&engine| {
+            let missing = checks
+                .iter()
+                .filter(|c| c.needed_by.contains(&engine) && c.status != Status::Ok)
+                .map(|c| c.name)
+                .collect();
+            (engine, missing)
+        })
+        .collect()
+}
+
+/// Refuses, before anything starts, engines whose checks fail: one error
+/// naming each failure with its fix.
+pub async fn require_engines(engines: &[&str]) -> Result<()> {
     let failed: Vec<Check> = run_all()
         .await
         .into_iter()
-        .filter(|c| c.required && c.status == Status::Fail)
+        .filter(|c| c.status != Status::Ok && c.needed_by.iter().any(|e| engines.contains(e)))
         .collect();
     if failed.is_empty() {
         return Ok(());
@@ -85,7 +116,8 @@ pub async fn require_docker_stack() -> Result<()> {
         })
         .collect();
     bail!(
-        "the environment is not ready ({}); `ckpt doctor` shows every check",
+        "the environment is not ready for {} ({}); `ckpt doctor` shows every check",
+        engines.join(", "),
         lines.join("; ")
     )
 }
@@ -218,7 +250,7 @@ async fn docker_check() -> Check {
             facts.version, facts.api_version
         )),
     };
-    Check::new("docker", true, outcome)
+    Check::new("docker", &["docker"], outcome)
 }
 
 fn workload_check() -> Result<String, (String, String)> {
@@ -241,6 +273,14 @@ pub fn render(checks: &[Check]) -> String {
             out.push_str(&format!("\n     {:<16} fix: {fix}", ""));
         }
         out.push('\n');
+    }
+    for (engine, missing) in engine_readiness(checks) {
+        let verdict = if missing.is_empty() {
+            "ready".to_string()
+        } else {
+            format!("NOT ready (needs: {})", missing.join(", "))
+        };
+        out.push_str(&format!("engine {engine:<10} {verdict}\n"));
     }
     out
 }

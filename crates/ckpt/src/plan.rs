@@ -65,7 +65,8 @@ pub enum Order {
 /// rebuild the very same list of trials.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepPlan {
-    pub engine: String,
+    /// Engines compared in this sweep; their trials are interleaved.
+    pub engines: Vec<String>,
     pub children: Vec<u32>,
     pub repeat: u32,
     pub warmup: u32,
@@ -79,6 +80,8 @@ pub struct SweepPlan {
 pub struct TrialSpec {
     /// Position in the plan; identifies the trial on resume.
     pub index: usize,
+    /// Index into the plan's engines.
+    pub engine: usize,
     pub children: u32,
     /// Repetition number within the point (warm-ups count separately).
     pub repetition: u32,
@@ -93,40 +96,53 @@ impl SweepPlan {
         if self.repeat == 0 {
             bail!("--repeat must be at least 1");
         }
+        if self.engines.is_empty() {
+            bail!("no engine: give at least one to --engine");
+        }
         Ok(())
     }
 
+    /// Every (point, repetition, engine) of one kind (warm-up or measured),
+    /// engines interleaved within each repetition.
+    fn grid(&self, warmup: bool) -> Vec<TrialSpec> {
+        let reps = if warmup { self.warmup } else { self.repeat };
+        let mut out = Vec::new();
+        for &children in &self.children {
+            for repetition in 0..reps {
+                for engine in 0..self.engines.len() {
+                    out.push(TrialSpec {
+                        index: 0,
+                        engine,
+                        children,
+                        repetition,
+                        warmup,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Every trial in run order. Sequential: each point's warm-ups, then
-    /// its repetitions. Shuffled: all warm-ups first, then every measured
-    /// trial in a random order fixed by `seed`.
+    /// its repetitions, the engines taking turns. Shuffled: all warm-ups
+    /// first, then every measured trial in a random order fixed by `seed`.
     pub fn trials(&self) -> Vec<TrialSpec> {
-        let spec = |children, repetition, warmup| TrialSpec {
-            index: 0,
-            children,
-            repetition,
-            warmup,
-        };
         let mut trials: Vec<TrialSpec> = match self.order {
-            Order::Sequential => self
-                .children
-                .iter()
-                .flat_map(|&n| {
-                    let warm = (0..self.warmup).map(move |r| spec(n, r, true));
-                    warm.chain((0..self.repeat).map(move |r| spec(n, r, false)))
-                })
-                .collect(),
+            Order::Sequential => {
+                let (warm, measured) = (self.grid(true), self.grid(false));
+                self.children
+                    .iter()
+                    .flat_map(|&n| {
+                        let w = warm.iter().filter(move |t| t.children == n);
+                        w.chain(measured.iter().filter(move |t| t.children == n))
+                            .copied()
+                    })
+                    .collect()
+            }
             Order::Shuffled => {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
-                let mut warm: Vec<_> = self
-                    .children
-                    .iter()
-                    .flat_map(|&n| (0..self.warmup).map(move |r| spec(n, r, true)))
-                    .collect();
-                let mut measured: Vec<_> = self
-                    .children
-                    .iter()
-                    .flat_map(|&n| (0..self.repeat).map(move |r| spec(n, r, false)))
-                    .collect();
+                let mut warm = self.grid(true);
+                let mut measured = self.grid(false);
                 warm.shuffle(&mut rng);
                 measured.shuffle(&mut rng);
                 warm.into_iter().chain(measured).collect()
@@ -167,7 +183,7 @@ mod tests {
 
     fn plan(order: Order) -> SweepPlan {
         SweepPlan {
-            engine: "docker".into(),
+            engines: vec!["docker".into()],
             children: vec![1, 5, 10],
             repeat: 3,
             warmup: 1,
@@ -214,11 +230,37 @@ mod tests {
     }
 
     #[test]
+    fn engines_take_turns_within_a_point() {
+        let mut p = plan(Order::Sequential);
+        p.engines = vec!["docker".into(), "runc".into(), "criu".into()];
+        let trials = p.trials();
+        assert_eq!(trials.len(), 36);
+        let first: Vec<(usize, bool)> = trials[..6].iter().map(|t| (t.engine, t.warmup)).collect();
+        assert_eq!(
+            first,
+            vec![
+                (0, true),
+                (1, true),
+                (2, true),
+                (0, false),
+                (1, false),
+                (2, false)
+            ]
+        );
+        for e in 0..3 {
+            assert_eq!(trials.iter().filter(|t| t.engine == e).count(), 12);
+        }
+    }
+
+    #[test]
     fn validation() {
         let mut p = plan(Order::Sequential);
         p.repeat = 0;
         assert!(p.validate().is_err());
         p.repeat = 1;
+        p.engines.clear();
+        assert!(p.validate().is_err());
+        p.engines.push("docker".into());
         p.children.clear();
         assert!(p.validate().is_err());
     }

@@ -62,13 +62,13 @@ impl Report<'_> {
             crate::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
         };
         format!(
-            "A static program forks N child processes in a fresh `FROM scratch` container (engine: {}); \
+            "A static program forks N child processes in a fresh `FROM scratch` container (engines: {}; for criu a plain process tree on the host); \
              each child prints its pid every second. For each N in {{{}}}, {} measured trial(s) after {} warm-up trial(s) \
              (recorded, excluded from the statistics), in {} order. One trial: start the container, wait for the \
              program's ready line, checkpoint (timed, wall time seen by the client), stop (timed), restore from the \
              checkpoint (timed), check that the same N+1 pids are alive after the restore, remove the container. \
              Intervals are 95% confidence intervals of the mean (Student t).",
-            p.engine,
+            p.engines.join(", "),
             grid.join(", "),
             p.repeat,
             p.warmup,

@@ -126,8 +126,9 @@ fn one_line(r: &TrialRecord) -> String {
         Status::Failed => format!("FAILED: {}", r.error.as_deref().unwrap_or("")),
     };
     format!(
-        "trial {} N={}{}: checkpoint {}, restore {}, {status}",
+        "trial {} {} N={}{}: checkpoint {}, restore {}, {status}",
         r.trial,
+        r.engine,
         r.children,
         if r.warmup { " (warm-up)" } else { "" },
         ms(r.checkpoint_ms),
@@ -143,7 +144,7 @@ fn one_line(r: &TrialRecord) -> String {
 /// becomes ready: that overlaps two untimed steps and never touches a timed
 /// one (checkpoint, stop and restore always run alone).
 pub async fn run_trials<E: Engine>(
-    engine: &E,
+    engines: &[E],
     run: &RunId,
     prepared: &Prepared,
     stop: &Stop,
@@ -152,21 +153,26 @@ pub async fn run_trials<E: Engine>(
     if todo.is_empty() {
         return Ok(0);
     }
-    let image = engine.build_image(run).await?;
+    let mut images = Vec::new();
+    for engine in engines {
+        stop.check()?;
+        images.push(engine.build_image(run).await?);
+    }
     let mut writer = RecordWriter::open(&prepared.dir)?;
     let bar = progress(todo.len());
     let total = prepared.plan.trials().len();
-    let mut leftover: Option<Container> = None;
+    let mut leftover: Option<(&E, Container)> = None;
     for spec in &todo {
         stop.check()?;
-        bar.set_message(format!("N={}", spec.children));
+        let engine = &engines[spec.engine];
+        bar.set_message(format!("{} N={}", engine.name(), spec.children));
         let (removed, mut trial) = tokio::join!(
-            remove_if_any(engine, leftover.take()),
-            runner::launch(engine, run, &image, spec, stop)
+            remove_if_any(leftover.take()),
+            runner::launch(engine, run, &images[spec.engine], spec, stop)
         );
         removed?;
         runner::measure(engine, &mut trial, stop).await;
-        leftover = trial.container.take();
+        leftover = trial.container.take().map(|c| (engine, c));
         if trial.interrupted {
             // Not recorded: --resume runs it again. Its container goes with
             // the run's other objects when the caller cleans up.
@@ -181,14 +187,16 @@ pub async fn run_trials<E: Engine>(
         }
     }
     bar.finish_and_clear();
-    remove_if_any(engine, leftover).await?;
-    engine.remove_image(&image).await?;
+    remove_if_any(leftover).await?;
+    for (engine, image) in engines.iter().zip(&images) {
+        engine.remove_image(image).await?;
+    }
     Ok(todo.len())
 }
 
-async fn remove_if_any<E: Engine>(engine: &E, container: Option<Container>) -> Result<()> {
-    match container {
-        Some(c) => engine.remove_container(&c).await,
+async fn remove_if_any<E: Engine>(leftover: Option<(&E, Container)>) -> Result<()> {
+    match leftover {
+        Some((engine, c)) => engine.remove_container(&c).await,
         None => Ok(()),
     }
 }
@@ -283,7 +291,7 @@ mod tests {
 
     fn plan() -> SweepPlan {
         SweepPlan {
-            engine: "docker".into(),
+            engines: vec!["docker".into()],
             children: vec![1, 3],
             repeat: 2,
             warmup: 1,

@@ -22,7 +22,7 @@ use crate::cleanup::{owner_alive, RunId};
 
 pub const RUNC_CONF: &str = "/etc/criu/runc.conf";
 /// Where the work directories of runs live.
-pub const WORK_ROOT: &str = "/run/ckpt";
+pub const WORK_ROOT: &str = "/run/ckpt/stats";
 const MARKER: &str = "# ckpt: added by run";
 
 /// A work directory that CRIU writes its statistics into for this run.
@@ -97,14 +97,20 @@ impl StatsCapture {
     }
 
     fn take(&self, name: &str) -> Option<StatsEntry> {
-        let path = self.dir.join(name);
-        let bytes = std::fs::read(&path).ok()?;
-        let _ = std::fs::remove_file(&path);
+        let bytes = self.take_raw(name)?;
         framing::decode_one(&bytes, magic::STATS, name).ok()
     }
 
+    /// Reads and removes a statistics file, undecoded.
+    pub fn take_raw(&self, name: &str) -> Option<Vec<u8>> {
+        let path = self.dir.join(name);
+        let bytes = std::fs::read(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        Some(bytes)
+    }
+
     /// Removes this run's lines and work directory.
-    pub fn uninstall(self) -> Result<()> {
+    pub fn uninstall(&self) -> Result<()> {
         remove_marked_lines(&self.conf, |line| line == self.marker)?;
         std::fs::remove_dir_all(&self.dir)
             .or_else(ignore_missing)

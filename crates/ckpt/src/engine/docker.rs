@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -37,7 +38,7 @@ pub struct DockerEngine {
     /// The daemon's data directory, where checkpoints live on disk.
     root_dir: Option<PathBuf>,
     /// Where CRIU leaves its statistics, when ckpt arranged it.
-    stats: Option<StatsCapture>,
+    stats: Option<Arc<StatsCapture>>,
 }
 
 /// Facts about the daemon, for doctor and env.json.
@@ -186,19 +187,10 @@ impl DockerEngine {
         }
     }
 
-    /// Makes CRIU keep its statistics for this run (see `criu_stats`).
-    /// Returns whether it could; without it the records lack the phases.
-    pub fn capture_criu_stats(&mut self, run: &RunId) -> Result<bool> {
-        self.stats = StatsCapture::install(run)?;
-        Ok(self.stats.is_some())
-    }
-
-    /// Puts back the host's CRIU configuration.
-    pub fn release_criu_stats(&mut self) -> Result<()> {
-        match self.stats.take() {
-            Some(capture) => capture.uninstall(),
-            None => Ok(()),
-        }
+    /// Reads CRIU's statistics from where `capture` made CRIU leave them
+    /// (Docker itself deletes them; see `criu_stats`).
+    pub fn use_criu_stats(&mut self, capture: Option<Arc<StatsCapture>>) {
+        self.stats = capture;
     }
 
     /// The checkpoints directory of a container given by name or id.

@@ -2,14 +2,23 @@
 //! (APIs, paths, quirks) stays in the engine's own file; the runner, the
 //! demo and the sweep only speak this trait.
 
+pub mod any;
+pub mod criu;
 pub mod criu_stats;
 pub mod docker;
+pub mod logfile;
+pub mod runc;
+pub mod rundir;
 
 use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::cleanup::RunId;
+
+/// Where daemon-less engines keep their bundles, images and work
+/// directories (a tmpfs: nothing survives a reboot, as nothing should).
+pub const STATE_ROOT: &str = "/run/ckpt";
 
 /// A workload image the engine can start containers from.
 #[derive(Debug, Clone)]

@@ -1,0 +1,137 @@
+//! One type for "any engine", so that a sweep can interleave the trials of
+//! several engines. Each call is forwarded to the engine inside.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::criu::CriuEngine;
+use super::docker::DockerEngine;
+use super::runc::RuncEngine;
+use super::{Container, Engine, Image, RunSpec};
+use crate::cleanup::RunId;
+
+pub enum AnyEngine {
+    Docker(DockerEngine),
+    Runc(RuncEngine),
+    Criu(CriuEngine),
+}
+
+/// Forwards a call to whichever engine this is.
+macro_rules! forward {
+    ($self:ident, $engine:ident => $call:expr) => {
+        match $self {
+            AnyEngine::Docker($engine) => $call,
+            AnyEngine::Runc($engine) => $call,
+            AnyEngine::Criu($engine) => $call,
+        }
+    };
+}
+
+impl Engine for AnyEngine {
+    fn name(&self) -> &'static str {
+        forward!(self, e => e.name())
+    }
+
+    async fn build_image(&self, run: &RunId) -> Result<Image> {
+        forward!(self, e => e.build_image(run).await)
+    }
+
+    async fn run(&self, run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container> {
+        forward!(self, e => e.run(run, image, spec).await)
+    }
+
+    async fn wait_for_line(
+        &self,
+        container: &Container,
+        skip: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        timeout: Duration,
+    ) -> Result<String> {
+        forward!(self, e => e.wait_for_line(container, skip, wanted, timeout).await)
+    }
+
+    async fn logs(&self, container: &Container) -> Result<Vec<String>> {
+        forward!(self, e => e.logs(container).await)
+    }
+
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        forward!(self, e => e.checkpoint(container, checkpoint).await)
+    }
+
+    async fn stop(&self, container: &Container) -> Result<()> {
+        forward!(self, e => e.stop(container).await)
+    }
+
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        forward!(self, e => e.restore(container, checkpoint).await)
+    }
+
+    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
+        forward!(self, e => e.processes(container).await)
+    }
+
+    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
+        forward!(self, e => e.checkpoint_size(container, checkpoint).await)
+    }
+
+    async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        forward!(self, e => e.remove_checkpoint(container, checkpoint).await)
+    }
+
+    async fn remove_container(&self, container: &Container) -> Result<()> {
+        forward!(self, e => e.remove_container(container).await)
+    }
+
+    async fn remove_image(&self, image: &Image) -> Result<()> {
+        forward!(self, e => e.remove_image(image).await)
+    }
+
+    async fn remove_run(&self, run: &RunId) -> Result<usize> {
+        forward!(self, e => e.remove_run(run).await)
+    }
+
+    async fn remove_orphans(&self) -> Result<usize> {
+        forward!(self, e => e.remove_orphans().await)
+    }
+
+    fn clear_phase_stats(&self) {
+        forward!(self, e => e.clear_phase_stats())
+    }
+
+    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
+        forward!(self, e => e.take_dump_stats())
+    }
+
+    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
+        forward!(self, e => e.take_restore_stats())
+    }
+}
+
+/// Opens the named engines (names as in `doctor::ENGINES`). Docker's
+/// daemon facts come back for env.json. `stats` is where CRIU leaves its
+/// statistics for the runc-based engines (see `criu_stats`).
+pub async fn open(
+    names: &[String],
+    stats: Option<std::sync::Arc<super::criu_stats::StatsCapture>>,
+) -> Result<(Vec<AnyEngine>, Option<super::docker::DaemonFacts>)> {
+    let mut engines = Vec::new();
+    let mut facts = None;
+    for name in names {
+        engines.push(match name.as_str() {
+            "docker" => {
+                let (mut docker, daemon) = DockerEngine::connect_checked().await?;
+                docker.use_criu_stats(stats.clone());
+                facts = Some(daemon);
+                AnyEngine::Docker(docker)
+            }
+            "runc" => AnyEngine::Runc(RuncEngine::new(stats.clone())),
+            "criu" => AnyEngine::Criu(CriuEngine::new()),
+            other => anyhow::bail!(
+                "unknown engine '{other}': choose from {}",
+                crate::doctor::ENGINES.join(", ")
+            ),
+        });
+    }
+    Ok((engines, facts))
+}

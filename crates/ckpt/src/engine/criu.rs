@@ -1,0 +1,377 @@
+//! Plain CRIU: the workload as an ordinary process tree on the host (no
+//! container), checkpointed and restored through CRIU's RPC (`criu swrk`).
+//! This is the floor under every container engine: what CRIU itself costs.
+//!
+//! The RPC client is the rust-criu crate (the checkpoint-restore project's
+//! own, also used by youki): it speaks `criu swrk`'s protobuf protocol, so we
+//! neither parse CLI output nor maintain RPC message definitions. It is
+//! blocking, so its calls run on tokio's blocking pool; it returns no
+//! statistics, which we read from the work directory ourselves.
+//!
+//! Layout, per run: /run/ckpt/criu/<run>/{owner.pid, <container>/{out.log,
+//! pid, images/<checkpoint>/, work/<checkpoint>/}}. CRIU restores the same
+//! pids, so the pid file stays right across a restore.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{logfile, rundir, Container, Engine, Image, RunSpec};
+use crate::cleanup::RunId;
+use crate::workload;
+
+pub struct CriuEngine {
+    dir: Mutex<Option<PathBuf>>,
+}
+
+/// Opens a directory for CRIU: the fd must survive into `criu swrk`, so it
+/// is opened without close-on-exec (Rust's own opens always set it).
+fn open_dir_inheritable(dir: &Path) -> Result<OwnedFd> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow!("{} contains a NUL byte", dir.display()))?;
+    // SAFETY: a plain open(2) of a NUL-terminated path; the fd is owned below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot open {}", dir.display()));
+    }
+    // SAFETY: fd was just returned by open(2) and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What one CRIU call needs.
+enum Call {
+    Dump { pid: u32 },
+    Restore,
+}
+
+/// Runs one CRIU RPC call on the blocking pool.
+async fn criu_call(call: Call, images: PathBuf, work: PathBuf, what: String) -> Result<()> {
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let images_fd = open_dir_inheritable(&images)?;
+        let work_fd = open_dir_inheritable(&work)?;
+        let mut criu = rust_criu::Criu::new().map_err(|e| anyhow!("{what} failed: {e}"))?;
+        criu.set_images_dir_fd(images_fd.as_raw_fd());
+        criu.set_work_dir_fd(work_fd.as_raw_fd());
+        criu.set_log_level(4);
+        let result = match call {
+            Call::Dump { pid } => {
+                criu.set_log_file("dump.log".into());
+                criu.set_pid(pid as i32);
+                criu.set_leave_running(false);
+                criu.dump()
+            }
+            Call::Restore => {
+                criu.set_log_file("restore.log".into());
+                criu.restore()
+            }
+        };
+        result.map_err(|e| {
+            let log = if matches!(call, Call::Restore) {
+                "restore.log"
+            } else {
+                "dump.log"
+            };
+            let last_error = std::fs::read_to_string(work.join(log))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .find(|l| l.contains("Error"))
+                .map(str::to_string)
+                .unwrap_or_default();
+            anyhow!(
+                "{what} failed: CRIU said: {e} {last_error} (log: {})",
+                work.join(log).display()
+            )
+        })
+    })
+    .await
+    .map_err(|e| anyhow!("the CRIU call did not finish: {e}"))?
+}
+
+impl CriuEngine {
+    pub fn new() -> CriuEngine {
+        CriuEngine {
+            dir: Mutex::new(None),
+        }
+    }
+
+    fn container_dir(&self, container: &Container) -> Result<PathBuf> {
+        let dir = self
+            .dir
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))?
+            .clone();
+        Ok(dir
+            .context("the criu engine has no run directory yet")?
+            .join(&container.name))
+    }
+
+    fn root_pid(&self, container: &Container) -> Result<u32> {
+        let file = self.container_dir(container)?.join("pid");
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .with_context(|| format!("no pid recorded for {}", container.name))
+    }
+
+    fn dirs(&self, container: &Container, checkpoint: &str) -> Result<(PathBuf, PathBuf)> {
+        let base = self.container_dir(container)?;
+        let (images, work) = (
+            base.join("images").join(checkpoint),
+            base.join("work").join(checkpoint),
+        );
+        rundir::make_private_dir(&images)?;
+        rundir::make_private_dir(&work)?;
+        Ok((images, work))
+    }
+
+    fn read_stats(&self, name: &str) -> Option<criu_image::messages::StatsEntry> {
+        let dir = self.dir.lock().ok()?.clone()?;
+        // The newest stats file of this name under the run directory.
+        let newest = find_newest(&dir, name)?;
+        let bytes = std::fs::read(&newest).ok()?;
+        let _ = std::fs::remove_file(&newest);
+        criu_image::framing::decode_one(&bytes, criu_image::framing::magic::STATS, name).ok()
+    }
+}
+
+impl Default for CriuEngine {
+    fn default() -> Self {
+        CriuEngine::new()
+    }
+}
+
+fn find_newest(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if entry.file_name() == name {
+                let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
+                if best.as_ref().is_none_or(|(t, _)| modified > *t) {
+                    best = Some((modified, path));
+                }
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+/// Kills a workload tree, checking first that the pid still is one of
+/// ours (a pid can be reused by an unrelated process).
+fn kill_tree(root: u32) {
+    let is_workload = std::fs::read_to_string(format!("/proc/{root}/comm"))
+        .is_ok_and(|c| c.trim() == "ckpt-workload");
+    if !is_workload {
+        return;
+    }
+    let mut pids = vec![root];
+    let mut i = 0;
+    while i < pids.len() {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", pids[i]))
+            .unwrap_or_default();
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+        i += 1;
+    }
+    for pid in pids {
+        // SAFETY: sending SIGKILL to processes we started (checked above).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
+impl Engine for CriuEngine {
+    fn name(&self) -> &'static str {
+        "criu"
+    }
+
+    async fn build_image(&self, run: &RunId) -> Result<Image> {
+        let dir = rundir::create("criu", run)?;
+        let binary = workload::locate_binary()?;
+        let size = std::fs::metadata(&binary)?.len();
+        *self
+            .dir
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))? = Some(dir);
+        Ok(Image {
+            reference: binary.display().to_string(),
+            size_bytes: size,
+        })
+    }
+
+    async fn run(&self, _run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container> {
+        let container = Container {
+            id: spec.name.clone(),
+            name: spec.name.clone(),
+        };
+        let dir = self.container_dir(&container)?;
+        rundir::make_private_dir(&dir)?;
+        let log = std::fs::File::create(dir.join("out.log"))?;
+        let mut command = std::process::Command::new(&image.reference);
+        command
+            .args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe. A session of its own keeps
+        // the tree out of ckpt's process group (a Ctrl-C at the terminal
+        // is ckpt's to handle) and inside the dumped tree for CRIU.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start the workload {}", image.reference))?;
+        std::fs::write(dir.join("pid"), child.id().to_string())?;
+        // The tree is reaped by a thread of its own: after a dump CRIU kills
+        // it, after a restore it is no longer our child at all.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        Ok(container)
+    }
+
+    async fn wait_for_line(
+        &self,
+        container: &Container,
+        skip: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        timeout: Duration,
+    ) -> Result<String> {
+        let log = self.container_dir(container)?.join("out.log");
+        let pid = self.root_pid(container)?;
+        let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        logfile::wait_for_line(&log, skip, wanted, timeout, alive)
+            .await
+            .with_context(|| format!("process tree {}", container.name))
+    }
+
+    async fn logs(&self, container: &Container) -> Result<Vec<String>> {
+        logfile::lines(&self.container_dir(container)?.join("out.log"))
+    }
+
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let (images, work) = self.dirs(container, checkpoint)?;
+        let pid = self.root_pid(container)?;
+        let what = format!("checkpointing process tree {}", container.name);
+        criu_call(Call::Dump { pid }, images, work, what).await
+    }
+
+    async fn stop(&self, container: &Container) -> Result<()> {
+        // The dump killed the tree; make sure nothing of it is left.
+        let pid = self.root_pid(container)?;
+        for _ in 0..200 {
+            let zombie_or_gone =
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+                });
+            if zombie_or_gone {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        bail!(
+            "process tree {} still runs after its checkpoint",
+            container.name
+        )
+    }
+
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let (images, work) = self.dirs(container, checkpoint)?;
+        let what = format!(
+            "restoring process tree {} from checkpoint {checkpoint}",
+            container.name
+        );
+        criu_call(Call::Restore, images, work, what).await
+    }
+
+    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
+        crate::proctree::namespace_pids(self.root_pid(container)?)
+    }
+
+    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
+        super::docker::dir_size(
+            &self
+                .container_dir(container)
+                .ok()?
+                .join("images")
+                .join(checkpoint),
+        )
+    }
+
+    async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let base = self.container_dir(container)?;
+        rundir::remove(&base.join("images").join(checkpoint))?;
+        rundir::remove(&base.join("work").join(checkpoint))
+    }
+
+    async fn remove_container(&self, container: &Container) -> Result<()> {
+        if let Ok(pid) = self.root_pid(container) {
+            kill_tree(pid);
+        }
+        rundir::remove(&self.container_dir(container)?)
+    }
+
+    async fn remove_image(&self, _image: &Image) -> Result<()> {
+        // The "image" is the workload binary itself: nothing was copied.
+        Ok(())
+    }
+
+    async fn remove_run(&self, run: &RunId) -> Result<usize> {
+        remove_criu_dir(&Path::new(super::STATE_ROOT).join("criu").join(run.as_str()))
+    }
+
+    async fn remove_orphans(&self) -> Result<usize> {
+        rundir::orphans("criu")
+            .iter()
+            .map(|d| remove_criu_dir(d))
+            .sum()
+    }
+
+    fn clear_phase_stats(&self) {}
+
+    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
+        self.read_stats("stats-dump")?.dump
+    }
+
+    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
+        self.read_stats("stats-restore")?.restore
+    }
+}
+
+/// Kills the process trees of a run directory and removes it.
+fn remove_criu_dir(dir: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if let Some(pid) = std::fs::read_to_string(entry.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            kill_tree(pid);
+            removed += 1;
+        }
+    }
+    rundir::remove(dir)?;
+    Ok(removed)
+}

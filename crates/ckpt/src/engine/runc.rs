@@ -1,0 +1,359 @@
+//! runc without any daemon: ckpt writes an OCI bundle (config.json through
+//! the oci-spec crate, a rootfs holding the workload binary), starts it with
+//! `runc run -d`, and checkpoints and restores it with `runc checkpoint` and
+//! `runc restore -d`. The container's stdout and stderr go to a log file:
+//! runc passes its own stdio to the container and, on restore, to the
+//! restored processes.
+//!
+//! Layout, per run: /run/ckpt/runc/<run>/{owner.pid, rootfs/, <container>/
+//! {config.json, out.log, images/<checkpoint>/, work/}}. Every container
+//! shares the run's read-only rootfs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::{Process, Root, Spec};
+use tokio::process::Command;
+
+use super::criu_stats::StatsCapture;
+use super::{logfile, rundir, Container, Engine, Image, RunSpec};
+use crate::cleanup::RunId;
+use crate::workload;
+
+pub struct RuncEngine {
+    /// The run's directory, created by `build_image`.
+    dir: Mutex<Option<PathBuf>>,
+    /// Statistics of the last operation, read from the work directory.
+    last: Mutex<HashMap<&'static str, Vec<u8>>>,
+    /// When /etc/criu/runc.conf redirects CRIU's work directory (another
+    /// engine of the same sweep arranged it), statistics land there.
+    shared_stats: Option<std::sync::Arc<StatsCapture>>,
+}
+
+/// Runs runc and turns a failure into an error carrying runc's own words.
+async fn runc(args: &[&str], what: &str) -> Result<String> {
+    let out = Command::new("runc")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            anyhow!("{what} failed: cannot run runc ({e}): install it with scripts/setup")
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!("{what} failed: runc said: {}", stderr.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl RuncEngine {
+    pub fn new(shared_stats: Option<std::sync::Arc<StatsCapture>>) -> RuncEngine {
+        RuncEngine {
+            dir: Mutex::new(None),
+            last: Mutex::new(HashMap::new()),
+            shared_stats,
+        }
+    }
+
+    fn run_dir(&self) -> Result<PathBuf> {
+        self.dir
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))?
+            .clone()
+            .context("the runc engine has no bundle yet (build_image first)")
+    }
+
+    fn bundle(&self, container: &Container) -> Result<PathBuf> {
+        Ok(self.run_dir()?.join(&container.name))
+    }
+
+    /// The OCI configuration: the workload as PID 1 of a container with its
+    /// own PID, mount, IPC, UTS and network namespaces and a read-only root.
+    fn config(rootfs: &Path, args: &[String]) -> Result<Spec> {
+        let mut spec = Spec::default();
+        let mut process = Process::default();
+        let mut argv = vec![workload::BINARY_IN_IMAGE.to_string()];
+        argv.extend(args.iter().cloned());
+        process.set_args(Some(argv)).set_terminal(Some(false));
+        let mut root = Root::default();
+        root.set_path(rootfs.to_path_buf()).set_readonly(Some(true));
+        spec.set_process(Some(process))
+            .set_root(Some(root))
+            .set_hostname(Some("ckpt".into()));
+        Ok(spec)
+    }
+
+    /// Reads the statistics CRIU left for `name`, from our work directory
+    /// or, when runc.conf redirected it, from the shared one.
+    fn collect_stats(&self, work: &Path, name: &'static str) {
+        let bytes = std::fs::read(work.join(name)).ok().or_else(|| {
+            let shared = self.shared_stats.as_ref()?;
+            shared.take_raw(name)
+        });
+        if let (Some(bytes), Ok(mut last)) = (bytes, self.last.lock()) {
+            last.insert(name, bytes);
+        }
+    }
+
+    fn take_stats(&self, name: &'static str) -> Option<criu_image::messages::StatsEntry> {
+        let bytes = self.last.lock().ok()?.remove(name)?;
+        criu_image::framing::decode_one(&bytes, criu_image::framing::magic::STATS, name).ok()
+    }
+
+    async fn state_pid(&self, container: &Container) -> Result<u32> {
+        let text = runc(
+            &["state", &container.name],
+            &format!("asking runc about {}", container.name),
+        )
+        .await?;
+        let state: serde_json::Value =
+            serde_json::from_str(&text).context("runc state printed no JSON")?;
+        match (state["status"].as_str(), state["pid"].as_u64()) {
+            (Some("running"), Some(pid)) if pid > 0 => Ok(pid as u32),
+            (status, _) => bail!(
+                "container {} is {}",
+                container.name,
+                status.unwrap_or("unknown")
+            ),
+        }
+    }
+
+    /// Starts `runc run` or `runc restore` detached. The container's stdio
+    /// is a pipe that a thread copies into the log file: CRIU cannot dump a
+    /// regular file that lies outside the container's mounts, while runc
+    /// hands pipes over from the checkpoint to the restore by itself.
+    async fn detached(&self, container: &Container, args: &[&str], what: &str) -> Result<()> {
+        let bundle = self.bundle(container)?;
+        let writer = logfile::pump_into(&bundle.join("out.log"))
+            .with_context(|| format!("cannot open the output log of {}", container.name))?;
+        let (stdout, stderr) = (writer.try_clone()?, writer);
+        // `status()`, not `output()`: tokio's output() would swap our pipe
+        // for its own, which the container would then hold open for ever.
+        let status = Command::new("runc")
+            .args(args)
+            .current_dir(&bundle)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .status()
+            .await
+            .map_err(|e| anyhow!("{what} failed: cannot run runc ({e})"))?;
+        if !status.success() {
+            let said = logfile::lines(&bundle.join("out.log")).unwrap_or_default();
+            bail!(
+                "{what} failed: runc said: {}",
+                said.last().map_or("nothing", String::as_str)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Engine for RuncEngine {
+    fn name(&self) -> &'static str {
+        "runc"
+    }
+
+    async fn build_image(&self, run: &RunId) -> Result<Image> {
+        let dir = rundir::create("runc", run)?;
+        let rootfs = dir.join("rootfs");
+        rundir::make_private_dir(&rootfs)?;
+        let binary = workload::locate_binary()?;
+        let target = rootfs.join(workload::BINARY_IN_IMAGE.trim_start_matches('/'));
+        std::fs::copy(&binary, &target)
+            .with_context(|| format!("cannot copy the workload into {}", rootfs.display()))?;
+        // The default mounts need their mount points in a read-only root.
+        for mount_point in ["proc", "dev", "sys"] {
+            rundir::make_private_dir(&rootfs.join(mount_point))?;
+        }
+        *self
+            .dir
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))? = Some(dir);
+        Ok(Image {
+            reference: rootfs.display().to_string(),
+            size_bytes: super::docker::dir_size(&rootfs).unwrap_or(0),
+        })
+    }
+
+    async fn run(&self, _run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container> {
+        let container = Container {
+            id: spec.name.clone(),
+            name: spec.name.clone(),
+        };
+        let bundle = self.bundle(&container)?;
+        rundir::make_private_dir(&bundle)?;
+        Self::config(Path::new(&image.reference), &spec.args)?
+            .save(bundle.join("config.json"))
+            .map_err(|e| anyhow!("cannot write config.json for {}: {e}", spec.name))?;
+        self.detached(
+            &container,
+            &["run", "-d", &spec.name],
+            &format!("starting container {}", spec.name),
+        )
+        .await?;
+        Ok(container)
+    }
+
+    async fn wait_for_line(
+        &self,
+        container: &Container,
+        skip: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        timeout: Duration,
+    ) -> Result<String> {
+        let log = self.bundle(container)?.join("out.log");
+        logfile::wait_for_line(&log, skip, wanted, timeout, || true)
+            .await
+            .with_context(|| format!("container {}", container.name))
+    }
+
+    async fn logs(&self, container: &Container) -> Result<Vec<String>> {
+        logfile::lines(&self.bundle(container)?.join("out.log"))
+    }
+
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let bundle = self.bundle(container)?;
+        let images = bundle.join("images").join(checkpoint);
+        let work = bundle.join("work").join(checkpoint);
+        rundir::make_private_dir(&images)?;
+        rundir::make_private_dir(&work)?;
+        let (images_arg, work_arg) = (images.display().to_string(), work.display().to_string());
+        let what = format!("checkpointing container {}", container.name);
+        runc(
+            &[
+                "checkpoint",
+                "--image-path",
+                &images_arg,
+                "--work-path",
+                &work_arg,
+                &container.name,
+            ],
+            &what,
+        )
+        .await?;
+        self.collect_stats(&work, "stats-dump");
+        Ok(())
+    }
+
+    async fn stop(&self, container: &Container) -> Result<()> {
+        // The checkpoint killed the processes; runc keeps the stopped
+        // container's state, which must go before a restore can reuse the id.
+        runc(
+            &["delete", "--force", &container.name],
+            &format!("stopping container {}", container.name),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let bundle = self.bundle(container)?;
+        let images = bundle.join("images").join(checkpoint).display().to_string();
+        let work = bundle.join("work").join(checkpoint);
+        let work_arg = work.display().to_string();
+        let bundle_arg = bundle.display().to_string();
+        let what = format!(
+            "restoring container {} from checkpoint {checkpoint}",
+            container.name
+        );
+        let args = [
+            "restore",
+            "-d",
+            "--image-path",
+            &images,
+            "--work-path",
+            &work_arg,
+            "--bundle",
+            &bundle_arg,
+            &container.name,
+        ];
+        self.detached(container, &args, &what).await?;
+        self.collect_stats(&work, "stats-restore");
+        Ok(())
+    }
+
+    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
+        crate::proctree::namespace_pids(self.state_pid(container).await?)
+    }
+
+    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
+        super::docker::dir_size(&self.bundle(container).ok()?.join("images").join(checkpoint))
+    }
+
+    async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        let bundle = self.bundle(container)?;
+        rundir::remove(&bundle.join("images").join(checkpoint))?;
+        rundir::remove(&bundle.join("work").join(checkpoint))
+    }
+
+    async fn remove_container(&self, container: &Container) -> Result<()> {
+        // `delete --force` kills a running container; a missing one is fine.
+        let _ = runc(
+            &["delete", "--force", &container.name],
+            "removing a container",
+        )
+        .await;
+        if runc(&["state", &container.name], "").await.is_ok() {
+            bail!("runc could not remove container {}", container.name);
+        }
+        rundir::remove(&self.bundle(container)?)
+    }
+
+    async fn remove_image(&self, image: &Image) -> Result<()> {
+        rundir::remove(Path::new(&image.reference))
+    }
+
+    async fn remove_run(&self, run: &RunId) -> Result<usize> {
+        let dir = Path::new(super::STATE_ROOT).join("runc").join(run.as_str());
+        remove_runc_dir(&dir).await
+    }
+
+    async fn remove_orphans(&self) -> Result<usize> {
+        let mut removed = 0;
+        for dir in rundir::orphans("runc") {
+            removed += remove_runc_dir(&dir).await?;
+        }
+        Ok(removed)
+    }
+
+    fn clear_phase_stats(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            last.clear();
+        }
+        if let Some(shared) = &self.shared_stats {
+            shared.clear();
+        }
+    }
+
+    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
+        self.take_stats("stats-dump")?.dump
+    }
+
+    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
+        self.take_stats("stats-restore")?.restore
+    }
+}
+
+/// Deletes the containers of a run directory (each bundle is named after
+/// its container) and the directory itself; returns how many containers.
+async fn remove_runc_dir(dir: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().join("config.json").exists() {
+            let _ = runc(&["delete", "--force", &name], "removing a container").await;
+            removed += 1;
+        }
+    }
+    rundir::remove(dir)?;
+    Ok(removed)
+}

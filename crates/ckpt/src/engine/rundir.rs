@@ -1,0 +1,55 @@
+//! Working directories of daemon-less engines (runc bundles, CRIU images),
+//! one per run under /run/ckpt/<engine>/, with the owner's pid so that
+//! `ckpt gc` removes only what dead runs left.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::cleanup::{owner_alive, RunId};
+
+const OWNER_FILE: &str = "owner.pid";
+
+/// `/run/ckpt/<engine>/<run>/`, created 0700 (checkpoints hold memory).
+pub fn create(engine: &str, run: &RunId) -> Result<PathBuf> {
+    let dir = Path::new(super::STATE_ROOT).join(engine).join(run.as_str());
+    make_private_dir(&dir)?;
+    std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())
+        .with_context(|| format!("cannot write {}", dir.join(OWNER_FILE).display()))?;
+    Ok(dir)
+}
+
+pub fn make_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// The run directories of `engine` whose ckpt process is gone.
+pub fn orphans(engine: &str) -> Vec<PathBuf> {
+    let root = Path::new(super::STATE_ROOT).join(engine);
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|dir| {
+            let owner = std::fs::read_to_string(dir.join(OWNER_FILE)).ok();
+            !owner_alive(owner.as_deref().map(str::trim))
+        })
+        .collect()
+}
+
+/// Removes a directory tree; a missing one is fine.
+pub fn remove(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
