@@ -51,6 +51,40 @@ fn inner_pid(status: &str) -> Option<u32> {
         .ok()
 }
 
+/// Makes this process the reaper of its orphaned descendants. The sandbox's
+/// PID 1 here does not reap orphans, so a killed workload tree whose parent
+/// is gone would stay as zombies for ever, holding its pids (CRIU cannot
+/// restore onto a pid a zombie holds). With this, such orphans come to us
+/// and `reap` collects them.
+pub fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on us.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Waits (up to `timeout`) until each of `pids` has exited and collects
+/// the ones that are our children. Pids that are not our children (their
+/// parent reaps them) count as done once they are gone.
+pub fn reap(pids: &[u32], timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pending: Vec<u32> = pids.to_vec();
+    while !pending.is_empty() {
+        pending.retain(|&pid| {
+            let mut status = 0;
+            // SAFETY: waitpid on a specific pid with WNOHANG never blocks and
+            // only collects that pid, so it cannot steal another child.
+            let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+            let not_ours = r < 0;
+            let reaped = r == pid as i32;
+            !(reaped || (not_ours && !std::path::Path::new(&format!("/proc/{pid}")).exists()))
+        });
+        if pending.is_empty() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    pending.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

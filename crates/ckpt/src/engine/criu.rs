@@ -29,6 +29,9 @@ pub struct CriuEngine {
     dir: Mutex<Option<PathBuf>>,
 }
 
+/// How long a killed tree may take to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens a directory for CRIU: the fd must survive into `criu swrk`, so it
 /// is opened without close-on-exec (Rust's own opens always set it).
 fn open_dir_inheritable(dir: &Path) -> Result<OwnedFd> {
@@ -166,30 +169,26 @@ fn find_newest(dir: &Path, name: &str) -> Option<PathBuf> {
     best.map(|(_, p)| p)
 }
 
-/// Kills a workload tree, checking first that the pid still is one of
-/// ours (a pid can be reused by an unrelated process).
-fn kill_tree(root: u32) {
+/// The pids of a workload tree, checking first that the root still is
+/// one of ours (a pid can be reused by an unrelated process).
+fn workload_tree(root: u32) -> Vec<u32> {
     let is_workload = std::fs::read_to_string(format!("/proc/{root}/comm"))
         .is_ok_and(|c| c.trim() == "ckpt-workload");
     if !is_workload {
-        return;
+        return Vec::new();
     }
-    let mut pids = vec![root];
-    let mut i = 0;
-    while i < pids.len() {
-        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", pids[i]))
-            .unwrap_or_default();
-        pids.extend(
-            children
-                .split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-        i += 1;
-    }
-    for pid in pids {
+    // Without a pid namespace the "namespace" pids are the host's.
+    crate::proctree::namespace_pids(root).unwrap_or_else(|_| vec![root])
+}
+
+/// Kills a workload tree and collects its processes.
+fn kill_tree(root: u32) {
+    let pids = workload_tree(root);
+    for &pid in &pids {
         // SAFETY: sending SIGKILL to processes we started (checked above).
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
+    crate::proctree::reap(&pids, EXIT_TIMEOUT);
 }
 
 impl Engine for CriuEngine {
@@ -238,12 +237,8 @@ impl Engine for CriuEngine {
             .spawn()
             .with_context(|| format!("cannot start the workload {}", image.reference))?;
         std::fs::write(dir.join("pid"), child.id().to_string())?;
-        // The tree is reaped by a thread of its own: after a dump CRIU kills
-        // it, after a restore it is no longer our child at all.
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
-        });
+        // Not waited for here: `reap` collects the tree when it ends.
+        drop(child);
         Ok(container)
     }
 
@@ -269,29 +264,29 @@ impl Engine for CriuEngine {
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
         let (images, work) = self.dirs(container, checkpoint)?;
         let pid = self.root_pid(container)?;
+        let tree: Vec<String> = workload_tree(pid).iter().map(u32::to_string).collect();
+        std::fs::write(self.container_dir(container)?.join("tree"), tree.join(" "))?;
         let what = format!("checkpointing process tree {}", container.name);
         criu_call(Call::Dump { pid }, images, work, what).await
     }
 
     async fn stop(&self, container: &Container) -> Result<()> {
-        // The dump killed the tree; make sure nothing of it is left.
-        let pid = self.root_pid(container)?;
-        for _ in 0..200 {
-            let zombie_or_gone =
-                std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-                    s.rsplit(')')
-                        .next()
-                        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-                });
-            if zombie_or_gone {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        // The dump killed the tree. Its processes must be gone, zombies
+        // included, before CRIU can give the same pids to the restored tree.
+        let tree: Vec<u32> = std::fs::read_to_string(self.container_dir(container)?.join("tree"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let gone =
+            tokio::task::spawn_blocking(move || crate::proctree::reap(&tree, EXIT_TIMEOUT)).await?;
+        if !gone {
+            bail!(
+                "process tree {} still runs after its checkpoint",
+                container.name
+            );
         }
-        bail!(
-            "process tree {} still runs after its checkpoint",
-            container.name
-        )
+        Ok(())
     }
 
     async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
