@@ -11,6 +11,9 @@ use crate::plan::SweepPlan;
 pub const REPORT_MD: &str = "report.md";
 pub const REPORT_HTML: &str = "report.html";
 
+/// Engines from the floor up: each adds layers on top of the one before.
+const LADDER: [&str; 3] = ["criu", "runc", "docker"];
+
 /// The parts of a report, rendered as Markdown or HTML.
 pub struct Report<'a> {
     pub plan: &'a SweepPlan,
@@ -240,6 +243,85 @@ impl Report<'_> {
         (header, rows)
     }
 
+    /// Engines in the data, from the floor (plain CRIU) up.
+    fn ladder(&self) -> Vec<&'static str> {
+        LADDER
+            .iter()
+            .copied()
+            .filter(|e| self.analysis.points.iter().any(|p| p.engine == *e))
+            .collect()
+    }
+
+    fn mean_at(&self, engine: &str, op: Operation, children: u32) -> Option<f64> {
+        self.analysis
+            .points
+            .iter()
+            .find(|p| p.engine == engine && p.operation == op && p.children == children)
+            .map(|p| p.mean_ms)
+    }
+
+    /// What each layer adds on top of the one below it, per N: the
+    /// difference of the mean times of adjacent engines on the ladder.
+    fn layer_table(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let ladder = self.ladder();
+        let pairs: Vec<(&str, &str)> = ladder.windows(2).map(|w| (w[1], w[0])).collect();
+        let mut header = vec!["N".to_string()];
+        for (upper, lower) in &pairs {
+            for op in Operation::ALL {
+                header.push(format!("{} {upper} − {lower} (ms)", op.name()));
+            }
+        }
+        let mut ns: Vec<u32> = self.analysis.points.iter().map(|p| p.children).collect();
+        ns.sort_unstable();
+        ns.dedup();
+        let rows = ns
+            .iter()
+            .map(|&n| {
+                let mut row = vec![n.to_string()];
+                for (upper, lower) in &pairs {
+                    for op in Operation::ALL {
+                        row.push(
+                            match (self.mean_at(upper, op, n), self.mean_at(lower, op, n)) {
+                                (Some(u), Some(l)) => format!("{:.1}", u - l),
+                                _ => "-".into(),
+                            },
+                        );
+                    }
+                }
+                row
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// Each engine's per-process slope and intercept.
+    fn slope_table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let header = vec![
+            "engine",
+            "operation",
+            "ms per process",
+            "95% CI",
+            "intercept (ms)",
+            "R²",
+        ];
+        let rows = self
+            .analysis
+            .fits
+            .iter()
+            .map(|f| {
+                vec![
+                    f.engine.clone(),
+                    f.operation.name().to_string(),
+                    format!("{:.2}", f.fit.slope),
+                    format!("{:.2} to {:.2}", f.fit.slope_ci_low, f.fit.slope_ci_high),
+                    format!("{:.1}", f.fit.intercept),
+                    format!("{:.3}", f.fit.r_squared),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
     /// One paragraph on where the time goes, from the phase means.
     fn phase_text(&self) -> String {
         let phases = &self.analysis.phases;
@@ -331,6 +413,15 @@ impl Report<'_> {
             }
             md.push_str("\n![CRIU's phases under the wall time](phases.svg)\n\nFig 2 - CRIU's phases stacked under each operation's mean wall time (ms).\n");
         }
+        if self.ladder().len() > 1 {
+            md.push_str("\n## Cost of each layer\n\nWhat each engine adds on top of the one below it (difference of mean times; plain CRIU on a process tree is the floor):\n\n");
+            let (header, rows) = self.layer_table();
+            md.push_str(&markdown_table(&header, &rows));
+            md.push_str("\nEach engine's cost per process (least-squares fit):\n\n");
+            let (header, rows) = self.slope_table();
+            let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+            md.push_str(&markdown_table(&header, &rows));
+        }
         md.push_str("\n## Observations\n\n");
         for (i, o) in self.observations().iter().enumerate() {
             let _ = writeln!(md, "{}. {o}", i + 1);
@@ -388,6 +479,15 @@ impl Report<'_> {
                 "<figure id=\"phases\">{phases}<figcaption>Fig 2 - CRIU's phases stacked under each operation's mean wall time (ms).</figcaption></figure>"
             );
         }
+        if self.ladder().len() > 1 {
+            h.push_str("<h2>Cost of each layer</h2>\n<p>What each engine adds on top of the one below it (difference of mean times; plain CRIU on a process tree is the floor):</p>\n");
+            let (header, rows) = self.layer_table();
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            h.push_str(&html_table(&header, &rows));
+            h.push_str("<p>Each engine's cost per process (least-squares fit):</p>\n");
+            let (header, rows) = self.slope_table();
+            h.push_str(&html_table(&header, &rows));
+        }
         h.push_str("<h2>Observations</h2>\n<ol>\n");
         for o in self.observations() {
             let _ = writeln!(h, "<li>{}</li>", escape(&o));
@@ -395,6 +495,18 @@ impl Report<'_> {
         h.push_str("</ol>\n</body></html>\n");
         h
     }
+}
+
+fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut md = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for row in rows {
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    md
 }
 
 fn html_table(header: &[&str], rows: &[Vec<String>]) -> String {
