@@ -246,12 +246,15 @@ impl Checkpoint {
             .map(|entry| process(files, entry, shared_files.as_deref(), &mut warnings))
             .collect();
         let sizes = files.sizes();
-        let total_bytes = sizes.iter().map(|(_, s)| s).sum();
+        let total_bytes = sizes
+            .iter()
+            .map(|(_, s)| *s)
+            .fold(0u64, u64::saturating_add);
         let pages_bytes = sizes
             .iter()
             .filter(|(n, _)| !needs_content(n))
-            .map(|(_, s)| s)
-            .sum();
+            .map(|(_, s)| *s)
+            .fold(0u64, u64::saturating_add);
         let dump_stats = stats(files, "stats-dump", &mut warnings).and_then(|s| s.dump);
         let restore_stats = stats(files, "stats-restore", &mut warnings).and_then(|s| s.restore);
         Ok(Checkpoint {
@@ -374,16 +377,18 @@ fn memory(
             .collect::<Result<Vec<_>, _>>()
     })
     .unwrap_or_default();
+    // Every sum saturates: the numbers come from the file, and a corrupt
+    // one must not overflow (the fuzzer found that it did).
     let mut out = Memory::default();
     for run in &runs {
         let pages = u64::from(run.nr_pages);
         if run.in_parent == Some(true) {
-            out.pages_in_parent += pages;
+            out.pages_in_parent = out.pages_in_parent.saturating_add(pages);
         } else {
-            out.pages_dumped += pages;
+            out.pages_dumped = out.pages_dumped.saturating_add(pages);
         }
     }
-    out.bytes_dumped = out.pages_dumped * PAGE_SIZE;
+    out.bytes_dumped = out.pages_dumped.saturating_mul(PAGE_SIZE);
     out.areas = mm
         .vmas
         .iter()
@@ -392,7 +397,7 @@ fn memory(
                 .iter()
                 .filter(|r| r.in_parent != Some(true))
                 .map(|r| overlap_pages(vma.start, vma.end, r.vaddr, u64::from(r.nr_pages)))
-                .sum();
+                .fold(0u64, u64::saturating_add);
             MemoryArea {
                 start: vma.start,
                 end: vma.end,
@@ -401,7 +406,11 @@ fn memory(
             }
         })
         .collect();
-    out.mapped_bytes = mm.vmas.iter().map(|v| v.end.saturating_sub(v.start)).sum();
+    out.mapped_bytes = mm
+        .vmas
+        .iter()
+        .map(|v| v.end.saturating_sub(v.start))
+        .fold(0u64, u64::saturating_add);
     out
 }
 
@@ -591,6 +600,49 @@ mod tests {
         let tree: Vec<messages::PstreeEntry> =
             framing::decode_all(&data, magic::PSTREE, "pstree.img").unwrap();
         assert_eq!(tree[0].pid, 5);
+    }
+
+    /// Found by the fuzzer: areas whose sizes add up past u64::MAX.
+    #[test]
+    fn huge_areas_do_not_overflow() {
+        let mut files = MemFiles::default();
+        files.insert("pstree.img", Some(pstree(&[(1, 0)])), 1);
+        let huge = messages::VmaEntry {
+            start: 0,
+            end: u64::MAX,
+            ..Default::default()
+        };
+        let mm = messages::MmEntry {
+            vmas: vec![huge.clone(), huge],
+            ..Default::default()
+        };
+        files.insert(
+            "mm-1.img",
+            Some(frame(&[IMG_COMMON_MAGIC, magic::MM], &[mm.encode_to_vec()])),
+            1,
+        );
+        let head = messages::PagemapHead { pages_id: 1 }.encode_to_vec();
+        let run = messages::PagemapEntry {
+            vaddr: 0,
+            nr_pages: u32::MAX,
+            in_parent: None,
+            flags: None,
+        };
+        let runs: Vec<Vec<u8>> = std::iter::once(head)
+            .chain((0..3).map(|_| run.encode_to_vec()))
+            .collect();
+        files.insert(
+            "pagemap-1.img",
+            Some(frame(&[IMG_COMMON_MAGIC, magic::PAGEMAP], &runs)),
+            1,
+        );
+        files.insert("pages-1.img", None, u64::MAX);
+        files.insert("pages-2.img", None, u64::MAX);
+        let cp = Checkpoint::decode(&files).unwrap();
+        let mem = cp.processes[0].memory.as_ref().unwrap();
+        assert_eq!(mem.mapped_bytes, u64::MAX);
+        assert_eq!(mem.pages_dumped, 3 * u64::from(u32::MAX));
+        assert_eq!(cp.pages_bytes, u64::MAX);
     }
 
     #[test]
