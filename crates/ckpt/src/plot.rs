@@ -104,7 +104,15 @@ pub fn write_figures(analysis: &Analysis, dir: &Path) -> Result<String> {
         let root = BitMapBackend::new(&png, (900, 560)).into_drawing_area();
         draw(&root, &all)?;
     }
+    make_private(&png)?;
     Ok(svg)
+}
+
+/// Result files are 0600 like the records they are drawn from.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| anyhow!("cannot set the mode of {}: {e}", path.display()))
 }
 
 fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -264,6 +272,7 @@ pub fn write_phase_figures(analysis: &Analysis, dir: &Path) -> Result<Option<Str
         let root = BitMapBackend::new(&png, (900, 560)).into_drawing_area();
         draw_phases(&root, &analysis.phases)?;
     }
+    make_private(&png)?;
     Ok(Some(svg))
 }
 

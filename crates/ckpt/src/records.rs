@@ -152,6 +152,17 @@ pub fn read_records(dir: &Path) -> Result<ReadBack> {
     Ok(back)
 }
 
+/// Complete data rows of trials.csv (a row cut short does not count).
+pub fn count_csv_rows(dir: &Path) -> Option<usize> {
+    let mut reader = csv::Reader::from_path(dir.join(TRIALS_CSV)).ok()?;
+    Some(
+        reader
+            .deserialize::<TrialRecord>()
+            .filter(Result::is_ok)
+            .count(),
+    )
+}
+
 /// Rewrites both record files from `records`, dropping cut lines. Used on
 /// resume so that new records are not appended after a broken line.
 pub fn rewrite(dir: &Path, records: &[TrialRecord]) -> Result<()> {

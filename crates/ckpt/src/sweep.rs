@@ -73,8 +73,21 @@ pub fn prepare_resume(dir: &Path) -> Result<Prepared> {
     } else {
         records::ReadBack::default()
     };
-    if !back.dropped_lines.is_empty() {
+    // trials.csv is rebuilt from the JSON lines when either file was cut
+    // (a crash in the middle of writing one of them).
+    let csv_rows = records::count_csv_rows(dir);
+    let csv_cut = csv_rows != Some(back.records.len()) && dir.join(records::TRIALS_CSV).exists();
+    if !back.dropped_lines.is_empty() || csv_cut {
         records::rewrite(dir, &back.records)?;
+    }
+    if csv_cut && back.dropped_lines.is_empty() {
+        eprintln!(
+            "ckpt: repaired {}: it held {} complete row(s) for {} record(s); rebuilt from {}",
+            records::TRIALS_CSV,
+            csv_rows.unwrap_or(0),
+            back.records.len(),
+            records::TRIALS_JSONL
+        );
     }
     Ok(Prepared {
         dir: dir.to_path_buf(),
@@ -166,11 +179,19 @@ pub async fn run_trials<E: Engine>(
         stop.check()?;
         let engine = &engines[spec.engine];
         bar.set_message(format!("{} N={}", engine.name(), spec.children));
+        let previous = leftover.take();
         let (removed, mut trial) = tokio::join!(
-            remove_if_any(leftover.take()),
+            remove_if_any(previous.as_ref()),
             runner::launch(engine, run, &images[spec.engine], spec, stop)
         );
-        removed?;
+        if removed.is_err() {
+            // The engine may have died in the middle (a daemon restart):
+            // wait for it, then try once more before giving up.
+            if let Some((previous_engine, _)) = &previous {
+                wait_until_healthy(*previous_engine, stop).await?;
+            }
+            remove_if_any(previous.as_ref()).await?;
+        }
         runner::measure(engine, &mut trial, stop).await;
         leftover = trial.container.take().map(|c| (engine, c));
         if trial.interrupted {
@@ -179,6 +200,9 @@ pub async fn run_trials<E: Engine>(
             stop.check()?;
         }
         writer.append(&trial.record)?;
+        if trial.record.status == Status::Failed {
+            wait_until_healthy(engine, stop).await?;
+        }
         if bar.is_hidden() {
             eprintln!("[{}/{total}] {}", spec.index + 1, one_line(&trial.record));
         } else {
@@ -187,16 +211,52 @@ pub async fn run_trials<E: Engine>(
         }
     }
     bar.finish_and_clear();
-    remove_if_any(leftover).await?;
+    remove_if_any(leftover.as_ref()).await?;
     for (engine, image) in engines.iter().zip(&images) {
         engine.remove_image(image).await?;
     }
     Ok(todo.len())
 }
 
-async fn remove_if_any<E: Engine>(leftover: Option<(&E, Container)>) -> Result<()> {
+/// How long a sweep waits for an engine (a restarting daemon) to answer
+/// again after a failed trial, before it stops with the resume command.
+const ENGINE_RETURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// After a failed trial: if the engine stopped answering (a daemon died),
+/// waits for it to come back instead of failing every following trial.
+async fn wait_until_healthy<E: Engine>(engine: &E, stop: &Stop) -> Result<()> {
+    let Err(first) = engine.healthy().await else {
+        return Ok(());
+    };
+    eprintln!(
+        "ckpt: {} does not answer ({first:#}); waiting up to {} s for it to come back",
+        engine.name(),
+        ENGINE_RETURN_TIMEOUT.as_secs()
+    );
+    let deadline = std::time::Instant::now() + ENGINE_RETURN_TIMEOUT;
+    loop {
+        stop.unless_stopped(async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            Ok(())
+        })
+        .await?;
+        if engine.healthy().await.is_ok() {
+            eprintln!("ckpt: {} answers again; the sweep goes on", engine.name());
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "{} did not come back within {} s",
+                engine.name(),
+                ENGINE_RETURN_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
+async fn remove_if_any<E: Engine>(leftover: Option<&(&E, Container)>) -> Result<()> {
     match leftover {
-        Some((engine, c)) => engine.remove_container(&c).await,
+        Some((engine, c)) => engine.remove_container(c).await,
         None => Ok(()),
     }
 }

@@ -71,8 +71,12 @@ impl Engine for AnyEngine {
         forward!(self, e => e.processes(container).await)
     }
 
-    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
-        forward!(self, e => e.checkpoint_size(container, checkpoint).await)
+    fn checkpoint_path(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+    ) -> Option<std::path::PathBuf> {
+        forward!(self, e => e.checkpoint_path(container, checkpoint))
     }
 
     async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
@@ -93,6 +97,10 @@ impl Engine for AnyEngine {
 
     async fn remove_orphans(&self) -> Result<usize> {
         forward!(self, e => e.remove_orphans().await)
+    }
+
+    async fn healthy(&self) -> Result<()> {
+        forward!(self, e => e.healthy().await)
     }
 
     fn clear_phase_stats(&self) {

@@ -302,10 +302,9 @@ impl Engine for CriuEngine {
         crate::proctree::namespace_pids(self.root_pid(container)?)
     }
 
-    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
-        super::docker::dir_size(
-            &self
-                .container_dir(container)
+    fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
+        Some(
+            self.container_dir(container)
                 .ok()?
                 .join("images")
                 .join(checkpoint),

@@ -531,8 +531,8 @@ impl Engine for DockerEngine {
         crate::proctree::namespace_pids(pid as u32)
     }
 
-    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
-        dir_size(&self.checkpoints_dir(&container.id)?.join(checkpoint))
+    fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
+        Some(self.checkpoints_dir(&container.id)?.join(checkpoint))
     }
 
     async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
@@ -561,6 +561,14 @@ impl Engine for DockerEngine {
         Ok(objects + super::criu_stats::remove_orphans()?)
     }
 
+    async fn healthy(&self) -> Result<()> {
+        self.client
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(unreachable_daemon)
+    }
+
     fn clear_phase_stats(&self) {
         if let Some(s) = &self.stats {
             s.clear();
@@ -583,20 +591,6 @@ fn with_query(uri: &http::Uri, query: &str) -> http::Uri {
     format!("{text}{sep}{query}")
         .parse()
         .unwrap_or_else(|_| uri.clone())
-}
-
-/// Total bytes of the regular files under `dir` (None when unreadable).
-pub fn dir_size(dir: &std::path::Path) -> Option<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let meta = entry.metadata().ok()?;
-        total += if meta.is_dir() {
-            dir_size(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Some(total)
 }
 
 fn last_lines(lines: &[String], n: usize) -> String {

@@ -83,9 +83,18 @@ pub trait Engine {
     /// Process ids of the container's processes, as seen inside it.
     async fn processes(&self, container: &Container) -> Result<Vec<u32>>;
 
-    /// Bytes the checkpoint occupies on disk, when the engine's storage is
-    /// readable from here.
-    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64>;
+    /// Where the checkpoint's image files are, when the engine's storage
+    /// is readable from here.
+    fn checkpoint_path(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+    ) -> Option<std::path::PathBuf>;
+
+    /// Bytes the checkpoint occupies on disk.
+    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
+        dir_size(&self.checkpoint_path(container, checkpoint)?)
+    }
 
     async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()>;
 
@@ -100,6 +109,12 @@ pub trait Engine {
 
     /// Removes objects of runs whose ckpt process is gone (`ckpt gc`).
     async fn remove_orphans(&self) -> Result<usize>;
+
+    /// Whether the engine answers (a daemon's ping). Daemon-less engines
+    /// always do.
+    async fn healthy(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Forgets CRIU statistics of earlier operations (call before a dump).
     fn clear_phase_stats(&self) {}
@@ -148,6 +163,21 @@ pub async fn restore_with_retry<E: Engine>(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Total bytes of the regular files under `dir` (None when unreadable).
+pub fn dir_size(dir: &std::path::Path) -> Option<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let meta = entry.metadata().ok()?;
+        let size = if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+        total = total.saturating_add(size);
+    }
+    Some(total)
 }
 
 /// Known transient failure of `docker start --checkpoint` (containerd

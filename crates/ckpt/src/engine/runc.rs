@@ -177,7 +177,7 @@ impl Engine for RuncEngine {
             .map_err(|_| anyhow!("internal lock poisoned"))? = Some(dir);
         Ok(Image {
             reference: rootfs.display().to_string(),
-            size_bytes: super::docker::dir_size(&rootfs).unwrap_or(0),
+            size_bytes: super::dir_size(&rootfs).unwrap_or(0),
         })
     }
 
@@ -282,8 +282,8 @@ impl Engine for RuncEngine {
         crate::proctree::namespace_pids(self.state_pid(container).await?)
     }
 
-    async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
-        super::docker::dir_size(&self.bundle(container).ok()?.join("images").join(checkpoint))
+    fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
+        Some(self.bundle(container).ok()?.join("images").join(checkpoint))
     }
 
     async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {

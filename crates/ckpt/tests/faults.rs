@@ -1,0 +1,274 @@
+//! The fault matrix: each fault is provoked for real on this machine, and
+//! each test checks that no measured result is lost and nothing is leaked.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ckpt::cleanup::RunId;
+use ckpt::engine::any::{self, AnyEngine};
+use ckpt::engine::{Engine, RunSpec};
+use common::{ckpt, ckpt_objects, text};
+
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("trials.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn wait_for_records(dir: &Path, n: usize) {
+    let started = Instant::now();
+    while records(dir).len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no trial finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn setup_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup")
+}
+
+fn trial_numbers(dir: &Path) -> Vec<u64> {
+    let mut t: Vec<u64> = records(dir)
+        .iter()
+        .map(|r| r["trial"].as_u64().unwrap())
+        .collect();
+    t.sort_unstable();
+    t
+}
+
+#[test]
+fn docker_daemon_killed_during_a_sweep() {
+    let before = ckpt_objects();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sweep");
+    let child = ckpt()
+        .args([
+            "sweep",
+            "--children",
+            "1",
+            "--repeat",
+            "8",
+            "--warmup",
+            "0",
+            "--order",
+            "sequential",
+            "--output",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_records(&dir, 2);
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-x", "dockerd"])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "dockerd was not running");
+    std::thread::sleep(Duration::from_secs(1));
+    let restarted = Command::new(setup_script()).output().unwrap();
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        trial_numbers(&dir),
+        (0..8).collect::<Vec<_>>(),
+        "no trial lost: {stderr}"
+    );
+    let all = records(&dir);
+    assert_eq!(
+        all.last().unwrap()["status"],
+        "ok",
+        "the sweep went on after the daemon came back"
+    );
+    for r in all.iter().filter(|r| r["status"] == "failed") {
+        assert!(!r["error"].as_str().unwrap().is_empty(), "{r}");
+    }
+    assert_eq!(ckpt_objects(), before, "objects leaked: {stderr}");
+}
+
+#[test]
+fn sigkill_leaves_what_gc_removes_and_resume_completes() {
+    let before = ckpt_objects();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sweep");
+    let mut child = ckpt()
+        .args([
+            "sweep",
+            "--engine",
+            "docker,runc,criu",
+            "--children",
+            "2",
+            "--repeat",
+            "2",
+            "--warmup",
+            "0",
+        ])
+        .args(["--order", "sequential", "--output"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_records(&dir, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = records(&dir).len();
+    let out = ckpt().arg("gc").output().unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(ckpt_objects(), before, "gc left objects: {:?}", text(&out));
+    assert!(!std::fs::read_to_string("/etc/criu/runc.conf")
+        .unwrap_or_default()
+        .contains("ckpt"));
+    let out = ckpt()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        trial_numbers(&dir),
+        (0..6).collect::<Vec<_>>(),
+        "{kept} kept, then resumed"
+    );
+    assert_eq!(ckpt_objects(), before);
+}
+
+#[test]
+fn missing_criu_is_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("never");
+    // Everything but /usr/local/sbin, where scripts/setup installs CRIU.
+    let out = ckpt()
+        .args(["sweep", "--output"])
+        .arg(&dir)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("criu") && stderr.contains("scripts/setup"),
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "nothing may start without CRIU");
+    let out = ckpt()
+        .arg("doctor")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).0.contains("FAIL criu"), "{:?}", text(&out));
+}
+
+/// A checkpoint whose pstree.img was cut short: the restore fails with a
+/// clear error and the container is removed.
+#[tokio::test(flavor = "current_thread")]
+async fn restore_from_a_corrupted_checkpoint() {
+    let before = ckpt_objects();
+    for name in ["docker", "runc", "criu"] {
+        let run = RunId::new();
+        let (engines, _) = any::open(&[name.to_string()], None).await.unwrap();
+        let engine: &AnyEngine = &engines[0];
+        let image = engine.build_image(&run).await.unwrap();
+        let spec = RunSpec {
+            name: run.name("corrupt"),
+            args: ckpt::workload::forker_args(2, 1000),
+        };
+        let container = engine.run(&run, &image, &spec).await.unwrap();
+        let is_ready = ckpt::workload::is_ready;
+        engine
+            .wait_for_line(&container, 0, &is_ready, Duration::from_secs(30))
+            .await
+            .unwrap();
+        engine.checkpoint(&container, "cp").await.unwrap();
+        engine.stop(&container).await.unwrap();
+        let pstree = engine
+            .checkpoint_path(&container, "cp")
+            .unwrap()
+            .join("pstree.img");
+        let bytes = std::fs::read(&pstree).unwrap();
+        std::fs::write(&pstree, &bytes[..bytes.len() / 2]).unwrap();
+        let err = engine
+            .restore(&container, "cp")
+            .await
+            .expect_err("a cut image must not restore");
+        let message = format!("{err:#}");
+        assert!(message.contains("restoring"), "{name}: {message}");
+        engine.remove_container(&container).await.unwrap();
+        engine.remove_image(&image).await.unwrap();
+        assert_eq!(
+            engine.remove_run(&run).await.unwrap(),
+            0,
+            "{name}: all was removed already"
+        );
+    }
+    assert_eq!(ckpt_objects(), before);
+}
+
+/// The checkpoint directory on a full filesystem: the trial fails with the
+/// reason, the sweep goes on, and no partial checkpoint counts as a good one.
+#[test]
+fn checkpoint_onto_a_full_filesystem() {
+    let before = ckpt_objects();
+    let mount_point = Path::new("/run/ckpt/criu");
+    std::fs::create_dir_all(mount_point).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k,mode=0700", "ckpt-test-full"])
+        .arg(mount_point)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sweep");
+    let out = ckpt()
+        .args([
+            "sweep",
+            "--engine",
+            "criu",
+            "--children",
+            "4",
+            "--repeat",
+            "2",
+            "--warmup",
+            "0",
+            "--output",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let umounted = Command::new("umount").arg(mount_point).status().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(umounted.success());
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let all = records(&dir);
+    assert_eq!(all.len(), 2);
+    for r in &all {
+        assert_eq!(
+            r["status"], "failed",
+            "a checkpoint cannot fit in 96 KiB: {r}"
+        );
+        assert!(
+            r["restore_ms"].is_null(),
+            "no restore from a partial checkpoint: {r}"
+        );
+        assert!(
+            r["error"].as_str().unwrap().contains("checkpointing"),
+            "{r}"
+        );
+    }
+    assert_eq!(ckpt_objects(), before);
+}
