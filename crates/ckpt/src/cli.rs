@@ -127,6 +127,8 @@ struct DemoArgs {
 pub enum EngineName {
     /// Docker Engine API (dockerd, containerd, runc, CRIU)
     Docker,
+    /// Podman's service (runc, CRIU), started by ckpt on its own socket
+    Podman,
     /// runc with an OCI bundle, no daemon
     Runc,
     /// CRIU alone on a plain process tree, no container
@@ -137,6 +139,7 @@ impl EngineName {
     fn as_str(self) -> &'static str {
         match self {
             EngineName::Docker => "docker",
+            EngineName::Podman => "podman",
             EngineName::Runc => "runc",
             EngineName::Criu => "criu",
         }
@@ -205,6 +208,7 @@ async fn inspect_command(args: InspectArgs) -> Result<u8> {
 async fn gc_command() -> Result<u8> {
     // Daemon-less engines need nothing running; Docker's part needs dockerd.
     let mut removed = RuncEngine::new(None).remove_orphans().await?;
+    removed += ckpt::engine::podman::remove_orphans()?;
     removed += CriuEngine::new().remove_orphans().await?;
     let docker = match DockerEngine::connect_any().await {
         Ok((engine, _)) => Some(engine.remove_orphans().await?),
@@ -230,13 +234,13 @@ async fn clean_run(engines: &[AnyEngine], run: &RunId) -> bool {
 
 async fn demo_command(args: DemoArgs) -> Result<u8> {
     doctor::require_engines(&[args.engine.as_str()]).await?;
-    let (mut engines, _) = any::open(&[args.engine.as_str().to_string()], None).await?;
+    let run = RunId::new();
+    let (mut engines, _) = any::open(&[args.engine.as_str().to_string()], &run, None).await?;
     let engine = engines.pop().context("no engine opened")?;
     let options = DemoOptions {
         interval: args.interval,
         run_for: args.run_for.unwrap_or(args.interval * 3),
     };
-    let run = RunId::new();
     let (engine_ref, run_ref) = (&engine, &run);
     let outcome = cleanup::run_stoppable(move |stop| async move {
         demo::run(engine_ref, run_ref, &options, &stop).await
@@ -294,7 +298,7 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     let names: Vec<&str> = engine_names.iter().map(String::as_str).collect();
     doctor::require_engines(&names).await?;
     let capture = keep_criu_statistics(&run);
-    let opened = any::open(&engine_names, capture.clone()).await;
+    let opened = any::open(&engine_names, &run, capture.clone()).await;
     let (engines, facts) = match opened {
         Ok(opened) => opened,
         Err(e) => {

@@ -32,7 +32,7 @@ pub struct Check {
 }
 
 /// Every engine ckpt knows; the first is the default.
-pub const ENGINES: [&str; 3] = ["docker", "runc", "criu"];
+pub const ENGINES: [&str; 4] = ["docker", "podman", "runc", "criu"];
 const ALL: &[&str] = &ENGINES;
 
 impl Check {

@@ -12,7 +12,7 @@ pub const REPORT_MD: &str = "report.md";
 pub const REPORT_HTML: &str = "report.html";
 
 /// Engines from the floor up: each adds layers on top of the one before.
-const LADDER: [&str; 3] = ["criu", "runc", "docker"];
+const LADDER: [&str; 4] = ["criu", "runc", "podman", "docker"];
 
 /// The parts of a report, rendered as Markdown or HTML.
 pub struct Report<'a> {

@@ -7,7 +7,7 @@ use common::{ckpt_objects, run, text};
 
 #[test]
 fn demo_continues_on_every_engine() {
-    for engine in ["runc", "criu"] {
+    for engine in ["podman", "runc", "criu"] {
         let before = ckpt_objects();
         let out = run(&[
             "demo",
@@ -50,8 +50,8 @@ fn one_sweep_compares_all_engines() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 6, "3 engines x 2 points");
-    for engine in ["docker", "runc", "criu"] {
+    assert_eq!(records.len(), 8, "4 engines x 2 points");
+    for engine in ["docker", "podman", "runc", "criu"] {
         let mine: Vec<_> = records.iter().filter(|r| r["engine"] == engine).collect();
         assert_eq!(mine.len(), 2, "{engine}");
         for r in mine {

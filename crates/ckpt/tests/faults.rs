@@ -181,7 +181,7 @@ async fn restore_from_a_corrupted_checkpoint() {
     let before = ckpt_objects();
     for name in ["docker", "runc", "criu"] {
         let run = RunId::new();
-        let (engines, _) = any::open(&[name.to_string()], None).await.unwrap();
+        let (engines, _) = any::open(&[name.to_string()], &run, None).await.unwrap();
         let engine: &AnyEngine = &engines[0];
         let image = engine.build_image(&run).await.unwrap();
         let spec = RunSpec {

@@ -121,6 +121,7 @@ impl Engine for AnyEngine {
 /// statistics for the runc-based engines (see `criu_stats`).
 pub async fn open(
     names: &[String],
+    run: &RunId,
     stats: Option<std::sync::Arc<super::criu_stats::StatsCapture>>,
 ) -> Result<(Vec<AnyEngine>, Option<super::docker::DaemonFacts>)> {
     let mut engines = Vec::new();
@@ -132,6 +133,12 @@ pub async fn open(
                 docker.use_criu_stats(stats.clone());
                 facts = Some(daemon);
                 AnyEngine::Docker(docker)
+            }
+            "podman" => {
+                let service = super::podman::Service::start(run)?;
+                let mut podman = DockerEngine::podman(service).await?;
+                podman.use_criu_stats(stats.clone());
+                AnyEngine::Docker(podman)
             }
             "runc" => AnyEngine::Runc(RuncEngine::new(stats.clone())),
             "criu" => AnyEngine::Criu(CriuEngine::new()),

@@ -32,9 +32,22 @@ use crate::workload;
 /// checkpoint copies.
 const CONTAINERD_TMP: &str = "/tmp";
 
-/// A connected Docker daemon that has checkpoint support switched on.
+/// Which daemon answers the Docker Engine API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Docker,
+    /// Podman's service speaks the same API, except for checkpoints, which
+    /// only its own (libpod) endpoints offer.
+    Podman,
+}
+
+/// A connected Docker (or Podman) daemon that can checkpoint.
 pub struct DockerEngine {
     client: Docker,
+    flavor: Flavor,
+    /// The `podman system service` ckpt started, stopped when dropped:
+    /// held here only for that.
+    _service: Option<super::podman::Service>,
     /// The daemon's data directory, where checkpoints live on disk.
     root_dir: Option<PathBuf>,
     /// Where CRIU leaves its statistics, when ckpt arranged it.
@@ -72,10 +85,47 @@ impl DockerEngine {
         let facts = facts(&client).await?;
         let engine = DockerEngine {
             client,
+            flavor: Flavor::Docker,
+            _service: None,
             root_dir: facts.root_dir.clone().map(PathBuf::from),
             stats: None,
         };
         Ok((engine, facts))
+    }
+
+    /// Podman through the service ckpt started on its own socket.
+    pub async fn podman(service: super::podman::Service) -> Result<DockerEngine> {
+        let client =
+            Docker::connect_with_socket(&service.socket_uri(), 120, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| anyhow!("cannot connect to podman's service: {e}"))?
+                .negotiate_version()
+                .await
+                .map_err(|e| anyhow!("podman's service does not answer: {e}"))?;
+        Ok(DockerEngine {
+            client,
+            flavor: Flavor::Podman,
+            _service: Some(service),
+            root_dir: Some(PathBuf::from(super::podman::STORAGE_ROOT)),
+            stats: None,
+        })
+    }
+
+    /// Calls a libpod endpoint (podman's own API) through bollard: its
+    /// start call with the path swapped, so the request keeps bollard's
+    /// connection and error handling.
+    async fn libpod_post(&self, container: &Container, action: &str, what: &str) -> Result<()> {
+        let path = format!("/v4.0.0/libpod/containers/{}/{action}", container.id);
+        let client = self
+            .client
+            .clone()
+            .with_request_modifier(move |mut request| {
+                *request.uri_mut() = with_path(request.uri(), &path);
+                request
+            });
+        client
+            .start_container(&container.id, None)
+            .await
+            .map_err(|e| api_error(e, what))
     }
 
     fn label_filter(&self, label: &str) -> HashMap<String, Vec<String>> {
@@ -207,6 +257,16 @@ impl DockerEngine {
 
     /// The directory where Docker keeps a container's checkpoints.
     fn checkpoints_dir(&self, id: &str) -> Option<PathBuf> {
+        if self.flavor == Flavor::Podman {
+            // Podman keeps one checkpoint per container, in its userdata.
+            return Some(
+                self.root_dir
+                    .as_ref()?
+                    .join("overlay-containers")
+                    .join(id)
+                    .join("userdata"),
+            );
+        }
         Some(
             self.root_dir
                 .as_ref()?
@@ -222,6 +282,9 @@ impl DockerEngine {
     /// inventory.img is byte for byte the one of our checkpoint (the
     /// inventory holds the dump's own ids and uptime), so only our copies go.
     fn remove_containerd_copies(&self, id: &str, checkpoint: Option<&str>) {
+        if self.flavor == Flavor::Podman {
+            return;
+        }
         let Some(dir) = self.checkpoints_dir(id) else {
             return;
         };
@@ -344,7 +407,10 @@ impl LineSplitter {
 
 impl Engine for DockerEngine {
     fn name(&self) -> &'static str {
-        "docker"
+        match self.flavor {
+            Flavor::Docker => "docker",
+            Flavor::Podman => "podman",
+        }
     }
 
     async fn build_image(&self, run: &RunId) -> Result<Image> {
@@ -392,6 +458,10 @@ impl Engine for DockerEngine {
                 // Checkpointing a container with network namespaces that
                 // Docker manages is not needed here and bridge is disabled.
                 network_mode: Some("none".into()),
+                // Podman: crun fails here, and runc only starts containers
+                // with limits below the host's (see the environment notes).
+                runtime: (self.flavor == Flavor::Podman).then(|| "runc".into()),
+                ulimits: (self.flavor == Flavor::Podman).then(super::podman::ulimits),
                 ..Default::default()
             }),
             ..Default::default()
@@ -465,6 +535,10 @@ impl Engine for DockerEngine {
     }
 
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        if self.flavor == Flavor::Podman {
+            let what = format!("checkpointing container {}", container.name);
+            return self.libpod_post(container, "checkpoint", &what).await;
+        }
         let options = CreateCheckpointOptions {
             checkpoint_id: checkpoint.to_string(),
             checkpoint_dir: None,
@@ -496,6 +570,10 @@ impl Engine for DockerEngine {
     }
 
     async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        if self.flavor == Flavor::Podman {
+            let what = format!("restoring container {} from its checkpoint", container.name);
+            return self.libpod_post(container, "restore", &what).await;
+        }
         let query = format!("checkpoint={checkpoint}");
         let client = self
             .client
@@ -532,10 +610,19 @@ impl Engine for DockerEngine {
     }
 
     fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
-        Some(self.checkpoints_dir(&container.id)?.join(checkpoint))
+        let name = if self.flavor == Flavor::Podman {
+            "checkpoint"
+        } else {
+            checkpoint
+        };
+        Some(self.checkpoints_dir(&container.id)?.join(name))
     }
 
     async fn remove_checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+        if self.flavor == Flavor::Podman {
+            // Podman deletes the checkpoint with its container.
+            return Ok(());
+        }
         self.remove_containerd_copies(&container.id, Some(checkpoint));
         self.client
             .delete_checkpoint(&container.id, checkpoint, None)
@@ -584,6 +671,14 @@ impl Engine for DockerEngine {
     }
 }
 
+/// Replaces the path (and query) of a request URI, keeping its scheme and
+/// authority (for a unix socket, bollard encodes the socket path there).
+fn with_path(uri: &http::Uri, path_and_query: &str) -> http::Uri {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
 /// Adds `query` to a request URI that may already carry parameters.
 fn with_query(uri: &http::Uri, query: &str) -> http::Uri {
     let text = uri.to_string();
@@ -611,6 +706,18 @@ mod tests {
         assert_eq!(
             s.push("dex=1\nckpt x\n"),
             vec!["ckpt fib index=1", "ckpt x"]
+        );
+    }
+
+    #[test]
+    fn swaps_the_path_and_keeps_the_socket() {
+        let uri: http::Uri = "unix://2f72756e2f736f636b/v1.41/containers/abc/start"
+            .parse()
+            .unwrap();
+        let swapped = with_path(&uri, "/v4.0.0/libpod/containers/abc/checkpoint");
+        assert_eq!(
+            swapped.to_string(),
+            "unix://2f72756e2f736f636b/v4.0.0/libpod/containers/abc/checkpoint"
         );
     }
 

@@ -7,6 +7,7 @@ pub mod criu;
 pub mod criu_stats;
 pub mod docker;
 pub mod logfile;
+pub mod podman;
 pub mod runc;
 pub mod rundir;
 
