@@ -262,62 +262,71 @@ async fn demo_command(args: DemoArgs) -> Result<u8> {
     }
 }
 
-async fn sweep_command(args: SweepArgs) -> Result<u8> {
-    let run = RunId::new();
-    // Everything about the input is checked before anything is created.
-    let fresh_plan = match &args.resume {
-        Some(_) => None,
-        None => Some(SweepPlan {
+/// Where a sweep starts from: a new plan for a new directory, or the plan
+/// and records of an interrupted sweep.
+enum Start {
+    New { dir: PathBuf, plan: SweepPlan },
+    Resume(sweep::Prepared),
+}
+
+impl Start {
+    /// Reads and checks the command line; creates nothing.
+    fn from_args(args: &SweepArgs, run: &RunId) -> Result<Start> {
+        if let Some(dir) = &args.resume {
+            return Ok(Start::Resume(sweep::prepare_resume(dir)?));
+        }
+        let plan = SweepPlan {
             engines: args.engine.iter().map(|e| e.as_str().to_string()).collect(),
             children: plan::parse_values(&args.children).context("--children")?,
             repeat: args.repeat,
             warmup: args.warmup,
             order: args.order,
             seed: args.seed.unwrap_or_else(rand::random),
-        }),
-    };
-    if let Some(p) = &fresh_plan {
-        p.validate()?;
+        };
+        plan.validate()?;
+        let dir = args
+            .output
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results").join(format!("sweep-{run}")));
+        Ok(Start::New { dir, plan })
     }
-    let (prepared, env) = match (fresh_plan, &args.resume) {
-        (Some(p), _) => {
-            let dir = args
-                .output
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("results").join(format!("sweep-{run}")));
-            (None, Some((dir, p)))
+
+    fn engines(&self) -> &[String] {
+        match self {
+            Start::New { plan, .. } => &plan.engines,
+            Start::Resume(prepared) => &prepared.plan.engines,
         }
-        (None, Some(dir)) => (Some(sweep::prepare_resume(dir)?), None),
-        (None, None) => unreachable!("a sweep either has a plan or resumes one"),
-    };
-    let engine_names = match (&prepared, &env) {
-        (Some(p), _) => p.plan.engines.clone(),
-        (None, Some((_, plan))) => plan.engines.clone(),
-        (None, None) => unreachable!("a sweep either has a plan or resumes one"),
-    };
-    let names: Vec<&str> = engine_names.iter().map(String::as_str).collect();
+    }
+
+    /// The results directory, created for a new sweep.
+    fn prepare(self, env: &Environment) -> Result<sweep::Prepared> {
+        match self {
+            Start::New { dir, plan } => sweep::prepare_new(&dir, plan, env),
+            Start::Resume(prepared) => Ok(prepared),
+        }
+    }
+}
+
+async fn sweep_command(args: SweepArgs) -> Result<u8> {
+    let run = RunId::new();
+    // Everything about the input and the machine is checked before
+    // anything is created.
+    let start = Start::from_args(&args, &run)?;
+    let names: Vec<&str> = start.engines().iter().map(String::as_str).collect();
     doctor::require_engines(&names).await?;
     let capture = keep_criu_statistics(&run);
-    let opened = any::open(&engine_names, &run, capture.clone()).await;
-    let (engines, facts) = match opened {
+    let opened = match any::open(start.engines(), &run, capture.clone()).await {
+        Ok((engines, facts)) => start
+            .prepare(&Environment::collect(facts.as_ref()))
+            .map(|prepared| (engines, prepared)),
+        Err(e) => Err(e),
+    };
+    let (engines, prepared) = match opened {
         Ok(opened) => opened,
         Err(e) => {
             release(capture);
             return Err(e);
         }
-    };
-    let prepared = match (prepared, env) {
-        (Some(p), _) => p,
-        (None, Some((dir, plan))) => {
-            match sweep::prepare_new(&dir, plan, &Environment::collect(facts.as_ref())) {
-                Ok(p) => p,
-                Err(e) => {
-                    release(capture);
-                    return Err(e);
-                }
-            }
-        }
-        (None, None) => unreachable!("a sweep either has a plan or resumes one"),
     };
     if !prepared.repaired_lines.is_empty() {
         eprintln!(
@@ -325,12 +334,11 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
             prepared.repaired_lines
         );
     }
-    let dir = prepared.dir.clone();
-    let total = prepared.plan.trials().len();
     eprintln!(
-        "ckpt sweep: run {run}, {} trial(s) to do of {total}, results in {}",
+        "ckpt sweep: run {run}, {} trial(s) to do of {}, results in {}",
         sweep::remaining(&prepared.plan, &prepared.done).len(),
-        dir.display()
+        prepared.plan.trials().len(),
+        prepared.dir.display()
     );
     let (engines_ref, run_ref, prepared_ref) = (&engines[..], &run, &prepared);
     let outcome = cleanup::run_stoppable(move |stop| async move {
@@ -339,12 +347,18 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     .await;
     let cleaned = clean_run(&engines, &run).await;
     release(capture);
-    let has_records = dir.join(ckpt::records::TRIALS_JSONL).exists();
-    let analysis = if has_records {
-        Some(sweep::write_outputs(&dir)?)
+    finish_sweep(&prepared.dir, outcome, cleaned)
+}
+
+/// Writes the outputs from whatever was measured, and turns the outcome
+/// into an exit status and the message that says how to go on.
+fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8> {
+    let analysis = if dir.join(ckpt::records::TRIALS_JSONL).exists() {
+        Some(sweep::write_outputs(dir)?)
     } else {
         None
     };
+    let resume = format!("ckpt sweep --resume {}", dir.display());
     match outcome {
         Ok(_) => {
             if let Some(a) = &analysis {
@@ -353,21 +367,18 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
             println!("results: {}", dir.display());
             Ok(u8::from(!cleaned))
         }
-        Err(e) => {
-            let resume = format!("ckpt sweep --resume {}", dir.display());
-            match e.downcast_ref::<Interrupted>() {
-                Some(Interrupted(signal)) => {
-                    eprintln!(
-                        "ckpt sweep: interrupted by {signal}; completed trials are kept in {}; continue with: {resume}",
-                        dir.display()
-                    );
-                    Ok(signal.exit_code() as u8)
-                }
-                None => Err(e.context(format!(
-                    "the sweep stopped; completed trials are kept; continue with: {resume}"
-                ))),
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(Interrupted(signal)) => {
+                eprintln!(
+                    "ckpt sweep: interrupted by {signal}; completed trials are kept in {}; continue with: {resume}",
+                    dir.display()
+                );
+                Ok(signal.exit_code() as u8)
             }
-        }
+            None => Err(e.context(format!(
+                "the sweep stopped; completed trials are kept; continue with: {resume}"
+            ))),
+        },
     }
 }
 

@@ -92,7 +92,10 @@ pub async fn run<E: Engine>(
     )
     .await?;
     if restored.retries > 0 {
-        println!("   (the restore hit containerd's transient 'content already exists' error and was retried once)");
+        println!(
+            "   (the restore hit containerd's transient 'content already exists' error and was retried {} time(s))",
+            restored.retries
+        );
     }
 
     let wait = options.interval * 2 + Duration::from_secs(10);

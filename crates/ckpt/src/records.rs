@@ -45,7 +45,7 @@ pub struct TrialRecord {
     pub checkpoint_ms: Option<f64>,
     pub stop_ms: Option<f64>,
     pub restore_ms: Option<f64>,
-    /// Restores retried after containerd's transient error (0 or 1).
+    /// Restores retried after containerd's transient error (0 to 3).
     pub restore_retries: u32,
     pub checkpoint_bytes: Option<u64>,
     pub processes_before: Option<u32>,
