@@ -319,7 +319,9 @@ impl Engine for CriuEngine {
 
     async fn remove_container(&self, container: &Container) -> Result<()> {
         if let Ok(pid) = self.root_pid(container) {
-            kill_tree(pid);
+            // Reaping waits for the tree to exit: off the async thread, so
+            // that a trial starting meanwhile is not held up.
+            tokio::task::spawn_blocking(move || kill_tree(pid)).await?;
         }
         rundir::remove(&self.container_dir(container)?)
     }
