@@ -590,37 +590,22 @@ mod tests {
     }
 
     fn record(children: u32, ck: f64, rs: f64) -> TrialRecord {
-        TrialRecord {
-            run_id: "r".into(),
-            trial: 0,
-            engine: "docker".into(),
+        let spec = crate::plan::TrialSpec {
+            index: 0,
+            engine: 0,
             children,
             repetition: 0,
             warmup: false,
-            started_at: String::new(),
+        };
+        TrialRecord {
             image_bytes: Some(1000),
-            run_ms: None,
-            ready_ms: None,
             checkpoint_ms: Some(ck),
-            stop_ms: None,
             restore_ms: Some(rs),
-            restore_retries: 0,
             checkpoint_bytes: Some(100),
-            processes_before: None,
-            processes_after: None,
             verified: true,
-            criu_freezing_ms: None,
-            criu_frozen_ms: None,
-            criu_memdump_ms: None,
-            criu_memwrite_ms: None,
-            criu_pages_scanned: None,
-            criu_pages_written: None,
-            criu_forking_ms: None,
-            criu_restore_ms: None,
-            criu_pages_restored: None,
             overhead_ms: 1.0,
             status: Status::Ok,
-            error: None,
+            ..TrialRecord::new("r", &spec, "docker")
         }
     }
 

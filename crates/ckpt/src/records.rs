@@ -72,6 +72,43 @@ pub struct TrialRecord {
 }
 
 impl TrialRecord {
+    /// A record with nothing measured yet (status failed until a trial
+    /// says otherwise).
+    pub fn new(run_id: &str, spec: &crate::plan::TrialSpec, engine: &str) -> TrialRecord {
+        TrialRecord {
+            run_id: run_id.to_string(),
+            trial: spec.index,
+            engine: engine.to_string(),
+            children: spec.children,
+            repetition: spec.repetition,
+            warmup: spec.warmup,
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            image_bytes: None,
+            run_ms: None,
+            ready_ms: None,
+            checkpoint_ms: None,
+            stop_ms: None,
+            restore_ms: None,
+            restore_retries: 0,
+            checkpoint_bytes: None,
+            processes_before: None,
+            processes_after: None,
+            verified: false,
+            criu_freezing_ms: None,
+            criu_frozen_ms: None,
+            criu_memdump_ms: None,
+            criu_memwrite_ms: None,
+            criu_pages_scanned: None,
+            criu_pages_written: None,
+            criu_forking_ms: None,
+            criu_restore_ms: None,
+            criu_pages_restored: None,
+            overhead_ms: 0.0,
+            status: Status::Failed,
+            error: None,
+        }
+    }
+
     /// True for trials that count in the statistics.
     pub fn measured_ok(&self) -> bool {
         !self.warmup && self.status == Status::Ok
@@ -194,13 +231,14 @@ mod tests {
     use super::*;
 
     pub fn sample(trial: usize) -> TrialRecord {
-        TrialRecord {
-            run_id: "r".into(),
-            trial,
-            engine: "docker".into(),
+        let spec = crate::plan::TrialSpec {
+            index: trial,
+            engine: 0,
             children: 5,
             repetition: 0,
             warmup: false,
+        };
+        TrialRecord {
             started_at: "2026-01-01T00:00:00Z".into(),
             image_bytes: Some(1),
             run_ms: Some(1.0),
@@ -208,23 +246,13 @@ mod tests {
             checkpoint_ms: Some(200.0),
             stop_ms: Some(1.0),
             restore_ms: Some(300.0),
-            restore_retries: 0,
             checkpoint_bytes: Some(4096),
             processes_before: Some(6),
             processes_after: Some(6),
             verified: true,
-            criu_freezing_ms: None,
-            criu_frozen_ms: None,
-            criu_memdump_ms: None,
-            criu_memwrite_ms: None,
-            criu_pages_scanned: None,
-            criu_pages_written: None,
-            criu_forking_ms: None,
-            criu_restore_ms: None,
-            criu_pages_restored: None,
             overhead_ms: 0.5,
             status: Status::Ok,
-            error: None,
+            ..TrialRecord::new("r", &spec, "docker")
         }
     }
 
