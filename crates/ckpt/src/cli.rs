@@ -209,6 +209,7 @@ async fn gc_command() -> Result<u8> {
     // Daemon-less engines need nothing running; Docker's part needs dockerd.
     let mut removed = RuncEngine::new(None).remove_orphans().await?;
     removed += ckpt::engine::podman::remove_orphans()?;
+    removed += remove_podman_orphans().await;
     removed += CriuEngine::new().remove_orphans().await?;
     let docker = match DockerEngine::connect_any().await {
         Ok((engine, _)) => Some(engine.remove_orphans().await?),
@@ -221,6 +222,30 @@ async fn gc_command() -> Result<u8> {
     removed += docker.unwrap_or(0);
     println!("ckpt gc: removed {removed} object(s) left by ckpt runs that are no longer alive");
     Ok(u8::from(docker.is_none()))
+}
+
+/// Podman's containers and images of dead runs, through a service of our
+/// own (the dead run's service is gone with it). Podman not being installed
+/// is not an error for gc.
+async fn remove_podman_orphans() -> usize {
+    let run = RunId::new();
+    let service = match ckpt::engine::podman::Service::start(&run) {
+        Ok(service) => service,
+        Err(e) => {
+            eprintln!("ckpt gc: skipping Podman: {e:#}");
+            return 0;
+        }
+    };
+    match DockerEngine::podman(service).await {
+        Ok(podman) => podman.remove_orphans().await.unwrap_or_else(|e| {
+            eprintln!("ckpt gc: Podman: {e:#}");
+            0
+        }),
+        Err(e) => {
+            eprintln!("ckpt gc: skipping Podman: {e:#}");
+            0
+        }
+    }
 }
 
 /// Removes every object of `run` from every engine; true when all went.

@@ -33,7 +33,7 @@ fn one_sweep_compares_all_engines() {
     let out = run(&[
         "sweep",
         "--engine",
-        "docker,runc,criu",
+        "docker,podman,runc,criu",
         "--children",
         "1,4",
         "--repeat",
@@ -50,7 +50,7 @@ fn one_sweep_compares_all_engines() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 8, "4 engines x 2 points");
+    assert_eq!(records.len(), 8, "4 engines x 2 points: {stderr}");
     for engine in ["docker", "podman", "runc", "criu"] {
         let mine: Vec<_> = records.iter().filter(|r| r["engine"] == engine).collect();
         assert_eq!(mine.len(), 2, "{engine}");

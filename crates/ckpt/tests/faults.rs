@@ -109,7 +109,7 @@ fn sigkill_leaves_what_gc_removes_and_resume_completes() {
         .args([
             "sweep",
             "--engine",
-            "docker,runc,criu",
+            "docker,podman,runc,criu",
             "--children",
             "2",
             "--repeat",
@@ -141,7 +141,7 @@ fn sigkill_leaves_what_gc_removes_and_resume_completes() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(
         trial_numbers(&dir),
-        (0..6).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>(),
         "{kept} kept, then resumed"
     );
     assert_eq!(ckpt_objects(), before);
