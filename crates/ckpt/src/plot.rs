@@ -115,6 +115,14 @@ fn make_private(path: &Path) -> Result<()> {
         .map_err(|e| anyhow!("cannot set the mode of {}: {e}", path.display()))
 }
 
+/// How far above the highest point the y axis goes, so that the legend
+/// (one line per series, top left) stays clear of the data.
+fn legend_headroom(series: usize) -> f64 {
+    // About 17 px per legend line in a plot area about 450 px high.
+    let legend = (series as f64 * 17.0 + 12.0) / 450.0;
+    1.05 / (1.0 - legend.min(0.6))
+}
+
 fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure failed: {e:?}")
 }
@@ -137,7 +145,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(65)
-        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * 1.15)
+        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * legend_headroom(all.len()))
         .map_err(plot_error)?;
     chart
         .configure_mesh()
@@ -154,7 +162,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
                 color.stroke_width(2),
             ))
             .map_err(plot_error)?
-            .label(format!("{} (mean, 95% CI)", s.label))
+            .label(format!("{} (mean, 95% CI; dashed: fit)", s.label))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
@@ -167,6 +175,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
             .map_err(plot_error)?;
         if let Some((intercept, slope)) = s.fit {
             let line = [(0.0, intercept), (x_max, intercept + slope * x_max)];
+            // The fit is drawn but not labelled: its numbers are in the
+            // report's tables, and a legend line per fit would hide data.
             chart
                 .draw_series(DashedLineSeries::new(
                     line,
@@ -174,12 +184,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
                     4,
                     color.mix(0.7).stroke_width(1),
                 ))
-                .map_err(plot_error)?
-                .label(format!(
-                    "{} fit: {:.1} ms + {:.2} ms/process",
-                    s.label, intercept, slope
-                ))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.mix(0.7)));
+                .map_err(plot_error)?;
         }
     }
     chart

@@ -27,6 +27,9 @@ use crate::workload;
 
 pub struct CriuEngine {
     dir: Mutex<Option<PathBuf>>,
+    /// Root pid of each tree, kept in memory too: removal must work even
+    /// when the run directory's filesystem is full.
+    pids: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// How long a killed tree may take to exit.
@@ -99,8 +102,11 @@ async fn criu_call(call: Call, images: PathBuf, work: PathBuf, what: String) -> 
 
 impl CriuEngine {
     pub fn new() -> CriuEngine {
+        // Orphans of our workload trees must come back to us to be reaped.
+        crate::proctree::become_subreaper();
         CriuEngine {
             dir: Mutex::new(None),
+            pids: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -116,6 +122,14 @@ impl CriuEngine {
     }
 
     fn root_pid(&self, container: &Container) -> Result<u32> {
+        if let Some(pid) = self
+            .pids
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&container.name).copied())
+        {
+            return Ok(pid);
+        }
         let file = self.container_dir(container)?.join("pid");
         std::fs::read_to_string(&file)
             .ok()
@@ -236,7 +250,16 @@ impl Engine for CriuEngine {
         let child = command
             .spawn()
             .with_context(|| format!("cannot start the workload {}", image.reference))?;
-        std::fs::write(dir.join("pid"), child.id().to_string())?;
+        let pid = child.id();
+        if let Ok(mut pids) = self.pids.lock() {
+            pids.insert(container.name.clone(), pid);
+        }
+        if let Err(e) = std::fs::write(dir.join("pid"), pid.to_string()) {
+            // Without the pid file a killed ckpt could not find the tree
+            // again (gc): do not leave it running.
+            kill_tree(pid);
+            return Err(e).with_context(|| format!("cannot record the pid of {}", container.name));
+        }
         // Not waited for here: `reap` collects the tree when it ends.
         drop(child);
         Ok(container)
@@ -322,6 +345,9 @@ impl Engine for CriuEngine {
             // Reaping waits for the tree to exit: off the async thread, so
             // that a trial starting meanwhile is not held up.
             tokio::task::spawn_blocking(move || kill_tree(pid)).await?;
+        }
+        if let Ok(mut pids) = self.pids.lock() {
+            pids.remove(&container.name);
         }
         rundir::remove(&self.container_dir(container)?)
     }
