@@ -5,43 +5,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ckpt::cleanup::RunId;
 use ckpt::engine::any::{self, AnyEngine};
 use ckpt::engine::{Engine, RunSpec};
-use common::{ckpt, ckpt_objects, text};
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("trials.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn wait_for_records(dir: &Path, n: usize) {
-    let started = Instant::now();
-    while records(dir).len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "no trial finished"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{ckpt, ckpt_objects, records, text, trial_numbers, wait_for_records};
 
 fn setup_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup")
-}
-
-fn trial_numbers(dir: &Path) -> Vec<u64> {
-    let mut t: Vec<u64> = records(dir)
-        .iter()
-        .map(|r| r["trial"].as_u64().unwrap())
-        .collect();
-    t.sort_unstable();
-    t
 }
 
 #[test]

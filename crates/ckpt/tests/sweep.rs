@@ -4,17 +4,9 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{ckpt, ckpt_objects, run, text};
-
-fn jsonl(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("trials.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{ckpt, ckpt_objects, records, run, text, trial_numbers, wait_for_records};
 
 #[test]
 fn small_sweep_writes_everything_and_report_rebuilds_it() {
@@ -49,7 +41,7 @@ fn small_sweep_writes_everything_and_report_rebuilds_it() {
         let meta = std::fs::metadata(dir.join(file)).unwrap_or_else(|_| panic!("{file} missing"));
         assert!(meta.len() > 0, "{file} is empty");
     }
-    let records = jsonl(&dir);
+    let records = records(&dir);
     assert_eq!(records.len(), 6, "2 points x (2 + 1 warm-up)");
     for r in &records {
         assert_eq!(r["status"], "ok", "{r}");
@@ -223,14 +215,7 @@ fn interrupted_sweep_keeps_its_trials_and_resumes_to_a_complete_grid() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while jsonl(&dir).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no trial finished"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_records(&dir, 1);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
@@ -242,7 +227,7 @@ fn interrupted_sweep_keeps_its_trials_and_resumes_to_a_complete_grid() {
         before,
         "the interrupted sweep left objects behind"
     );
-    let kept = jsonl(&dir).len();
+    let kept = records(&dir).len();
     assert!((1..4).contains(&kept), "{kept} trials kept");
 
     // Refused without --resume, completed with it.
@@ -258,11 +243,7 @@ fn interrupted_sweep_keeps_its_trials_and_resumes_to_a_complete_grid() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
-    let mut trials: Vec<u64> = jsonl(&dir)
-        .iter()
-        .map(|r| r["trial"].as_u64().unwrap())
-        .collect();
-    trials.sort_unstable();
+    let trials = trial_numbers(&dir);
     assert_eq!(trials, vec![0, 1, 2, 3], "no trial missing or duplicated");
     assert_eq!(ckpt_objects(), before);
 }
@@ -296,11 +277,7 @@ fn resume_repairs_a_cut_last_line() {
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("repaired"), "{stderr}");
-    let mut trials: Vec<u64> = jsonl(&dir)
-        .iter()
-        .map(|r| r["trial"].as_u64().unwrap())
-        .collect();
-    trials.sort_unstable();
+    let trials = trial_numbers(&dir);
     assert_eq!(trials, vec![0, 1]);
     let csv = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
@@ -338,14 +315,7 @@ fn signals_at_every_stage_keep_results_and_leave_nothing() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while jsonl(&dir).is_empty() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no trial finished"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_records(&dir, 1);
         std::thread::sleep(Duration::from_millis(delay_ms));
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
@@ -369,18 +339,14 @@ fn signals_at_every_stage_keep_results_and_leave_nothing() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{:?}", text(&out));
-        let mut trials: Vec<u64> = jsonl(&dir)
-            .iter()
-            .map(|r| r["trial"].as_u64().unwrap())
-            .collect();
-        trials.sort_unstable();
+        let trials = trial_numbers(&dir);
         assert_eq!(
             trials,
             vec![0, 1],
             "round {round}: no trial missing or duplicated"
         );
         assert!(
-            jsonl(&dir).iter().all(|r| r["status"] == "ok"),
+            records(&dir).iter().all(|r| r["status"] == "ok"),
             "round {round}"
         );
     }

@@ -43,3 +43,34 @@ pub fn ckpt_objects() -> Vec<String> {
     }
     ids
 }
+
+/// The records of a results directory (a missing or cut file gives fewer).
+pub fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("trials.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until a running sweep has recorded `n` trials.
+pub fn wait_for_records(dir: &std::path::Path, n: usize) {
+    let started = std::time::Instant::now();
+    while records(dir).len() < n {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "no trial finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The trial numbers recorded, sorted: a complete grid is 0..total.
+pub fn trial_numbers(dir: &std::path::Path) -> Vec<u64> {
+    let mut t: Vec<u64> = records(dir)
+        .iter()
+        .map(|r| r["trial"].as_u64().unwrap())
+        .collect();
+    t.sort_unstable();
+    t
+}
