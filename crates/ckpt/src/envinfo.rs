@@ -19,6 +19,7 @@ pub struct Environment {
     pub containerd: Option<String>,
     pub runc: Option<String>,
     pub criu: Option<String>,
+    pub podman: Option<String>,
     pub ckpt: String,
 }
 
@@ -40,8 +41,12 @@ impl Environment {
             docker: daemon.map(|d| d.version.clone()),
             docker_api: daemon.map(|d| d.api_version.clone()),
             containerd: daemon.and_then(|d| d.containerd.clone()),
-            runc: daemon.and_then(|d| d.runc.clone()),
+            // Docker reports the runc it uses; without Docker, the one on PATH.
+            runc: daemon
+                .and_then(|d| d.runc.clone())
+                .or_else(|| first_line("runc", "--version")),
             criu: criu_version(),
+            podman: first_line("podman", "--version"),
             ckpt: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -53,6 +58,16 @@ fn field(text: &str, key: &str, sep: char) -> Option<String> {
         let (k, v) = line.split_once(sep)?;
         (k.trim() == key).then(|| v.trim().to_string())
     })
+}
+
+/// The first line a tool prints for `arg`, e.g. "runc version 1.1.5".
+fn first_line(program: &str, arg: &str) -> Option<String> {
+    let out = Command::new(program).arg(arg).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
 }
 
 fn criu_version() -> Option<String> {

@@ -53,6 +53,7 @@ impl Report<'_> {
             ("containerd", or(&e.containerd)),
             ("runc", or(&e.runc)),
             ("CRIU", or(&e.criu)),
+            ("Podman", or(&e.podman)),
             ("ckpt", e.ckpt.clone()),
         ]
     }
