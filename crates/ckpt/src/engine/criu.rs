@@ -30,6 +30,8 @@ pub struct CriuEngine {
     /// Root pid of each tree, kept in memory too: removal must work even
     /// when the run directory's filesystem is full.
     pids: Mutex<std::collections::HashMap<String, u32>>,
+    /// Statistics of the last dump and restore, from their work directory.
+    stats: super::criu_stats::StatsSlot,
 }
 
 /// How long a killed tree may take to exit.
@@ -107,6 +109,7 @@ impl CriuEngine {
         CriuEngine {
             dir: Mutex::new(None),
             pids: Mutex::new(std::collections::HashMap::new()),
+            stats: Default::default(),
         }
     }
 
@@ -147,40 +150,12 @@ impl CriuEngine {
         rundir::make_private_dir(&work)?;
         Ok((images, work))
     }
-
-    fn read_stats(&self, name: &str) -> Option<criu_image::messages::StatsEntry> {
-        let dir = self.dir.lock().ok()?.clone()?;
-        // The newest stats file of this name under the run directory.
-        let newest = find_newest(&dir, name)?;
-        let bytes = std::fs::read(&newest).ok()?;
-        let _ = std::fs::remove_file(&newest);
-        criu_image::framing::decode_one(&bytes, criu_image::framing::magic::STATS, name).ok()
-    }
 }
 
 impl Default for CriuEngine {
     fn default() -> Self {
         CriuEngine::new()
     }
-}
-
-fn find_newest(dir: &Path, name: &str) -> Option<PathBuf> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).ok()?.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if entry.file_name() == name {
-                let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
-                if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-                    best = Some((modified, path));
-                }
-            }
-        }
-    }
-    best.map(|(_, p)| p)
 }
 
 /// The pids of a workload tree, checking first that the root still is
@@ -290,7 +265,9 @@ impl Engine for CriuEngine {
         let tree: Vec<String> = workload_tree(pid).iter().map(u32::to_string).collect();
         std::fs::write(self.container_dir(container)?.join("tree"), tree.join(" "))?;
         let what = format!("checkpointing process tree {}", container.name);
-        criu_call(Call::Dump { pid }, images, work, what).await
+        criu_call(Call::Dump { pid }, images, work.clone(), what).await?;
+        self.stats.collect(&work, "stats-dump", None);
+        Ok(())
     }
 
     async fn stop(&self, container: &Container) -> Result<()> {
@@ -318,7 +295,9 @@ impl Engine for CriuEngine {
             "restoring process tree {} from checkpoint {checkpoint}",
             container.name
         );
-        criu_call(Call::Restore, images, work, what).await
+        criu_call(Call::Restore, images, work.clone(), what).await?;
+        self.stats.collect(&work, "stats-restore", None);
+        Ok(())
     }
 
     async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
@@ -368,14 +347,16 @@ impl Engine for CriuEngine {
             .sum()
     }
 
-    fn clear_phase_stats(&self) {}
+    fn clear_phase_stats(&self) {
+        self.stats.clear();
+    }
 
     fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
-        self.read_stats("stats-dump")?.dump
+        self.stats.take("stats-dump")?.dump
     }
 
     fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
-        self.read_stats("stats-restore")?.restore
+        self.stats.take("stats-restore")?.restore
     }
 }
 

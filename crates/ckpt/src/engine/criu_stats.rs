@@ -179,6 +179,38 @@ pub fn remove_orphans() -> Result<usize> {
     Ok(removed)
 }
 
+/// The statistics of an engine's last checkpoint and restore, picked up
+/// from CRIU's work directory right after each call (where the engine knows
+/// that directory) and handed out once.
+#[derive(Debug, Default)]
+pub struct StatsSlot {
+    last: std::sync::Mutex<std::collections::HashMap<&'static str, Vec<u8>>>,
+}
+
+impl StatsSlot {
+    /// Keeps `name` (stats-dump or stats-restore) from `work`, or, when
+    /// /etc/criu/runc.conf redirected CRIU, from the shared capture.
+    pub fn collect(&self, work: &Path, name: &'static str, shared: Option<&StatsCapture>) {
+        let bytes = std::fs::read(work.join(name))
+            .ok()
+            .or_else(|| shared?.take_raw(name));
+        if let (Some(bytes), Ok(mut last)) = (bytes, self.last.lock()) {
+            last.insert(name, bytes);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            last.clear();
+        }
+    }
+
+    pub fn take(&self, name: &'static str) -> Option<StatsEntry> {
+        let bytes = self.last.lock().ok()?.remove(name)?;
+        framing::decode_one(&bytes, magic::STATS, name).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

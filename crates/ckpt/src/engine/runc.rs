@@ -9,7 +9,6 @@
 //! {config.json, out.log, images/<checkpoint>/, work/}}. Every container
 //! shares the run's read-only rootfs.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -19,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{Process, Root, Spec};
 use tokio::process::Command;
 
-use super::criu_stats::StatsCapture;
+use super::criu_stats::{StatsCapture, StatsSlot};
 use super::{logfile, rundir, Container, Engine, Image, RunSpec};
 use crate::cleanup::RunId;
 use crate::workload;
@@ -28,7 +27,7 @@ pub struct RuncEngine {
     /// The run's directory, created by `build_image`.
     dir: Mutex<Option<PathBuf>>,
     /// Statistics of the last operation, read from the work directory.
-    last: Mutex<HashMap<&'static str, Vec<u8>>>,
+    stats: StatsSlot,
     /// When /etc/criu/runc.conf redirects CRIU's work directory (another
     /// engine of the same sweep arranged it), statistics land there.
     shared_stats: Option<std::sync::Arc<StatsCapture>>,
@@ -55,7 +54,7 @@ impl RuncEngine {
     pub fn new(shared_stats: Option<std::sync::Arc<StatsCapture>>) -> RuncEngine {
         RuncEngine {
             dir: Mutex::new(None),
-            last: Mutex::new(HashMap::new()),
+            stats: StatsSlot::default(),
             shared_stats,
         }
     }
@@ -86,23 +85,6 @@ impl RuncEngine {
             .set_root(Some(root))
             .set_hostname(Some("ckpt".into()));
         Ok(spec)
-    }
-
-    /// Reads the statistics CRIU left for `name`, from our work directory
-    /// or, when runc.conf redirected it, from the shared one.
-    fn collect_stats(&self, work: &Path, name: &'static str) {
-        let bytes = std::fs::read(work.join(name)).ok().or_else(|| {
-            let shared = self.shared_stats.as_ref()?;
-            shared.take_raw(name)
-        });
-        if let (Some(bytes), Ok(mut last)) = (bytes, self.last.lock()) {
-            last.insert(name, bytes);
-        }
-    }
-
-    fn take_stats(&self, name: &'static str) -> Option<criu_image::messages::StatsEntry> {
-        let bytes = self.last.lock().ok()?.remove(name)?;
-        criu_image::framing::decode_one(&bytes, criu_image::framing::magic::STATS, name).ok()
     }
 
     async fn state_pid(&self, container: &Container) -> Result<u32> {
@@ -237,7 +219,8 @@ impl Engine for RuncEngine {
             &what,
         )
         .await?;
-        self.collect_stats(&work, "stats-dump");
+        self.stats
+            .collect(&work, "stats-dump", self.shared_stats.as_deref());
         Ok(())
     }
 
@@ -274,7 +257,8 @@ impl Engine for RuncEngine {
             &container.name,
         ];
         self.detached(container, &args, &what).await?;
-        self.collect_stats(&work, "stats-restore");
+        self.stats
+            .collect(&work, "stats-restore", self.shared_stats.as_deref());
         Ok(())
     }
 
@@ -323,20 +307,18 @@ impl Engine for RuncEngine {
     }
 
     fn clear_phase_stats(&self) {
-        if let Ok(mut last) = self.last.lock() {
-            last.clear();
-        }
+        self.stats.clear();
         if let Some(shared) = &self.shared_stats {
             shared.clear();
         }
     }
 
     fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
-        self.take_stats("stats-dump")?.dump
+        self.stats.take("stats-dump")?.dump
     }
 
     fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
-        self.take_stats("stats-restore")?.restore
+        self.stats.take("stats-restore")?.restore
     }
 }
 
