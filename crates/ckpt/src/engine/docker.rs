@@ -110,22 +110,34 @@ impl DockerEngine {
         })
     }
 
-    /// Calls a libpod endpoint (podman's own API) through bollard: its
-    /// start call with the path swapped, so the request keeps bollard's
-    /// connection and error handling.
-    async fn libpod_post(&self, container: &Container, action: &str, what: &str) -> Result<()> {
-        let path = format!("/v4.0.0/libpod/containers/{}/{action}", container.id);
+    /// bollard's start call with its URI rewritten: how ckpt reaches the
+    /// two endpoints bollard lacks (Docker's start from a checkpoint,
+    /// libpod's checkpoint and restore) while keeping bollard's connection,
+    /// version negotiation and error handling.
+    async fn start_rewritten(
+        &self,
+        container: &Container,
+        rewrite: impl Fn(&http::Uri) -> http::Uri + Send + Sync + 'static,
+        what: &str,
+    ) -> Result<()> {
         let client = self
             .client
             .clone()
             .with_request_modifier(move |mut request| {
-                *request.uri_mut() = with_path(request.uri(), &path);
+                *request.uri_mut() = rewrite(request.uri());
                 request
             });
         client
             .start_container(&container.id, None)
             .await
             .map_err(|e| api_error(e, what))
+    }
+
+    /// Calls a libpod endpoint (podman's own API) for `container`.
+    async fn libpod_post(&self, container: &Container, action: &str, what: &str) -> Result<()> {
+        let path = format!("/v4.0.0/libpod/containers/{}/{action}", container.id);
+        self.start_rewritten(container, move |uri| with_path(uri, &path), what)
+            .await
     }
 
     fn label_filter(&self, label: &str) -> HashMap<String, Vec<String>> {
@@ -575,25 +587,12 @@ impl Engine for DockerEngine {
             return self.libpod_post(container, "restore", &what).await;
         }
         let query = format!("checkpoint={checkpoint}");
-        let client = self
-            .client
-            .clone()
-            .with_request_modifier(move |mut request| {
-                *request.uri_mut() = with_query(request.uri(), &query);
-                request
-            });
-        client
-            .start_container(&container.id, None)
+        let what = format!(
+            "restoring container {} from checkpoint {checkpoint}",
+            container.name
+        );
+        self.start_rewritten(container, move |uri| with_query(uri, &query), &what)
             .await
-            .map_err(|e| {
-                api_error(
-                    e,
-                    &format!(
-                        "restoring container {} from checkpoint {checkpoint}",
-                        container.name
-                    ),
-                )
-            })
     }
 
     async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
