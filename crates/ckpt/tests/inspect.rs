@@ -30,6 +30,19 @@ fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Builds the workload image with `tool` from ckpt's own build context.
+fn build_workload_image(tool: &str, tag: &str) {
+    let ctx = tempfile::tempdir().unwrap();
+    let tar_bytes = ckpt::workload::build_context(&workload()).unwrap();
+    tar::Archive::new(tar_bytes.as_slice())
+        .unpack(ctx.path())
+        .unwrap();
+    sh(
+        tool,
+        &["build", "-q", "-t", tag, ctx.path().to_str().unwrap()],
+    );
+}
+
 fn inspect_json(args: &[&str]) -> serde_json::Value {
     let out = ckpt()
         .arg("inspect")
@@ -176,20 +189,9 @@ fn corrupt_images_are_named_with_their_offset() {
 #[test]
 fn podman_export_archive_shows_container_and_processes() {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = tmp.path().join("ctx");
-    std::fs::create_dir(&ctx).unwrap();
-    std::fs::copy(workload(), ctx.join("ckpt-workload")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY ckpt-workload /ckpt-workload\nENTRYPOINT [\"/ckpt-workload\"]\n",
-    )
-    .unwrap();
     let tag = format!("localhost/ckpt-test-inspect:{}", std::process::id());
     let name = format!("ckpt-test-inspect-{}", std::process::id());
-    sh(
-        "podman",
-        &["build", "-q", "-t", &tag, ctx.to_str().unwrap()],
-    );
+    build_workload_image("podman", &tag);
     let archive = tmp.path().join("export.tar.zst");
     let result = std::panic::catch_unwind(|| {
         sh(
@@ -253,21 +255,9 @@ fn podman_export_archive_shows_container_and_processes() {
 
 #[test]
 fn docker_container_checkpoint_shows_its_processes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = tmp.path().join("ctx");
-    std::fs::create_dir(&ctx).unwrap();
-    std::fs::copy(workload(), ctx.join("ckpt-workload")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY ckpt-workload /ckpt-workload\nENTRYPOINT [\"/ckpt-workload\"]\n",
-    )
-    .unwrap();
     let tag = format!("ckpt-test-inspect:{}", std::process::id());
     let name = format!("ckpt-test-inspect-{}", std::process::id());
-    sh(
-        "docker",
-        &["build", "-q", "-t", &tag, ctx.to_str().unwrap()],
-    );
+    build_workload_image("docker", &tag);
     let result = std::panic::catch_unwind(|| {
         sh(
             "docker",
