@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -77,13 +78,22 @@ fn criu_dump(dir: &Path, children: u32) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&images).unwrap();
     std::fs::create_dir_all(&work).unwrap();
     let log = std::fs::File::create(dir.join("out.log")).unwrap();
-    let mut child = Command::new(workload())
+    let mut command = Command::new(workload());
+    command
         .args(["forker", "--children", &children.to_string()])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        .stderr(log);
+    // CRIU refuses a tree whose session leader it cannot dump; whoever runs
+    // the tests (a terminal, CI) owns our session, so the tree gets its own.
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
     for _ in 0..100 {
         if std::fs::read_to_string(dir.join("out.log"))
             .unwrap_or_default()
@@ -94,7 +104,7 @@ fn criu_dump(dir: &Path, children: u32) -> (PathBuf, PathBuf) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = Command::new("criu")
-        .args(["dump", "--shell-job", "-t", &child.id().to_string(), "-D"])
+        .args(["dump", "-t", &child.id().to_string(), "-D"])
         .arg(&images)
         .arg("-W")
         .arg(&work)
