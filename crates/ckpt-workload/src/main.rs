@@ -8,14 +8,19 @@
 //!
 //!   ckpt-workload fib [--interval-ms MS]
 //!   ckpt-workload forker --children N [--interval-ms MS] [--memory-mib M]
+//!                        [--threads T] [--files F]
+//!
+//! On SIGUSR1 the forker's parent passes the signal to its children and
+//! every process checks that its memory still holds what it wrote and says
+//! so (`ckpt memory pid=P ok=true`): the check after a restore.
 //!
 //! Nothing here holds state CRIU cannot carry: no sockets, no timers that
 //! refer to wall-clock deadlines, only memory, pipes to stdout and children.
 
 use std::io::Write;
 use std::process::exit;
-use std::thread::sleep;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 mod memory;
 
@@ -25,7 +30,7 @@ fn main() {
         usage("missing workload name");
     };
     let options = Options::parse(rest).unwrap_or_else(|e| usage(&e));
-    install_sigterm_handler();
+    install_signal_handlers();
     match command.as_str() {
         "fib" => fib(&options),
         "forker" => forker(&options),
@@ -36,7 +41,7 @@ fn main() {
 fn usage(problem: &str) -> ! {
     eprintln!("ckpt-workload: {problem}");
     eprintln!("usage: ckpt-workload fib [--interval-ms MS]");
-    eprintln!("       ckpt-workload forker --children N [--interval-ms MS] [--memory-mib M]");
+    eprintln!("       ckpt-workload forker --children N [--interval-ms MS] [--memory-mib M] [--threads T] [--files F]");
     exit(2)
 }
 
@@ -44,6 +49,8 @@ struct Options {
     interval: Duration,
     children: u32,
     memory_mib: u64,
+    threads: u32,
+    files: u32,
 }
 
 impl Options {
@@ -52,6 +59,8 @@ impl Options {
             interval: Duration::from_millis(4000),
             children: 0,
             memory_mib: 0,
+            threads: 0,
+            files: 0,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -59,14 +68,14 @@ impl Options {
             let number: u64 = value
                 .parse()
                 .map_err(|_| format!("{flag}: '{value}' is not a whole number"))?;
+            let small = || u32::try_from(number).map_err(|_| format!("{flag} is too large"));
             match flag.as_str() {
                 "--interval-ms" if number > 0 => options.interval = Duration::from_millis(number),
                 "--interval-ms" => return Err("--interval-ms must be above 0".into()),
-                "--children" => {
-                    options.children =
-                        u32::try_from(number).map_err(|_| "--children is too large".to_string())?
-                }
+                "--children" => options.children = small()?,
                 "--memory-mib" => options.memory_mib = number,
+                "--threads" => options.threads = small()?,
+                "--files" => options.files = small()?,
                 _ => return Err(format!("unknown option '{flag}'")),
             }
         }
@@ -99,66 +108,182 @@ fn fib(options: &Options) -> ! {
         // same wrapping rule.
         (current, next) = (next, current.wrapping_add(next));
         index += 1;
-        sleep(options.interval);
+        std::thread::sleep(options.interval);
     }
 }
 
 /// The seed's second program: N child processes that each print their pid
-/// periodically. The parent announces `ready` once every child runs.
+/// periodically. The parent announces `ready` once every child has set up
+/// its memory, files and threads, so a checkpoint never catches a process
+/// half-way through filling its memory.
 fn forker(options: &Options) -> ! {
-    let memory = memory::Filled::new(options.memory_mib, 0);
+    let (ready_read, ready_write) = pipe();
     let mut pids = vec![std::process::id()];
     for index in 1..=options.children {
-        // SAFETY: the process is single-threaded here, so the child may run
-        // arbitrary code after fork.
+        // SAFETY: the process is single-threaded here (threads start after
+        // the forks), so the child may run arbitrary code after fork.
         let pid = unsafe { libc::fork() };
         match pid {
-            -1 => {
-                eprintln!(
-                    "ckpt-workload: fork failed: {}",
-                    std::io::Error::last_os_error()
-                );
-                exit(1);
+            -1 => fail("fork"),
+            0 => {
+                close(ready_read);
+                let held = Held::set_up(options, u64::from(index));
+                // One byte says "ready"; the pipe is closed before any
+                // checkpoint, so CRIU never sees it.
+                // SAFETY: writing one byte from a valid buffer to our fd.
+                if unsafe { libc::write(ready_write, [1u8].as_ptr().cast(), 1) } != 1 {
+                    fail("telling the parent it is ready");
+                }
+                close(ready_write);
+                report_forever("child", options, &held, &[])
             }
-            0 => child(options, index),
             pid => pids.push(pid as u32),
         }
     }
+    close(ready_write);
+    let held = Held::set_up(options, 0);
+    wait_for_children(ready_read, options.children);
+    close(ready_read);
     let list: Vec<String> = pids.iter().map(u32::to_string).collect();
     say(format_args!(
-        "ready workload=forker children={} memory_mib={} checksum={:016x} pids={}",
+        "ready workload=forker children={} memory_mib={} threads={} files={} checksum={:016x} pids={}",
         options.children,
         options.memory_mib,
-        memory.checksum(),
+        options.threads,
+        options.files,
+        held.memory.checksum(),
         list.join(",")
     ));
-    report_forever("parent", options, &memory)
+    report_forever("parent", options, &held, &pids[1..])
 }
 
-fn child(options: &Options, index: u32) -> ! {
-    // Each child writes its own memory so that it is resident, not shared
-    // copy-on-write with the parent.
-    let memory = memory::Filled::new(options.memory_mib, u64::from(index));
-    report_forever("child", options, &memory)
+fn fail(what: &str) -> ! {
+    eprintln!(
+        "ckpt-workload: {what} failed: {}",
+        std::io::Error::last_os_error()
+    );
+    exit(1)
 }
 
-/// Prints pid, tick and whether the memory still holds what was written.
-fn report_forever(role: &str, options: &Options, memory: &memory::Filled) -> ! {
+fn pipe() -> (libc::c_int, libc::c_int) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into the array it is given.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        fail("pipe");
+    }
+    (fds[0], fds[1])
+}
+
+fn close(fd: libc::c_int) {
+    // SAFETY: closing an fd this process owns and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// Reads one byte per child; end of file first means a child died.
+fn wait_for_children(fd: libc::c_int, children: u32) {
+    let mut left = children as usize;
+    let mut buf = [0u8; 64];
+    while left > 0 {
+        // SAFETY: reading into a buffer of the given length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len().min(left)) };
+        match n {
+            n if n > 0 => left -= n as usize,
+            0 => {
+                eprintln!("ckpt-workload: a child died before it was ready");
+                exit(1)
+            }
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => fail("waiting for the children"),
+        }
+    }
+}
+
+/// What one process holds for the experiment: resident memory, open files
+/// and threads.
+struct Held {
+    memory: memory::Filled,
+    _files: Vec<std::fs::File>,
+}
+
+impl Held {
+    fn set_up(options: &Options, seed: u64) -> Held {
+        // Each process writes its own memory so that it is resident, not
+        // shared copy-on-write with the parent.
+        let memory = memory::Filled::new(options.memory_mib, seed);
+        // The program's own file: it exists in every image and on the host.
+        let files = (0..options.files)
+            .map(|_| std::fs::File::open("/proc/self/exe").unwrap_or_else(|_| fail("open")))
+            .collect();
+        for _ in 0..options.threads {
+            std::thread::spawn(idle_thread);
+        }
+        Held {
+            memory,
+            _files: files,
+        }
+    }
+}
+
+/// An extra thread: it only sleeps, with SIGUSR1 blocked so the request
+/// to check memory always reaches the main thread.
+fn idle_thread() {
+    // SAFETY: building a signal set and changing this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Set by SIGUSR1: check the memory and say whether it is intact.
+static CHECK_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Prints pid and tick every interval, and answers memory checks at once.
+fn report_forever(role: &str, options: &Options, held: &Held, children: &[u32]) -> ! {
     let pid = std::process::id();
     let mut tick: u64 = 0;
+    let mut next = Instant::now() + options.interval;
     loop {
-        sleep(options.interval);
-        tick += 1;
-        let intact = memory.verify();
-        say(format_args!(
-            "{role} pid={pid} tick={tick} memory_ok={intact}"
-        ));
+        sleep_until(next);
+        if CHECK_REQUESTED.swap(false, Ordering::SeqCst) {
+            for child in children {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(*child as libc::pid_t, libc::SIGUSR1) };
+            }
+            let ok = held.memory.verify();
+            say(format_args!("memory pid={pid} ok={ok}"));
+        }
+        if Instant::now() >= next {
+            tick += 1;
+            next += options.interval;
+            say(format_args!("{role} pid={pid} tick={tick}"));
+        }
     }
+}
+
+/// Sleeps until `deadline` or until a signal arrives (std's sleep would
+/// resume after the signal; a memory check must not wait for the tick).
+fn sleep_until(deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let request = libc::timespec {
+        tv_sec: left.as_secs() as libc::time_t,
+        tv_nsec: left.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: nanosleep reads the request; no remainder is asked for.
+    unsafe { libc::nanosleep(&request, std::ptr::null_mut()) };
 }
 
 /// PID 1 in a container ignores signals it has no handler for, so without
 /// this `docker stop` would wait for its timeout and then SIGKILL.
-fn install_sigterm_handler() {
+fn install_signal_handlers() {
+    extern "C" fn on_usr1(_: libc::c_int) {
+        CHECK_REQUESTED.store(true, Ordering::SeqCst);
+    }
+    let usr1 = on_usr1 as extern "C" fn(libc::c_int);
     extern "C" fn on_term(_: libc::c_int) {
         // SAFETY: _exit is async-signal-safe. Children die with the PID
         // namespace when PID 1 exits.
@@ -170,5 +295,6 @@ fn install_sigterm_handler() {
     unsafe {
         libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
         libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, usr1 as libc::sighandler_t);
     }
 }

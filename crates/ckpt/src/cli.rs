@@ -16,7 +16,7 @@ use ckpt::engine::criu_stats::{self, StatsCapture};
 use ckpt::engine::docker::DockerEngine;
 use ckpt::engine::runc::RuncEngine;
 use ckpt::engine::Engine;
-use ckpt::envinfo::Environment;
+use ckpt::envinfo::{self, Environment};
 use ckpt::inspect;
 use ckpt::plan::{self, Order, SweepPlan};
 use ckpt::sweep;
@@ -87,6 +87,33 @@ struct SweepArgs {
     /// Numbers of child processes: values and ranges, A..B or A..B:STEP (both ends included)
     #[arg(long, default_value = plan::DEFAULT_CHILDREN)]
     children: String,
+    /// MiB of memory each process writes and keeps resident (values and ranges, 0 allowed)
+    #[arg(long, default_value = "0")]
+    memory_mib: String,
+    /// Extra threads per process (values and ranges)
+    #[arg(long, default_value = "0")]
+    threads: String,
+    /// Open files per process (values and ranges)
+    #[arg(long, default_value = "0")]
+    files: String,
+    /// MiB of incompressible data in an extra image layer (values and ranges)
+    #[arg(long, default_value = "0")]
+    image_filler_mib: String,
+    /// Your own workload: an image already on this machine (docker and podman engines)
+    #[arg(long, requires = "cmd")]
+    image: Option<String>,
+    /// Command for --image; {children}, {memory_mib}, {threads}, {files} and {filler_mib} are replaced per point
+    #[arg(long, requires = "image", value_name = "TEMPLATE")]
+    cmd: Option<String>,
+    /// Regular expression: the workload is ready when a log line matches it
+    #[arg(long, requires = "image", value_name = "REGEX")]
+    ready_pattern: Option<String>,
+    /// Without --ready-pattern: how long to wait before the checkpoint
+    #[arg(long, requires = "image", value_parser = positive_duration, default_value = "2s")]
+    ready_delay: Duration,
+    /// Regular expression: after the restore a new log line must match it (default: only "still running" is checked)
+    #[arg(long, requires = "image", value_name = "REGEX")]
+    check_pattern: Option<String>,
     /// Measured trials per point
     #[arg(long, default_value_t = 5)]
     repeat: u32,
@@ -302,13 +329,27 @@ impl Start {
         }
         let plan = SweepPlan {
             engines: args.engine.iter().map(|e| e.as_str().to_string()).collect(),
-            children: plan::parse_values(&args.children).context("--children")?,
+            children: plan::parse_values(&args.children, 1).context("--children")?,
+            memory_mib: plan::parse_values(&args.memory_mib, 0).context("--memory-mib")?,
+            threads: plan::parse_values(&args.threads, 0).context("--threads")?,
+            files: plan::parse_values(&args.files, 0).context("--files")?,
+            filler_mib: plan::parse_values(&args.image_filler_mib, 0)
+                .context("--image-filler-mib")?,
+            workload: args.image.clone().map(|image| plan::UserWorkload {
+                image,
+                cmd: args.cmd.clone().unwrap_or_default(),
+                ready_pattern: args.ready_pattern.clone(),
+                ready_delay_ms: args.ready_delay.as_millis() as u64,
+                check_pattern: args.check_pattern.clone(),
+            }),
             repeat: args.repeat,
             warmup: args.warmup,
             order: args.order,
             seed: args.seed.unwrap_or_else(rand::random),
         };
         plan.validate()?;
+        ckpt::workload::Workload::from_plan(&plan)?;
+        plan.check_capacity(&envinfo::Capacity::of_this_machine())?;
         let dir = args
             .output
             .clone()

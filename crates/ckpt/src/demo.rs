@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::cleanup::{RunId, Stop};
-use crate::engine::{self, Engine, RunSpec};
+use crate::engine::{self, Engine, ImageSpec, RunSpec};
 use crate::workload::{self, Continuity};
 
 #[derive(Debug, Clone)]
@@ -54,11 +54,12 @@ pub async fn run<E: Engine>(
         options.interval,
         options.run_for
     );
-    let image = step(1, "build the image", engine.build_image(run)).await?;
+    let image = step(1, "build the image", engine.build_image(run, &ImageSpec::default())).await?;
     stop.check()?;
     let spec = RunSpec {
         name: run.name("fib"),
         args: workload::fib_args(interval_ms),
+        entrypoint: None,
     };
     let container = step(2, "create and run the container", async {
         let c = engine.run(run, &image, &spec).await?;

@@ -21,6 +21,60 @@ pub struct Environment {
     pub criu: Option<String>,
     pub podman: Option<String>,
     pub ckpt: String,
+    /// This machine's memory copy bandwidth (a large memcpy), the yardstick
+    /// for checkpoint throughput.
+    #[serde(default)]
+    pub memcpy_mib_per_s: Option<f64>,
+}
+
+/// What a sweep's memory must fit into.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    /// MemAvailable: what can be allocated without swapping.
+    pub memory_available_mib: u64,
+    /// Free space of the tmpfs where runc and CRIU checkpoints go (RAM).
+    pub state_free_mib: u64,
+}
+
+impl Capacity {
+    pub fn of_this_machine() -> Capacity {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let available_kib = field(&meminfo, "MemAvailable", ':')
+            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Capacity {
+            memory_available_mib: available_kib / 1024,
+            state_free_mib: free_mib(std::path::Path::new("/run")).unwrap_or(0),
+        }
+    }
+}
+
+fn free_mib(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given from a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64 / (1 << 20))
+}
+
+/// Copies a 256 MiB buffer a few times and returns the best rate in MiB/s:
+/// the machine's memory copy bandwidth, measured the way CRIU moves pages
+/// (a read and a write of every byte).
+pub fn memcpy_bandwidth() -> f64 {
+    const MIB: usize = 256;
+    let source: Vec<u8> = (0..MIB << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let mut target = vec![0u8; MIB << 20];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        target.copy_from_slice(&source);
+        std::hint::black_box(&mut target);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    MIB as f64 / best
 }
 
 impl Environment {
@@ -48,6 +102,7 @@ impl Environment {
             criu: criu_version(),
             podman: first_line("podman", "--version"),
             ckpt: env!("CARGO_PKG_VERSION").to_string(),
+            memcpy_mib_per_s: Some(memcpy_bandwidth()),
         }
     }
 }
@@ -98,5 +153,10 @@ mod tests {
         assert!(env.cores.unwrap() >= 1);
         assert!(env.memory_bytes.unwrap() > 0);
         assert!(env.kernel.is_some());
+        // Any machine copies faster than 100 MiB/s and slower than 1 TiB/s.
+        let copy = env.memcpy_mib_per_s.unwrap();
+        assert!((100.0..1e6).contains(&copy), "{copy}");
+        let cap = Capacity::of_this_machine();
+        assert!(cap.memory_available_mib > 0 && cap.state_free_mib > 0);
     }
 }

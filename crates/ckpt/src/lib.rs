@@ -20,4 +20,5 @@ pub mod records;
 pub mod report;
 pub mod runner;
 pub mod sweep;
+pub mod template;
 pub mod workload;

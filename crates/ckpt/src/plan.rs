@@ -11,9 +11,9 @@ pub const DEFAULT_CHILDREN: &str = "1,5..50:5";
 
 /// Parses a list of values and ranges: `1,5..50:5` is 1, 5, 10, ..., 50.
 /// `A..B` includes both ends and steps by 1; `A..B:S` steps by S. The result
-/// is sorted and free of duplicates. Zero, empty and descending ranges are
-/// refused, because they are always a typing mistake.
-pub fn parse_values(spec: &str) -> Result<Vec<u32>> {
+/// is sorted and free of duplicates. Values below `min`, empty and
+/// descending ranges are refused, because they are always a typing mistake.
+pub fn parse_values(spec: &str, min: u32) -> Result<Vec<u32>> {
     let mut values = Vec::new();
     for item in spec.split(',').map(str::trim) {
         if item.is_empty() {
@@ -21,8 +21,8 @@ pub fn parse_values(spec: &str) -> Result<Vec<u32>> {
         }
         values.extend(parse_item(item).with_context(|| format!("in '{spec}'"))?);
     }
-    if values.contains(&0) {
-        bail!("'{spec}' contains 0: every value must be at least 1");
+    if let Some(low) = values.iter().find(|v| **v < min) {
+        bail!("'{spec}' contains {low}: every value must be at least {min}");
     }
     values.sort_unstable();
     values.dedup();
@@ -61,6 +61,127 @@ pub enum Order {
     Shuffled,
 }
 
+/// The workload parameters of one point of the grid.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Point {
+    pub children: u32,
+    /// MiB each process writes (and keeps resident).
+    pub memory_mib: u32,
+    /// Extra threads each process starts.
+    pub threads: u32,
+    /// Files each process holds open.
+    pub files: u32,
+    /// MiB of incompressible data in an extra image layer.
+    pub filler_mib: u32,
+}
+
+/// A parameter a sweep can vary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Axis {
+    Children,
+    MemoryMib,
+    Threads,
+    Files,
+    FillerMib,
+}
+
+impl Axis {
+    pub const ALL: [Axis; 5] = [
+        Axis::Children,
+        Axis::MemoryMib,
+        Axis::Threads,
+        Axis::Files,
+        Axis::FillerMib,
+    ];
+
+    /// The name in flags, records, templates and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::Children => "children",
+            Axis::MemoryMib => "memory_mib",
+            Axis::Threads => "threads",
+            Axis::Files => "files",
+            Axis::FillerMib => "filler_mib",
+        }
+    }
+
+    /// The axis title of a figure.
+    pub fn title(self) -> &'static str {
+        match self {
+            Axis::Children => "number of child processes",
+            Axis::MemoryMib => "memory written per process (MiB)",
+            Axis::Threads => "threads per process",
+            Axis::Files => "open files per process",
+            Axis::FillerMib => "image filler layer (MiB)",
+        }
+    }
+
+    /// The unit of a slope "per" this axis.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Axis::Children => "process",
+            Axis::MemoryMib | Axis::FillerMib => "MiB",
+            Axis::Threads => "thread",
+            Axis::Files => "file",
+        }
+    }
+
+    pub fn of(self, p: &Point) -> u32 {
+        match self {
+            Axis::Children => p.children,
+            Axis::MemoryMib => p.memory_mib,
+            Axis::Threads => p.threads,
+            Axis::Files => p.files,
+            Axis::FillerMib => p.filler_mib,
+        }
+    }
+
+    fn set(self, p: &mut Point, value: u32) {
+        match self {
+            Axis::Children => p.children = value,
+            Axis::MemoryMib => p.memory_mib = value,
+            Axis::Threads => p.threads = value,
+            Axis::Files => p.files = value,
+            Axis::FillerMib => p.filler_mib = value,
+        }
+    }
+}
+
+/// Describes the coordinates of `p` on every axis but `except`, for
+/// captions and legends ("memory_mib=64 threads=0"); only swept axes and
+/// non-zero values are named.
+pub fn describe_fixed(plan: &SweepPlan, p: &Point, except: Axis) -> String {
+    Axis::ALL
+        .into_iter()
+        .filter(|a| *a != except && (plan.values(*a).len() > 1 || a.of(p) != 0))
+        .filter(|a| *a != Axis::Children || plan.values(*a).len() > 1)
+        .map(|a| format!("{}={}", a.name(), a.of(p)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A workload that the user brings: an image, a command template over the
+/// swept parameters, and how to tell that it is ready and still right.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserWorkload {
+    pub image: String,
+    /// The command, with `{children}`, `{memory_mib}`, ... placeholders.
+    pub cmd: String,
+    /// A log line matching this means ready; without it, `ready_delay_ms`.
+    pub ready_pattern: Option<String>,
+    pub ready_delay_ms: u64,
+    /// A log line matching this after the restore verifies the trial;
+    /// without it, "still running" is all that is checked.
+    pub check_pattern: Option<String>,
+}
+
+fn zero() -> Vec<u32> {
+    vec![0]
+}
+
 /// Everything that defines a sweep; saved as plan.json so `--resume` can
 /// rebuild the very same list of trials.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +189,17 @@ pub struct SweepPlan {
     /// Engines compared in this sweep; their trials are interleaved.
     pub engines: Vec<String>,
     pub children: Vec<u32>,
+    #[serde(default = "zero")]
+    pub memory_mib: Vec<u32>,
+    #[serde(default = "zero")]
+    pub threads: Vec<u32>,
+    #[serde(default = "zero")]
+    pub files: Vec<u32>,
+    #[serde(default = "zero")]
+    pub filler_mib: Vec<u32>,
+    /// None: ckpt's own forker.
+    #[serde(default)]
+    pub workload: Option<UserWorkload>,
     pub repeat: u32,
     pub warmup: u32,
     pub order: Order,
@@ -82,7 +214,7 @@ pub struct TrialSpec {
     pub index: usize,
     /// Index into the plan's engines.
     pub engine: usize,
-    pub children: u32,
+    pub point: Point,
     /// Repetition number within the point (warm-ups count separately).
     pub repetition: u32,
     pub warmup: bool,
@@ -90,8 +222,13 @@ pub struct TrialSpec {
 
 impl SweepPlan {
     pub fn validate(&self) -> Result<()> {
-        if self.children.is_empty() {
-            bail!("the grid is empty: give at least one value to --children");
+        for axis in Axis::ALL {
+            if self.values(axis).is_empty() {
+                bail!(
+                    "the grid is empty: give at least one value to --{}",
+                    axis.name().replace('_', "-")
+                );
+            }
         }
         if self.repeat == 0 {
             bail!("--repeat must be at least 1");
@@ -99,7 +236,98 @@ impl SweepPlan {
         if self.engines.is_empty() {
             bail!("no engine: give at least one to --engine");
         }
+        let daemonless: Vec<&str> = self
+            .engines
+            .iter()
+            .map(String::as_str)
+            .filter(|e| matches!(*e, "runc" | "criu"))
+            .collect();
+        if self.workload.is_some() && !daemonless.is_empty() {
+            bail!(
+                "--image runs on the docker and podman engines only ({} take(s) no image): drop {} from --engine",
+                daemonless.join(", "),
+                daemonless.join(", ")
+            );
+        }
+        if self.filler_mib.iter().any(|f| *f > 0) && self.engines.iter().any(|e| e == "criu") {
+            bail!("--image-filler-mib needs an image, and the criu engine runs the workload without one: drop criu from --engine");
+        }
+        if self.filler_mib.iter().any(|f| *f > 0) && self.workload.is_some() {
+            bail!("--image-filler-mib adds a layer to ckpt's own workload image; with --image, build the sizes you want into your images");
+        }
         Ok(())
+    }
+
+    /// Refuses a grid whose largest point cannot fit in this machine's
+    /// memory, before anything starts. While one container runs the
+    /// previous one is still being removed, so two may be resident at once;
+    /// runc and CRIU also write their checkpoints to a tmpfs (memory).
+    pub fn check_capacity(&self, capacity: &crate::envinfo::Capacity) -> Result<()> {
+        if self.workload.is_some() {
+            // A user's program writes what it writes: ckpt cannot know.
+            return Ok(());
+        }
+        let largest = self
+            .points()
+            .iter()
+            .map(|p| (u64::from(p.children) + 1) * u64::from(p.memory_mib))
+            .max()
+            .unwrap_or(0);
+        let processes = u64::from(self.children.iter().copied().max().unwrap_or(0)) + 1;
+        let memory = self.memory_mib.iter().copied().max().unwrap_or(0);
+        let needed = 2 * largest;
+        if needed > capacity.memory_available_mib * 9 / 10 {
+            bail!(
+                "the largest point needs about {needed} MiB of memory ({processes} processes x {memory} MiB, and the previous trial's container while it is removed), but this machine has {} MiB available: lower --memory-mib or --children",
+                capacity.memory_available_mib
+            );
+        }
+        let on_tmpfs = self.engines.iter().any(|e| e == "runc" || e == "criu");
+        if on_tmpfs && largest > capacity.state_free_mib * 9 / 10 {
+            bail!(
+                "runc and criu write checkpoints to {} (a tmpfs with {} MiB free), and the largest point's checkpoint is about {largest} MiB: lower --memory-mib or --children, or use the docker or podman engine",
+                crate::engine::STATE_ROOT,
+                capacity.state_free_mib
+            );
+        }
+        Ok(())
+    }
+
+    pub fn values(&self, axis: Axis) -> &[u32] {
+        match axis {
+            Axis::Children => &self.children,
+            Axis::MemoryMib => &self.memory_mib,
+            Axis::Threads => &self.threads,
+            Axis::Files => &self.files,
+            Axis::FillerMib => &self.filler_mib,
+        }
+    }
+
+    /// The axes with more than one value.
+    pub fn swept_axes(&self) -> Vec<Axis> {
+        Axis::ALL
+            .into_iter()
+            .filter(|a| self.values(*a).len() > 1)
+            .collect()
+    }
+
+    /// Every point of the grid: the product of all axes' values, the
+    /// first axis (children) varying slowest.
+    pub fn points(&self) -> Vec<Point> {
+        let mut points = vec![Point::default()];
+        for axis in Axis::ALL {
+            points = points
+                .iter()
+                .flat_map(|p| {
+                    self.values(axis).iter().map(move |v| {
+                        let mut q = *p;
+                        axis.set(&mut q, *v);
+                        q
+                    })
+                })
+                .collect();
+        }
+        points
     }
 
     /// Every (point, repetition, engine) of one kind (warm-up or measured),
@@ -107,13 +335,13 @@ impl SweepPlan {
     fn grid(&self, warmup: bool) -> Vec<TrialSpec> {
         let reps = if warmup { self.warmup } else { self.repeat };
         let mut out = Vec::new();
-        for &children in &self.children {
+        for point in self.points() {
             for repetition in 0..reps {
                 for engine in 0..self.engines.len() {
                     out.push(TrialSpec {
                         index: 0,
                         engine,
-                        children,
+                        point,
                         repetition,
                         warmup,
                     });
@@ -130,11 +358,11 @@ impl SweepPlan {
         let mut trials: Vec<TrialSpec> = match self.order {
             Order::Sequential => {
                 let (warm, measured) = (self.grid(true), self.grid(false));
-                self.children
-                    .iter()
-                    .flat_map(|&n| {
-                        let w = warm.iter().filter(move |t| t.children == n);
-                        w.chain(measured.iter().filter(move |t| t.children == n))
+                self.points()
+                    .into_iter()
+                    .flat_map(|p| {
+                        let w = warm.iter().filter(move |t| t.point == p);
+                        w.chain(measured.iter().filter(move |t| t.point == p))
                             .copied()
                     })
                     .collect()
@@ -162,22 +390,23 @@ mod tests {
     #[test]
     fn parses_the_seed_grid() {
         assert_eq!(
-            parse_values(DEFAULT_CHILDREN).unwrap(),
+            parse_values(DEFAULT_CHILDREN, 1).unwrap(),
             vec![1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
         );
-        assert_eq!(parse_values("3").unwrap(), vec![3]);
-        assert_eq!(parse_values("1..3").unwrap(), vec![1, 2, 3]);
-        assert_eq!(parse_values("10,1,10").unwrap(), vec![1, 10]);
+        assert_eq!(parse_values("3", 1).unwrap(), vec![3]);
+        assert_eq!(parse_values("1..3", 1).unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_values("10,1,10", 1).unwrap(), vec![1, 10]);
         // A step that does not land on the end stops before it.
-        assert_eq!(parse_values("1..10:4").unwrap(), vec![1, 5, 9]);
+        assert_eq!(parse_values("1..10:4", 1).unwrap(), vec![1, 5, 9]);
     }
 
     #[test]
     fn refuses_bad_grids() {
         for bad in ["", "1,,2", "0", "0..5", "5..1", "1..5:0", "x", "1..y", "-3"] {
-            assert!(parse_values(bad).is_err(), "'{bad}' should be refused");
+            assert!(parse_values(bad, 1).is_err(), "'{bad}' should be refused");
         }
-        let err = format!("{:#}", parse_values("5..1").unwrap_err());
+        let err = format!("{:#}", parse_values("5..1", 1).unwrap_err());
+        assert_eq!(parse_values("0,64..256:64", 0).unwrap(), vec![0, 64, 128, 192, 256]);
         assert!(err.contains("descending"), "{err}");
     }
 
@@ -185,6 +414,11 @@ mod tests {
         SweepPlan {
             engines: vec!["docker".into()],
             children: vec![1, 5, 10],
+            memory_mib: vec![0],
+            threads: vec![0],
+            files: vec![0],
+            filler_mib: vec![0],
+            workload: None,
             repeat: 3,
             warmup: 1,
             order,
@@ -196,9 +430,9 @@ mod tests {
     fn sequential_plan_runs_point_after_point() {
         let trials = plan(Order::Sequential).trials();
         assert_eq!(trials.len(), 12);
-        assert!(trials[0].warmup && trials[0].children == 1);
-        assert!(!trials[1].warmup && trials[1].children == 1);
-        assert!(trials[4].warmup && trials[4].children == 5);
+        assert!(trials[0].warmup && trials[0].point.children == 1);
+        assert!(!trials[1].warmup && trials[1].point.children == 1);
+        assert!(trials[4].warmup && trials[4].point.children == 5);
         assert!(trials.iter().enumerate().all(|(i, t)| t.index == i));
     }
 
@@ -212,16 +446,16 @@ mod tests {
         let mut seq: Vec<_> = plan(Order::Sequential)
             .trials()
             .iter()
-            .map(|t| (t.children, t.repetition, t.warmup))
+            .map(|t| (t.point, t.repetition, t.warmup))
             .collect();
         let mut shuf: Vec<_> = a
             .iter()
-            .map(|t| (t.children, t.repetition, t.warmup))
+            .map(|t| (t.point, t.repetition, t.warmup))
             .collect();
         seq.sort_unstable();
         shuf.sort_unstable();
         assert_eq!(seq, shuf, "shuffling neither adds nor drops trials");
-        let children: Vec<u32> = a[3..].iter().map(|t| t.children).collect();
+        let children: Vec<u32> = a[3..].iter().map(|t| t.point.children).collect();
         assert_ne!(children, {
             let mut sorted = children.clone();
             sorted.sort_unstable();
@@ -250,6 +484,73 @@ mod tests {
         for e in 0..3 {
             assert_eq!(trials.iter().filter(|t| t.engine == e).count(), 12);
         }
+    }
+
+    #[test]
+    fn grids_over_two_axes_hold_every_combination() {
+        let mut p = plan(Order::Sequential);
+        p.children = vec![1, 10];
+        p.memory_mib = vec![0, 64, 256];
+        assert_eq!(p.swept_axes(), vec![Axis::Children, Axis::MemoryMib]);
+        let points = p.points();
+        assert_eq!(points.len(), 6);
+        assert_eq!((points[0].children, points[0].memory_mib), (1, 0));
+        assert_eq!((points[2].children, points[2].memory_mib), (1, 256));
+        assert_eq!((points[3].children, points[3].memory_mib), (10, 0));
+        // 6 points x (1 warm-up + 3 repetitions).
+        assert_eq!(p.trials().len(), 24);
+        assert_eq!(describe_fixed(&p, &points[4], Axis::MemoryMib), "children=10");
+        assert_eq!(describe_fixed(&p, &points[4], Axis::Children), "memory_mib=64");
+    }
+
+    #[test]
+    fn old_plans_without_the_new_axes_still_read() {
+        let old = r#"{"engines":["docker"],"children":[1,5],"repeat":2,"warmup":1,"order":"sequential","seed":3}"#;
+        let p: SweepPlan = serde_json::from_str(old).unwrap();
+        assert_eq!(p.memory_mib, vec![0]);
+        assert_eq!(p.points().len(), 2);
+    }
+
+    #[test]
+    fn memory_beyond_the_machine_is_refused_with_the_figures() {
+        let mut p = plan(Order::Sequential);
+        p.children = vec![1, 50];
+        p.memory_mib = vec![0, 1024];
+        let small = crate::envinfo::Capacity {
+            memory_available_mib: 20_000,
+            state_free_mib: 10_000,
+        };
+        let err = format!("{:#}", p.check_capacity(&small).unwrap_err());
+        assert!(err.contains("104448 MiB") && err.contains("20000 MiB"), "{err}");
+        p.children = vec![1, 4];
+        p.check_capacity(&small).unwrap();
+        p.engines = vec!["runc".into()];
+        p.memory_mib = vec![1024];
+        let tight = crate::envinfo::Capacity {
+            memory_available_mib: 20_000,
+            state_free_mib: 2_000,
+        };
+        let err = format!("{:#}", p.check_capacity(&tight).unwrap_err());
+        assert!(err.contains("tmpfs"), "{err}");
+    }
+
+    #[test]
+    fn engines_that_cannot_run_a_feature_are_refused() {
+        let mut p = plan(Order::Sequential);
+        p.engines = vec!["docker".into(), "criu".into()];
+        p.filler_mib = vec![0, 100];
+        assert!(format!("{:#}", p.validate().unwrap_err()).contains("criu"));
+        p.filler_mib = vec![0];
+        p.workload = Some(UserWorkload {
+            image: "x".into(),
+            cmd: "x".into(),
+            ready_pattern: None,
+            ready_delay_ms: 1,
+            check_pattern: None,
+        });
+        assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker and podman"));
+        p.engines = vec!["podman".into()];
+        p.validate().unwrap();
     }
 
     #[test]

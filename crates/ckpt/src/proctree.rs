@@ -9,18 +9,48 @@ use std::fs;
 
 use anyhow::{Context, Result};
 
-/// The innermost-namespace pids of `root` and all its descendants, sorted.
-pub fn namespace_pids(root: u32) -> Result<Vec<u32>> {
+/// The /proc/<pid>/status text of `root` and each of its descendants,
+/// with the host pid.
+fn tree_status(root: u32) -> Result<Vec<(u32, String)>> {
     let mut pending = vec![root];
-    let mut pids = Vec::new();
+    let mut out = Vec::new();
     while let Some(pid) = pending.pop() {
         let status = fs::read_to_string(format!("/proc/{pid}/status"))
             .with_context(|| format!("process {pid} is gone (reading /proc/{pid}/status)"))?;
-        pids.push(inner_pid(&status).unwrap_or(pid));
+        out.push((pid, status));
         pending.extend(children(pid));
     }
+    Ok(out)
+}
+
+/// The innermost-namespace pids of `root` and all its descendants, sorted.
+pub fn namespace_pids(root: u32) -> Result<Vec<u32>> {
+    let mut pids: Vec<u32> = tree_status(root)?
+        .iter()
+        .map(|(pid, status)| inner_pid(status).unwrap_or(*pid))
+        .collect();
     pids.sort_unstable();
     Ok(pids)
+}
+
+/// Resident memory (VmRSS) of `root` and all its descendants, in bytes.
+/// Pages shared copy-on-write count once per process, as CRIU dumps them.
+pub fn resident_bytes(root: u32) -> Result<u64> {
+    Ok(tree_status(root)?
+        .iter()
+        .filter_map(|(_, status)| vm_rss_kib(status))
+        .sum::<u64>()
+        * 1024)
+}
+
+fn vm_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Children of every thread of `pid` (CONFIG_PROC_CHILDREN). A process that
@@ -94,6 +124,14 @@ mod tests {
         assert_eq!(inner_pid("Name:\tx\nNSpid:\t4242\t7\n"), Some(7));
         assert_eq!(inner_pid("NSpid:\t12\n"), Some(12));
         assert_eq!(inner_pid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_resident_memory() {
+        assert_eq!(vm_rss_kib("Name:\tx\nVmRSS:\t   2048 kB\n"), Some(2048));
+        assert_eq!(vm_rss_kib("Name:\tx\n"), None);
+        // This test process holds at least a few pages.
+        assert!(resident_bytes(std::process::id()).unwrap() > 64 * 1024);
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub struct TrialRecord {
     pub trial: usize,
     pub engine: String,
     pub children: u32,
+    #[serde(default)]
+    pub memory_mib: u32,
+    #[serde(default)]
+    pub threads: u32,
+    #[serde(default)]
+    pub files: u32,
+    #[serde(default)]
+    pub filler_mib: u32,
     pub repetition: u32,
     pub warmup: bool,
     pub started_at: String,
@@ -50,8 +58,15 @@ pub struct TrialRecord {
     pub checkpoint_bytes: Option<u64>,
     pub processes_before: Option<u32>,
     pub processes_after: Option<u32>,
+    /// Resident memory of the container's processes before the checkpoint.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
     /// The same pids were alive after the restore as before.
     pub verified: bool,
+    /// After the restore every process found its memory intact (the
+    /// workload's checksum); None where the workload cannot tell.
+    #[serde(default)]
+    pub memory_ok: Option<bool>,
     /// CRIU's own phases (from stats-dump / stats-restore), where the
     /// engine keeps them. Freezing plus frozen is CRIU's share of the
     /// checkpoint; frozen is the application's downtime during the dump.
@@ -79,7 +94,11 @@ impl TrialRecord {
             run_id: run_id.to_string(),
             trial: spec.index,
             engine: engine.to_string(),
-            children: spec.children,
+            children: spec.point.children,
+            memory_mib: spec.point.memory_mib,
+            threads: spec.point.threads,
+            files: spec.point.files,
+            filler_mib: spec.point.filler_mib,
             repetition: spec.repetition,
             warmup: spec.warmup,
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -93,7 +112,9 @@ impl TrialRecord {
             checkpoint_bytes: None,
             processes_before: None,
             processes_after: None,
+            rss_bytes: None,
             verified: false,
+            memory_ok: None,
             criu_freezing_ms: None,
             criu_frozen_ms: None,
             criu_memdump_ms: None,
@@ -106,6 +127,17 @@ impl TrialRecord {
             overhead_ms: 0.0,
             status: Status::Failed,
             error: None,
+        }
+    }
+
+    /// The grid point this trial measured.
+    pub fn point(&self) -> crate::plan::Point {
+        crate::plan::Point {
+            children: self.children,
+            memory_mib: self.memory_mib,
+            threads: self.threads,
+            files: self.files,
+            filler_mib: self.filler_mib,
         }
     }
 

@@ -10,15 +10,18 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::cleanup::{Interrupted, RunId, Stop};
-use crate::engine::{self, Container, Engine, Image, RunSpec};
+use crate::engine::{self, Container, Engine, Image};
 use crate::plan::TrialSpec;
 use crate::records::{Status, TrialRecord};
-use crate::workload;
+use crate::workload::{self, Workload};
 
 /// Interval at which the forker's processes print their pid.
 const WORKLOAD_INTERVAL_MS: u64 = 1000;
 /// How long a workload may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a restored workload may take to answer its check (checking a
+/// GiB of memory in each of many processes takes a while on 2 cores).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Times a trial: engine calls (and the waits on the workload) are timed
 /// one by one for the record; ckpt's own work between them (reading
@@ -73,8 +76,10 @@ pub struct Trial {
     /// The container, once created; whoever ends the trial removes it.
     pub container: Option<Container>,
     clock: Stopwatch,
-    /// Pids the workload announced when it became ready.
+    /// Pids the workload announced (or ran) when it became ready.
     before: Vec<u32>,
+    /// Check-pattern lines printed before the restore.
+    checks_before: usize,
     /// A stop was requested before the trial ended: it must not be
     /// recorded (a resumed sweep runs it again).
     pub interrupted: bool,
@@ -100,7 +105,7 @@ impl Trial {
 pub async fn launch<E: Engine>(
     engine: &E,
     run: &RunId,
-    image: &Image,
+    (workload, image): (&Workload, &Image),
     spec: &TrialSpec,
     stop: &Stop,
 ) -> Trial {
@@ -112,16 +117,15 @@ pub async fn launch<E: Engine>(
         container: None,
         clock: Stopwatch::new(),
         before: Vec::new(),
+        checks_before: 0,
         interrupted: false,
     };
     if let Err(e) = stop.check() {
         trial.fail("start", e.into());
         return trial;
     }
-    let run_spec = RunSpec {
-        name: run.name(&format!("t{}-n{}", spec.index, spec.children)),
-        args: workload::forker_args(spec.children, WORKLOAD_INTERVAL_MS),
-    };
+    let name = run.name(&format!("t{}-n{}", spec.index, spec.point.children));
+    let run_spec = workload.run_spec(name, &spec.point, WORKLOAD_INTERVAL_MS);
     let (created, run_ms) = trial.clock.time(engine.run(run, image, &run_spec)).await;
     trial.record.run_ms = Some(run_ms);
     match created {
@@ -131,13 +135,27 @@ pub async fn launch<E: Engine>(
             return trial;
         }
     }
-    if let Err(e) = wait_until_ready(engine, &mut trial, spec, stop).await {
+    let ready = match workload {
+        Workload::Forker => wait_for_forker(engine, &mut trial, spec, stop).await,
+        Workload::User { ready, delay, .. } => {
+            wait_for_user(engine, &mut trial, ready.as_ref(), *delay, stop).await
+        }
+    };
+    if let Err(e) = ready {
         trial.fail("ready", e);
+        return trial;
     }
+    let container = trial.container.clone();
+    if let Some(c) = container {
+        let (rss, _) = trial.clock.time(async { Ok(engine.resident_bytes(&c).await) }).await;
+        trial.record.rss_bytes = rss.ok().flatten();
+    }
+    trial.record.status = Status::Unverified;
     trial
 }
 
-async fn wait_until_ready<E: Engine>(
+/// Waits for the forker's ready line and takes its pid list.
+async fn wait_for_forker<E: Engine>(
     engine: &E,
     trial: &mut Trial,
     spec: &TrialSpec,
@@ -151,23 +169,54 @@ async fn wait_until_ready<E: Engine>(
     trial.before = workload::ready_pids(&ready)
         .with_context(|| format!("the workload's ready line has no pid list: {ready}"))?;
     trial.record.processes_before = Some(trial.before.len() as u32);
-    if trial.before.len() != spec.children as usize + 1 {
+    if trial.before.len() != spec.point.children as usize + 1 {
         bail!(
             "expected {} processes, the workload reported {}",
-            spec.children + 1,
+            spec.point.children + 1,
             trial.before.len()
         );
     }
-    trial.record.status = Status::Unverified;
+    Ok(())
+}
+
+/// Waits for the user's ready pattern (or the delay), then takes the
+/// container's processes as they are.
+async fn wait_for_user<E: Engine>(
+    engine: &E,
+    trial: &mut Trial,
+    pattern: Option<&regex::Regex>,
+    delay: Duration,
+    stop: &Stop,
+) -> Result<()> {
+    let container = trial.container.clone().context("no container")?;
+    let wait = async {
+        match pattern {
+            Some(p) => engine
+                .wait_for_line(&container, 0, &|l: &str| p.is_match(l), READY_TIMEOUT)
+                .await
+                .with_context(|| format!("waiting for a log line matching '{p}'"))
+                .map(drop),
+            None => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+        }
+    };
+    let (ready, ready_ms) = trial.clock.time(stop.unless_stopped(wait)).await;
+    trial.record.ready_ms = Some(ready_ms);
+    ready?;
+    let (pids, _) = trial.clock.time(engine.processes(&container)).await;
+    trial.before = pids.context("the workload is not running after it became ready")?;
+    trial.record.processes_before = Some(trial.before.len() as u32);
     Ok(())
 }
 
 /// The measured part: checkpoint, stop, restore, verify. Does nothing for
 /// a trial that already failed. The record is complete afterwards; the
 /// container is left for the caller to remove.
-pub async fn measure<E: Engine>(engine: &E, trial: &mut Trial, stop: &Stop) {
+pub async fn measure<E: Engine>(engine: &E, workload: &Workload, trial: &mut Trial, stop: &Stop) {
     if !trial.ended() {
-        if let Err(e) = checkpoint_and_restore(engine, trial, stop).await {
+        if let Err(e) = checkpoint_and_restore(engine, workload, trial, stop).await {
             trial.fail("trial", e);
         }
     }
@@ -178,6 +227,7 @@ pub async fn measure<E: Engine>(engine: &E, trial: &mut Trial, stop: &Stop) {
 /// before it.
 async fn checkpoint_and_restore<E: Engine>(
     engine: &E,
+    workload: &Workload,
     trial: &mut Trial,
     stop: &Stop,
 ) -> Result<()> {
@@ -207,6 +257,16 @@ async fn checkpoint_and_restore<E: Engine>(
     record.stop_ms = Some(ms);
     result?;
     stop.check()?;
+    if let Workload::User {
+        check: Some(pattern),
+        ..
+    } = workload
+    {
+        // The log is final while the container is stopped: every match
+        // after the restore is new.
+        let (lines, _) = clock.time(engine.logs(&container)).await;
+        trial.checks_before = lines?.iter().filter(|l| pattern.is_match(l)).count();
+    }
 
     let (restored, _) = clock
         .time(engine::restore_with_retry(engine, &container, checkpoint))
@@ -226,16 +286,98 @@ async fn checkpoint_and_restore<E: Engine>(
             }
             record.processes_after = Some(after.len() as u32);
             record.verified = same_pids(before, &after);
-            if record.verified {
-                record.status = Status::Ok;
-            } else {
+            if !record.verified {
                 record.error = Some(format!(
                     "after the restore the container runs pids {after:?}, before it ran {before:?}"
                 ));
             }
         })
         .await;
+    if trial.record.verified {
+        trial.record.verified = check_after_restore(engine, workload, trial, &container).await?;
+    }
+    if trial.record.verified {
+        trial.record.status = Status::Ok;
+    }
     Ok(())
+}
+
+/// The workload's own check after the restore: the forker's memory
+/// checksums (when it holds memory), or the user's check pattern.
+async fn check_after_restore<E: Engine>(
+    engine: &E,
+    workload: &Workload,
+    trial: &mut Trial,
+    container: &Container,
+) -> Result<bool> {
+    match workload {
+        Workload::Forker if trial.record.memory_mib > 0 => {
+            let (verdict, _) = trial.clock.time(check_memory(engine, container, &trial.before)).await;
+            let verdict = verdict?;
+            trial.record.memory_ok = Some(verdict.is_none());
+            if let Some(problem) = verdict {
+                trial.record.error = Some(problem);
+            }
+            Ok(trial.record.memory_ok == Some(true))
+        }
+        Workload::User {
+            check: Some(pattern),
+            ..
+        } => {
+            let skip = trial.checks_before;
+            let (found, _) = trial
+                .clock
+                .time(engine.wait_for_line(container, skip, &|l: &str| pattern.is_match(l), CHECK_TIMEOUT))
+                .await;
+            if let Err(e) = found {
+                trial.record.error = Some(format!(
+                    "no new line matching '{pattern}' after the restore: {e:#}"
+                ));
+                return Ok(false);
+            }
+            Ok(true)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// Asks every process of the forker to check its memory (SIGUSR1 to the
+/// parent, which passes it on) and waits for all their answers. Returns
+/// None when all memory is intact, or what is wrong.
+async fn check_memory<E: Engine>(
+    engine: &E,
+    container: &Container,
+    pids: &[u32],
+) -> Result<Option<String>> {
+    // Answers to earlier requests (none in a sweep) would be counted twice.
+    let earlier = engine
+        .logs(container)
+        .await?
+        .iter()
+        .filter(|l| workload::memory_verdict(l).is_some())
+        .count();
+    engine.signal(container, libc::SIGUSR1).await?;
+    let is_verdict = |l: &str| workload::memory_verdict(l).is_some();
+    engine
+        .wait_for_line(container, earlier + pids.len() - 1, &is_verdict, CHECK_TIMEOUT)
+        .await
+        .context("waiting for the restored processes to check their memory")?;
+    let verdicts: Vec<(u32, bool)> = engine
+        .logs(container)
+        .await?
+        .iter()
+        .filter_map(|l| workload::memory_verdict(l))
+        .skip(earlier)
+        .collect();
+    let bad: Vec<u32> = verdicts.iter().filter(|(_, ok)| !ok).map(|(p, _)| *p).collect();
+    let answered: Vec<u32> = verdicts.iter().map(|(p, _)| *p).collect();
+    Ok(if !bad.is_empty() {
+        Some(format!("after the restore the memory of pid(s) {bad:?} differs from what they wrote"))
+    } else if !same_pids(pids, &answered) {
+        Some(format!("memory checks came from pids {answered:?}, expected {pids:?}"))
+    } else {
+        None
+    })
 }
 
 /// The same set of pids, whatever the order.

@@ -12,11 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::analysis::{self, Analysis};
 use crate::cleanup::{RunId, Stop};
-use crate::engine::{Container, Engine};
+use crate::engine::{Container, Engine, Image, ImageSpec};
 use crate::envinfo::Environment;
 use crate::plan::{SweepPlan, TrialSpec};
 use crate::records::{self, RecordWriter, Status, TrialRecord};
 use crate::report::{self, Report};
+use crate::workload::Workload;
 use crate::{plot, runner};
 
 pub const PLAN_JSON: &str = "plan.json";
@@ -139,14 +140,25 @@ fn one_line(r: &TrialRecord) -> String {
         Status::Failed => format!("FAILED: {}", r.error.as_deref().unwrap_or("")),
     };
     format!(
-        "trial {} {} N={}{}: checkpoint {}, restore {}, {status}",
+        "trial {} {} N={}{}{}: checkpoint {}, restore {}, {status}",
         r.trial,
         r.engine,
         r.children,
+        point_extras(r),
         if r.warmup { " (warm-up)" } else { "" },
         ms(r.checkpoint_ms),
         ms(r.restore_ms)
     )
+}
+
+/// The point's coordinates beyond N, where they are not zero.
+fn point_extras(r: &TrialRecord) -> String {
+    let p = r.point();
+    crate::plan::Axis::ALL[1..]
+        .iter()
+        .filter(|a| a.of(&p) != 0)
+        .map(|a| format!(" {}={}", a.name(), a.of(&p)))
+        .collect()
 }
 
 /// Runs the remaining trials. Each record is written as soon as its
@@ -166,11 +178,8 @@ pub async fn run_trials<E: Engine>(
     if todo.is_empty() {
         return Ok(0);
     }
-    let mut images = Vec::new();
-    for engine in engines {
-        stop.check()?;
-        images.push(engine.build_image(run).await?);
-    }
+    let workload = Workload::from_plan(&prepared.plan)?;
+    let mut images = Images::default();
     let mut writer = RecordWriter::open(&prepared.dir)?;
     let bar = progress(todo.len());
     let total = prepared.plan.trials().len();
@@ -178,11 +187,12 @@ pub async fn run_trials<E: Engine>(
     for spec in &todo {
         stop.check()?;
         let engine = &engines[spec.engine];
-        bar.set_message(format!("{} N={}", engine.name(), spec.children));
+        bar.set_message(format!("{} N={}", engine.name(), spec.point.children));
+        let image = images.get(engine, spec, &prepared.plan, run).await?;
         let previous = leftover.take();
         let (removed, mut trial) = tokio::join!(
             remove_if_any(previous.as_ref()),
-            runner::launch(engine, run, &images[spec.engine], spec, stop)
+            runner::launch(engine, run, (&workload, &image), spec, stop)
         );
         if removed.is_err() {
             // The engine may have died in the middle (a daemon restart):
@@ -192,7 +202,7 @@ pub async fn run_trials<E: Engine>(
             }
             remove_if_any(previous.as_ref()).await?;
         }
-        runner::measure(engine, &mut trial, stop).await;
+        runner::measure(engine, &workload, &mut trial, stop).await;
         leftover = trial.container.take().map(|c| (engine, c));
         if trial.interrupted {
             // Not recorded: --resume runs it again. Its container goes with
@@ -212,10 +222,39 @@ pub async fn run_trials<E: Engine>(
     }
     bar.finish_and_clear();
     remove_if_any(leftover.as_ref()).await?;
-    for (engine, image) in engines.iter().zip(&images) {
-        engine.remove_image(image).await?;
+    for ((engine, _), image) in &images.built {
+        engines[*engine].remove_image(image).await?;
     }
     Ok(todo.len())
+}
+
+/// The images of a sweep, built when a trial first needs them: one per
+/// engine and filler size.
+#[derive(Default)]
+struct Images {
+    built: std::collections::BTreeMap<(usize, u32), Image>,
+}
+
+impl Images {
+    async fn get<E: Engine>(
+        &mut self,
+        engine: &E,
+        spec: &TrialSpec,
+        plan: &SweepPlan,
+        run: &RunId,
+    ) -> Result<Image> {
+        let key = (spec.engine, spec.point.filler_mib);
+        if let Some(image) = self.built.get(&key) {
+            return Ok(image.clone());
+        }
+        let wanted = ImageSpec {
+            user_image: plan.workload.as_ref().map(|w| w.image.clone()),
+            filler_mib: spec.point.filler_mib,
+        };
+        let image = engine.build_image(run, &wanted).await?;
+        self.built.insert(key, image.clone());
+        Ok(image)
+    }
 }
 
 /// How long a sweep waits for an engine (a restarting daemon) to answer
@@ -353,6 +392,11 @@ mod tests {
         SweepPlan {
             engines: vec!["docker".into()],
             children: vec![1, 3],
+            memory_mib: vec![0],
+            threads: vec![0],
+            files: vec![0],
+            filler_mib: vec![0],
+            workload: None,
             repeat: 2,
             warmup: 1,
             order: Order::Sequential,

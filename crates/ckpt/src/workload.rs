@@ -7,6 +7,71 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// What a sweep runs: ckpt's forker, or a user's image and command.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Forker,
+    User {
+        template: crate::template::Template,
+        /// A log line matching this means ready; otherwise `delay`.
+        ready: Option<regex::Regex>,
+        delay: std::time::Duration,
+        /// A new log line matching this after the restore verifies it.
+        check: Option<regex::Regex>,
+    },
+}
+
+impl Workload {
+    /// The workload a plan names, with its template and patterns checked.
+    pub fn from_plan(plan: &crate::plan::SweepPlan) -> Result<Workload> {
+        let Some(user) = &plan.workload else {
+            return Ok(Workload::Forker);
+        };
+        let pattern = |flag: &str, text: &Option<String>| -> Result<Option<regex::Regex>> {
+            text.as_deref()
+                .map(|t| {
+                    regex::Regex::new(t)
+                        .with_context(|| format!("{flag} '{t}' is not a valid regular expression"))
+                })
+                .transpose()
+        };
+        let template = crate::template::Template::parse(&user.cmd)?;
+        if let Some(unused) = plan.swept_axes().into_iter().find(|a| !template.uses(*a)) {
+            bail!(
+                "--{} varies, but --cmd does not use {{{}}}: every point would run the same command",
+                unused.name().replace('_', "-"),
+                unused.name()
+            );
+        }
+        Ok(Workload::User {
+            template,
+            ready: pattern("--ready-pattern", &user.ready_pattern)?,
+            delay: std::time::Duration::from_millis(user.ready_delay_ms),
+            check: pattern("--check-pattern", &user.check_pattern)?,
+        })
+    }
+
+    /// The container to start at one grid point.
+    pub fn run_spec(&self, name: String, point: &crate::plan::Point, interval_ms: u64) -> crate::engine::RunSpec {
+        match self {
+            Workload::Forker => crate::engine::RunSpec {
+                name,
+                args: forker_args(point, interval_ms),
+                entrypoint: None,
+            },
+            Workload::User { template, .. } => {
+                let mut argv = template.render(point);
+                let rest = argv.split_off(1);
+                crate::engine::RunSpec {
+                    name,
+                    args: rest,
+                    entrypoint: Some(argv),
+                }
+            }
+        }
+    }
+}
+
 /// Path of the workload binary inside the image.
 pub const BINARY_IN_IMAGE: &str = "/ckpt-workload";
 
@@ -50,15 +115,88 @@ fn binary_candidates(exe: &Path) -> Vec<PathBuf> {
 
 /// A tar build context: a Dockerfile and the workload binary.
 pub fn build_context(binary: &Path) -> Result<Vec<u8>> {
+    let mut tar = context_head(binary, 0)?;
+    tar.finish()?;
+    Ok(tar.into_inner()?)
+}
+
+/// Path of the filler layer's file inside the image.
+pub const FILLER_IN_IMAGE: &str = "/ckpt-filler";
+const MIB: usize = 1 << 20;
+
+/// The Dockerfile and the workload binary of a build context whose image
+/// gets a filler layer of `filler_mib` MiB; the archive is left open for
+/// the filler.
+fn context_head(binary: &Path, filler_mib: u32) -> Result<tar::Builder<Vec<u8>>> {
     let bytes = std::fs::read(binary)
         .with_context(|| format!("cannot read the workload binary {}", binary.display()))?;
+    let filler = if filler_mib > 0 {
+        format!("COPY ckpt-filler {FILLER_IN_IMAGE}\n")
+    } else {
+        String::new()
+    };
     let dockerfile = format!(
-        "FROM scratch\nCOPY ckpt-workload {BINARY_IN_IMAGE}\nENTRYPOINT [\"{BINARY_IN_IMAGE}\"]\n"
+        "FROM scratch\nCOPY ckpt-workload {BINARY_IN_IMAGE}\n{filler}ENTRYPOINT [\"{BINARY_IN_IMAGE}\"]\n"
     );
     let mut tar = tar::Builder::new(Vec::new());
     append(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
     append(&mut tar, "ckpt-workload", &bytes, 0o755)?;
-    Ok(tar.into_inner()?)
+    Ok(tar)
+}
+
+/// A build context as a stream of chunks: the filler (up to a GiB or
+/// more) is generated one MiB at a time while the daemon reads it, so ckpt
+/// never holds it in memory.
+pub fn build_context_stream(
+    binary: &Path,
+    filler_mib: u32,
+) -> Result<impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static> {
+    use futures_util::StreamExt;
+    let head = context_head(binary, filler_mib)?.into_inner()?;
+    // `into_inner` on an unfinished builder writes the end-of-archive
+    // blocks; they are cut off and written after the filler instead.
+    let head = head[..head.len() - 1024].to_vec();
+    let mut filler_header = Vec::new();
+    if filler_mib > 0 {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("ckpt-filler")?;
+        header.set_size(filler_mib as u64 * MIB as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        filler_header = header.as_bytes().to_vec();
+    }
+    // Whole MiBs are a multiple of the 512-byte block: no padding needed.
+    let start = futures_util::stream::iter([head, filler_header].map(bytes::Bytes::from));
+    let filler = futures_util::stream::iter(0..filler_mib).map(|i| bytes::Bytes::from(filler_mib_chunk(i)));
+    let end = futures_util::stream::iter([bytes::Bytes::from(vec![0u8; 1024])]);
+    Ok(start.chain(filler).chain(end))
+}
+
+/// One MiB of incompressible bytes (splitmix64), different for each MiB so
+/// that no layer compression or deduplication can shrink the filler.
+pub fn filler_mib_chunk(index: u32) -> Vec<u8> {
+    let mut state = u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed;
+    let mut out = Vec::with_capacity(MIB);
+    while out.len() < MIB {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
+}
+
+/// Writes the filler file (for engines whose image is a directory).
+pub fn write_filler(path: &Path, filler_mib: u32) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    for i in 0..filler_mib {
+        file.write_all(&filler_mib_chunk(i))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn append(tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8], mode: u32) -> Result<()> {
@@ -202,15 +340,30 @@ pub fn fib_args(interval_ms: u64) -> Vec<String> {
     ]
 }
 
-/// Arguments for the forker.
-pub fn forker_args(children: u32, interval_ms: u64) -> Vec<String> {
-    vec![
-        "forker".into(),
-        "--children".into(),
-        children.to_string(),
-        "--interval-ms".into(),
-        interval_ms.to_string(),
-    ]
+/// Arguments for the forker at one grid point.
+pub fn forker_args(point: &crate::plan::Point, interval_ms: u64) -> Vec<String> {
+    let mut args = vec!["forker".to_string()];
+    for (flag, value) in [
+        ("--children", u64::from(point.children)),
+        ("--memory-mib", u64::from(point.memory_mib)),
+        ("--threads", u64::from(point.threads)),
+        ("--files", u64::from(point.files)),
+        ("--interval-ms", interval_ms),
+    ] {
+        args.push(flag.into());
+        args.push(value.to_string());
+    }
+    args
+}
+
+/// The memory verdicts the forker's processes print when asked (SIGUSR1):
+/// `ckpt memory pid=P ok=true`.
+pub fn memory_verdict(text: &str) -> Option<(u32, bool)> {
+    let line = Line::parse(text)?;
+    if line.kind != "memory" {
+        return None;
+    }
+    Some((line.number("pid")?, line.number("ok")?))
 }
 
 /// The pids a forker announced in its ready line (parent first).
@@ -278,6 +431,44 @@ mod tests {
         let line = "ckpt ready workload=forker children=2 pids=1,7,8";
         assert_eq!(ready_pids(line), Some(vec![1, 7, 8]));
         assert_eq!(ready_pids("ckpt ready workload=forker pids=1,x"), None);
+    }
+
+    #[test]
+    fn memory_verdicts_parse() {
+        assert_eq!(memory_verdict("ckpt memory pid=7 ok=true"), Some((7, true)));
+        assert_eq!(memory_verdict("ckpt memory pid=7 ok=false"), Some((7, false)));
+        assert_eq!(memory_verdict("ckpt child pid=7 tick=1"), None);
+    }
+
+    #[test]
+    fn filler_is_incompressible_and_distinct_per_mib() {
+        let a = filler_mib_chunk(0);
+        assert_eq!(a.len(), MIB);
+        assert_ne!(a, filler_mib_chunk(1));
+        let mut seen = [false; 256];
+        a.iter().for_each(|b| seen[*b as usize] = true);
+        assert!(seen.iter().all(|s| *s), "every byte value occurs");
+    }
+
+    #[tokio::test]
+    async fn streamed_context_is_a_valid_tar_with_the_filler() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("ckpt-workload");
+        std::fs::write(&bin, b"\x7fELF").unwrap();
+        let chunks: Vec<bytes::Bytes> = build_context_stream(&bin, 2).unwrap().collect().await;
+        let whole: Vec<u8> = chunks.concat();
+        let mut archive = tar::Archive::new(whole.as_slice());
+        let entries: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect();
+        assert_eq!(entries[2], ("ckpt-filler".to_string(), 2 * MIB as u64));
+        assert_eq!(entries.len(), 3);
     }
 
     #[test]

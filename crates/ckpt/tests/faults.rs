@@ -158,7 +158,14 @@ async fn restore_from_a_corrupted_checkpoint() {
         let image = engine.build_image(&run).await.unwrap();
         let spec = RunSpec {
             name: run.name("corrupt"),
-            args: ckpt::workload::forker_args(2, 1000),
+            args: ckpt::workload::forker_args(
+                &ckpt::plan::Point {
+                    children: 2,
+                    ..Default::default()
+                },
+                1000,
+            ),
+            entrypoint: None,
         };
         let container = engine.run(&run, &image, &spec).await.unwrap();
         let is_ready = ckpt::workload::is_ready;

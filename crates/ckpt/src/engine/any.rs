@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::criu::CriuEngine;
 use super::docker::DockerEngine;
 use super::runc::RuncEngine;
-use super::{Container, Engine, Image, RunSpec};
+use super::{Container, Engine, Image, ImageSpec, RunSpec};
 use crate::cleanup::RunId;
 
 pub enum AnyEngine {
@@ -33,8 +33,8 @@ impl Engine for AnyEngine {
         forward!(self, e => e.name())
     }
 
-    async fn build_image(&self, run: &RunId) -> Result<Image> {
-        forward!(self, e => e.build_image(run).await)
+    async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image> {
+        forward!(self, e => e.build_image(run, spec).await)
     }
 
     async fn run(&self, run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container> {
@@ -67,8 +67,8 @@ impl Engine for AnyEngine {
         forward!(self, e => e.restore(container, checkpoint).await)
     }
 
-    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
-        forward!(self, e => e.processes(container).await)
+    async fn root_pid(&self, container: &Container) -> Result<u32> {
+        forward!(self, e => e.root_pid(container).await)
     }
 
     fn checkpoint_path(

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{logfile, rundir, Container, Engine, Image, RunSpec};
+use super::{logfile, rundir, Container, Engine, Image, ImageSpec, RunSpec};
 use crate::cleanup::RunId;
 use crate::workload;
 
@@ -124,7 +124,7 @@ impl CriuEngine {
             .join(&container.name))
     }
 
-    fn root_pid(&self, container: &Container) -> Result<u32> {
+    fn pid_of(&self, container: &Container) -> Result<u32> {
         if let Some(pid) = self
             .pids
             .lock()
@@ -185,7 +185,9 @@ impl Engine for CriuEngine {
         "criu"
     }
 
-    async fn build_image(&self, run: &RunId) -> Result<Image> {
+    /// There is no image: the workload runs on the host (a sweep with a
+    /// filler layer or a user's image is refused before it starts).
+    async fn build_image(&self, run: &RunId, _spec: &ImageSpec) -> Result<Image> {
         let dir = rundir::create("criu", run)?;
         let binary = workload::locate_binary()?;
         let size = std::fs::metadata(&binary)?.len();
@@ -196,6 +198,7 @@ impl Engine for CriuEngine {
         Ok(Image {
             reference: binary.display().to_string(),
             size_bytes: size,
+            owned: false,
         })
     }
 
@@ -248,7 +251,7 @@ impl Engine for CriuEngine {
         timeout: Duration,
     ) -> Result<String> {
         let log = self.container_dir(container)?.join("out.log");
-        let pid = self.root_pid(container)?;
+        let pid = self.pid_of(container)?;
         let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
         logfile::wait_for_line(&log, skip, wanted, timeout, alive)
             .await
@@ -261,7 +264,7 @@ impl Engine for CriuEngine {
 
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
         let (images, work) = self.dirs(container, checkpoint)?;
-        let pid = self.root_pid(container)?;
+        let pid = self.pid_of(container)?;
         let tree: Vec<String> = workload_tree(pid).iter().map(u32::to_string).collect();
         std::fs::write(self.container_dir(container)?.join("tree"), tree.join(" "))?;
         let what = format!("checkpointing process tree {}", container.name);
@@ -300,8 +303,8 @@ impl Engine for CriuEngine {
         Ok(())
     }
 
-    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
-        crate::proctree::namespace_pids(self.root_pid(container)?)
+    async fn root_pid(&self, container: &Container) -> Result<u32> {
+        self.pid_of(container)
     }
 
     fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
@@ -320,7 +323,7 @@ impl Engine for CriuEngine {
     }
 
     async fn remove_container(&self, container: &Container) -> Result<()> {
-        if let Ok(pid) = self.root_pid(container) {
+        if let Ok(pid) = self.pid_of(container) {
             // Reaping waits for the tree to exit: off the async thread, so
             // that a trial starting meanwhile is not held up.
             tokio::task::spawn_blocking(move || kill_tree(pid)).await?;

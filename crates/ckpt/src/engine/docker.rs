@@ -24,7 +24,7 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
 use super::criu_stats::StatsCapture;
-use super::{Container, Engine, Image, RunSpec};
+use super::{Container, Engine, Image, ImageSpec, RunSpec};
 use crate::cleanup::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
 
@@ -192,6 +192,23 @@ impl DockerEngine {
             bail!("{}", failures.join("; "));
         }
         Ok(removed)
+    }
+
+    /// The user's image, which must exist here already: ckpt never pulls
+    /// (there may be no registry) and never removes it.
+    async fn user_image(&self, reference: &str) -> Result<Image> {
+        let inspect = self.client.inspect_image(reference).await.map_err(|e| {
+            api_error(e, &format!("looking up image {reference}")).context(format!(
+                "image {reference} is not on this machine: build or load it first (`{} build -t {reference} DIR` or `{} load`); ckpt does not pull",
+                self.name(),
+                self.name()
+            ))
+        })?;
+        Ok(Image {
+            reference: reference.to_string(),
+            size_bytes: inspect.size.unwrap_or(0).max(0) as u64,
+            owned: false,
+        })
     }
 
     /// Removes a container, whatever state it is in. When a removal is
@@ -425,10 +442,13 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn build_image(&self, run: &RunId) -> Result<Image> {
+    async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image> {
+        if let Some(user) = &spec.user_image {
+            return self.user_image(user).await;
+        }
         let binary = workload::locate_binary()?;
-        let context = workload::build_context(&binary)?;
-        let tag = format!("{}:latest", run.name("workload"));
+        let context = workload::build_context_stream(&binary, spec.filler_mib)?;
+        let tag = format!("{}:f{}", run.name("workload"), spec.filler_mib);
         let labels: HashMap<String, String> = run.labels().into_iter().collect();
         let options = BuildImageOptionsBuilder::new()
             .t(&tag)
@@ -439,7 +459,7 @@ impl Engine for DockerEngine {
         let mut progress = self.client.build_image(
             options,
             None,
-            Some(bollard::body_full(bytes::Bytes::from(context))),
+            Some(bollard::body_stream(context)),
         );
         while let Some(step) = progress.next().await {
             let step = step.map_err(|e| api_error(e, "building the workload image"))?;
@@ -458,6 +478,7 @@ impl Engine for DockerEngine {
         Ok(Image {
             reference: tag,
             size_bytes: inspect.size.unwrap_or(0).max(0) as u64,
+            owned: true,
         })
     }
 
@@ -465,6 +486,7 @@ impl Engine for DockerEngine {
         let body = ContainerCreateBody {
             image: Some(image.reference.clone()),
             cmd: Some(spec.args.clone()),
+            entrypoint: spec.entrypoint.clone(),
             labels: Some(run.labels().into_iter().collect()),
             host_config: Some(HostConfig {
                 // Checkpointing a container with network namespaces that
@@ -595,7 +617,7 @@ impl Engine for DockerEngine {
             .await
     }
 
-    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
+    async fn root_pid(&self, container: &Container) -> Result<u32> {
         let inspect = self
             .client
             .inspect_container(&container.id, None::<InspectContainerOptions>)
@@ -605,7 +627,7 @@ impl Engine for DockerEngine {
         if pid <= 0 {
             bail!("container {} is not running", container.name);
         }
-        crate::proctree::namespace_pids(pid as u32)
+        Ok(pid as u32)
     }
 
     fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
@@ -634,6 +656,9 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_image(&self, image: &Image) -> Result<()> {
+        if !image.owned {
+            return Ok(());
+        }
         self.remove_image_ref(&image.reference).await
     }
 

@@ -13,7 +13,7 @@ pub mod rundir;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cleanup::RunId;
 
@@ -28,6 +28,16 @@ pub struct Image {
     pub reference: String,
     /// Size of the image in bytes, as the engine reports it.
     pub size_bytes: u64,
+    /// ckpt built it and removes it; a user's image is never removed.
+    pub owned: bool,
+}
+
+/// Which image a grid point runs: ckpt's workload with a filler layer of
+/// `filler_mib` MiB, or an image the user brings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ImageSpec {
+    pub user_image: Option<String>,
+    pub filler_mib: u32,
 }
 
 /// A container that ckpt created and therefore must remove.
@@ -37,12 +47,14 @@ pub struct Container {
     pub name: String,
 }
 
-/// What to run: the workload's arguments (the image's entrypoint is the
-/// workload binary).
+/// What to run: the workload's arguments, after the image's entrypoint
+/// (ckpt's workload binary) or after `entrypoint` when one is given (a
+/// user's command).
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub name: String,
     pub args: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
 }
 
 /// The operations a checkpoint experiment needs. All calls are made by the
@@ -53,8 +65,9 @@ pub trait Engine {
     /// Short name used in records and messages ("docker").
     fn name(&self) -> &'static str;
 
-    /// Builds the workload image for this run (labelled with the run id).
-    async fn build_image(&self, run: &RunId) -> Result<Image>;
+    /// Builds the workload image for this run (labelled with the run id),
+    /// or looks up the user's image.
+    async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image>;
 
     /// Creates and starts a container from `image`.
     async fn run(&self, run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container>;
@@ -81,8 +94,32 @@ pub trait Engine {
     /// Starts the container again from the checkpoint.
     async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()>;
 
+    /// The host pid of the container's first process.
+    async fn root_pid(&self, container: &Container) -> Result<u32>;
+
     /// Process ids of the container's processes, as seen inside it.
-    async fn processes(&self, container: &Container) -> Result<Vec<u32>>;
+    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
+        crate::proctree::namespace_pids(self.root_pid(container).await?)
+    }
+
+    /// Resident memory of the container's processes, in bytes.
+    async fn resident_bytes(&self, container: &Container) -> Option<u64> {
+        crate::proctree::resident_bytes(self.root_pid(container).await.ok()?).ok()
+    }
+
+    /// Sends `signal` to the container's first process. ckpt runs as root
+    /// on the engine's host, so a host pid reaches into any container
+    /// alike, without an engine call.
+    async fn signal(&self, container: &Container, signal: i32) -> Result<()> {
+        let pid = self.root_pid(container).await?;
+        let pid = i32::try_from(pid).context("pid out of range")?;
+        // SAFETY: kill has no memory-safety preconditions.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("signalling container {}", container.name));
+        }
+        Ok(())
+    }
 
     /// Where the checkpoint's image files are, when the engine's storage
     /// is readable from here.

@@ -5,9 +5,9 @@
 //! runc passes its own stdio to the container and, on restore, to the
 //! restored processes.
 //!
-//! Layout, per run: /run/ckpt/runc/<run>/{owner.pid, rootfs/, <container>/
+//! Layout, per run: /run/ckpt/runc/<run>/{owner.pid, rootfs-f<filler MiB>/, <container>/
 //! {config.json, out.log, images/<checkpoint>/, work/}}. Every container
-//! shares the run's read-only rootfs.
+//! of a grid point shares that point's read-only rootfs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,7 +19,7 @@ use oci_spec::runtime::{Process, Root, Spec};
 use tokio::process::Command;
 
 use super::criu_stats::{StatsCapture, StatsSlot};
-use super::{logfile, rundir, Container, Engine, Image, RunSpec};
+use super::{logfile, rundir, Container, Engine, Image, ImageSpec, RunSpec};
 use crate::cleanup::RunId;
 use crate::workload;
 
@@ -141,14 +141,18 @@ impl Engine for RuncEngine {
         "runc"
     }
 
-    async fn build_image(&self, run: &RunId) -> Result<Image> {
+    async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image> {
         let dir = rundir::create("runc", run)?;
-        let rootfs = dir.join("rootfs");
+        let rootfs = dir.join(format!("rootfs-f{}", spec.filler_mib));
         rundir::make_private_dir(&rootfs)?;
         let binary = workload::locate_binary()?;
         let target = rootfs.join(workload::BINARY_IN_IMAGE.trim_start_matches('/'));
         std::fs::copy(&binary, &target)
             .with_context(|| format!("cannot copy the workload into {}", rootfs.display()))?;
+        if spec.filler_mib > 0 {
+            let filler = rootfs.join(workload::FILLER_IN_IMAGE.trim_start_matches('/'));
+            workload::write_filler(&filler, spec.filler_mib)?;
+        }
         // The default mounts need their mount points in a read-only root.
         for mount_point in ["proc", "dev", "sys"] {
             rundir::make_private_dir(&rootfs.join(mount_point))?;
@@ -160,6 +164,7 @@ impl Engine for RuncEngine {
         Ok(Image {
             reference: rootfs.display().to_string(),
             size_bytes: super::dir_size(&rootfs).unwrap_or(0),
+            owned: true,
         })
     }
 
@@ -262,8 +267,8 @@ impl Engine for RuncEngine {
         Ok(())
     }
 
-    async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
-        crate::proctree::namespace_pids(self.state_pid(container).await?)
+    async fn root_pid(&self, container: &Container) -> Result<u32> {
+        self.state_pid(container).await
     }
 
     fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
