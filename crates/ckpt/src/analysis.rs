@@ -1,14 +1,16 @@
 //! Statistics over trial records: per point mean, sd, median, min, max and
-//! the 95% confidence interval of the mean (Student t); a least-squares fit
-//! of time against the number of processes; the correlation between
-//! checkpoint and restore time; outliers within a point (MAD rule) and
-//! points off the fit. Plain data in, plain data out.
+//! the 95% confidence interval of the mean (Student t); per swept axis a
+//! least-squares fit of time against that axis, the other axes held fixed;
+//! the correlation between checkpoint and restore time; outliers within a
+//! point (MAD rule) and points off the fit; derived metrics (checkpoint size
+//! against resident memory, throughput). Plain data in, plain data out.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
+use crate::plan::{Axis, Point};
 use crate::records::{Status, TrialRecord};
 
 /// Descriptive statistics of one sample.
@@ -192,6 +194,14 @@ impl Operation {
 pub struct PointSummary {
     pub engine: String,
     pub children: u32,
+    #[serde(default)]
+    pub memory_mib: u32,
+    #[serde(default)]
+    pub threads: u32,
+    #[serde(default)]
+    pub files: u32,
+    #[serde(default)]
+    pub filler_mib: u32,
     pub operation: Operation,
     pub n: usize,
     pub mean_ms: f64,
@@ -206,14 +216,61 @@ pub struct PointSummary {
     pub failed: usize,
     pub mean_checkpoint_bytes: Option<f64>,
     pub image_bytes: Option<u64>,
+    /// Resident memory of the workload before the checkpoint.
+    #[serde(default)]
+    pub mean_rss_bytes: Option<f64>,
+    /// Checkpoint bytes per second of checkpoint wall time (MiB/s).
+    #[serde(default)]
+    pub throughput_mib_s: Option<f64>,
+    /// Checkpoint bytes per second of CRIU's memdump + memwrite (MiB/s).
+    #[serde(default)]
+    pub criu_throughput_mib_s: Option<f64>,
+    /// Trials whose restored processes found their memory intact, of those
+    /// that checked.
+    #[serde(default)]
+    pub memory_checked: usize,
+    #[serde(default)]
+    pub memory_intact: usize,
 }
 
-/// A fit of one engine's operation time against the number of children.
+impl PointSummary {
+    pub fn point(&self) -> Point {
+        Point {
+            children: self.children,
+            memory_mib: self.memory_mib,
+            threads: self.threads,
+            files: self.files,
+            filler_mib: self.filler_mib,
+        }
+    }
+}
+
+/// A fit of one engine's operation time against one swept axis, the other
+/// axes held at the values of `at` (its coordinate on `axis` is 0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationFit {
     pub engine: String,
     pub operation: Operation,
+    pub axis: Axis,
+    pub at: Point,
     pub fit: Fit,
+    /// Lowest and highest value of the axis in the data.
+    pub x_min: u32,
+    pub x_max: u32,
+}
+
+impl OperationFit {
+    /// How much the fitted time changes across the swept range, relative
+    /// to the fitted time at its low end: the size of the axis's effect.
+    pub fn relative_change(&self) -> f64 {
+        let low = self.fit.at(f64::from(self.x_min));
+        let high = self.fit.at(f64::from(self.x_max));
+        if low.abs() < 1e-9 {
+            0.0
+        } else {
+            (high - low) / low
+        }
+    }
 }
 
 /// A point whose mean lies off its fitted line (like the seed's 45).
@@ -221,7 +278,8 @@ pub struct OperationFit {
 pub struct OffFit {
     pub engine: String,
     pub operation: Operation,
-    pub children: u32,
+    pub axis: Axis,
+    pub point: Point,
     pub mean_ms: f64,
     pub predicted_ms: f64,
 }
@@ -232,7 +290,7 @@ pub struct OffFit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseSummary {
     pub engine: String,
-    pub children: u32,
+    pub point: Point,
     pub n: usize,
     pub checkpoint_ms: f64,
     pub freezing_ms: f64,
@@ -260,7 +318,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 fn phases(groups: &BTreeMap<Key, Vec<&TrialRecord>>) -> Vec<PhaseSummary> {
     groups
         .iter()
-        .filter_map(|((engine, children), trials)| {
+        .filter_map(|((engine, point), trials)| {
             let with: Vec<&&TrialRecord> = trials
                 .iter()
                 .filter(|r| {
@@ -278,7 +336,7 @@ fn phases(groups: &BTreeMap<Key, Vec<&TrialRecord>>) -> Vec<PhaseSummary> {
             let criu_restore_ms = m(|r| r.criu_restore_ms);
             Some(PhaseSummary {
                 engine: engine.clone(),
-                children: *children,
+                point: *point,
                 n: with.len(),
                 checkpoint_ms,
                 freezing_ms,
@@ -299,6 +357,8 @@ fn phases(groups: &BTreeMap<Key, Vec<&TrialRecord>>) -> Vec<PhaseSummary> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     pub points: Vec<PointSummary>,
+    /// The axes with more than one value in the records.
+    pub swept: Vec<Axis>,
     /// Where the time goes, per point (empty when the engine hid CRIU's
     /// statistics).
     pub phases: Vec<PhaseSummary>,
@@ -318,23 +378,100 @@ pub struct Analysis {
     pub image_sizes: Vec<u64>,
 }
 
-type Key = (String, u32);
+impl Analysis {
+    /// A point's coordinates on the swept axes, as tables and legends show
+    /// them: `N=10`, or `N=10 memory_mib=64`.
+    pub fn label(&self, point: &Point) -> String {
+        self.swept
+            .iter()
+            .map(|a| coordinate(*a, point))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The coordinates on the swept axes other than `axis`.
+    pub fn label_except(&self, point: &Point, axis: Axis) -> String {
+        self.swept
+            .iter()
+            .filter(|a| **a != axis)
+            .map(|a| coordinate(*a, point))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn coordinate(axis: Axis, point: &Point) -> String {
+    match axis {
+        Axis::Children => format!("N={}", point.children),
+        other => format!("{}={}", other.name(), other.of(point)),
+    }
+}
+
+type Key = (String, Point);
 
 fn group(records: &[TrialRecord]) -> BTreeMap<Key, Vec<&TrialRecord>> {
     let mut groups: BTreeMap<Key, Vec<&TrialRecord>> = BTreeMap::new();
     for r in records.iter().filter(|r| !r.warmup) {
         groups
-            .entry((r.engine.clone(), r.children))
+            .entry((r.engine.clone(), r.point()))
             .or_default()
             .push(r);
     }
     groups
 }
 
+/// Axes with more than one value among the records; children when none
+/// is (the seed's axis, so a one-point sweep still has a figure).
+pub fn swept_axes(records: &[TrialRecord]) -> Vec<Axis> {
+    let swept: Vec<Axis> = Axis::ALL
+        .into_iter()
+        .filter(|a| {
+            let mut values: Vec<u32> = records.iter().map(|r| a.of(&r.point())).collect();
+            values.sort_unstable();
+            values.dedup();
+            values.len() > 1
+        })
+        .collect();
+    if swept.is_empty() {
+        vec![Axis::Children]
+    } else {
+        swept
+    }
+}
+
+/// MiB per second from bytes and milliseconds.
+fn mib_per_s(bytes: f64, ms: f64) -> Option<f64> {
+    (ms > 0.0).then(|| bytes / 1048576.0 / (ms / 1000.0))
+}
+
+/// Means of the derived metrics over a point's good trials: resident
+/// memory, and checkpoint throughput over wall time and over CRIU's
+/// memory phases.
+fn derived(ok: &[&TrialRecord]) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let rss: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| r.rss_bytes)
+        .map(|b| b as f64)
+        .collect();
+    let wall: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| mib_per_s(r.checkpoint_bytes? as f64, r.checkpoint_ms?))
+        .collect();
+    let criu: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| {
+            let ms = r.criu_memdump_ms? + r.criu_memwrite_ms?;
+            mib_per_s(r.checkpoint_bytes? as f64, ms)
+        })
+        .collect();
+    let m = |v: &[f64]| describe(v).map(|s| s.mean);
+    (m(&rss), m(&wall), m(&criu))
+}
+
 pub fn analyse(records: &[TrialRecord]) -> Analysis {
     let groups = group(records);
     let mut points = Vec::new();
-    for ((engine, children), trials) in &groups {
+    for ((engine, point), trials) in &groups {
         let ok: Vec<&TrialRecord> = trials.iter().copied().filter(|r| r.measured_ok()).collect();
         let failed = trials.len() - ok.len();
         let sizes: Vec<f64> = ok
@@ -343,14 +480,26 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
             .map(|b| b as f64)
             .collect();
         let mean_checkpoint_bytes = describe(&sizes).map(|s| s.mean);
+        let (mean_rss_bytes, throughput, criu_throughput) = derived(&ok);
+        let checked: Vec<bool> = trials.iter().filter_map(|r| r.memory_ok).collect();
         for op in Operation::ALL {
             let values: Vec<f64> = ok.iter().filter_map(|r| op.value(r)).collect();
             let Some(stats) = describe(&values) else {
                 continue;
             };
+            let checkpoint = op == Operation::Checkpoint;
             points.push(PointSummary {
                 engine: engine.clone(),
-                children: *children,
+                children: point.children,
+                memory_mib: point.memory_mib,
+                threads: point.threads,
+                files: point.files,
+                filler_mib: point.filler_mib,
+                mean_rss_bytes,
+                throughput_mib_s: throughput.filter(|_| checkpoint),
+                criu_throughput_mib_s: criu_throughput.filter(|_| checkpoint),
+                memory_checked: checked.len(),
+                memory_intact: checked.iter().filter(|ok| **ok).count(),
                 operation: op,
                 n: stats.n,
                 mean_ms: stats.mean,
@@ -373,6 +522,7 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let swept = swept_axes(records);
     let mut fits = Vec::new();
     let mut off_fit = Vec::new();
     let mut correlation = BTreeMap::new();
@@ -381,22 +531,31 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
             .iter()
             .filter(|r| r.measured_ok() && &r.engine == engine)
             .collect();
-        for op in Operation::ALL {
-            let (xs, ys): (Vec<f64>, Vec<f64>) = measured
-                .iter()
-                .filter_map(|r| Some((r.children as f64, op.value(r)?)))
-                .unzip();
-            if let Some(f) = fit(&xs, &ys) {
-                let mine: Vec<&PointSummary> = points
-                    .iter()
-                    .filter(|p| &p.engine == engine && p.operation == op)
-                    .collect();
-                off_fit.extend(points_off_fit(&mine));
-                fits.push(OperationFit {
-                    engine: engine.clone(),
-                    operation: op,
-                    fit: f,
-                });
+        for &axis in &swept {
+            for (at, slice) in slices(&measured, axis) {
+                for op in Operation::ALL {
+                    let Some(f) = axis_fit(&slice, axis, op) else {
+                        continue;
+                    };
+                    let mine: Vec<&PointSummary> = points
+                        .iter()
+                        .filter(|p| {
+                            &p.engine == engine
+                                && p.operation == op
+                                && without(p.point(), axis) == at
+                        })
+                        .collect();
+                    off_fit.extend(points_off_fit(&mine, axis));
+                    fits.push(OperationFit {
+                        engine: engine.clone(),
+                        operation: op,
+                        axis,
+                        at,
+                        x_min: slice.iter().map(|r| axis.of(&r.point())).min().unwrap_or(0),
+                        x_max: slice.iter().map(|r| axis.of(&r.point())).max().unwrap_or(0),
+                        fit: f,
+                    });
+                }
             }
         }
         let pairs: (Vec<f64>, Vec<f64>) = measured
@@ -418,6 +577,7 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
     Analysis {
         phases: phases(&groups),
         points,
+        swept,
         fits,
         correlation,
         off_fit,
@@ -435,6 +595,39 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
         overhead: describe(&overheads),
         image_sizes,
     }
+}
+
+/// The point with its coordinate on `axis` set to 0: what the other axes
+/// hold fixed.
+pub fn without(mut point: Point, axis: Axis) -> Point {
+    match axis {
+        Axis::Children => point.children = 0,
+        Axis::MemoryMib => point.memory_mib = 0,
+        Axis::Threads => point.threads = 0,
+        Axis::Files => point.files = 0,
+        Axis::FillerMib => point.filler_mib = 0,
+    }
+    point
+}
+
+/// The records split by the values of every axis but `axis`: each slice
+/// varies along `axis` only.
+fn slices<'a>(records: &[&'a TrialRecord], axis: Axis) -> BTreeMap<Point, Vec<&'a TrialRecord>> {
+    let mut out: BTreeMap<Point, Vec<&TrialRecord>> = BTreeMap::new();
+    for r in records {
+        out.entry(without(r.point(), axis)).or_default().push(r);
+    }
+    out
+}
+
+/// Least squares of one operation's time against `axis` over every trial
+/// of a slice.
+fn axis_fit(slice: &[&TrialRecord], axis: Axis, op: Operation) -> Option<Fit> {
+    let (xs, ys): (Vec<f64>, Vec<f64>) = slice
+        .iter()
+        .filter_map(|r| Some((f64::from(axis.of(&r.point())), op.value(r)?)))
+        .unzip();
+    fit(&xs, &ys)
 }
 
 /// Theil-Sen line through (x, y): the median of all pairwise slopes, and
@@ -461,16 +654,17 @@ pub fn theil_sen(xs: &[f64], ys: &[f64]) -> Option<(f64, f64)> {
 /// further than three robust standard deviations of the residuals, and
 /// outside the point's own confidence interval (so that noise within a
 /// point never counts).
-fn points_off_fit(points: &[&PointSummary]) -> Vec<OffFit> {
+fn points_off_fit(points: &[&PointSummary], axis: Axis) -> Vec<OffFit> {
     if points.len() < 4 {
         return Vec::new();
     }
-    let xs: Vec<f64> = points.iter().map(|p| p.children as f64).collect();
+    let x = |p: &PointSummary| f64::from(axis.of(&p.point()));
+    let xs: Vec<f64> = points.iter().map(|p| x(p)).collect();
     let ys: Vec<f64> = points.iter().map(|p| p.mean_ms).collect();
     let Some((intercept, slope)) = theil_sen(&xs, &ys) else {
         return Vec::new();
     };
-    let predict = |p: &PointSummary| intercept + slope * p.children as f64;
+    let predict = |p: &PointSummary| intercept + slope * x(p);
     let residuals: Vec<f64> = points.iter().map(|p| p.mean_ms - predict(p)).collect();
     let deviations: Vec<f64> = residuals.iter().map(|r| r.abs()).collect();
     let scale = 1.4826 * median(&deviations);
@@ -484,7 +678,8 @@ fn points_off_fit(points: &[&PointSummary]) -> Vec<OffFit> {
         .map(|(p, _)| OffFit {
             engine: p.engine.clone(),
             operation: p.operation,
-            children: p.children,
+            axis,
+            point: p.point(),
             mean_ms: p.mean_ms,
             predicted_ms: predict(p),
         })
@@ -593,7 +788,10 @@ mod tests {
         let spec = crate::plan::TrialSpec {
             index: 0,
             engine: 0,
-            children,
+            point: Point {
+                children,
+                ..Point::default()
+            },
             repetition: 0,
             warmup: false,
         };
@@ -651,9 +849,11 @@ mod tests {
             .off_fit
             .iter()
             .filter(|o| o.operation == Operation::Checkpoint)
-            .map(|o| o.children)
+            .map(|o| o.point.children)
             .collect();
         assert_eq!(off, vec![20]);
+        assert_eq!(a.swept, vec![Axis::Children]);
+        assert_eq!(a.fits.len(), 2);
         assert!(close(a.correlation["docker"], 1.0, 1e-9));
         assert_eq!((a.warmups, a.failed), (1, 1));
         assert_eq!(a.image_sizes, vec![1000]);

@@ -54,7 +54,12 @@ pub async fn run<E: Engine>(
         options.interval,
         options.run_for
     );
-    let image = step(1, "build the image", engine.build_image(run, &ImageSpec::default())).await?;
+    let image = step(
+        1,
+        "build the image",
+        engine.build_image(run, &ImageSpec::default()),
+    )
+    .await?;
     stop.check()?;
     let spec = RunSpec {
         name: run.name("fib"),

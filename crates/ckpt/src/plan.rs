@@ -108,6 +108,17 @@ impl Axis {
         }
     }
 
+    /// The command-line flag that sets it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Axis::Children => "--children",
+            Axis::MemoryMib => "--memory-mib",
+            Axis::Threads => "--threads",
+            Axis::Files => "--files",
+            Axis::FillerMib => "--image-filler-mib",
+        }
+    }
+
     /// The axis title of a figure.
     pub fn title(self) -> &'static str {
         match self {
@@ -225,8 +236,8 @@ impl SweepPlan {
         for axis in Axis::ALL {
             if self.values(axis).is_empty() {
                 bail!(
-                    "the grid is empty: give at least one value to --{}",
-                    axis.name().replace('_', "-")
+                    "the grid is empty: give at least one value to {}",
+                    axis.flag()
                 );
             }
         }
@@ -406,7 +417,10 @@ mod tests {
             assert!(parse_values(bad, 1).is_err(), "'{bad}' should be refused");
         }
         let err = format!("{:#}", parse_values("5..1", 1).unwrap_err());
-        assert_eq!(parse_values("0,64..256:64", 0).unwrap(), vec![0, 64, 128, 192, 256]);
+        assert_eq!(
+            parse_values("0,64..256:64", 0).unwrap(),
+            vec![0, 64, 128, 192, 256]
+        );
         assert!(err.contains("descending"), "{err}");
     }
 
@@ -499,8 +513,14 @@ mod tests {
         assert_eq!((points[3].children, points[3].memory_mib), (10, 0));
         // 6 points x (1 warm-up + 3 repetitions).
         assert_eq!(p.trials().len(), 24);
-        assert_eq!(describe_fixed(&p, &points[4], Axis::MemoryMib), "children=10");
-        assert_eq!(describe_fixed(&p, &points[4], Axis::Children), "memory_mib=64");
+        assert_eq!(
+            describe_fixed(&p, &points[4], Axis::MemoryMib),
+            "children=10"
+        );
+        assert_eq!(
+            describe_fixed(&p, &points[4], Axis::Children),
+            "memory_mib=64"
+        );
     }
 
     #[test]
@@ -521,7 +541,10 @@ mod tests {
             state_free_mib: 10_000,
         };
         let err = format!("{:#}", p.check_capacity(&small).unwrap_err());
-        assert!(err.contains("104448 MiB") && err.contains("20000 MiB"), "{err}");
+        assert!(
+            err.contains("104448 MiB") && err.contains("20000 MiB"),
+            "{err}"
+        );
         p.children = vec![1, 4];
         p.check_capacity(&small).unwrap();
         p.engines = vec!["runc".into()];

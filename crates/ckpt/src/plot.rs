@@ -1,6 +1,8 @@
 //! The seed's Fig 1, redrawn from the analysis: checkpoint and restore time
 //! (ms) against the number of child processes, means with 95% CI error
-//! bars and the fitted lines. SVG and PNG, from the same drawing code.
+//! bars and the fitted lines; one such figure per swept axis (the other
+//! axes held fixed, a line per combination of their values), and a heat
+//! map when two axes vary. SVG and PNG, from the same drawing code.
 //!
 //! The PNG needs a font rasteriser; plotters' ab_glyph backend with a font
 //! compiled into the binary (DejaVu Sans, see assets/) needs no system font
@@ -13,10 +15,30 @@ use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::analysis::{Analysis, Operation, PhaseSummary};
+use crate::analysis::{self, Analysis, Operation, PhaseSummary};
+use crate::plan::{Axis, Point};
 
 pub const FIGURE_SVG: &str = "figure.svg";
 pub const FIGURE_PNG: &str = "figure.png";
+pub const HEATMAP: &str = "heatmap";
+
+/// A figure written to the results directory.
+pub struct Figure {
+    /// File name without extension (`.svg` and `.png` exist).
+    pub stem: String,
+    pub caption: String,
+    pub svg: String,
+}
+
+/// The file stem of the figure against `axis`: the first swept axis gets
+/// the seed's `figure`, the others `figure-<axis>`.
+pub fn figure_stem(analysis: &Analysis, axis: Axis) -> String {
+    if analysis.swept.first() == Some(&axis) {
+        "figure".into()
+    } else {
+        format!("figure-{}", axis.name().replace('_', "-"))
+    }
+}
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
@@ -50,34 +72,55 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-fn series(analysis: &Analysis) -> Vec<Series> {
-    let mut keys: Vec<(String, Operation)> = analysis
+/// The lines of the figure against `axis`: one per engine, operation and
+/// combination of the other axes' values.
+fn series(analysis: &Analysis, axis: Axis) -> Vec<Series> {
+    let mut keys: Vec<(String, Point, Operation)> = analysis
         .points
         .iter()
-        .map(|p| (p.engine.clone(), p.operation))
+        .map(|p| {
+            (
+                p.engine.clone(),
+                analysis::without(p.point(), axis),
+                p.operation,
+            )
+        })
         .collect();
     keys.sort();
     keys.dedup();
-    let single_engine = keys.iter().all(|(e, _)| *e == keys[0].0);
+    let single_engine = keys.iter().all(|(e, _, _)| *e == keys[0].0);
+    let single_slice = keys.iter().all(|(_, at, _)| *at == keys[0].1);
     keys.iter()
         .enumerate()
-        .map(|(i, (engine, op))| {
+        .map(|(i, (engine, at, op))| {
             let points = analysis
                 .points
                 .iter()
-                .filter(|p| &p.engine == engine && p.operation == *op)
-                .map(|p| (p.children as f64, p.mean_ms, p.ci95_low_ms, p.ci95_high_ms))
+                .filter(|p| {
+                    &p.engine == engine
+                        && p.operation == *op
+                        && analysis::without(p.point(), axis) == *at
+                })
+                .map(|p| {
+                    let x = f64::from(axis.of(&p.point()));
+                    (x, p.mean_ms, p.ci95_low_ms, p.ci95_high_ms)
+                })
                 .collect();
             let fit = analysis
                 .fits
                 .iter()
-                .find(|f| &f.engine == engine && f.operation == *op)
+                .find(|f| {
+                    &f.engine == engine && f.operation == *op && f.axis == axis && f.at == *at
+                })
                 .map(|f| (f.fit.intercept, f.fit.slope));
-            let label = if single_engine {
+            let mut label = if single_engine {
                 op.name().to_string()
             } else {
                 format!("{engine} {}", op.name())
             };
+            if !single_slice {
+                label = format!("{label}, {}", analysis.label_except(at, axis));
+            }
             Series {
                 label,
                 color: COLORS[i % COLORS.len()],
@@ -88,21 +131,69 @@ fn series(analysis: &Analysis) -> Vec<Series> {
         .collect()
 }
 
-/// Writes figure.svg and figure.png into `dir`; returns the SVG text (the
-/// HTML report inlines it).
-pub fn write_figures(analysis: &Analysis, dir: &Path) -> Result<String> {
+/// Writes one figure per swept axis (figure.svg/png for the first) and,
+/// when exactly two axes vary, the heat map; returns them for the report.
+pub fn write_figures(analysis: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
     register_font()?;
-    let all = series(analysis);
+    let mut figures = Vec::new();
+    for &axis in &analysis.swept {
+        let all = series(analysis, axis);
+        let stem = figure_stem(analysis, axis);
+        let svg = write_both(dir, &stem, &Picture::Lines(&all, axis))?;
+        figures.push(Figure {
+            caption: format!(
+                "checkpoint and restore time against {}: means with 95% confidence intervals and the least-squares lines (dashed)",
+                axis.title()
+            ),
+            stem,
+            svg,
+        });
+    }
+    if let [x, y] = analysis.swept[..] {
+        let svg = write_both(dir, HEATMAP, &Picture::Heat(analysis, (x, y)))?;
+        figures.push(Figure {
+            stem: HEATMAP.into(),
+            caption: format!(
+                "mean checkpoint time (ms) over {} and {}, one panel per engine",
+                x.title(),
+                y.title()
+            ),
+            svg,
+        });
+    }
+    Ok(figures)
+}
+
+/// What a figure shows; drawn the same way on every backend.
+enum Picture<'a> {
+    Lines(&'a [Series], Axis),
+    Heat(&'a Analysis, (Axis, Axis)),
+    Phases(&'a Analysis),
+}
+
+impl Picture<'_> {
+    fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        match self {
+            Picture::Lines(all, axis) => draw(root, all, *axis),
+            Picture::Heat(analysis, axes) => draw_heatmap(root, analysis, *axes),
+            Picture::Phases(analysis) => draw_phases(root, analysis),
+        }
+    }
+}
+
+/// Draws the same picture as `<stem>.svg` and `<stem>.png`; returns the SVG.
+fn write_both(dir: &Path, stem: &str, picture: &Picture) -> Result<String> {
+    const SIZE: (u32, u32) = (900, 560);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
-        draw(&root, &all)?;
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        picture.paint(&root)?;
     }
-    crate::records::write_private(&dir.join(FIGURE_SVG), svg.as_bytes())?;
-    let png = dir.join(FIGURE_PNG);
+    crate::records::write_private(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
+    let png = dir.join(format!("{stem}.png"));
     {
-        let root = BitMapBackend::new(&png, (900, 560)).into_drawing_area();
-        draw(&root, &all)?;
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        picture.paint(&root)?;
     }
     make_private(&png)?;
     Ok(svg)
@@ -127,7 +218,11 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure failed: {e:?}")
 }
 
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Result<()> {
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    all: &[Series],
+    axis: Axis,
+) -> Result<()> {
     root.fill(&WHITE).map_err(plot_error)?;
     let x_max = all
         .iter()
@@ -139,7 +234,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
         .fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "Checkpoint and restore time against number of child processes",
+            format!("Checkpoint and restore time against {}", axis.title()),
             ("sans-serif", 20),
         )
         .margin(15)
@@ -149,7 +244,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
         .map_err(plot_error)?;
     chart
         .configure_mesh()
-        .x_desc("Number of child processes")
+        .x_desc(capitalised(axis.title()))
         .y_desc("Time (ms)")
         .axis_desc_style(("sans-serif", 15))
         .draw()
@@ -199,8 +294,107 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, all: &[Series]) -> Re
     Ok(())
 }
 
-pub const PHASES_SVG: &str = "phases.svg";
-pub const PHASES_PNG: &str = "phases.png";
+pub fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Light yellow for the fastest cell to dark red for the slowest.
+fn heat(fraction: f64) -> RGBColor {
+    let f = fraction.clamp(0.0, 1.0);
+    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+    RGBColor(mix(255.0, 165.0), mix(237.0, 15.0), mix(160.0, 21.0))
+}
+
+/// The heat map of mean checkpoint time over two axes, a panel per engine,
+/// each cell labelled with its value.
+fn draw_heatmap<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    analysis: &Analysis,
+    (x_axis, y_axis): (Axis, Axis),
+) -> Result<()> {
+    root.fill(&WHITE).map_err(plot_error)?;
+    let cells: Vec<_> = analysis
+        .points
+        .iter()
+        .filter(|p| p.operation == Operation::Checkpoint)
+        .collect();
+    let values = |axis: Axis| {
+        let mut v: Vec<u32> = cells.iter().map(|p| axis.of(&p.point())).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let (xs, ys) = (values(x_axis), values(y_axis));
+    let mut engines: Vec<&str> = cells.iter().map(|p| p.engine.as_str()).collect();
+    engines.dedup();
+    engines.sort_unstable();
+    engines.dedup();
+    let (low, high) = cells.iter().fold((f64::MAX, f64::MIN), |(l, h), p| {
+        (l.min(p.mean_ms), h.max(p.mean_ms))
+    });
+    let titled = root
+        .titled("Mean checkpoint time (ms)", ("sans-serif", 20))
+        .map_err(plot_error)?;
+    let panels = titled.split_evenly((1, engines.len().max(1)));
+    for (panel, engine) in panels.iter().zip(&engines) {
+        let mut chart = ChartBuilder::on(panel)
+            .caption(*engine, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0..xs.len(), 0..ys.len())
+            .map_err(plot_error)?;
+        let (xl, yl) = (xs.clone(), ys.clone());
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(xs.len() + 1)
+            .y_labels(ys.len() + 1)
+            .x_label_formatter(&|i| xl.get(*i).map_or(String::new(), u32::to_string))
+            .y_label_formatter(&|i| yl.get(*i).map_or(String::new(), u32::to_string))
+            .x_desc(x_axis.title())
+            .y_desc(y_axis.title())
+            .axis_desc_style(("sans-serif", 13))
+            .draw()
+            .map_err(plot_error)?;
+        for p in cells.iter().filter(|p| p.engine == *engine) {
+            let point = p.point();
+            let (Some(i), Some(j)) = (
+                xs.iter().position(|v| *v == x_axis.of(&point)),
+                ys.iter().position(|v| *v == y_axis.of(&point)),
+            ) else {
+                continue;
+            };
+            let fraction = if high > low {
+                (p.mean_ms - low) / (high - low)
+            } else {
+                0.0
+            };
+            chart
+                .draw_series([Rectangle::new(
+                    [(i, j), (i + 1, j + 1)],
+                    heat(fraction).filled(),
+                )])
+                .map_err(plot_error)?;
+            let text_color = if fraction > 0.6 { WHITE } else { BLACK };
+            chart
+                .draw_series([Text::new(
+                    format!("{:.0}", p.mean_ms),
+                    (i, j + 1),
+                    ("sans-serif", 13).into_font().color(&text_color),
+                )])
+                .map_err(plot_error)?;
+        }
+    }
+    root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+pub const PHASES: &str = "phases";
 
 /// One coloured part of a stacked bar.
 struct Segment {
@@ -266,33 +460,23 @@ pub fn write_phase_figures(analysis: &Analysis, dir: &Path) -> Result<Option<Str
         return Ok(None);
     }
     register_font()?;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
-        draw_phases(&root, &analysis.phases)?;
-    }
-    crate::records::write_private(&dir.join(PHASES_SVG), svg.as_bytes())?;
-    let png = dir.join(PHASES_PNG);
-    {
-        let root = BitMapBackend::new(&png, (900, 560)).into_drawing_area();
-        draw_phases(&root, &analysis.phases)?;
-    }
-    make_private(&png)?;
-    Ok(Some(svg))
+    write_both(dir, PHASES, &Picture::Phases(analysis)).map(Some)
 }
 
 fn draw_phases<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    phases: &[PhaseSummary],
+    analysis: &Analysis,
 ) -> Result<()> {
+    let phases: &[PhaseSummary] = &analysis.phases;
     root.fill(&WHITE).map_err(plot_error)?;
     let y_max = phases
         .iter()
         .map(|p| p.checkpoint_ms.max(p.restore_ms))
         .fold(1.0, f64::max);
+    let label = |p: &Point| analysis.label(p);
     let labels: Vec<String> = phases
         .iter()
-        .map(|p| format!("{} N={}", p.engine, p.children))
+        .map(|p| format!("{} {}", p.engine, label(&p.point)))
         .collect();
     let mut chart = ChartBuilder::on(root)
         .caption(

@@ -266,7 +266,10 @@ mod tests {
         let spec = crate::plan::TrialSpec {
             index: trial,
             engine: 0,
-            children: 5,
+            point: crate::plan::Point {
+                children: 5,
+                ..Default::default()
+            },
             repetition: 0,
             warmup: false,
         };

@@ -1,12 +1,15 @@
 //! report.md and a self-contained report.html in the seed's structure:
-//! system details, method, results table, figure, and observations written
-//! from the numbers. Everything here reads the analysis, never an engine.
+//! system details, method, results table, figures, what drives the time,
+//! and observations written from the numbers. The report is built once as
+//! a list of blocks and rendered twice (Markdown, HTML), so both always
+//! say the same. Everything here reads the analysis, never an engine.
 
 use std::fmt::Write as _;
 
-use crate::analysis::{Analysis, Operation, PointSummary};
+use crate::analysis::{self, Analysis, Operation, OperationFit, PointSummary};
 use crate::envinfo::Environment;
-use crate::plan::SweepPlan;
+use crate::plan::{Axis, SweepPlan};
+use crate::plot::{capitalised, Figure};
 
 pub const REPORT_MD: &str = "report.md";
 pub const REPORT_HTML: &str = "report.html";
@@ -19,61 +22,119 @@ pub struct Report<'a> {
     pub plan: &'a SweepPlan,
     pub env: &'a Environment,
     pub analysis: &'a Analysis,
+    /// The figures written next to the report (inlined in the HTML).
+    pub figures: &'a [Figure],
+    pub phases_svg: Option<&'a str>,
 }
+
+/// One piece of the report.
+enum Block {
+    Heading(String),
+    Para(String),
+    Bullets(Vec<String>),
+    Numbered(Vec<String>),
+    Table(Vec<String>, Vec<Vec<String>>),
+    /// A figure file (stem), its caption, and its SVG for the HTML.
+    Figure(String, String, String),
+}
+
+/// An effect smaller than this share of the time at the low end of the
+/// range counts as no effect, even when it is statistically significant.
+const NEGLIGIBLE: f64 = 0.05;
 
 fn mib(bytes: f64) -> String {
     format!("{:.2} MiB", bytes / 1048576.0)
 }
 
 impl Report<'_> {
-    fn system(&self) -> Vec<(&'static str, String)> {
+    fn title(&self) -> String {
+        let titles: Vec<&str> = self.analysis.swept.iter().map(|a| a.title()).collect();
+        format!(
+            "Checkpoint and restore time against {}",
+            titles.join(" and ")
+        )
+    }
+
+    fn system(&self) -> Vec<String> {
         let e = self.env;
         let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
         vec![
-            (
-                "CPU",
-                format!(
-                    "{} ({} cores)",
-                    or(&e.cpu_model),
-                    e.cores.map_or("?".into(), |c| c.to_string())
-                ),
+            format!(
+                "CPU: {} ({} cores)",
+                or(&e.cpu_model),
+                e.cores.map_or("?".into(), |c| c.to_string())
             ),
-            (
-                "Memory",
+            format!(
+                "Memory: {}",
                 e.memory_bytes.map_or("unknown".into(), |b| {
                     format!("{:.1} GiB", b as f64 / 1073741824.0)
-                }),
+                })
             ),
-            ("Operating system", or(&e.distro)),
-            ("Kernel", or(&e.kernel)),
-            (
-                "Docker",
-                format!("{} (API {})", or(&e.docker), or(&e.docker_api)),
+            format!(
+                "Memory copy bandwidth (memcpy of 256 MiB, best of 5): {}",
+                e.memcpy_mib_per_s
+                    .map_or("not measured".into(), |m| format!("{m:.0} MiB/s"))
             ),
-            ("containerd", or(&e.containerd)),
-            ("runc", or(&e.runc)),
-            ("CRIU", or(&e.criu)),
-            ("Podman", or(&e.podman)),
-            ("ckpt", e.ckpt.clone()),
+            format!("Operating system: {}", or(&e.distro)),
+            format!("Kernel: {}", or(&e.kernel)),
+            format!("Docker: {} (API {})", or(&e.docker), or(&e.docker_api)),
+            format!("containerd: {}", or(&e.containerd)),
+            format!("runc: {}", or(&e.runc)),
+            format!("CRIU: {}", or(&e.criu)),
+            format!("Podman: {}", or(&e.podman)),
+            format!("ckpt: {}", e.ckpt),
         ]
+    }
+
+    fn workload_text(&self) -> String {
+        let p = self.plan;
+        match &p.workload {
+            Some(user) => format!(
+                "The image `{}` runs `{}` (placeholders filled per point) in a fresh container (engines: {}). It counts as ready {}; \
+                 after the restore ckpt checks that the same processes run{}.",
+                user.image,
+                user.cmd,
+                p.engines.join(", "),
+                user.ready_pattern.as_ref().map_or(
+                    format!("{} ms after it starts", user.ready_delay_ms),
+                    |r| format!("when a log line matches `{r}`")
+                ),
+                user.check_pattern.as_ref().map_or(String::new(), |c| format!(
+                    " and that a new log line matches `{c}`"
+                ))
+            ),
+            None => format!(
+                "A static program forks N child processes in a fresh `FROM scratch` container (engines: {}; for criu a plain process tree \
+                 on the host); each process writes its own memory (memory_mib, pseudo-random so it is resident and incompressible), \
+                 starts extra threads and opens files as the point says, and prints its pid every second. The image may carry a filler \
+                 layer of incompressible data (filler_mib). After the restore ckpt checks that the same N+1 pids are alive and, when \
+                 the processes hold memory, asks each to recompute its checksum (SIGUSR1) and waits for all the verdicts.",
+                p.engines.join(", ")
+            ),
+        }
     }
 
     fn method(&self) -> String {
         let p = self.plan;
-        let grid: Vec<String> = p.children.iter().map(u32::to_string).collect();
+        let grid: Vec<String> = Axis::ALL
+            .iter()
+            .filter(|a| p.values(**a).len() > 1 || p.values(**a).iter().any(|v| *v != 0))
+            .map(|a| {
+                let values: Vec<String> = p.values(*a).iter().map(u32::to_string).collect();
+                format!("{} in {{{}}}", a.name(), values.join(", "))
+            })
+            .collect();
         let order = match p.order {
             crate::plan::Order::Sequential => "sequential".to_string(),
             crate::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
         };
         format!(
-            "A static program forks N child processes in a fresh `FROM scratch` container (engines: {}; for criu a plain process tree on the host); \
-             each child prints its pid every second. For each N in {{{}}}, {} measured trial(s) after {} warm-up trial(s) \
-             (recorded, excluded from the statistics), in {} order. One trial: start the container, wait for the \
-             program's ready line, checkpoint (timed, wall time seen by the client), stop (timed), restore from the \
-             checkpoint (timed), check that the same N+1 pids are alive after the restore, remove the container. \
-             Intervals are 95% confidence intervals of the mean (Student t).",
-            p.engines.join(", "),
-            grid.join(", "),
+            "{} The grid: {} (every combination). Per point {} measured trial(s) after {} warm-up trial(s) (recorded, excluded \
+             from the statistics), in {} order. One trial: start the container, wait until the workload is ready, checkpoint \
+             (timed, wall time seen by the client), stop (timed), restore from the checkpoint (timed), verify, remove the \
+             container. Intervals are 95% confidence intervals of the mean (Student t).",
+            self.workload_text(),
+            grid.join("; "),
             p.repeat,
             p.warmup,
             order
@@ -87,7 +148,7 @@ impl Report<'_> {
         match a.image_sizes.as_slice() {
             [] => {}
             [one] => out.push(format!(
-                "The image size stays constant ({}): the number of child processes belongs to the container, not the image.",
+                "The image size stays constant ({}): the processes, their memory and files belong to the container, not the image.",
                 mib(*one as f64)
             )),
             many => out.push(format!(
@@ -96,34 +157,7 @@ impl Report<'_> {
                 mib(many[many.len() - 1] as f64)
             )),
         }
-        for f in &a.fits {
-            let fit = &f.fit;
-            let growth = if fit.slope_ci_low > 0.0 {
-                "grows"
-            } else if fit.slope_ci_high < 0.0 {
-                "falls"
-            } else {
-                "shows no significant trend"
-            };
-            let shape = if fit.r_squared >= 0.9 {
-                "a line fits it well"
-            } else if fit.r_squared >= 0.5 {
-                "a line explains part of the variation"
-            } else {
-                "a line explains little of the variation"
-            };
-            out.push(format!(
-                "{} {} time {growth} with the number of processes: {:.2} ms per process (95% CI {:.2} to {:.2}), \
-                 intercept {:.1} ms, R² = {:.3}; {shape}.",
-                f.engine,
-                f.operation.name(),
-                fit.slope,
-                fit.slope_ci_low,
-                fit.slope_ci_high,
-                fit.intercept,
-                fit.r_squared
-            ));
-        }
+        out.extend(a.fits.iter().map(|f| self.fit_sentence(f)));
         for (engine, r) in &a.correlation {
             let strength = match r.abs() {
                 x if x >= 0.7 => "strongly",
@@ -132,7 +166,7 @@ impl Report<'_> {
             };
             out.push(format!(
                 "{engine}: checkpoint and restore times are {strength} correlated across trials (Pearson r = {r:.3}); \
-                 much of this is their shared dependence on N, not restore following checkpoint trial by trial."
+                 much of this is their shared dependence on the swept parameters, not restore following checkpoint trial by trial."
             ));
         }
         if a.off_fit.is_empty() {
@@ -142,11 +176,12 @@ impl Report<'_> {
         }
         for o in &a.off_fit {
             out.push(format!(
-                "Anomaly: {} {} at N = {} averaged {:.1} ms where a robust (Theil-Sen) line through the other points predicts {:.1} ms.",
+                "Anomaly: {} {} at {} averaged {:.1} ms where a robust (Theil-Sen) line along {} through the other points predicts {:.1} ms.",
                 o.engine,
                 o.operation.name(),
-                o.children,
+                a.label(&o.point),
                 o.mean_ms,
+                o.axis.name(),
                 o.predicted_ms
             ));
         }
@@ -159,18 +194,22 @@ impl Report<'_> {
              'content already exists' error and were retried (after 100, 400 and 1500 ms).",
             a.trials, a.warmups, a.failed, a.unverified, a.restore_retries
         ));
+        let (checked, intact) = self.memory_checks();
+        if checked > 0 {
+            out.push(format!(
+                "Memory check after the restore: {intact} of {checked} trial(s) found every process's memory intact (checksum recomputed)."
+            ));
+        }
         if let Some(o) = &a.overhead {
             out.push(format!(
                 "ckpt's own time per trial (outside engine calls and waits): mean {:.2} ms, max {:.2} ms.",
                 o.mean, o.max
             ));
         }
-        if let (Some(first), Some(last)) = (
-            self.checkpoint_sizes().first(),
-            self.checkpoint_sizes().last(),
-        ) {
+        let sizes = self.checkpoint_sizes();
+        if let (Some(first), Some(last)) = (sizes.first(), sizes.last()) {
             out.push(format!(
-                "The checkpoint on disk grows from {} at N = {} to {} at N = {}.",
+                "The checkpoint on disk ranges from {} at {} to {} at {}.",
                 mib(first.1),
                 first.0,
                 mib(last.1),
@@ -180,10 +219,104 @@ impl Report<'_> {
         out
     }
 
-    fn checkpoint_sizes(&self) -> Vec<(u32, f64)> {
+    fn memory_checks(&self) -> (usize, usize) {
         self.rows(Operation::Checkpoint)
             .iter()
-            .filter_map(|p| Some((p.children, p.mean_checkpoint_bytes?)))
+            .fold((0, 0), |(c, i), p| {
+                (c + p.memory_checked, i + p.memory_intact)
+            })
+    }
+
+    /// One fit in words: direction, size per unit of the axis, fit quality.
+    fn fit_sentence(&self, f: &OperationFit) -> String {
+        let fit = &f.fit;
+        let growth = if fit.slope_ci_low > 0.0 {
+            "grows"
+        } else if fit.slope_ci_high < 0.0 {
+            "falls"
+        } else {
+            "shows no significant trend"
+        };
+        let shape = if fit.r_squared >= 0.9 {
+            "a line fits it well"
+        } else if fit.r_squared >= 0.5 {
+            "a line explains part of the variation"
+        } else {
+            "a line explains little of the variation"
+        };
+        let at = self.analysis.label_except(&f.at, f.axis);
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" (at {at})")
+        };
+        format!(
+            "{} {} time{at} {growth} with the {}: {:.3} ms per {} (95% CI {:.3} to {:.3}), intercept {:.1} ms, R² = {:.3}; {shape}.",
+            f.engine,
+            f.operation.name(),
+            f.axis.title(),
+            fit.slope,
+            f.axis.unit(),
+            fit.slope_ci_low,
+            fit.slope_ci_high,
+            fit.intercept,
+            fit.r_squared
+        )
+    }
+
+    /// Whether an axis drives an operation's time, said from one fit: the
+    /// slope must be significant and the change over the swept range
+    /// more than a few per cent.
+    fn verdict(&self, f: &OperationFit) -> String {
+        let fit = &f.fit;
+        let change = f.relative_change();
+        let significant = fit.slope_ci_low > 0.0 || fit.slope_ci_high < 0.0;
+        let (low, high) = (fit.at(f64::from(f.x_min)), fit.at(f64::from(f.x_max)));
+        let at = self.analysis.label_except(&f.at, f.axis);
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" (at {at})")
+        };
+        let range = format!(
+            "from {low:.0} ms at {} = {} to {high:.0} ms at {} ({:+.0}%)",
+            f.axis.name(),
+            f.x_min,
+            f.x_max,
+            100.0 * change
+        );
+        let name = format!("the {} {} time{at}", f.engine, f.operation.name());
+        if significant && change.abs() >= NEGLIGIBLE {
+            format!(
+                "{} drives {name}: {:.3} ms per {} (95% CI {:.3} to {:.3}), {range}.",
+                capitalised(f.axis.title()),
+                fit.slope,
+                f.axis.unit(),
+                fit.slope_ci_low,
+                fit.slope_ci_high
+            )
+        } else if significant {
+            format!(
+                "{} barely moves {name}: the slope ({:.4} ms per {}) is significant but small, {range}.",
+                capitalised(f.axis.title()),
+                fit.slope,
+                f.axis.unit()
+            )
+        } else {
+            format!(
+                "{} does not drive {name}: the slope's 95% CI ({:.4} to {:.4} ms per {}) includes 0, {range}.",
+                capitalised(f.axis.title()),
+                fit.slope_ci_low,
+                fit.slope_ci_high,
+                f.axis.unit()
+            )
+        }
+    }
+
+    fn checkpoint_sizes(&self) -> Vec<(String, f64)> {
+        self.rows(Operation::Checkpoint)
+            .iter()
+            .filter_map(|p| Some((self.analysis.label(&p.point()), p.mean_checkpoint_bytes?)))
             .collect()
     }
 
@@ -195,23 +328,46 @@ impl Report<'_> {
             .collect()
     }
 
+    /// The swept coordinates of a point, one cell per swept axis.
+    fn point_cells(&self, point: &crate::plan::Point) -> Vec<String> {
+        self.analysis
+            .swept
+            .iter()
+            .map(|a| a.of(point).to_string())
+            .collect()
+    }
+
+    fn point_header(&self) -> Vec<String> {
+        self.analysis
+            .swept
+            .iter()
+            .map(|a| match a {
+                Axis::Children => "N".to_string(),
+                other => other.name().to_string(),
+            })
+            .collect()
+    }
+
     /// The phase table: CRIU's phases and what lies above CRIU.
-    fn phase_table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
-        let header = vec![
-            "engine",
-            "N",
-            "trials",
-            "checkpoint (ms)",
-            "CRIU freezing",
-            "CRIU frozen (downtime)",
-            "memdump",
-            "memwrite",
-            "above CRIU",
-            "restore (ms)",
-            "CRIU restore",
-            "CRIU forking",
-            "above CRIU",
-        ];
+    fn phase_table(&self) -> Block {
+        let mut header = vec!["engine".to_string()];
+        header.extend(self.point_header());
+        header.extend(
+            [
+                "trials",
+                "checkpoint (ms)",
+                "CRIU freezing",
+                "CRIU frozen (downtime)",
+                "memdump",
+                "memwrite",
+                "above CRIU",
+                "restore (ms)",
+                "CRIU restore",
+                "CRIU forking",
+                "above CRIU",
+            ]
+            .map(String::from),
+        );
         let share = |part: f64, whole: f64| {
             if whole > 0.0 {
                 format!("{part:.1} ({:.0}%)", 100.0 * part / whole)
@@ -224,9 +380,9 @@ impl Report<'_> {
             .phases
             .iter()
             .map(|p| {
-                vec![
-                    p.engine.clone(),
-                    p.children.to_string(),
+                let mut row = vec![p.engine.clone()];
+                row.extend(self.point_cells(&p.point));
+                row.extend([
                     p.n.to_string(),
                     format!("{:.1}", p.checkpoint_ms),
                     format!("{:.1}", p.freezing_ms),
@@ -238,10 +394,11 @@ impl Report<'_> {
                     format!("{:.1}", p.criu_restore_ms),
                     format!("{:.1}", p.forking_ms),
                     share(p.restore_above_criu_ms, p.restore_ms),
-                ]
+                ]);
+                row
             })
             .collect();
-        (header, rows)
+        Block::Table(header, rows)
     }
 
     /// Engines in the data, from the floor (plain CRIU) up.
@@ -253,36 +410,40 @@ impl Report<'_> {
             .collect()
     }
 
-    fn mean_at(&self, engine: &str, op: Operation, children: u32) -> Option<f64> {
+    fn mean_at(&self, engine: &str, op: Operation, point: &crate::plan::Point) -> Option<f64> {
         self.analysis
             .points
             .iter()
-            .find(|p| p.engine == engine && p.operation == op && p.children == children)
+            .find(|p| p.engine == engine && p.operation == op && p.point() == *point)
             .map(|p| p.mean_ms)
     }
 
-    /// What each layer adds on top of the one below it, per N: the
+    /// What each layer adds on top of the one below it, per point: the
     /// difference of the mean times of adjacent engines on the ladder.
-    fn layer_table(&self) -> (Vec<String>, Vec<Vec<String>>) {
+    fn layer_table(&self) -> Block {
         let ladder = self.ladder();
         let pairs: Vec<(&str, &str)> = ladder.windows(2).map(|w| (w[1], w[0])).collect();
-        let mut header = vec!["N".to_string()];
+        let mut header = self.point_header();
         for (upper, lower) in &pairs {
             for op in Operation::ALL {
                 header.push(format!("{} {upper} − {lower} (ms)", op.name()));
             }
         }
-        let mut ns: Vec<u32> = self.analysis.points.iter().map(|p| p.children).collect();
-        ns.sort_unstable();
-        ns.dedup();
-        let rows = ns
+        let mut points: Vec<crate::plan::Point> =
+            self.analysis.points.iter().map(|p| p.point()).collect();
+        points.sort_unstable();
+        points.dedup();
+        let rows = points
             .iter()
-            .map(|&n| {
-                let mut row = vec![n.to_string()];
+            .map(|point| {
+                let mut row = self.point_cells(point);
                 for (upper, lower) in &pairs {
                     for op in Operation::ALL {
                         row.push(
-                            match (self.mean_at(upper, op, n), self.mean_at(lower, op, n)) {
+                            match (
+                                self.mean_at(upper, op, point),
+                                self.mean_at(lower, op, point),
+                            ) {
                                 (Some(u), Some(l)) => format!("{:.1}", u - l),
                                 _ => "-".into(),
                             },
@@ -292,35 +453,109 @@ impl Report<'_> {
                 row
             })
             .collect();
-        (header, rows)
+        Block::Table(header, rows)
     }
 
-    /// Each engine's per-process slope and intercept.
-    fn slope_table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
-        let header = vec![
+    /// Every fit: engine, operation, axis, what was held fixed, slope.
+    fn slope_table(&self) -> Block {
+        let header = [
             "engine",
             "operation",
-            "ms per process",
+            "axis",
+            "others held at",
+            "ms per unit",
             "95% CI",
             "intercept (ms)",
             "R²",
-        ];
+            "change over the range",
+        ]
+        .map(String::from)
+        .to_vec();
         let rows = self
             .analysis
             .fits
             .iter()
             .map(|f| {
+                let at = self.analysis.label_except(&f.at, f.axis);
                 vec![
                     f.engine.clone(),
                     f.operation.name().to_string(),
-                    format!("{:.2}", f.fit.slope),
-                    format!("{:.2} to {:.2}", f.fit.slope_ci_low, f.fit.slope_ci_high),
+                    format!("{} (per {})", f.axis.name(), f.axis.unit()),
+                    if at.is_empty() { "-".into() } else { at },
+                    format!("{:.3}", f.fit.slope),
+                    format!("{:.3} to {:.3}", f.fit.slope_ci_low, f.fit.slope_ci_high),
                     format!("{:.1}", f.fit.intercept),
                     format!("{:.3}", f.fit.r_squared),
+                    format!("{:+.0}%", 100.0 * f.relative_change()),
                 ]
             })
             .collect();
-        (header, rows)
+        Block::Table(header, rows)
+    }
+
+    /// Checkpoint size against resident memory, and throughput.
+    fn derived_table(&self) -> Block {
+        let mut header = vec!["engine".to_string()];
+        header.extend(self.point_header());
+        header.extend(
+            [
+                "resident memory",
+                "checkpoint size",
+                "size / resident",
+                "throughput (MiB/s of wall time)",
+                "throughput (MiB/s of CRIU memdump+memwrite)",
+                "share of memcpy bandwidth",
+            ]
+            .map(String::from),
+        );
+        let bandwidth = self.env.memcpy_mib_per_s;
+        let rows = self
+            .rows(Operation::Checkpoint)
+            .iter()
+            .map(|p| {
+                let mut row = vec![p.engine.clone()];
+                row.extend(self.point_cells(&p.point()));
+                let ratio = match (p.mean_checkpoint_bytes, p.mean_rss_bytes) {
+                    (Some(c), Some(r)) if r > 0.0 => format!("{:.2}", c / r),
+                    _ => "-".into(),
+                };
+                let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+                let best = p.criu_throughput_mib_s.or(p.throughput_mib_s);
+                row.extend([
+                    p.mean_rss_bytes.map_or("-".into(), mib),
+                    p.mean_checkpoint_bytes.map_or("-".into(), mib),
+                    ratio,
+                    rate(p.throughput_mib_s),
+                    rate(p.criu_throughput_mib_s),
+                    match (best, bandwidth) {
+                        (Some(t), Some(b)) if b > 0.0 => format!("{:.1}%", 100.0 * t / b),
+                        _ => "-".into(),
+                    },
+                ]);
+                row
+            })
+            .collect();
+        Block::Table(header, rows)
+    }
+
+    /// How checkpoint size follows resident memory, over all points.
+    fn size_text(&self) -> Option<String> {
+        let pairs: Vec<(f64, f64)> = self
+            .rows(Operation::Checkpoint)
+            .iter()
+            .filter_map(|p| Some((p.mean_rss_bytes?, p.mean_checkpoint_bytes?)))
+            .collect();
+        let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let f = analysis::fit(&xs, &ys)?;
+        Some(format!(
+            "Checkpoint size against resident memory over the points: {:.3} bytes of checkpoint per resident byte (95% CI {:.3} to {:.3}), \
+             plus {} fixed, R² = {:.3}. A slope near 1 means CRIU writes out what the processes hold resident, no more and no less.",
+            f.slope,
+            f.slope_ci_low,
+            f.slope_ci_high,
+            mib(f.intercept),
+            f.r_squared
+        ))
     }
 
     /// One paragraph on where the time goes, from the phase means.
@@ -340,26 +575,32 @@ impl Report<'_> {
         format!(
             "Averaged over the points, {ck_above:.0}% of the checkpoint's wall time and {rs_above:.0}% of the restore's \
              lie above CRIU (daemon, containerd, runc and client), the rest is CRIU's own work. The application was \
-             frozen for {:.1} ms at N = {} and {:.1} ms at N = {}.",
-            first.frozen_ms, first.children, last.frozen_ms, last.children
+             frozen for {:.1} ms at {} and {:.1} ms at {}.",
+            first.frozen_ms,
+            self.analysis.label(&first.point),
+            last.frozen_ms,
+            self.analysis.label(&last.point)
         )
     }
 
-    /// Table rows: engine, N, then checkpoint and restore mean [CI] and sd.
-    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
-        let header = vec![
-            "engine",
-            "N",
-            "trials",
-            "checkpoint mean (ms)",
-            "95% CI",
-            "sd",
-            "restore mean (ms)",
-            "95% CI",
-            "sd",
-            "checkpoint size",
-            "failed",
-        ];
+    /// Table rows: engine, point, then checkpoint and restore mean [CI] and sd.
+    fn table(&self) -> Block {
+        let mut header = vec!["engine".to_string()];
+        header.extend(self.point_header());
+        header.extend(
+            [
+                "trials",
+                "checkpoint mean (ms)",
+                "95% CI",
+                "sd",
+                "restore mean (ms)",
+                "95% CI",
+                "sd",
+                "checkpoint size",
+                "failed",
+            ]
+            .map(String::from),
+        );
         let restore = self.rows(Operation::Restore);
         let rows = self
             .rows(Operation::Checkpoint)
@@ -367,13 +608,13 @@ impl Report<'_> {
             .map(|c| {
                 let r = restore
                     .iter()
-                    .find(|r| r.engine == c.engine && r.children == c.children);
+                    .find(|r| r.engine == c.engine && r.point() == c.point());
                 let cell = |p: Option<&&PointSummary>, f: fn(&PointSummary) -> String| {
                     p.map_or("-".to_string(), |p| f(p))
                 };
-                vec![
-                    c.engine.clone(),
-                    c.children.to_string(),
+                let mut row = vec![c.engine.clone()];
+                row.extend(self.point_cells(&c.point()));
+                row.extend([
                     c.n.to_string(),
                     format!("{:.1}", c.mean_ms),
                     format!("{:.1} to {:.1}", c.ci95_low_ms, c.ci95_high_ms),
@@ -385,117 +626,158 @@ impl Report<'_> {
                     cell(r, |p| format!("{:.1}", p.sd_ms)),
                     c.mean_checkpoint_bytes.map_or("-".into(), mib),
                     c.failed.to_string(),
-                ]
+                ]);
+                row
             })
             .collect();
-        (header, rows)
+        Block::Table(header, rows)
+    }
+
+    /// The figures against each axis (and the heat map), numbered.
+    fn figure_blocks(&self, first_number: usize) -> Vec<Block> {
+        self.figures
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                Block::Figure(
+                    f.stem.clone(),
+                    format!("Fig {} - {}.", first_number + i, f.caption),
+                    f.svg.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// "What drives checkpoint time": one verdict per fit of a swept axis
+    /// other than the seed's (or every fit when several axes vary).
+    fn drivers(&self) -> Vec<String> {
+        self.analysis.fits.iter().map(|f| self.verdict(f)).collect()
+    }
+
+    /// The whole report, in order.
+    fn blocks(&self) -> Vec<Block> {
+        let mut out = vec![
+            Block::Heading("System details".into()),
+            Block::Bullets(self.system()),
+            Block::Heading("Method".into()),
+            Block::Para(self.method()),
+            Block::Heading("Results".into()),
+            self.table(),
+        ];
+        out.extend(self.figure_blocks(1));
+        if !self.analysis.fits.is_empty() {
+            out.push(Block::Heading("What drives the time".into()));
+            out.push(Block::Para(format!(
+                "For each swept parameter, a least-squares line of time against it with the other parameters held fixed. \
+                 A parameter drives the time when the slope's 95% confidence interval excludes 0 and the fitted time changes \
+                 by at least {:.0}% over the swept range.",
+                100.0 * NEGLIGIBLE
+            )));
+            out.push(Block::Bullets(self.drivers()));
+            out.push(self.slope_table());
+        }
+        out.push(Block::Heading("Checkpoint size and throughput".into()));
+        if let Some(text) = self.size_text() {
+            out.push(Block::Para(text));
+        }
+        out.push(self.derived_table());
+        out.push(Block::Heading("Where the time goes".into()));
+        out.push(Block::Para(self.phase_text()));
+        if let Some(svg) = self.phases_svg {
+            out.push(self.phase_table());
+            out.push(Block::Figure(
+                crate::plot::PHASES.into(),
+                format!(
+                    "Fig {} - CRIU's phases stacked under each operation's mean wall time (ms).",
+                    self.figures.len() + 1
+                ),
+                svg.to_string(),
+            ));
+        }
+        if self.ladder().len() > 1 {
+            out.push(Block::Heading("Cost of each layer".into()));
+            out.push(Block::Para("What each engine adds on top of the one below it (difference of mean times; plain CRIU on a process tree is the floor):".into()));
+            out.push(self.layer_table());
+        }
+        out.push(Block::Heading("Observations".into()));
+        out.push(Block::Numbered(self.observations()));
+        out
     }
 
     pub fn markdown(&self) -> String {
-        let mut md = String::from("# Checkpoint and restore time against the number of child processes\n\n## System details\n\n");
-        for (k, v) in self.system() {
-            let _ = writeln!(md, "- {k}: {v}");
-        }
-        let _ = write!(md, "\n## Method\n\n{}\n\n## Results\n\n", self.method());
-        let (header, rows) = self.table();
-        let _ = writeln!(md, "| {} |", header.join(" | "));
-        let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
-        for row in rows {
-            let _ = writeln!(md, "| {} |", row.join(" | "));
-        }
-        md.push_str("\n![Checkpoint and restore time against the number of child processes](figure.svg)\n\nFig 1 - means with 95% confidence intervals and the least-squares lines (dashed).\n\n## Where the time goes\n\n");
-        let _ = writeln!(md, "{}\n", self.phase_text());
-        let (header, rows) = self.phase_table();
-        if !rows.is_empty() {
-            let _ = writeln!(md, "| {} |", header.join(" | "));
-            let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
-            for row in rows {
-                let _ = writeln!(md, "| {} |", row.join(" | "));
+        let mut md = format!("# {}\n", self.title());
+        for block in self.blocks() {
+            md.push('\n');
+            match block {
+                Block::Heading(t) => {
+                    let _ = writeln!(md, "## {t}");
+                }
+                Block::Para(t) => {
+                    let _ = writeln!(md, "{t}");
+                }
+                Block::Bullets(items) => items.iter().for_each(|i| {
+                    let _ = writeln!(md, "- {i}");
+                }),
+                Block::Numbered(items) => items.iter().enumerate().for_each(|(n, i)| {
+                    let _ = writeln!(md, "{}. {i}", n + 1);
+                }),
+                Block::Table(header, rows) => md.push_str(&markdown_table(&header, &rows)),
+                Block::Figure(stem, caption, _) => {
+                    let _ = writeln!(md, "![{caption}]({stem}.svg)\n\n{caption}");
+                }
             }
-            md.push_str("\n![CRIU's phases under the wall time](phases.svg)\n\nFig 2 - CRIU's phases stacked under each operation's mean wall time (ms).\n");
-        }
-        if self.ladder().len() > 1 {
-            md.push_str("\n## Cost of each layer\n\nWhat each engine adds on top of the one below it (difference of mean times; plain CRIU on a process tree is the floor):\n\n");
-            let (header, rows) = self.layer_table();
-            md.push_str(&markdown_table(&header, &rows));
-            md.push_str("\nEach engine's cost per process (least-squares fit):\n\n");
-            let (header, rows) = self.slope_table();
-            let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-            md.push_str(&markdown_table(&header, &rows));
-        }
-        md.push_str("\n## Observations\n\n");
-        for (i, o) in self.observations().iter().enumerate() {
-            let _ = writeln!(md, "{}. {o}", i + 1);
         }
         md
     }
 
-    pub fn html(&self, svg: &str, phases_svg: Option<&str>) -> String {
-        let mut h = String::from(
+    pub fn html(&self) -> String {
+        let mut h = format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>ckpt: checkpoint and restore time</title><style>\
-             body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.45;color:#222}\
-             table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}\
-             th{background:#eee}figure{margin:1em 0}</style></head><body>\n\
-             <h1>Checkpoint and restore time against the number of child processes</h1>\n<h2>System details</h2>\n<ul>\n",
+             <title>ckpt: {}</title><style>\
+             body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.45;color:#222}}\
+             table{{border-collapse:collapse;font-size:0.9em}}td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}\
+             th{{background:#eee}}figure{{margin:1em 0}}</style></head><body>\n<h1>{}</h1>\n",
+            escape(&self.title()),
+            escape(&self.title())
         );
-        for (k, v) in self.system() {
-            let _ = writeln!(h, "<li>{}: {}</li>", escape(k), escape(&v));
-        }
-        let _ = write!(
-            h,
-            "</ul>\n<h2>Method</h2>\n<p>{}</p>\n<h2>Results</h2>\n<table>\n<tr>",
-            escape(&self.method())
-        );
-        let (header, rows) = self.table();
-        for c in header {
-            let _ = write!(h, "<th>{}</th>", escape(c));
-        }
-        h.push_str("</tr>\n");
-        for row in rows {
-            h.push_str("<tr>");
-            for c in row {
-                let _ = write!(h, "<td>{}</td>", escape(&c));
+        for block in self.blocks() {
+            match block {
+                Block::Heading(t) => {
+                    let _ = writeln!(h, "<h2>{}</h2>", escape(&t));
+                }
+                Block::Para(t) => {
+                    let _ = writeln!(h, "<p>{}</p>", escape(&t));
+                }
+                Block::Bullets(items) => h.push_str(&html_list("ul", &items)),
+                Block::Numbered(items) => h.push_str(&html_list("ol", &items)),
+                Block::Table(header, rows) => {
+                    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+                    h.push_str(&html_table(&header, &rows));
+                }
+                // The SVG is our own output (plotters escapes its text), so
+                // it is inlined as is: the page needs no other file.
+                Block::Figure(stem, caption, svg) => {
+                    let _ = writeln!(
+                        h,
+                        "<figure id=\"{}\">{svg}<figcaption>{}</figcaption></figure>",
+                        escape(&stem),
+                        escape(&caption)
+                    );
+                }
             }
-            h.push_str("</tr>\n");
         }
-        // The SVG is our own output (plotters escapes its text), so it is
-        // inlined as is: the page needs no other file.
-        let _ = writeln!(
-            h,
-            "<figure id=\"figure\">{svg}<figcaption>Fig 1 - means with 95% confidence intervals and the least-squares lines (dashed).</figcaption></figure>"
-        );
-        let _ = write!(
-            h,
-            "<h2>Where the time goes</h2>\n<p>{}</p>\n",
-            escape(&self.phase_text())
-        );
-        let (header, rows) = self.phase_table();
-        if !rows.is_empty() {
-            h.push_str(&html_table(&header, &rows));
-        }
-        if let Some(phases) = phases_svg {
-            let _ = writeln!(
-                h,
-                "<figure id=\"phases\">{phases}<figcaption>Fig 2 - CRIU's phases stacked under each operation's mean wall time (ms).</figcaption></figure>"
-            );
-        }
-        if self.ladder().len() > 1 {
-            h.push_str("<h2>Cost of each layer</h2>\n<p>What each engine adds on top of the one below it (difference of mean times; plain CRIU on a process tree is the floor):</p>\n");
-            let (header, rows) = self.layer_table();
-            let header: Vec<&str> = header.iter().map(String::as_str).collect();
-            h.push_str(&html_table(&header, &rows));
-            h.push_str("<p>Each engine's cost per process (least-squares fit):</p>\n");
-            let (header, rows) = self.slope_table();
-            h.push_str(&html_table(&header, &rows));
-        }
-        h.push_str("<h2>Observations</h2>\n<ol>\n");
-        for o in self.observations() {
-            let _ = writeln!(h, "<li>{}</li>", escape(&o));
-        }
-        h.push_str("</ol>\n</body></html>\n");
+        h.push_str("</body></html>\n");
         h
     }
+}
+
+fn html_list(tag: &str, items: &[String]) -> String {
+    let mut h = format!("<{tag}>\n");
+    for i in items {
+        let _ = writeln!(h, "<li>{}</li>", escape(i));
+    }
+    let _ = writeln!(h, "</{tag}>");
+    h
 }
 
 fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {

@@ -147,7 +147,10 @@ pub async fn launch<E: Engine>(
     }
     let container = trial.container.clone();
     if let Some(c) = container {
-        let (rss, _) = trial.clock.time(async { Ok(engine.resident_bytes(&c).await) }).await;
+        let (rss, _) = trial
+            .clock
+            .time(async { Ok(engine.resident_bytes(&c).await) })
+            .await;
         trial.record.rss_bytes = rss.ok().flatten();
     }
     trial.record.status = Status::Unverified;
@@ -312,7 +315,10 @@ async fn check_after_restore<E: Engine>(
 ) -> Result<bool> {
     match workload {
         Workload::Forker if trial.record.memory_mib > 0 => {
-            let (verdict, _) = trial.clock.time(check_memory(engine, container, &trial.before)).await;
+            let (verdict, _) = trial
+                .clock
+                .time(check_memory(engine, container, &trial.before))
+                .await;
             let verdict = verdict?;
             trial.record.memory_ok = Some(verdict.is_none());
             if let Some(problem) = verdict {
@@ -327,7 +333,12 @@ async fn check_after_restore<E: Engine>(
             let skip = trial.checks_before;
             let (found, _) = trial
                 .clock
-                .time(engine.wait_for_line(container, skip, &|l: &str| pattern.is_match(l), CHECK_TIMEOUT))
+                .time(engine.wait_for_line(
+                    container,
+                    skip,
+                    &|l: &str| pattern.is_match(l),
+                    CHECK_TIMEOUT,
+                ))
                 .await;
             if let Err(e) = found {
                 trial.record.error = Some(format!(
@@ -359,7 +370,12 @@ async fn check_memory<E: Engine>(
     engine.signal(container, libc::SIGUSR1).await?;
     let is_verdict = |l: &str| workload::memory_verdict(l).is_some();
     engine
-        .wait_for_line(container, earlier + pids.len() - 1, &is_verdict, CHECK_TIMEOUT)
+        .wait_for_line(
+            container,
+            earlier + pids.len() - 1,
+            &is_verdict,
+            CHECK_TIMEOUT,
+        )
         .await
         .context("waiting for the restored processes to check their memory")?;
     let verdicts: Vec<(u32, bool)> = engine
@@ -369,12 +385,20 @@ async fn check_memory<E: Engine>(
         .filter_map(|l| workload::memory_verdict(l))
         .skip(earlier)
         .collect();
-    let bad: Vec<u32> = verdicts.iter().filter(|(_, ok)| !ok).map(|(p, _)| *p).collect();
+    let bad: Vec<u32> = verdicts
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(p, _)| *p)
+        .collect();
     let answered: Vec<u32> = verdicts.iter().map(|(p, _)| *p).collect();
     Ok(if !bad.is_empty() {
-        Some(format!("after the restore the memory of pid(s) {bad:?} differs from what they wrote"))
+        Some(format!(
+            "after the restore the memory of pid(s) {bad:?} differs from what they wrote"
+        ))
     } else if !same_pids(pids, &answered) {
-        Some(format!("memory checks came from pids {answered:?}, expected {pids:?}"))
+        Some(format!(
+            "memory checks came from pids {answered:?}, expected {pids:?}"
+        ))
     } else {
         None
     })

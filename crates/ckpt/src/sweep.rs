@@ -322,16 +322,17 @@ pub fn write_outputs(dir: &Path) -> Result<Analysis> {
         &dir.join(ANALYSIS_JSON),
         &serde_json::to_vec_pretty(&analysis)?,
     )?;
-    let svg = plot::write_figures(&analysis, dir)?;
+    let figures = plot::write_figures(&analysis, dir)?;
     let phases_svg = plot::write_phase_figures(&analysis, dir)?;
     let report = Report {
         plan: &plan,
         env: &env,
         analysis: &analysis,
+        figures: &figures,
+        phases_svg: phases_svg.as_deref(),
     };
     records::write_private(&dir.join(report::REPORT_MD), report.markdown().as_bytes())?;
-    let html = report.html(&svg, phases_svg.as_deref());
-    records::write_private(&dir.join(report::REPORT_HTML), html.as_bytes())?;
+    records::write_private(&dir.join(report::REPORT_HTML), report.html().as_bytes())?;
     Ok(analysis)
 }
 
@@ -347,8 +348,8 @@ fn write_summary(dir: &Path, analysis: &Analysis) -> Result<()> {
 /// The summary as a terminal table.
 pub fn render_table(analysis: &Analysis) -> String {
     let mut out = format!(
-        "{:<8} {:>4} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
-        "engine", "N", "n", "checkpoint", "95% CI", "restore", "95% CI"
+        "{:<8} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
+        "engine", "point", "n", "checkpoint", "95% CI", "restore", "95% CI"
     );
     let restore: Vec<_> = analysis
         .points
@@ -362,7 +363,7 @@ pub fn render_table(analysis: &Analysis) -> String {
     {
         let r = restore
             .iter()
-            .find(|r| r.engine == c.engine && r.children == c.children);
+            .find(|r| r.engine == c.engine && r.point() == c.point());
         let (rm, rci) = r.map_or(("-".into(), "-".into()), |r| {
             (
                 format!("{:.1} ms", r.mean_ms),
@@ -370,9 +371,9 @@ pub fn render_table(analysis: &Analysis) -> String {
             )
         });
         out.push_str(&format!(
-            "{:<8} {:>4} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
+            "{:<8} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
             c.engine,
-            c.children,
+            analysis.label(&c.point()),
             c.n,
             format!("{:.1} ms", c.mean_ms),
             format!("{:.1}..{:.1}", c.ci95_low_ms, c.ci95_high_ms),

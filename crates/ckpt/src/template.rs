@@ -18,8 +18,8 @@ impl Template {
     /// Splits `text` with shell quoting rules and checks that every
     /// `{placeholder}` names a sweep parameter.
     pub fn parse(text: &str) -> Result<Template> {
-        let words = shlex::split(text)
-            .with_context(|| format!("--cmd '{text}' has unbalanced quotes"))?;
+        let words =
+            shlex::split(text).with_context(|| format!("--cmd '{text}' has unbalanced quotes"))?;
         if words.is_empty() {
             bail!("--cmd is empty: give the command the container runs");
         }

@@ -38,8 +38,8 @@ impl Workload {
         let template = crate::template::Template::parse(&user.cmd)?;
         if let Some(unused) = plan.swept_axes().into_iter().find(|a| !template.uses(*a)) {
             bail!(
-                "--{} varies, but --cmd does not use {{{}}}: every point would run the same command",
-                unused.name().replace('_', "-"),
+                "{} varies, but --cmd does not use {{{}}}: every point would run the same command",
+                unused.flag(),
                 unused.name()
             );
         }
@@ -52,7 +52,12 @@ impl Workload {
     }
 
     /// The container to start at one grid point.
-    pub fn run_spec(&self, name: String, point: &crate::plan::Point, interval_ms: u64) -> crate::engine::RunSpec {
+    pub fn run_spec(
+        &self,
+        name: String,
+        point: &crate::plan::Point,
+        interval_ms: u64,
+    ) -> crate::engine::RunSpec {
         match self {
             Workload::Forker => crate::engine::RunSpec {
                 name,
@@ -167,7 +172,8 @@ pub fn build_context_stream(
     }
     // Whole MiBs are a multiple of the 512-byte block: no padding needed.
     let start = futures_util::stream::iter([head, filler_header].map(bytes::Bytes::from));
-    let filler = futures_util::stream::iter(0..filler_mib).map(|i| bytes::Bytes::from(filler_mib_chunk(i)));
+    let filler =
+        futures_util::stream::iter(0..filler_mib).map(|i| bytes::Bytes::from(filler_mib_chunk(i)));
     let end = futures_util::stream::iter([bytes::Bytes::from(vec![0u8; 1024])]);
     Ok(start.chain(filler).chain(end))
 }
@@ -190,8 +196,8 @@ pub fn filler_mib_chunk(index: u32) -> Vec<u8> {
 /// Writes the filler file (for engines whose image is a directory).
 pub fn write_filler(path: &Path, filler_mib: u32) -> Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     for i in 0..filler_mib {
         file.write_all(&filler_mib_chunk(i))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -436,7 +442,10 @@ mod tests {
     #[test]
     fn memory_verdicts_parse() {
         assert_eq!(memory_verdict("ckpt memory pid=7 ok=true"), Some((7, true)));
-        assert_eq!(memory_verdict("ckpt memory pid=7 ok=false"), Some((7, false)));
+        assert_eq!(
+            memory_verdict("ckpt memory pid=7 ok=false"),
+            Some((7, false))
+        );
         assert_eq!(memory_verdict("ckpt child pid=7 tick=1"), None);
     }
 

@@ -155,7 +155,7 @@ async fn restore_from_a_corrupted_checkpoint() {
         let run = RunId::new();
         let (engines, _) = any::open(&[name.to_string()], &run, None).await.unwrap();
         let engine: &AnyEngine = &engines[0];
-        let image = engine.build_image(&run).await.unwrap();
+        let image = engine.build_image(&run, &Default::default()).await.unwrap();
         let spec = RunSpec {
             name: run.name("corrupt"),
             args: ckpt::workload::forker_args(

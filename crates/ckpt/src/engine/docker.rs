@@ -456,11 +456,9 @@ impl Engine for DockerEngine {
             .rm(true)
             .forcerm(true)
             .build();
-        let mut progress = self.client.build_image(
-            options,
-            None,
-            Some(bollard::body_stream(context)),
-        );
+        let mut progress =
+            self.client
+                .build_image(options, None, Some(bollard::body_stream(context)));
         while let Some(step) = progress.next().await {
             let step = step.map_err(|e| api_error(e, "building the workload image"))?;
             if let Some(detail) = step.error_detail {
