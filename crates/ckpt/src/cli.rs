@@ -43,7 +43,7 @@ enum Command {
         json: bool,
     },
     /// The seed's experiment: checkpoint and restore time against the number of child processes
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Rebuild summary, figures and report of a results directory (no engine needed)
     Report {
         /// A directory written by `ckpt sweep`
@@ -111,6 +111,9 @@ struct SweepArgs {
     /// Without --ready-pattern: how long to wait before the checkpoint
     #[arg(long, requires = "image", value_parser = positive_duration, default_value = "2s")]
     ready_delay: Duration,
+    /// With --ready-pattern: how long to wait for it before the trial fails
+    #[arg(long, requires = "ready_pattern", value_parser = positive_duration, default_value = "60s")]
+    ready_timeout: Duration,
     /// Regular expression: after the restore a new log line must match it (default: only "still running" is checked)
     #[arg(long, requires = "image", value_name = "REGEX")]
     check_pattern: Option<String>,
@@ -193,7 +196,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Demo(args) => demo_command(args).await,
         Command::Doctor { json } => doctor_command(json).await,
-        Command::Sweep(args) => sweep_command(args).await,
+        Command::Sweep(args) => sweep_command(*args).await,
         Command::Report { dir } => report_command(&dir),
         Command::Inspect(args) => inspect_command(args).await,
         Command::Gc => gc_command().await,
@@ -340,6 +343,7 @@ impl Start {
                 cmd: args.cmd.clone().unwrap_or_default(),
                 ready_pattern: args.ready_pattern.clone(),
                 ready_delay_ms: args.ready_delay.as_millis() as u64,
+                ready_timeout_ms: args.ready_timeout.as_millis() as u64,
                 check_pattern: args.check_pattern.clone(),
             }),
             repeat: args.repeat,

@@ -184,9 +184,16 @@ pub struct UserWorkload {
     /// A log line matching this means ready; without it, `ready_delay_ms`.
     pub ready_pattern: Option<String>,
     pub ready_delay_ms: u64,
+    /// How long to wait for the ready pattern before the trial fails.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout_ms: u64,
     /// A log line matching this after the restore verifies the trial;
     /// without it, "still running" is all that is checked.
     pub check_pattern: Option<String>,
+}
+
+fn default_ready_timeout() -> u64 {
+    60_000
 }
 
 fn zero() -> Vec<u32> {
@@ -569,6 +576,7 @@ mod tests {
             cmd: "x".into(),
             ready_pattern: None,
             ready_delay_ms: 1,
+            ready_timeout_ms: 1,
             check_pattern: None,
         });
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker and podman"));

@@ -137,9 +137,12 @@ pub async fn launch<E: Engine>(
     }
     let ready = match workload {
         Workload::Forker => wait_for_forker(engine, &mut trial, spec, stop).await,
-        Workload::User { ready, delay, .. } => {
-            wait_for_user(engine, &mut trial, ready.as_ref(), *delay, stop).await
-        }
+        Workload::User {
+            ready,
+            delay,
+            timeout,
+            ..
+        } => wait_for_user(engine, &mut trial, (ready.as_ref(), *delay, *timeout), stop).await,
     };
     if let Err(e) = ready {
         trial.fail("ready", e);
@@ -187,15 +190,14 @@ async fn wait_for_forker<E: Engine>(
 async fn wait_for_user<E: Engine>(
     engine: &E,
     trial: &mut Trial,
-    pattern: Option<&regex::Regex>,
-    delay: Duration,
+    (pattern, delay, timeout): (Option<&regex::Regex>, Duration, Duration),
     stop: &Stop,
 ) -> Result<()> {
     let container = trial.container.clone().context("no container")?;
     let wait = async {
         match pattern {
             Some(p) => engine
-                .wait_for_line(&container, 0, &|l: &str| p.is_match(l), READY_TIMEOUT)
+                .wait_for_line(&container, 0, &|l: &str| p.is_match(l), timeout)
                 .await
                 .with_context(|| format!("waiting for a log line matching '{p}'"))
                 .map(drop),

@@ -16,6 +16,7 @@ pub enum Workload {
         /// A log line matching this means ready; otherwise `delay`.
         ready: Option<regex::Regex>,
         delay: std::time::Duration,
+        timeout: std::time::Duration,
         /// A new log line matching this after the restore verifies it.
         check: Option<regex::Regex>,
     },
@@ -47,6 +48,7 @@ impl Workload {
             template,
             ready: pattern("--ready-pattern", &user.ready_pattern)?,
             delay: std::time::Duration::from_millis(user.ready_delay_ms),
+            timeout: std::time::Duration::from_millis(user.ready_timeout_ms),
             check: pattern("--check-pattern", &user.check_pattern)?,
         })
     }
