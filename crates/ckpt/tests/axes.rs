@@ -49,11 +49,8 @@ fn memory_and_filler_grid_checks_memory_and_draws_a_heat_map() {
             // Both processes wrote their 16 MiB, and found it intact after
             // the restore.
             assert_eq!(r["memory_ok"], true, "{r}");
-            assert!(rss > 2 * 16 << 20, "{r}");
-            assert!(
-                r["checkpoint_bytes"].as_u64().unwrap() > 2 * 16 << 20,
-                "{r}"
-            );
+            assert!(rss > 32 << 20, "{r}");
+            assert!(r["checkpoint_bytes"].as_u64().unwrap() > 32 << 20, "{r}");
         } else {
             assert!(r["memory_ok"].is_null(), "nothing to check: {r}");
             assert!(rss < 16 << 20, "{r}");
