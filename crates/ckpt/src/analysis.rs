@@ -222,7 +222,8 @@ pub struct PointSummary {
     /// Checkpoint bytes per second of checkpoint wall time (MiB/s).
     #[serde(default)]
     pub throughput_mib_s: Option<f64>,
-    /// Checkpoint bytes per second of CRIU's memdump + memwrite (MiB/s).
+    /// Checkpoint bytes per second of CRIU's memdump phase, which includes
+    /// writing the pages (memwrite is timed inside it) (MiB/s).
     #[serde(default)]
     pub criu_throughput_mib_s: Option<f64>,
     /// Trials whose restored processes found their memory intact, of those
@@ -257,18 +258,20 @@ pub struct OperationFit {
     /// Lowest and highest value of the axis in the data.
     pub x_min: u32,
     pub x_max: u32,
+    /// Measured mean time at the lowest and at the highest value.
+    pub low_ms: f64,
+    pub high_ms: f64,
 }
 
 impl OperationFit {
-    /// How much the fitted time changes across the swept range, relative
-    /// to the fitted time at its low end: the size of the axis's effect.
+    /// How much the measured time changes across the swept range, relative
+    /// to the time at its low end: the size of the axis's effect. (Measured
+    /// means, not the line: a line's intercept can fall below 0.)
     pub fn relative_change(&self) -> f64 {
-        let low = self.fit.at(f64::from(self.x_min));
-        let high = self.fit.at(f64::from(self.x_max));
-        if low.abs() < 1e-9 {
+        if self.low_ms <= 0.0 {
             0.0
         } else {
-            (high - low) / low
+            (self.high_ms - self.low_ms) / self.low_ms
         }
     }
 }
@@ -459,10 +462,7 @@ fn derived(ok: &[&TrialRecord]) -> (Option<f64>, Option<f64>, Option<f64>) {
         .collect();
     let criu: Vec<f64> = ok
         .iter()
-        .filter_map(|r| {
-            let ms = r.criu_memdump_ms? + r.criu_memwrite_ms?;
-            mib_per_s(r.checkpoint_bytes? as f64, ms)
-        })
+        .filter_map(|r| mib_per_s(r.checkpoint_bytes? as f64, r.criu_memdump_ms?))
         .collect();
     let m = |v: &[f64]| describe(v).map(|s| s.mean);
     (m(&rss), m(&wall), m(&criu))
@@ -537,6 +537,16 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
                     let Some(f) = axis_fit(&slice, axis, op) else {
                         continue;
                     };
+                    let x_min = slice.iter().map(|r| axis.of(&r.point())).min().unwrap_or(0);
+                    let x_max = slice.iter().map(|r| axis.of(&r.point())).max().unwrap_or(0);
+                    let mean_at = |x: u32| {
+                        mean(
+                            slice
+                                .iter()
+                                .filter(|r| axis.of(&r.point()) == x)
+                                .filter_map(|r| op.value(r)),
+                        )
+                    };
                     let mine: Vec<&PointSummary> = points
                         .iter()
                         .filter(|p| {
@@ -551,8 +561,10 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
                         operation: op,
                         axis,
                         at,
-                        x_min: slice.iter().map(|r| axis.of(&r.point())).min().unwrap_or(0),
-                        x_max: slice.iter().map(|r| axis.of(&r.point())).max().unwrap_or(0),
+                        x_min,
+                        x_max,
+                        low_ms: mean_at(x_min),
+                        high_ms: mean_at(x_max),
                         fit: f,
                     });
                 }

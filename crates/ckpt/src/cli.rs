@@ -84,7 +84,7 @@ struct InspectArgs {
 
 #[derive(clap::Args, Debug)]
 struct SweepArgs {
-    /// Numbers of child processes: values and ranges, A..B or A..B:STEP (both ends included)
+    /// Numbers of child processes (0: the parent alone): values and ranges, A..B or A..B:STEP (both ends included)
     #[arg(long, default_value = plan::DEFAULT_CHILDREN)]
     children: String,
     /// MiB of memory each process writes and keeps resident (values and ranges, 0 allowed)
@@ -332,7 +332,7 @@ impl Start {
         }
         let plan = SweepPlan {
             engines: args.engine.iter().map(|e| e.as_str().to_string()).collect(),
-            children: plan::parse_values(&args.children, 1).context("--children")?,
+            children: plan::parse_values(&args.children, 0).context("--children")?,
             memory_mib: plan::parse_values(&args.memory_mib, 0).context("--memory-mib")?,
             threads: plan::parse_values(&args.threads, 0).context("--threads")?,
             files: plan::parse_values(&args.files, 0).context("--files")?,

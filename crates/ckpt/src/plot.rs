@@ -412,20 +412,22 @@ const CHECKPOINT_SEGMENTS: [Segment; 5] = [
         color: RGBColor(158, 202, 225),
         value: |p| p.freezing_ms,
     },
+    // CRIU times memwrite inside memdump: the bar splits memdump into
+    // collecting the pages and writing them.
     Segment {
-        label: "CRIU memdump",
+        label: "CRIU memdump: collecting pages",
         color: RGBColor(49, 130, 189),
-        value: |p| p.memdump_ms,
+        value: |p| (p.memdump_ms - p.memwrite_ms).max(0.0),
     },
     Segment {
-        label: "CRIU memwrite",
+        label: "CRIU memdump: writing pages (memwrite)",
         color: RGBColor(8, 81, 156),
-        value: |p| p.memwrite_ms,
+        value: |p| p.memwrite_ms.min(p.memdump_ms),
     },
     Segment {
         label: "CRIU other frozen work",
         color: RGBColor(107, 174, 214),
-        value: |p| (p.frozen_ms - p.memdump_ms - p.memwrite_ms).max(0.0),
+        value: |p| (p.frozen_ms - p.memdump_ms).max(0.0),
     },
     Segment {
         label: "above CRIU (checkpoint)",
@@ -473,11 +475,22 @@ fn draw_phases<DB: DrawingBackend>(
         .iter()
         .map(|p| p.checkpoint_ms.max(p.restore_ms))
         .fold(1.0, f64::max);
-    let label = |p: &Point| analysis.label(p);
+    // Bars are labelled with the engine and the swept values only; the
+    // axis names go once into the axis title, so labels stay short.
+    let values = |p: &Point| {
+        let v: Vec<String> = analysis.swept.iter().map(|a| a.of(p).to_string()).collect();
+        v.join("/")
+    };
     let labels: Vec<String> = phases
         .iter()
-        .map(|p| format!("{} {}", p.engine, label(&p.point)))
+        .map(|p| format!("{} {}", p.engine, values(&p.point)))
         .collect();
+    let names: Vec<&str> = analysis.swept.iter().map(|a| a.name()).collect();
+    let x_desc = format!(
+        "engine {}; left bar: checkpoint, right bar: restore",
+        names.join("/")
+    );
+    let label_size = if phases.len() > 10 { 10 } else { 13 };
     let mut chart = ChartBuilder::on(root)
         .caption(
             "Where the time goes: CRIU's phases under the wall time",
@@ -501,7 +514,8 @@ fn draw_phases<DB: DrawingBackend>(
         .disable_x_mesh()
         .x_labels(phases.len().max(2))
         .x_label_formatter(&label_of)
-        .x_desc("left bar: checkpoint, right bar: restore")
+        .x_label_style(("sans-serif", label_size))
+        .x_desc(x_desc)
         .y_desc("Time (ms)")
         .axis_desc_style(("sans-serif", 15))
         .draw()

@@ -115,6 +115,45 @@ pub fn reap(pids: &[u32], timeout: std::time::Duration) -> bool {
     pending.is_empty()
 }
 
+/// Collects the exited workload processes that were handed to us as the
+/// subreaper: a container's first process, after runc detached from it,
+/// becomes our child, and when a checkpoint or a delete ends it, our
+/// zombie. Only processes named like the workload are collected, so the
+/// exit status of a tool that tokio waits for is never stolen.
+pub fn reap_exited_workloads() -> usize {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut reaped = 0;
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if exited_workload_of(&stat, me) && reap(&[pid], std::time::Duration::ZERO) {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// `/proc/<pid>/stat` says: a zombie named ckpt-workload whose parent is
+/// `parent`. The name is in parentheses and may hold spaces, so the fields
+/// after it are read from the last ')'.
+fn exited_workload_of(stat: &str, parent: u32) -> bool {
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let name = &stat[open + 1..close];
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next();
+    let ppid = rest.next().and_then(|p| p.parse::<u32>().ok());
+    name.starts_with("ckpt-workload") && state == Some("Z") && ppid == Some(parent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +171,15 @@ mod tests {
         assert_eq!(vm_rss_kib("Name:\tx\n"), None);
         // This test process holds at least a few pages.
         assert!(resident_bytes(std::process::id()).unwrap() > 64 * 1024);
+    }
+
+    #[test]
+    fn recognises_only_our_exited_workloads() {
+        assert!(exited_workload_of("42 (ckpt-workload) Z 7 42 42", 7));
+        assert!(!exited_workload_of("42 (ckpt-workload) S 7 42 42", 7));
+        assert!(!exited_workload_of("42 (ckpt-workload) Z 8 42 42", 7));
+        assert!(!exited_workload_of("42 (runc) Z 7 42 42", 7));
+        assert!(!exited_workload_of("42 (a ) Z 7) S 7", 7));
     }
 
     #[test]

@@ -164,9 +164,13 @@ impl Report<'_> {
                 x if x >= 0.4 => "moderately",
                 _ => "weakly",
             };
+            let why = if *r >= 0.4 {
+                "; much of this is their shared dependence on the swept parameters, not restore following checkpoint trial by trial"
+            } else {
+                ""
+            };
             out.push(format!(
-                "{engine}: checkpoint and restore times are {strength} correlated across trials (Pearson r = {r:.3}); \
-                 much of this is their shared dependence on the swept parameters, not restore following checkpoint trial by trial."
+                "{engine}: checkpoint and restore times are {strength} correlated across trials (Pearson r = {r:.3}){why}."
             ));
         }
         if a.off_fit.is_empty() {
@@ -271,7 +275,7 @@ impl Report<'_> {
         let fit = &f.fit;
         let change = f.relative_change();
         let significant = fit.slope_ci_low > 0.0 || fit.slope_ci_high < 0.0;
-        let (low, high) = (fit.at(f64::from(f.x_min)), fit.at(f64::from(f.x_max)));
+        let (low, high) = (f.low_ms, f.high_ms);
         let at = self.analysis.label_except(&f.at, f.axis);
         let at = if at.is_empty() {
             String::new()
@@ -279,7 +283,7 @@ impl Report<'_> {
             format!(" (at {at})")
         };
         let range = format!(
-            "from {low:.0} ms at {} = {} to {high:.0} ms at {} ({:+.0}%)",
+            "measured {low:.0} ms at {} = {} and {high:.0} ms at {} ({:+.0}%)",
             f.axis.name(),
             f.x_min,
             f.x_max,
@@ -358,7 +362,7 @@ impl Report<'_> {
                 "checkpoint (ms)",
                 "CRIU freezing",
                 "CRIU frozen (downtime)",
-                "memdump",
+                "memdump (incl. memwrite)",
                 "memwrite",
                 "above CRIU",
                 "restore (ms)",
@@ -503,7 +507,7 @@ impl Report<'_> {
                 "checkpoint size",
                 "size / resident",
                 "throughput (MiB/s of wall time)",
-                "throughput (MiB/s of CRIU memdump+memwrite)",
+                "throughput (MiB/s of CRIU memdump)",
                 "share of memcpy bandwidth",
             ]
             .map(String::from),
@@ -648,10 +652,41 @@ impl Report<'_> {
             .collect()
     }
 
-    /// "What drives checkpoint time": one verdict per fit of a swept axis
-    /// other than the seed's (or every fit when several axes vary).
+    /// "What drives the time": one verdict per fit.
     fn drivers(&self) -> Vec<String> {
         self.analysis.fits.iter().map(|f| self.verdict(f)).collect()
+    }
+
+    /// The verdicts in one sentence per axis, for checkpoint time: on
+    /// which engines (and fixed values) the axis drives it, and on which
+    /// it does not.
+    fn driver_summary(&self) -> Vec<String> {
+        self.analysis
+            .swept
+            .iter()
+            .map(|axis| {
+                let fits: Vec<&OperationFit> = self
+                    .analysis
+                    .fits
+                    .iter()
+                    .filter(|f| f.axis == *axis && f.operation == Operation::Checkpoint)
+                    .collect();
+                let drives = |f: &&&OperationFit| {
+                    (f.fit.slope_ci_low > 0.0 || f.fit.slope_ci_high < 0.0)
+                        && f.relative_change().abs() >= NEGLIGIBLE
+                };
+                let yes = fits.iter().filter(drives).count();
+                let verdict = match (yes, fits.len()) {
+                    (_, 0) => "could not be judged (too few trials for a fit)".to_string(),
+                    (0, n) => format!("does not drive checkpoint time (0 of {n} fits)"),
+                    (y, n) if y == n => format!("drives checkpoint time ({n} of {n} fits)"),
+                    (y, n) => {
+                        format!("drives checkpoint time in {y} of {n} fits, not in the others")
+                    }
+                };
+                format!("In short: {} {verdict}.", axis.title())
+            })
+            .collect()
     }
 
     /// The whole report, in order.
@@ -669,10 +704,11 @@ impl Report<'_> {
             out.push(Block::Heading("What drives the time".into()));
             out.push(Block::Para(format!(
                 "For each swept parameter, a least-squares line of time against it with the other parameters held fixed. \
-                 A parameter drives the time when the slope's 95% confidence interval excludes 0 and the fitted time changes \
+                 A parameter drives the time when the slope's 95% confidence interval excludes 0 and the measured mean time changes \
                  by at least {:.0}% over the swept range.",
                 100.0 * NEGLIGIBLE
             )));
+            out.push(Block::Bullets(self.driver_summary()));
             out.push(Block::Bullets(self.drivers()));
             out.push(self.slope_table());
         }
@@ -819,6 +855,99 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Order, Point, TrialSpec};
+    use crate::records::{Status, TrialRecord};
+
+    /// Checkpoint time grows 10 ms per MiB of memory and ignores the
+    /// filler; a little noise so that the intervals are honest.
+    fn records() -> Vec<TrialRecord> {
+        let mut out = Vec::new();
+        for memory in [0u32, 100, 200] {
+            for filler in [0u32, 500, 1000] {
+                for (rep, noise) in [-2.0, 0.0, 2.0].into_iter().enumerate() {
+                    let point = Point {
+                        children: 1,
+                        memory_mib: memory,
+                        filler_mib: filler,
+                        ..Point::default()
+                    };
+                    let spec = TrialSpec {
+                        index: out.len(),
+                        engine: 0,
+                        point,
+                        repetition: rep as u32,
+                        warmup: false,
+                    };
+                    let ms = 100.0 + 10.0 * f64::from(memory) + noise;
+                    out.push(TrialRecord {
+                        checkpoint_ms: Some(ms),
+                        restore_ms: Some(ms),
+                        checkpoint_bytes: Some(u64::from(memory) << 20),
+                        rss_bytes: Some((u64::from(memory) + 1) << 20),
+                        image_bytes: Some(u64::from(filler) << 20),
+                        status: Status::Ok,
+                        verified: true,
+                        ..TrialRecord::new("r", &spec, "docker")
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn says_what_drives_the_time_and_what_does_not() {
+        let analysis = crate::analysis::analyse(&records());
+        assert_eq!(analysis.swept, vec![Axis::MemoryMib, Axis::FillerMib]);
+        let plan = SweepPlan {
+            engines: vec!["docker".into()],
+            children: vec![1],
+            memory_mib: vec![0, 100, 200],
+            threads: vec![0],
+            files: vec![0],
+            filler_mib: vec![0, 500, 1000],
+            workload: None,
+            repeat: 3,
+            warmup: 0,
+            order: Order::Shuffled,
+            seed: 1,
+        };
+        let env = Environment::default();
+        let report = Report {
+            plan: &plan,
+            env: &env,
+            analysis: &analysis,
+            figures: &[],
+            phases_svg: None,
+        };
+        let drivers = report.drivers();
+        let memory: Vec<&String> = drivers.iter().filter(|d| d.starts_with("Memory")).collect();
+        let filler: Vec<&String> = drivers
+            .iter()
+            .filter(|d| d.starts_with("Image filler"))
+            .collect();
+        assert_eq!((memory.len(), filler.len()), (6, 6), "{drivers:#?}");
+        assert!(
+            memory
+                .iter()
+                .all(|d| d.contains(" drives ") && d.contains("10.000 ms per MiB")),
+            "{memory:#?}"
+        );
+        assert!(
+            filler.iter().all(|d| d.contains("does not drive")),
+            "{filler:#?}"
+        );
+        let md = report.markdown();
+        assert!(md.contains("| docker | 100 | 500 |"), "{md}");
+        assert!(
+            md.contains("1.000 bytes of checkpoint per resident byte"),
+            "{md}"
+        );
+        // Both renderings come from the same blocks.
+        let html = report.html();
+        assert!(html.contains("<h2>What drives the time</h2>"));
+        assert!(html.contains(&escape(&drivers[0])));
+    }
 
     #[test]
     fn escapes_html() {

@@ -331,6 +331,8 @@ impl Engine for CriuEngine {
         if let Ok(mut pids) = self.pids.lock() {
             pids.remove(&container.name);
         }
+        // The tree CRIU's dump ended is ours to collect too.
+        crate::proctree::reap_exited_workloads();
         rundir::remove(&self.container_dir(container)?)
     }
 

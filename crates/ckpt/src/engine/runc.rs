@@ -52,6 +52,10 @@ async fn runc(args: &[&str], what: &str) -> Result<String> {
 
 impl RuncEngine {
     pub fn new(shared_stats: Option<std::sync::Arc<StatsCapture>>) -> RuncEngine {
+        // runc detaches from a container's first process, which then falls
+        // to the nearest subreaper: that must be us, because this machine's
+        // PID 1 never reaps, and `remove_container` collects them.
+        crate::proctree::become_subreaper();
         RuncEngine {
             dir: Mutex::new(None),
             stats: StatsSlot::default(),
@@ -291,6 +295,7 @@ impl Engine for RuncEngine {
         if runc(&["state", &container.name], "").await.is_ok() {
             bail!("runc could not remove container {}", container.name);
         }
+        crate::proctree::reap_exited_workloads();
         rundir::remove(&self.bundle(container)?)
     }
 
