@@ -169,7 +169,7 @@ fn bad_sweep_input_is_refused_before_anything_is_created() {
     let dir = tmp.path().join("never");
     for (args, expected) in [
         (&["--children", "5..1"][..], "descending"),
-        (&["--memory-mib", "-1"][..], "not a whole number"),
+        (&["--memory-mib=lots"][..], "not a whole number"),
         (&["--children", ""][..], "empty"),
         (&["--repeat", "0"][..], "--repeat must be at least 1"),
     ] {

@@ -284,6 +284,25 @@ impl DockerEngine {
             .context("the daemon did not say where it keeps its data (DockerRootDir)")
     }
 
+    /// On restore, Docker packs the checkpoint directory into a tar and
+    /// writes it to containerd's content store. That tar can be byte for
+    /// byte the one containerd stored when it took the checkpoint, whose
+    /// blob is only collected a little later, and then the write fails
+    /// with "content sha256:... already exists" (moby#42900). A file of
+    /// our own in the directory makes the restore's tar, and so its
+    /// digest, new; CRIU reads only the image files it knows.
+    fn make_checkpoint_unique(&self, container: &Container, checkpoint: &str) {
+        let Some(dir) = self
+            .checkpoints_dir(&container.id)
+            .map(|d| d.join(checkpoint))
+        else {
+            return;
+        };
+        let nonce = format!("{} {}\n", container.id, chrono::Utc::now().to_rfc3339());
+        // Best effort: without it a restore may need its retry, nothing more.
+        let _ = std::fs::write(dir.join("ckpt-unique"), nonce);
+    }
+
     /// The directory where Docker keeps a container's checkpoints.
     fn checkpoints_dir(&self, id: &str) -> Option<PathBuf> {
         if self.flavor == Flavor::Podman {
@@ -579,7 +598,9 @@ impl Engine for DockerEngine {
         self.client
             .create_checkpoint(&container.id, options)
             .await
-            .map_err(|e| api_error(e, &format!("checkpointing container {}", container.name)))
+            .map_err(|e| api_error(e, &format!("checkpointing container {}", container.name)))?;
+        self.make_checkpoint_unique(container, checkpoint);
+        Ok(())
     }
 
     async fn stop(&self, container: &Container) -> Result<()> {
