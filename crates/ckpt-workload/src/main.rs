@@ -9,6 +9,7 @@
 //!   ckpt-workload fib [--interval-ms MS]
 //!   ckpt-workload forker --children N [--interval-ms MS] [--memory-mib M]
 //!                        [--threads T] [--files F]
+//!   ckpt-workload memcpy [--memory-mib M]
 //!
 //! On SIGUSR1 the forker's parent passes the signal to its children and
 //! every process checks that its memory still holds what it wrote and says
@@ -34,6 +35,7 @@ fn main() {
     match command.as_str() {
         "fib" => fib(&options),
         "forker" => forker(&options),
+        "memcpy" => memcpy(&options),
         other => usage(&format!("unknown workload '{other}'")),
     }
 }
@@ -42,6 +44,7 @@ fn usage(problem: &str) -> ! {
     eprintln!("ckpt-workload: {problem}");
     eprintln!("usage: ckpt-workload fib [--interval-ms MS]");
     eprintln!("       ckpt-workload forker --children N [--interval-ms MS] [--memory-mib M] [--threads T] [--files F]");
+    eprintln!("       ckpt-workload memcpy [--memory-mib M]");
     exit(2)
 }
 
@@ -275,6 +278,32 @@ fn sleep_until(deadline: Instant) {
     };
     // SAFETY: nanosleep reads the request; no remainder is asked for.
     unsafe { libc::nanosleep(&request, std::ptr::null_mut()) };
+}
+
+/// This machine's memory copy bandwidth: copies a buffer of
+/// `--memory-mib` MiB (default 256) five times and prints the best rate.
+/// ckpt runs it as a separate process so that the buffers never count in
+/// its own memory.
+fn memcpy(options: &Options) -> ! {
+    let mib = if options.memory_mib == 0 {
+        256
+    } else {
+        options.memory_mib
+    } as usize;
+    let source: Vec<u8> = (0..mib << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let mut target = vec![0u8; mib << 20];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        target.copy_from_slice(&source);
+        std::hint::black_box(&mut target);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    say(format_args!(
+        "memcpy mib={mib} mib_per_s={:.1}",
+        mib as f64 / best
+    ));
+    exit(0)
 }
 
 /// PID 1 in a container ignores signals it has no handler for, so without
