@@ -361,6 +361,15 @@ impl Start {
         Ok(Start::New { dir, plan })
     }
 
+    /// Whether the workload holds memory, so that the report sets its
+    /// throughput against this machine's memory copy bandwidth.
+    fn holds_memory(&self) -> bool {
+        match self {
+            Start::New { plan, .. } => plan.memory_mib.iter().any(|m| *m > 0),
+            Start::Resume(_) => false,
+        }
+    }
+
     fn engines(&self) -> &[String] {
         match self {
             Start::New { plan, .. } => &plan.engines,
@@ -386,9 +395,12 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     doctor::require_engines(&names).await?;
     let capture = keep_criu_statistics(&run);
     let opened = match any::open(start.engines(), &run, capture.clone()).await {
-        Ok((engines, facts)) => start
-            .prepare(&Environment::collect(facts.as_ref()))
-            .map(|prepared| (engines, prepared)),
+        Ok((engines, facts)) => {
+            let bandwidth = start.holds_memory();
+            start
+                .prepare(&Environment::collect(facts.as_ref(), bandwidth))
+                .map(|prepared| (engines, prepared))
+        }
         Err(e) => Err(e),
     };
     let (engines, prepared) = match opened {
