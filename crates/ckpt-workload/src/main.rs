@@ -12,8 +12,10 @@
 //!   ckpt-workload memcpy [--memory-mib M]
 //!
 //! On SIGUSR1 the forker's parent passes the signal to its children and
-//! every process checks that its memory still holds what it wrote and says
-//! so (`ckpt memory pid=P ok=true`): the check after a restore.
+//! every process checks that its memory still holds what it wrote and that
+//! its threads and open files are all there, and says so
+//! (`ckpt memory pid=P ok=true memory=true threads=T files=F`): the check
+//! after a restore.
 //!
 //! Nothing here holds state CRIU cannot carry: no sockets, no timers that
 //! refer to wall-clock deadlines, only memory, pipes to stdout and children.
@@ -257,8 +259,15 @@ fn report_forever(role: &str, options: &Options, held: &Held, children: &[u32]) 
                 // SAFETY: kill has no memory-safety preconditions.
                 unsafe { libc::kill(*child as libc::pid_t, libc::SIGUSR1) };
             }
-            let ok = held.memory.verify();
-            say(format_args!("memory pid={pid} ok={ok}"));
+            let memory = held.memory.verify();
+            let (threads, files) = (threads_now(), files_now());
+            // All of it must have come back: the memory, every thread and
+            // every open file.
+            let ok = memory && threads == 1 + options.threads && files == options.files;
+            say(format_args!(
+                "memory pid={pid} ok={ok} memory={memory} threads={} files={files}",
+                threads.saturating_sub(1)
+            ));
         }
         if Instant::now() >= next {
             tick += 1;
@@ -266,6 +275,24 @@ fn report_forever(role: &str, options: &Options, held: &Held, children: &[u32]) 
             say(format_args!("{role} pid={pid} tick={tick}"));
         }
     }
+}
+
+/// Threads of this process, the main one included.
+fn threads_now() -> u32 {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count() as u32)
+}
+
+/// Open files that are this program's own executable (what `--files`
+/// opens).
+fn files_now() -> u32 {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return 0;
+    };
+    std::fs::read_dir("/proc/self/fd").map_or(0, |fds| {
+        fds.flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == exe))
+            .count() as u32
+    })
 }
 
 /// Sleeps until `deadline` or until a signal arrives (std's sleep would

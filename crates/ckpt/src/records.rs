@@ -64,7 +64,8 @@ pub struct TrialRecord {
     /// The same pids were alive after the restore as before.
     pub verified: bool,
     /// After the restore every process found its memory intact (the
-    /// workload's checksum); None where the workload cannot tell.
+    /// workload's checksum) and its threads and open files all there; None
+    /// where there was nothing to check or the workload cannot tell.
     #[serde(default)]
     pub memory_ok: Option<bool>,
     /// CRIU's own phases (from stats-dump / stats-restore), where the

@@ -316,7 +316,7 @@ async fn check_after_restore<E: Engine>(
     container: &Container,
 ) -> Result<bool> {
     match workload {
-        Workload::Forker if trial.record.memory_mib > 0 => {
+        Workload::Forker if holds_state(&trial.record) => {
             let (verdict, _) = trial
                 .clock
                 .time(check_memory(engine, container, &trial.before))
@@ -352,6 +352,12 @@ async fn check_after_restore<E: Engine>(
         }
         _ => Ok(true),
     }
+}
+
+/// Whether the forker's processes hold anything to check after a restore
+/// beyond their pids: memory, threads or open files.
+fn holds_state(record: &TrialRecord) -> bool {
+    record.memory_mib > 0 || record.threads > 0 || record.files > 0
 }
 
 /// Asks every process of the forker to check its memory (SIGUSR1 to the

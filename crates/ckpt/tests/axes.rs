@@ -160,6 +160,11 @@ fn forker_holds_threads_and_files_and_checks_memory_on_request() {
     // SAFETY: signalling the child we started.
     unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
     wait_for("ckpt memory", 3);
+    assert!(
+        log_text().contains("memory=true threads=3 files=5"),
+        "{}",
+        log_text()
+    );
     let verdicts: Vec<String> = log_text()
         .lines()
         .filter(|l| l.starts_with("ckpt memory"))
@@ -174,7 +179,7 @@ fn forker_holds_threads_and_files_and_checks_memory_on_request() {
     let _ = child.wait();
     assert_eq!(verdicts.len(), 3, "{verdicts:?}");
     assert!(
-        verdicts.iter().all(|v| v.ends_with("ok=true")),
+        verdicts.iter().all(|v| v.contains(" ok=true ")),
         "{verdicts:?}"
     );
 }
@@ -338,4 +343,35 @@ fn an_image_that_does_not_exist_is_named_with_the_fix() {
         output.contains("ckpt-no-such-image:never") && output.contains("does not pull"),
         "{output}"
     );
+}
+
+#[test]
+fn threads_and_open_files_come_back_on_the_daemonless_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let (ok, output) = sweep(
+        &dir,
+        &[
+            "--engine",
+            "runc,criu",
+            "--children",
+            "2",
+            "--threads",
+            "2",
+            "--files",
+            "3",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert!(ok, "{output}");
+    let records = records(&dir);
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        // Every process answered that its threads and files are all there.
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["memory_ok"], true, "{r}");
+    }
 }
