@@ -209,39 +209,57 @@ fn remove_image(tag: &str) {
 
 const LOOP: &str = "/bin/busybox sh -c 'echo ready with {children}; i=0; while true; do i=$((i+1)); echo tick $i; /bin/busybox sleep 0.2; done'";
 
+/// Sweeps the busybox loop as a user's workload, one trial per point, on
+/// an image built for it and removed afterwards. Returns whether the sweep
+/// succeeded, what it printed, and whether the image outlived it.
+fn busybox_sweep(dir: &Path, children: &str, patterns: &[&str]) -> (bool, String, bool) {
+    let tag = format!(
+        "ckpt-test-busybox-{}:{}",
+        children.replace(',', "-"),
+        std::process::id()
+    );
+    build_busybox_image(&tag);
+    let mut args = vec![
+        "--children",
+        children,
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--image",
+        &tag,
+        "--cmd",
+        LOOP,
+    ];
+    args.extend_from_slice(patterns);
+    let (ok, output) = sweep(dir, &args);
+    let kept = Command::new("docker")
+        .args(["image", "inspect", &tag])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    remove_image(&tag);
+    (ok, output, kept)
+}
+
 #[test]
 fn user_workload_from_a_busybox_image_is_swept_and_verified() {
-    let tag = format!("ckpt-test-busybox:{}", std::process::id());
-    build_busybox_image(&tag);
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("user");
-    let (ok, output) = sweep(
+    let (ok, output, kept) = busybox_sweep(
         &dir,
+        "1,2",
         &[
-            "--children",
-            "1,2",
-            "--repeat",
-            "1",
-            "--warmup",
-            "0",
-            "--image",
-            &tag,
-            "--cmd",
-            LOOP,
             "--ready-pattern",
             "^ready with [0-9]+$",
             "--check-pattern",
             "^tick [0-9]+$",
         ],
     );
-    let kept = Command::new("docker")
-        .args(["image", "inspect", &tag])
-        .output()
-        .unwrap();
-    remove_image(&tag);
     assert!(ok, "{output}");
-    assert!(kept.status.success(), "the user's image is never removed");
+    assert!(kept, "the user's image is never removed");
     let records = records(&dir);
     assert_eq!(records.len(), 2);
     for r in &records {
@@ -255,31 +273,19 @@ fn user_workload_from_a_busybox_image_is_swept_and_verified() {
 
 #[test]
 fn user_workload_whose_ready_pattern_never_matches_fails_with_its_last_lines() {
-    let tag = format!("ckpt-test-busybox-never:{}", std::process::id());
-    build_busybox_image(&tag);
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("never");
-    let (_, output) = sweep(
+    let (_, output, _) = busybox_sweep(
         &dir,
+        "1",
         &[
-            "--children",
-            "1",
-            "--repeat",
-            "1",
-            "--warmup",
-            "0",
-            "--image",
-            &tag,
-            "--cmd",
-            LOOP,
             "--ready-pattern",
             "^this never appears$",
             "--ready-timeout",
             "2s",
         ],
     );
-    remove_image(&tag);
     let records = records(&dir);
     assert_eq!(records.len(), 1, "{output}");
     let error = records[0]["error"].as_str().unwrap_or_default();
