@@ -12,8 +12,10 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::SegmentValue;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::analysis::{self, Analysis, Operation, PhaseSummary};
 use crate::plan::{Axis, Point};
@@ -346,7 +348,13 @@ fn draw_heatmap<DB: DrawingBackend>(
             .margin(10)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d(0..xs.len(), 0..ys.len())
+            // Segmented axes put each value's label under the middle of
+            // its cell rather than on a cell edge.
+            // (An integer range includes its end: 0..n-1 is n cells.)
+            .build_cartesian_2d(
+                (0..xs.len().saturating_sub(1)).into_segmented(),
+                (0..ys.len().saturating_sub(1)).into_segmented(),
+            )
             .map_err(plot_error)?;
         let (xl, yl) = (xs.clone(), ys.clone());
         chart
@@ -354,8 +362,8 @@ fn draw_heatmap<DB: DrawingBackend>(
             .disable_mesh()
             .x_labels(xs.len() + 1)
             .y_labels(ys.len() + 1)
-            .x_label_formatter(&|i| xl.get(*i).map_or(String::new(), u32::to_string))
-            .y_label_formatter(&|i| yl.get(*i).map_or(String::new(), u32::to_string))
+            .x_label_formatter(&|v| centre_label(v, &xl))
+            .y_label_formatter(&|v| centre_label(v, &yl))
             .x_desc(x_axis.title())
             .y_desc(y_axis.title())
             .axis_desc_style(("sans-serif", 13))
@@ -374,24 +382,37 @@ fn draw_heatmap<DB: DrawingBackend>(
             } else {
                 0.0
             };
+            use SegmentValue::{CenterOf, Exact};
             chart
                 .draw_series([Rectangle::new(
-                    [(i, j), (i + 1, j + 1)],
+                    [(Exact(i), Exact(j)), (Exact(i + 1), Exact(j + 1))],
                     heat(fraction).filled(),
                 )])
                 .map_err(plot_error)?;
             let text_color = if fraction > 0.6 { WHITE } else { BLACK };
+            let style = ("sans-serif", 14)
+                .into_font()
+                .color(&text_color)
+                .pos(Pos::new(HPos::Center, VPos::Center));
             chart
                 .draw_series([Text::new(
                     format!("{:.0}", p.mean_ms),
-                    (i, j + 1),
-                    ("sans-serif", 13).into_font().color(&text_color),
+                    (CenterOf(i), CenterOf(j)),
+                    style,
                 )])
                 .map_err(plot_error)?;
         }
     }
     root.present().map_err(plot_error)?;
     Ok(())
+}
+
+/// The label of a segmented axis position: the value at a cell's middle.
+fn centre_label(at: &SegmentValue<usize>, values: &[u32]) -> String {
+    match at {
+        SegmentValue::CenterOf(i) => values.get(*i).map_or(String::new(), u32::to_string),
+        _ => String::new(),
+    }
 }
 
 pub const PHASES: &str = "phases";
