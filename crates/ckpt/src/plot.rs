@@ -23,6 +23,7 @@ use crate::plan::{Axis, Point};
 pub const FIGURE_SVG: &str = "figure.svg";
 pub const FIGURE_PNG: &str = "figure.png";
 pub const HEATMAP: &str = "heatmap";
+pub const SIZE: &str = "size-vs-rss";
 
 /// A figure written to the results directory.
 pub struct Figure {
@@ -163,7 +164,95 @@ pub fn write_figures(analysis: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
             svg,
         });
     }
+    if size_points(analysis).len() >= 2 {
+        let svg = write_both(dir, SIZE, &Picture::Size(analysis))?;
+        figures.push(Figure {
+            stem: SIZE.into(),
+            caption: "checkpoint size against the resident memory of the container's processes, a point per grid point and engine; dashed: size = resident memory".into(),
+            svg,
+        });
+    }
     Ok(figures)
+}
+
+/// (engine, resident MiB, checkpoint MiB) of every point that has both.
+fn size_points(analysis: &Analysis) -> Vec<(&str, f64, f64)> {
+    const MIB: f64 = 1048576.0;
+    analysis
+        .points
+        .iter()
+        .filter(|p| p.operation == Operation::Checkpoint)
+        .filter_map(|p| {
+            Some((
+                p.engine.as_str(),
+                p.mean_rss_bytes? / MIB,
+                p.mean_checkpoint_bytes? / MIB,
+            ))
+        })
+        .collect()
+}
+
+/// Checkpoint size against resident memory, with the line where they are
+/// equal: what CRIU writes is what the processes hold, minus what it can
+/// leave out (file-backed pages it reads back from the files).
+fn draw_size<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, analysis: &Analysis) -> Result<()> {
+    root.fill(&WHITE).map_err(plot_error)?;
+    let points = size_points(analysis);
+    let top = points.iter().map(|p| p.1.max(p.2)).fold(1.0, f64::max) * 1.05;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "Checkpoint size against resident memory",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0.0..top, 0.0..top)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("Resident memory of the container's processes (MiB)")
+        .y_desc("Checkpoint size (MiB)")
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(0.0, 0.0), (top, top)],
+            6,
+            4,
+            GREY.stroke_width(1),
+        ))
+        .map_err(plot_error)?;
+    let mut engines: Vec<&str> = points.iter().map(|p| p.0).collect();
+    engines.sort_unstable();
+    engines.dedup();
+    for (i, engine) in engines.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        // Each engine's marks are smaller than the last one's, so points
+        // that coincide across engines stay visible as rings.
+        let radius = 8u32.saturating_sub(2 * i as u32).max(2);
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.0 == *engine)
+                    .map(move |p| Circle::new((p.1, p.2), radius, color.filled())),
+            )
+            .map_err(plot_error)?
+            .label(*engine)
+            .legend(move |(x, y)| Circle::new((x + 10, y), radius, color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)?;
+    Ok(())
 }
 
 /// What a figure shows; drawn the same way on every backend.
@@ -171,6 +260,7 @@ enum Picture<'a> {
     Lines(&'a [Series], Axis),
     Heat(&'a Analysis, (Axis, Axis)),
     Phases(&'a Analysis),
+    Size(&'a Analysis),
 }
 
 impl Picture<'_> {
@@ -179,6 +269,7 @@ impl Picture<'_> {
             Picture::Lines(all, axis) => draw(root, all, *axis),
             Picture::Heat(analysis, axes) => draw_heatmap(root, analysis, *axes),
             Picture::Phases(analysis) => draw_phases(root, analysis),
+            Picture::Size(analysis) => draw_size(root, analysis),
         }
     }
 }

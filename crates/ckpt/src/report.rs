@@ -638,14 +638,17 @@ impl Report<'_> {
     }
 
     /// The figures against each axis (and the heat map), numbered.
-    fn figure_blocks(&self, first_number: usize) -> Vec<Block> {
+    /// Each figure goes under the section it belongs to; they are numbered
+    /// in the order `plot` made them.
+    fn figure_blocks(&self, in_section: impl Fn(&Figure) -> bool) -> Vec<Block> {
         self.figures
             .iter()
             .enumerate()
+            .filter(|(_, f)| in_section(f))
             .map(|(i, f)| {
                 Block::Figure(
                     f.stem.clone(),
-                    format!("Fig {} - {}.", first_number + i, f.caption),
+                    format!("Fig {} - {}.", i + 1, f.caption),
                     f.svg.clone(),
                 )
             })
@@ -699,7 +702,7 @@ impl Report<'_> {
             Block::Heading("Results".into()),
             self.table(),
         ];
-        out.extend(self.figure_blocks(1));
+        out.extend(self.figure_blocks(|f| f.stem != crate::plot::SIZE));
         if !self.analysis.fits.is_empty() {
             out.push(Block::Heading("What drives the time".into()));
             out.push(Block::Para(format!(
@@ -717,6 +720,7 @@ impl Report<'_> {
             out.push(Block::Para(text));
         }
         out.push(self.derived_table());
+        out.extend(self.figure_blocks(|f| f.stem == crate::plot::SIZE));
         out.push(Block::Heading("Where the time goes".into()));
         out.push(Block::Para(self.phase_text()));
         if let Some(svg) = self.phases_svg {

@@ -74,6 +74,7 @@ fn memory_and_filler_grid_checks_memory_and_draws_a_heat_map() {
         "figure-filler-mib.svg",
         "heatmap.svg",
         "heatmap.png",
+        "size-vs-rss.svg",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
