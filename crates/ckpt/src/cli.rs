@@ -370,6 +370,13 @@ impl Start {
         }
     }
 
+    fn plan(&self) -> &SweepPlan {
+        match self {
+            Start::New { plan, .. } => plan,
+            Start::Resume(prepared) => &prepared.plan,
+        }
+    }
+
     fn engines(&self) -> &[String] {
         match self {
             Start::New { plan, .. } => &plan.engines,
@@ -395,12 +402,15 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     doctor::require_engines(&names).await?;
     let capture = keep_criu_statistics(&run);
     let opened = match any::open(start.engines(), &run, capture.clone()).await {
-        Ok((engines, facts)) => {
-            let bandwidth = start.holds_memory();
-            start
-                .prepare(&Environment::collect(facts.as_ref(), bandwidth))
-                .map(|prepared| (engines, prepared))
-        }
+        Ok((engines, facts)) => match sweep::check_user_image(&engines, start.plan(), &run).await {
+            Ok(()) => {
+                let bandwidth = start.holds_memory();
+                start
+                    .prepare(&Environment::collect(facts.as_ref(), bandwidth))
+                    .map(|prepared| (engines, prepared))
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let (engines, prepared) = match opened {

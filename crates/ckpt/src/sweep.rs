@@ -228,6 +228,27 @@ pub async fn run_trials<E: Engine>(
     Ok(todo.len())
 }
 
+/// Refuses a sweep over a user's image that an engine does not have, before
+/// the results directory is created (ckpt never pulls).
+pub async fn check_user_image<E: Engine>(
+    engines: &[E],
+    plan: &SweepPlan,
+    run: &RunId,
+) -> Result<()> {
+    let Some(user) = &plan.workload else {
+        return Ok(());
+    };
+    let wanted = ImageSpec {
+        user_image: Some(user.image.clone()),
+        filler_mib: 0,
+    };
+    for engine in engines {
+        // A user's image is only looked up, never built or labelled.
+        engine.build_image(run, &wanted).await?;
+    }
+    Ok(())
+}
+
 /// The images of a sweep, built when a trial first needs them: one per
 /// engine and filler size.
 #[derive(Default)]

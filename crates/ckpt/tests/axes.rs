@@ -350,6 +350,10 @@ fn an_image_that_does_not_exist_is_named_with_the_fix() {
         output.contains("ckpt-no-such-image:never") && output.contains("does not pull"),
         "{output}"
     );
+    assert!(
+        !dir.exists(),
+        "refused before the results directory is made"
+    );
 }
 
 #[test]
