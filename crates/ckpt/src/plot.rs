@@ -243,16 +243,7 @@ fn draw_size<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, analysis: &Analy
             .label(*engine)
             .legend(move |(x, y)| Circle::new((x + 10, y), radius, color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(root, &mut chart, 13)
 }
 
 /// What a figure shows; drawn the same way on every backend.
@@ -305,6 +296,24 @@ fn legend_headroom(series: usize) -> f64 {
     // About 17 px per legend line in a plot area about 450 px high.
     let legend = (series as f64 * 17.0 + 12.0) / 450.0;
     1.05 / (1.0 - legend.min(0.6))
+}
+
+/// Draws the legend (top left, over a white veil) and writes the picture
+/// out: the last steps of every chart here.
+fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut ChartContext<'a, DB, CT>,
+    font_size: u32,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font_size))
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
 }
 
 fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -375,16 +384,7 @@ fn draw<DB: DrawingBackend>(
                 .map_err(plot_error)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(root, &mut chart, 13)
 }
 
 pub fn capitalised(text: &str) -> String {
@@ -655,14 +655,5 @@ fn draw_phases<DB: DrawingBackend>(
                 });
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 12))
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(root, &mut chart, 12)
 }
