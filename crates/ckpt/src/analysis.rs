@@ -612,13 +612,7 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
 /// The point with its coordinate on `axis` set to 0: what the other axes
 /// hold fixed.
 pub fn without(mut point: Point, axis: Axis) -> Point {
-    match axis {
-        Axis::Children => point.children = 0,
-        Axis::MemoryMib => point.memory_mib = 0,
-        Axis::Threads => point.threads = 0,
-        Axis::Files => point.files = 0,
-        Axis::FillerMib => point.filler_mib = 0,
-    }
+    axis.set(&mut point, 0);
     point
 }
 

@@ -150,7 +150,7 @@ impl Axis {
         }
     }
 
-    fn set(self, p: &mut Point, value: u32) {
+    pub fn set(self, p: &mut Point, value: u32) {
         match self {
             Axis::Children => p.children = value,
             Axis::MemoryMib => p.memory_mib = value,
@@ -159,19 +159,6 @@ impl Axis {
             Axis::FillerMib => p.filler_mib = value,
         }
     }
-}
-
-/// Describes the coordinates of `p` on every axis but `except`, for
-/// captions and legends ("memory_mib=64 threads=0"); only swept axes and
-/// non-zero values are named.
-pub fn describe_fixed(plan: &SweepPlan, p: &Point, except: Axis) -> String {
-    Axis::ALL
-        .into_iter()
-        .filter(|a| *a != except && (plan.values(*a).len() > 1 || a.of(p) != 0))
-        .filter(|a| *a != Axis::Children || plan.values(*a).len() > 1)
-        .map(|a| format!("{}={}", a.name(), a.of(p)))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A workload that the user brings: an image, a command template over the
@@ -520,14 +507,6 @@ mod tests {
         assert_eq!((points[3].children, points[3].memory_mib), (10, 0));
         // 6 points x (1 warm-up + 3 repetitions).
         assert_eq!(p.trials().len(), 24);
-        assert_eq!(
-            describe_fixed(&p, &points[4], Axis::MemoryMib),
-            "children=10"
-        );
-        assert_eq!(
-            describe_fixed(&p, &points[4], Axis::Children),
-            "memory_mib=64"
-        );
     }
 
     #[test]
