@@ -308,7 +308,8 @@ async fn checkpoint_and_restore<E: Engine>(
 }
 
 /// The workload's own check after the restore: the forker's memory
-/// checksums (when it holds memory), or the user's check pattern.
+/// checksums and its thread and file counts (when it holds any), or the
+/// user's check pattern.
 async fn check_after_restore<E: Engine>(
     engine: &E,
     workload: &Workload,
@@ -360,9 +361,9 @@ fn holds_state(record: &TrialRecord) -> bool {
     record.memory_mib > 0 || record.threads > 0 || record.files > 0
 }
 
-/// Asks every process of the forker to check its memory (SIGUSR1 to the
-/// parent, which passes it on) and waits for all their answers. Returns
-/// None when all memory is intact, or what is wrong.
+/// Asks every process of the forker to check its memory, threads and open
+/// files (SIGUSR1 to the parent, which passes it on) and waits for all
+/// their answers. Returns None when everything came back, or what did not.
 async fn check_memory<E: Engine>(
     engine: &E,
     container: &Container,
