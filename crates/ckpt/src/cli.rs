@@ -42,7 +42,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The seed's experiment: checkpoint and restore time against the number of child processes
+    /// The seed's experiment (checkpoint and restore time against the number of child processes), or any grid over processes, memory, threads, open files and image size, on your own image too
     Sweep(Box<SweepArgs>),
     /// Rebuild summary, figures and report of a results directory (no engine needed)
     Report {
