@@ -10,7 +10,7 @@ use std::time::Duration;
 use ckpt::cleanup::RunId;
 use ckpt::engine::any::{self, AnyEngine};
 use ckpt::engine::{Engine, RunSpec};
-use common::{ckpt, ckpt_objects, records, text, trial_numbers, wait_for_records};
+use common::{ckpt, ckpt_objects, records, spawn_sweep, text, trial_numbers, wait_for_records};
 
 fn setup_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup")
@@ -21,9 +21,8 @@ fn docker_daemon_killed_during_a_sweep() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sweep");
-    let child = ckpt()
-        .args([
-            "sweep",
+    let child = spawn_sweep(
+        &[
             "--children",
             "1",
             "--repeat",
@@ -32,13 +31,9 @@ fn docker_daemon_killed_during_a_sweep() {
             "0",
             "--order",
             "sequential",
-            "--output",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        &dir,
+    );
     wait_for_records(&dir, 2);
     let killed = Command::new("pkill")
         .args(["-KILL", "-x", "dockerd"])

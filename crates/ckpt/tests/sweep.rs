@@ -3,10 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{ckpt, ckpt_objects, records, run, text, trial_numbers, wait_for_records};
+use common::{
+    ckpt, ckpt_objects, records, run, spawn_sweep, text, trial_numbers, wait_for_records,
+};
 
 #[test]
 fn small_sweep_writes_everything_and_report_rebuilds_it() {
@@ -199,22 +201,10 @@ fn interrupted_sweep_keeps_its_trials_and_resumes_to_a_complete_grid() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sweep");
-    let child = ckpt()
-        .args([
-            "sweep",
-            "--children",
-            "1,2",
-            "--repeat",
-            "2",
-            "--warmup",
-            "0",
-            "--output",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_sweep(
+        &["--children", "1,2", "--repeat", "2", "--warmup", "0"],
+        &dir,
+    );
     wait_for_records(&dir, 1);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -297,9 +287,8 @@ fn signals_at_every_stage_keep_results_and_leave_nothing() {
         };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("sweep");
-        let child = ckpt()
-            .args([
-                "sweep",
+        let child = spawn_sweep(
+            &[
                 "--children",
                 "2,4",
                 "--repeat",
@@ -308,13 +297,9 @@ fn signals_at_every_stage_keep_results_and_leave_nothing() {
                 "0",
                 "--order",
                 "sequential",
-                "--output",
-            ])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            ],
+            &dir,
+        );
         wait_for_records(&dir, 1);
         std::thread::sleep(Duration::from_millis(delay_ms));
         // SAFETY: signalling our own child.

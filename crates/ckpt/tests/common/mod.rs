@@ -9,6 +9,20 @@ pub fn ckpt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ckpt"))
 }
 
+/// Starts `ckpt sweep ARGS --output DIR` in the background, with its
+/// stderr kept for the test to read (the interruption tests).
+pub fn spawn_sweep(args: &[&str], dir: &std::path::Path) -> std::process::Child {
+    ckpt()
+        .arg("sweep")
+        .args(args)
+        .arg("--output")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ckpt runs")
+}
+
 pub fn run(args: &[&str]) -> Output {
     ckpt().args(args).output().expect("ckpt runs")
 }
