@@ -15,7 +15,7 @@ use ckpt::engine::criu::CriuEngine;
 use ckpt::engine::criu_stats::{self, StatsCapture};
 use ckpt::engine::docker::DockerEngine;
 use ckpt::engine::runc::RuncEngine;
-use ckpt::engine::Engine;
+use ckpt::engine::{Engine, Network};
 use ckpt::envinfo::{self, Environment};
 use ckpt::inspect;
 use ckpt::plan::{self, Order, SweepPlan};
@@ -129,6 +129,10 @@ struct SweepArgs {
     /// Run order: shuffled interleaves the points so that drift cannot pose as a trend
     #[arg(long, value_enum, default_value_t = Order::Shuffled)]
     order: Order,
+    /// Docker networking: disabled (no network hook; what runc and criu do)
+    /// or none (`--network none`, as the seed's CLI method)
+    #[arg(long, value_enum, default_value_t = Network::Disabled)]
+    network: Network,
     /// Seed of the shuffled order (default: random, recorded in plan.json)
     #[arg(long)]
     seed: Option<u64>,
@@ -349,6 +353,7 @@ impl Start {
             repeat: args.repeat,
             warmup: args.warmup,
             order: args.order,
+            network: args.network,
             seed: args.seed.unwrap_or_else(rand::random),
         };
         plan.validate()?;

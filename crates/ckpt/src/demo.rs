@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::cleanup::{RunId, Stop};
-use crate::engine::{self, Engine, ImageSpec, RunSpec};
+use crate::engine::{self, Engine, ImageSpec, Network, RunSpec};
 use crate::workload::{self, Continuity};
 
 #[derive(Debug, Clone)]
@@ -65,6 +65,7 @@ pub async fn run<E: Engine>(
         name: run.name("fib"),
         args: workload::fib_args(interval_ms),
         entrypoint: None,
+        network: Network::Disabled,
     };
     let container = step(2, "create and run the container", async {
         let c = engine.run(run, &image, &spec).await?;

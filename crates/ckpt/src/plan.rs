@@ -208,6 +208,10 @@ pub struct SweepPlan {
     pub repeat: u32,
     pub warmup: u32,
     pub order: Order,
+    /// How Docker networks the containers (plans from before the choice ran
+    /// with `none`).
+    #[serde(default = "crate::engine::Network::before_choice")]
+    pub network: crate::engine::Network,
     /// Seed of the shuffle, so a resumed sweep keeps the same order.
     pub seed: u64,
 }
@@ -430,6 +434,7 @@ mod tests {
             repeat: 3,
             warmup: 1,
             order,
+            network: crate::engine::Network::Disabled,
             seed: 7,
         }
     }
@@ -515,6 +520,8 @@ mod tests {
         let p: SweepPlan = serde_json::from_str(old).unwrap();
         assert_eq!(p.memory_mib, vec![0]);
         assert_eq!(p.points().len(), 2);
+        // They ran Docker with --network none; a resume must too.
+        assert_eq!(p.network, crate::engine::Network::None);
     }
 
     #[test]

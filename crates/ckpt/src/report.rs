@@ -132,13 +132,31 @@ impl Report<'_> {
             "{} The grid: {} (every combination). Per point {} measured trial(s) after {} warm-up trial(s) (recorded, excluded \
              from the statistics), in {} order. One trial: start the container, wait until the workload is ready, checkpoint \
              (timed, wall time seen by the client), stop (timed), restore from the checkpoint (timed), verify, remove the \
-             container. Intervals are 95% confidence intervals of the mean (Student t).",
+             container.{} Intervals are 95% confidence intervals of the mean (Student t).",
             self.workload_text(),
             grid.join("; "),
             p.repeat,
             p.warmup,
-            order
+            order,
+            self.network_text()
         )
+    }
+
+    /// How Docker's containers were networked, when Docker took part: the
+    /// choice moves every start and restore by Docker's network hook.
+    fn network_text(&self) -> &'static str {
+        if !self.plan.engines.iter().any(|e| e == "docker") {
+            return "";
+        }
+        match self.plan.network {
+            crate::engine::Network::Disabled => {
+                " Docker's containers run with networking disabled (loopback only, in a namespace of their own, as with runc): \
+                 Docker runs no network hook at start and restore."
+            }
+            crate::engine::Network::None => {
+                " Docker's containers run with `--network none`: Docker's network hook runs at every start and restore."
+            }
+        }
     }
 
     /// Observations written from the numbers, in the seed's order.
@@ -914,6 +932,7 @@ mod tests {
             repeat: 3,
             warmup: 0,
             order: Order::Shuffled,
+            network: crate::engine::Network::Disabled,
             seed: 1,
         };
         let env = Environment::default();

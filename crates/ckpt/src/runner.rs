@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::cleanup::{Interrupted, RunId, Stop};
-use crate::engine::{self, Container, Engine, Image};
+use crate::engine::{self, Container, Engine, Image, Network};
 use crate::plan::TrialSpec;
 use crate::records::{Status, TrialRecord};
 use crate::workload::{self, Workload};
@@ -105,7 +105,7 @@ impl Trial {
 pub async fn launch<E: Engine>(
     engine: &E,
     run: &RunId,
-    (workload, image): (&Workload, &Image),
+    (workload, image, network): (&Workload, &Image, Network),
     spec: &TrialSpec,
     stop: &Stop,
 ) -> Trial {
@@ -125,7 +125,7 @@ pub async fn launch<E: Engine>(
         return trial;
     }
     let name = run.name(&format!("t{}-n{}", spec.index, spec.point.children));
-    let run_spec = workload.run_spec(name, &spec.point, WORKLOAD_INTERVAL_MS);
+    let run_spec = workload.run_spec(name, &spec.point, WORKLOAD_INTERVAL_MS, network);
     let (created, run_ms) = trial.clock.time(engine.run(run, image, &run_spec)).await;
     trial.record.run_ms = Some(run_ms);
     match created {

@@ -192,7 +192,13 @@ pub async fn run_trials<E: Engine>(
         let previous = leftover.take();
         let (removed, mut trial) = tokio::join!(
             remove_if_any(previous.as_ref()),
-            runner::launch(engine, run, (&workload, &image), spec, stop)
+            runner::launch(
+                engine,
+                run,
+                (&workload, &image, prepared.plan.network),
+                spec,
+                stop
+            )
         );
         if removed.is_err() {
             // The engine may have died in the middle (a daemon restart):
@@ -422,6 +428,7 @@ mod tests {
             repeat: 2,
             warmup: 1,
             order: Order::Sequential,
+            network: crate::engine::Network::Disabled,
             seed: 1,
         }
     }

@@ -59,12 +59,14 @@ impl Workload {
         name: String,
         point: &crate::plan::Point,
         interval_ms: u64,
+        network: crate::engine::Network,
     ) -> crate::engine::RunSpec {
         match self {
             Workload::Forker => crate::engine::RunSpec {
                 name,
                 args: forker_args(point, interval_ms),
                 entrypoint: None,
+                network,
             },
             Workload::User { template, .. } => {
                 let mut argv = template.render(point);
@@ -73,6 +75,7 @@ impl Workload {
                     name,
                     args: rest,
                     entrypoint: Some(argv),
+                    network,
                 }
             }
         }

@@ -161,6 +161,7 @@ async fn restore_from_a_corrupted_checkpoint() {
                 1000,
             ),
             entrypoint: None,
+            network: Default::default(),
         };
         let container = engine.run(&run, &image, &spec).await.unwrap();
         let is_ready = ckpt::workload::is_ready;

@@ -24,7 +24,7 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
 use super::criu_stats::StatsCapture;
-use super::{Container, Engine, Image, ImageSpec, RunSpec};
+use super::{Container, Engine, Image, ImageSpec, Network, RunSpec};
 use crate::cleanup::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
 
@@ -500,8 +500,12 @@ impl Engine for DockerEngine {
     }
 
     async fn run(&self, run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container> {
+        // Docker's network hook execs dockerd at every start and restore
+        // (~90 ms each here); Podman has no such hook and its own defaults.
+        let network_disabled = self.flavor == Flavor::Docker && spec.network == Network::Disabled;
         let body = ContainerCreateBody {
             image: Some(image.reference.clone()),
+            network_disabled: network_disabled.then_some(true),
             cmd: Some(spec.args.clone()),
             entrypoint: spec.entrypoint.clone(),
             labels: Some(run.labels().into_iter().collect()),

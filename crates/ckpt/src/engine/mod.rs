@@ -47,6 +47,40 @@ pub struct Container {
     pub name: String,
 }
 
+/// How Docker networks a container. In both the workload has loopback
+/// only, in a network namespace of its own; they differ in what Docker does
+/// on every start and restore. runc and criu always behave like `Disabled`,
+/// and Podman runs no hook for `none`, so for them the choice changes nothing.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// No network (the API's NetworkDisabled, which the CLI cannot ask for):
+    /// runc makes the namespace and Docker runs no network hook.
+    #[default]
+    Disabled,
+    /// `--network none`, as the seed's CLI method: Docker's network
+    /// controller sets the namespace up through a prestart hook that execs
+    /// dockerd (`libnetwork-setkey`) on every start and every restore.
+    None,
+}
+
+impl Network {
+    /// What plans written before the choice existed ran with.
+    pub fn before_choice() -> Network {
+        Network::None
+    }
+}
+
 /// What to run: the workload's arguments, after the image's entrypoint
 /// (ckpt's workload binary) or after `entrypoint` when one is given (a
 /// user's command).
@@ -55,6 +89,7 @@ pub struct RunSpec {
     pub name: String,
     pub args: Vec<String>,
     pub entrypoint: Option<Vec<String>>,
+    pub network: Network,
 }
 
 /// The operations a checkpoint experiment needs. All calls are made by the

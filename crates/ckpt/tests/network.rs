@@ -1,0 +1,84 @@
+//! Docker's two network choices on the real daemon: each container gets a
+//! network namespace of its own with loopback only, `disabled` carries no
+//! network hook (Docker records no network for it) and `none` does, and a
+//! container checkpointed under either carries on after the restore.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use ckpt::cleanup::RunId;
+use ckpt::engine::docker::DockerEngine;
+use ckpt::engine::{Engine, ImageSpec, Network, RunSpec};
+
+fn docker_inspect(id: &str, format: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "--format", format, id])
+        .output()
+        .expect("docker CLI runs");
+    assert!(out.status.success(), "docker inspect {id}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn netns(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn both_network_choices_isolate_the_container_and_restore() {
+    let before = common::ckpt_objects();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = RunId::new();
+    let result = runtime.block_on(async {
+        let (docker, _) = DockerEngine::connect_checked().await.unwrap();
+        let checked = check_both(&docker, &run).await;
+        docker.remove_run(&run).await.unwrap();
+        checked
+    });
+    result.unwrap();
+    assert_eq!(common::ckpt_objects(), before, "objects left behind");
+}
+
+async fn check_both(docker: &DockerEngine, run: &RunId) -> anyhow::Result<()> {
+    let image = docker.build_image(run, &ImageSpec::default()).await?;
+    let host_netns = netns(std::process::id());
+    for (network, disabled, networks) in [
+        (Network::Disabled, "true", "map[]"),
+        (Network::None, "false", "none"),
+    ] {
+        let spec = RunSpec {
+            name: run.name(&format!("net-{network:?}").to_lowercase()),
+            args: vec!["forker".into(), "--children".into(), "1".into()],
+            entrypoint: None,
+            network,
+        };
+        let c = docker.run(run, &image, &spec).await?;
+        docker
+            .wait_for_line(&c, 0, &ckpt::workload::is_ready, Duration::from_secs(30))
+            .await?;
+        assert_eq!(
+            docker_inspect(&c.id, "{{.Config.NetworkDisabled}}"),
+            disabled
+        );
+        let attached = docker_inspect(
+            &c.id,
+            "{{if .NetworkSettings.Networks}}{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}{{else}}map[]{{end}}",
+        );
+        assert_eq!(attached, networks, "{network:?}");
+        let pid = docker.root_pid(&c).await?;
+        assert_ne!(netns(pid), host_netns, "{network:?}: the host's namespace");
+        let before = docker.processes(&c).await?;
+        docker.checkpoint(&c, "cp").await?;
+        docker.restore(&c, "cp").await?;
+        assert_eq!(docker.processes(&c).await?, before, "{network:?}");
+        docker.remove_container(&c).await?;
+    }
+    Ok(())
+}
