@@ -130,7 +130,7 @@ impl DockerEngine {
         client
             .start_container(&container.id, None)
             .await
-            .map_err(|e| api_error(e, what))
+            .map_err(|e| self.api_error(e, what))
     }
 
     /// Calls a libpod endpoint (podman's own API) for `container`.
@@ -198,7 +198,7 @@ impl DockerEngine {
     /// (there may be no registry) and never removes it.
     async fn user_image(&self, reference: &str) -> Result<Image> {
         let inspect = self.client.inspect_image(reference).await.map_err(|e| {
-            api_error(e, &format!("looking up image {reference}")).context(format!(
+            self.api_error(e, &format!("looking up image {reference}")).context(format!(
                 "image {reference} is not on this machine: build or load it first (`{} build -t {reference} DIR` or `{} load`); ckpt does not pull",
                 self.name(),
                 self.name()
@@ -229,7 +229,7 @@ impl DockerEngine {
                 status_code: 409,
                 message,
             }) if message.contains("already in progress") => self.wait_until_gone(id).await,
-            Err(e) => Err(api_error(e, &format!("removing container {id}"))),
+            Err(e) => Err(self.api_error(e, &format!("removing container {id}"))),
         }
     }
 
@@ -244,7 +244,9 @@ impl DockerEngine {
                 Err(ApiError::DockerResponseServerError {
                     status_code: 404, ..
                 }) => return Ok(()),
-                Err(e) => return Err(api_error(e, &format!("waiting for container {id} to go"))),
+                Err(e) => {
+                    return Err(self.api_error(e, &format!("waiting for container {id} to go")))
+                }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
@@ -262,7 +264,7 @@ impl DockerEngine {
             | Err(ApiError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            Err(e) => Err(api_error(e, &format!("removing image {reference}"))),
+            Err(e) => Err(self.api_error(e, &format!("removing image {reference}"))),
         }
     }
 
@@ -278,7 +280,7 @@ impl DockerEngine {
             .client
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
-            .map_err(|e| api_error(e, &format!("looking up container {container}")))?;
+            .map_err(|e| self.api_error(e, &format!("looking up container {container}")))?;
         let id = inspect.id.context("the daemon gave no container id")?;
         self.checkpoints_dir(&id)
             .context("the daemon did not say where it keeps its data (DockerRootDir)")
@@ -367,6 +369,24 @@ impl DockerEngine {
         }
     }
 
+    /// An API error with what ckpt was doing and which daemon said no.
+    fn api_error(&self, e: ApiError, what: &str) -> anyhow::Error {
+        let daemon = match self.flavor {
+            Flavor::Docker => "the Docker daemon",
+            Flavor::Podman => "Podman's API service",
+        };
+        match e {
+            ApiError::DockerResponseServerError {
+                status_code,
+                message,
+            } => anyhow!(
+                "{what} failed: {daemon} answered {status_code}: {}",
+                message.trim()
+            ),
+            other => anyhow!("{what} failed ({daemon}): {other}"),
+        }
+    }
+
     fn log_stream(&self, id: &str, follow: bool) -> impl Stream<Item = Result<String>> + '_ {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
@@ -376,7 +396,7 @@ impl DockerEngine {
         self.client.logs(id, Some(options)).map(|chunk| {
             chunk
                 .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
-                .map_err(|e| api_error(e, "reading container logs"))
+                .map_err(|e| self.api_error(e, "reading container logs"))
         })
     }
 }
@@ -420,20 +440,6 @@ fn unreachable_daemon(e: ApiError) -> anyhow::Error {
 
 /// Turns an API error into a message that says what failed; the daemon's
 /// own message is kept verbatim because it is usually the useful part.
-fn api_error(e: ApiError, what: &str) -> anyhow::Error {
-    match e {
-        ApiError::DockerResponseServerError {
-            status_code,
-            message,
-        } => {
-            anyhow!(
-                "{what} failed: the Docker daemon answered {status_code}: {}",
-                message.trim()
-            )
-        }
-        other => anyhow!("{what} failed: {other}"),
-    }
-}
 
 /// Splits the chunks of a log stream into whole lines.
 #[derive(Default)]
@@ -479,7 +485,7 @@ impl Engine for DockerEngine {
             self.client
                 .build_image(options, None, Some(bollard::body_stream(context)));
         while let Some(step) = progress.next().await {
-            let step = step.map_err(|e| api_error(e, "building the workload image"))?;
+            let step = step.map_err(|e| self.api_error(e, "building the workload image"))?;
             if let Some(detail) = step.error_detail {
                 bail!(
                     "building the workload image failed: {}",
@@ -491,7 +497,7 @@ impl Engine for DockerEngine {
             .client
             .inspect_image(&tag)
             .await
-            .map_err(|e| api_error(e, "inspecting the workload image"))?;
+            .map_err(|e| self.api_error(e, "inspecting the workload image"))?;
         Ok(Image {
             reference: tag,
             size_bytes: inspect.size.unwrap_or(0).max(0) as u64,
@@ -528,7 +534,7 @@ impl Engine for DockerEngine {
             .client
             .create_container(Some(options), body)
             .await
-            .map_err(|e| api_error(e, &format!("creating container {}", spec.name)))?;
+            .map_err(|e| self.api_error(e, &format!("creating container {}", spec.name)))?;
         let container = Container {
             id: created.id,
             name: spec.name.clone(),
@@ -536,7 +542,7 @@ impl Engine for DockerEngine {
         self.client
             .start_container(&container.id, None)
             .await
-            .map_err(|e| api_error(e, &format!("starting container {}", spec.name)))?;
+            .map_err(|e| self.api_error(e, &format!("starting container {}", spec.name)))?;
         Ok(container)
     }
 
@@ -602,7 +608,9 @@ impl Engine for DockerEngine {
         self.client
             .create_checkpoint(&container.id, options)
             .await
-            .map_err(|e| api_error(e, &format!("checkpointing container {}", container.name)))?;
+            .map_err(|e| {
+                self.api_error(e, &format!("checkpointing container {}", container.name))
+            })?;
         self.make_checkpoint_unique(container, checkpoint);
         Ok(())
     }
@@ -619,10 +627,7 @@ impl Engine for DockerEngine {
             | Err(ApiError::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(api_error(
-                e,
-                &format!("stopping container {}", container.name),
-            )),
+            Err(e) => Err(self.api_error(e, &format!("stopping container {}", container.name))),
         }
     }
 
@@ -645,7 +650,7 @@ impl Engine for DockerEngine {
             .client
             .inspect_container(&container.id, None::<InspectContainerOptions>)
             .await
-            .map_err(|e| api_error(e, &format!("inspecting container {}", container.name)))?;
+            .map_err(|e| self.api_error(e, &format!("inspecting container {}", container.name)))?;
         let pid = inspect.state.and_then(|s| s.pid).unwrap_or(0);
         if pid <= 0 {
             bail!("container {} is not running", container.name);
@@ -671,7 +676,7 @@ impl Engine for DockerEngine {
         self.client
             .delete_checkpoint(&container.id, checkpoint, None)
             .await
-            .map_err(|e| api_error(e, &format!("removing checkpoint {checkpoint}")))
+            .map_err(|e| self.api_error(e, &format!("removing checkpoint {checkpoint}")))
     }
 
     async fn remove_container(&self, container: &Container) -> Result<()> {
