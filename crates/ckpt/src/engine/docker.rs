@@ -369,7 +369,9 @@ impl DockerEngine {
         }
     }
 
-    /// An API error with what ckpt was doing and which daemon said no.
+    /// Turns an API error into a message that says what failed and which
+    /// daemon said so; the daemon's own message is kept verbatim because it
+    /// is usually the useful part.
     fn api_error(&self, e: ApiError, what: &str) -> anyhow::Error {
         let daemon = match self.flavor {
             Flavor::Docker => "the Docker daemon",
@@ -437,9 +439,6 @@ fn unreachable_daemon(e: ApiError) -> anyhow::Error {
         "cannot reach the Docker daemon at {host} ({e}): start dockerd (scripts/setup starts it) or fix DOCKER_HOST"
     )
 }
-
-/// Turns an API error into a message that says what failed; the daemon's
-/// own message is kept verbatim because it is usually the useful part.
 
 /// Splits the chunks of a log stream into whole lines.
 #[derive(Default)]
