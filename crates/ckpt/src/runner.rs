@@ -13,7 +13,7 @@ use crate::cleanup::{Interrupted, RunId, Stop};
 use crate::engine::{self, Container, Engine, Image, Network};
 use crate::plan::TrialSpec;
 use crate::records::{Status, TrialRecord};
-use crate::workload::{self, Workload};
+use crate::workload::{self, StateReport, Workload};
 
 /// Interval at which the forker's processes print their pid.
 const WORKLOAD_INTERVAL_MS: u64 = 1000;
@@ -320,7 +320,12 @@ async fn check_after_restore<E: Engine>(
         Workload::Forker if holds_state(&trial.record) => {
             let (verdict, _) = trial
                 .clock
-                .time(check_memory(engine, container, &trial.before))
+                .time(check_memory(
+                    engine,
+                    container,
+                    &trial.before,
+                    (trial.record.threads, trial.record.files),
+                ))
                 .await;
             let verdict = verdict?;
             trial.record.memory_ok = Some(verdict.is_none());
@@ -368,42 +373,43 @@ async fn check_memory<E: Engine>(
     engine: &E,
     container: &Container,
     pids: &[u32],
+    (threads, files): (u32, u32),
 ) -> Result<Option<String>> {
+    let is_report = |l: &str| StateReport::parse(l).is_some();
     // Answers to earlier requests (none in a sweep) would be counted twice.
     let earlier = engine
         .logs(container)
         .await?
         .iter()
-        .filter(|l| workload::memory_verdict(l).is_some())
+        .filter(|l| is_report(l))
         .count();
     engine.signal(container, libc::SIGUSR1).await?;
-    let is_verdict = |l: &str| workload::memory_verdict(l).is_some();
     engine
         .wait_for_line(
             container,
             earlier + pids.len() - 1,
-            &is_verdict,
+            &is_report,
             CHECK_TIMEOUT,
         )
         .await
         .context("waiting for the restored processes to check their memory")?;
-    let verdicts: Vec<(u32, bool)> = engine
+    let reports: Vec<StateReport> = engine
         .logs(container)
         .await?
         .iter()
-        .filter_map(|l| workload::memory_verdict(l))
+        .filter_map(|l| StateReport::parse(l))
         .skip(earlier)
         .collect();
-    let bad: Vec<u32> = verdicts
+    let bad: Vec<String> = reports
         .iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(p, _)| *p)
+        .filter_map(|r| {
+            let problems = r.problems(threads, files);
+            (!problems.is_empty()).then(|| format!("pid {}: {}", r.pid, problems.join(", ")))
+        })
         .collect();
-    let answered: Vec<u32> = verdicts.iter().map(|(p, _)| *p).collect();
+    let answered: Vec<u32> = reports.iter().map(|r| r.pid).collect();
     Ok(if !bad.is_empty() {
-        Some(format!(
-            "after the restore the memory of pid(s) {bad:?} differs from what they wrote"
-        ))
+        Some(format!("after the restore, {}", bad.join("; ")))
     } else if !same_pids(pids, &answered) {
         Some(format!(
             "memory checks came from pids {answered:?}, expected {pids:?}"

@@ -367,14 +367,47 @@ pub fn forker_args(point: &crate::plan::Point, interval_ms: u64) -> Vec<String> 
     args
 }
 
-/// The memory verdicts the forker's processes print when asked (SIGUSR1):
-/// `ckpt memory pid=P ok=true`.
-pub fn memory_verdict(text: &str) -> Option<(u32, bool)> {
-    let line = Line::parse(text)?;
-    if line.kind != "memory" {
-        return None;
+/// What one of the forker's processes says when asked to check itself
+/// (SIGUSR1): `ckpt memory pid=P ok=.. memory=.. threads=T files=F`, with
+/// its extra threads and its open files counted after the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateReport {
+    pub pid: u32,
+    /// The memory's checksum matches what the process wrote.
+    pub memory: bool,
+    pub threads: u32,
+    pub files: u32,
+}
+
+impl StateReport {
+    pub fn parse(text: &str) -> Option<StateReport> {
+        let line = Line::parse(text)?;
+        if line.kind != "memory" {
+            return None;
+        }
+        Some(StateReport {
+            pid: line.number("pid")?,
+            memory: line.number("memory")?,
+            threads: line.number("threads")?,
+            files: line.number("files")?,
+        })
     }
-    Some((line.number("pid")?, line.number("ok")?))
+
+    /// What did not come back, against the point the process was started
+    /// with; empty when everything did.
+    pub fn problems(&self, threads: u32, files: u32) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.memory {
+            out.push("memory differs from what it wrote".to_string());
+        }
+        if self.threads != threads {
+            out.push(format!("{} of {threads} extra threads", self.threads));
+        }
+        if self.files != files {
+            out.push(format!("{} of {files} open files", self.files));
+        }
+        out
+    }
 }
 
 /// The pids a forker announced in its ready line (parent first).
@@ -445,13 +478,27 @@ mod tests {
     }
 
     #[test]
-    fn memory_verdicts_parse() {
-        assert_eq!(memory_verdict("ckpt memory pid=7 ok=true"), Some((7, true)));
+    fn state_reports_parse_and_name_what_did_not_come_back() {
+        let whole = StateReport::parse("ckpt memory pid=7 ok=true memory=true threads=16 files=64");
+        let whole = whole.unwrap();
+        assert_eq!((whole.pid, whole.threads, whole.files), (7, 16, 64));
+        assert!(whole.problems(16, 64).is_empty());
+        let broken =
+            StateReport::parse("ckpt memory pid=8 ok=false memory=false threads=15 files=64")
+                .unwrap();
         assert_eq!(
-            memory_verdict("ckpt memory pid=7 ok=false"),
-            Some((7, false))
+            broken.problems(16, 64),
+            vec![
+                "memory differs from what it wrote",
+                "15 of 16 extra threads"
+            ]
         );
-        assert_eq!(memory_verdict("ckpt child pid=7 tick=1"), None);
+        assert_eq!(
+            whole.problems(16, 65),
+            vec!["64 of 65 open files".to_string()]
+        );
+        assert_eq!(StateReport::parse("ckpt child pid=7 tick=1"), None);
+        assert_eq!(StateReport::parse("ckpt memory pid=7 ok=true"), None);
     }
 
     #[test]
