@@ -157,7 +157,7 @@ pub fn write_figures(analysis: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
         figures.push(Figure {
             stem: HEATMAP.into(),
             caption: format!(
-                "mean checkpoint time (ms) over {} and {}, one panel per engine",
+                "mean checkpoint time (top) and restore time (bottom), in ms, over {} and {}, one panel per engine",
                 x.title(),
                 y.title()
             ),
@@ -255,6 +255,14 @@ enum Picture<'a> {
 }
 
 impl Picture<'_> {
+    /// Pixels; the heat map stacks two rows of panels and needs the height.
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Picture::Heat(..) => (900, 820),
+            _ => (900, 560),
+        }
+    }
+
     fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         match self {
             Picture::Lines(all, axis) => draw(root, all, *axis),
@@ -267,16 +275,16 @@ impl Picture<'_> {
 
 /// Draws the same picture as `<stem>.svg` and `<stem>.png`; returns the SVG.
 fn write_both(dir: &Path, stem: &str, picture: &Picture) -> Result<String> {
-    const SIZE: (u32, u32) = (900, 560);
+    let size = picture.size();
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         picture.paint(&root)?;
     }
     crate::records::write_private(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
     let png = dir.join(format!("{stem}.png"));
     {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
         picture.paint(&root)?;
     }
     make_private(&png)?;
@@ -402,99 +410,135 @@ fn heat(fraction: f64) -> RGBColor {
     RGBColor(mix(255.0, 165.0), mix(237.0, 15.0), mix(160.0, 21.0))
 }
 
-/// The heat map of mean checkpoint time over two axes, a panel per engine,
-/// each cell labelled with its value.
+/// The heat map of mean checkpoint and restore time over two axes: a row
+/// per operation, a panel per engine, each cell labelled with its value.
+/// Each row has its own colour scale, shared by its engines, so that
+/// engines compare at a glance and restore is not washed out by checkpoint.
 fn draw_heatmap<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     analysis: &Analysis,
-    (x_axis, y_axis): (Axis, Axis),
+    axes: (Axis, Axis),
 ) -> Result<()> {
     root.fill(&WHITE).map_err(plot_error)?;
-    let cells: Vec<_> = analysis
-        .points
-        .iter()
-        .filter(|p| p.operation == Operation::Checkpoint)
-        .collect();
     let values = |axis: Axis| {
-        let mut v: Vec<u32> = cells.iter().map(|p| axis.of(&p.point())).collect();
+        let mut v: Vec<u32> = analysis
+            .points
+            .iter()
+            .map(|p| axis.of(&p.point()))
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
     };
-    let (xs, ys) = (values(x_axis), values(y_axis));
-    let mut engines: Vec<&str> = cells.iter().map(|p| p.engine.as_str()).collect();
-    engines.dedup();
+    let grid = HeatGrid {
+        axes,
+        values: (values(axes.0), values(axes.1)),
+    };
+    let mut engines: Vec<&str> = analysis.points.iter().map(|p| p.engine.as_str()).collect();
     engines.sort_unstable();
     engines.dedup();
-    let (low, high) = cells.iter().fold((f64::MAX, f64::MIN), |(l, h), p| {
-        (l.min(p.mean_ms), h.max(p.mean_ms))
-    });
     let titled = root
-        .titled("Mean checkpoint time (ms)", ("sans-serif", 20))
+        .titled("Mean time (ms)", ("sans-serif", 20))
         .map_err(plot_error)?;
-    let panels = titled.split_evenly((1, engines.len().max(1)));
-    for (panel, engine) in panels.iter().zip(&engines) {
-        let mut chart = ChartBuilder::on(panel)
-            .caption(*engine, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
-            // Segmented axes put each value's label under the middle of
-            // its cell rather than on a cell edge.
-            // (An integer range includes its end: 0..n-1 is n cells.)
-            .build_cartesian_2d(
-                (0..xs.len().saturating_sub(1)).into_segmented(),
-                (0..ys.len().saturating_sub(1)).into_segmented(),
-            )
-            .map_err(plot_error)?;
-        let (xl, yl) = (xs.clone(), ys.clone());
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_labels(xs.len() + 1)
-            .y_labels(ys.len() + 1)
-            .x_label_formatter(&|v| centre_label(v, &xl))
-            .y_label_formatter(&|v| centre_label(v, &yl))
-            .x_desc(x_axis.title())
-            .y_desc(y_axis.title())
-            .axis_desc_style(("sans-serif", 13))
-            .draw()
-            .map_err(plot_error)?;
-        for p in cells.iter().filter(|p| p.engine == *engine) {
-            let point = p.point();
-            let (Some(i), Some(j)) = (
-                xs.iter().position(|v| *v == x_axis.of(&point)),
-                ys.iter().position(|v| *v == y_axis.of(&point)),
-            ) else {
-                continue;
-            };
-            let fraction = if high > low {
-                (p.mean_ms - low) / (high - low)
-            } else {
-                0.0
-            };
-            use SegmentValue::{CenterOf, Exact};
-            chart
-                .draw_series([Rectangle::new(
-                    [(Exact(i), Exact(j)), (Exact(i + 1), Exact(j + 1))],
-                    heat(fraction).filled(),
-                )])
-                .map_err(plot_error)?;
-            let text_color = if fraction > 0.6 { WHITE } else { BLACK };
-            let style = ("sans-serif", 14)
-                .into_font()
-                .color(&text_color)
-                .pos(Pos::new(HPos::Center, VPos::Center));
-            chart
-                .draw_series([Text::new(
-                    format!("{:.0}", p.mean_ms),
-                    (CenterOf(i), CenterOf(j)),
-                    style,
-                )])
-                .map_err(plot_error)?;
+    let rows = titled.split_evenly((Operation::ALL.len(), 1));
+    for (row, operation) in rows.iter().zip(Operation::ALL) {
+        let cells: Vec<&analysis::PointSummary> = analysis
+            .points
+            .iter()
+            .filter(|p| p.operation == operation)
+            .collect();
+        let range = cells.iter().fold((f64::MAX, f64::MIN), |(l, h), p| {
+            (l.min(p.mean_ms), h.max(p.mean_ms))
+        });
+        let panels = row.split_evenly((1, engines.len().max(1)));
+        for (panel, engine) in panels.iter().zip(&engines) {
+            let mine: Vec<_> = cells
+                .iter()
+                .filter(|p| p.engine == *engine)
+                .copied()
+                .collect();
+            let caption = format!("{engine}: {}", operation.name());
+            draw_heat_panel(panel, &caption, &mine, &grid, range)?;
         }
     }
     root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+/// The two axes of a heat map and the values each takes, in order.
+struct HeatGrid {
+    axes: (Axis, Axis),
+    values: (Vec<u32>, Vec<u32>),
+}
+
+/// One panel of the heat map: a cell per grid point, coloured by its mean
+/// between `low` and `high`.
+fn draw_heat_panel<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, Shift>,
+    caption: &str,
+    cells: &[&analysis::PointSummary],
+    grid: &HeatGrid,
+    (low, high): (f64, f64),
+) -> Result<()> {
+    let ((x_axis, y_axis), (xs, ys)) = (grid.axes, &grid.values);
+    let mut chart = ChartBuilder::on(panel)
+        .caption(caption, ("sans-serif", 15))
+        .margin(8)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        // Segmented axes put each value's label under the middle of its
+        // cell rather than on a cell edge.
+        // (An integer range includes its end: 0..n-1 is n cells.)
+        .build_cartesian_2d(
+            (0..xs.len().saturating_sub(1)).into_segmented(),
+            (0..ys.len().saturating_sub(1)).into_segmented(),
+        )
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(xs.len() + 1)
+        .y_labels(ys.len() + 1)
+        .x_label_formatter(&|v| centre_label(v, xs))
+        .y_label_formatter(&|v| centre_label(v, ys))
+        .x_desc(x_axis.title())
+        .y_desc(y_axis.title())
+        .axis_desc_style(("sans-serif", 13))
+        .draw()
+        .map_err(plot_error)?;
+    for p in cells {
+        let point = p.point();
+        let (Some(i), Some(j)) = (
+            xs.iter().position(|v| *v == x_axis.of(&point)),
+            ys.iter().position(|v| *v == y_axis.of(&point)),
+        ) else {
+            continue;
+        };
+        let fraction = if high > low {
+            (p.mean_ms - low) / (high - low)
+        } else {
+            0.0
+        };
+        use SegmentValue::{CenterOf, Exact};
+        chart
+            .draw_series([Rectangle::new(
+                [(Exact(i), Exact(j)), (Exact(i + 1), Exact(j + 1))],
+                heat(fraction).filled(),
+            )])
+            .map_err(plot_error)?;
+        let text_color = if fraction > 0.6 { WHITE } else { BLACK };
+        let style = ("sans-serif", 14)
+            .into_font()
+            .color(&text_color)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        chart
+            .draw_series([Text::new(
+                format!("{:.0}", p.mean_ms),
+                (CenterOf(i), CenterOf(j)),
+                style,
+            )])
+            .map_err(plot_error)?;
+    }
     Ok(())
 }
 

@@ -78,6 +78,10 @@ fn memory_and_filler_grid_checks_memory_and_draws_a_heat_map() {
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
+    let heat = std::fs::read_to_string(dir.join("heatmap.svg")).unwrap();
+    for panel in ["docker: checkpoint", "docker: restore"] {
+        assert!(heat.contains(panel), "the heat map has no '{panel}' panel");
+    }
     let analysis: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("analysis.json")).unwrap()).unwrap();
     assert_eq!(
