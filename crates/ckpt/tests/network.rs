@@ -1,7 +1,8 @@
 //! Docker's two network choices on the real daemon: each container gets a
 //! network namespace of its own with loopback only, `disabled` carries no
-//! network hook (Docker records no network for it) and `none` does, and a
-//! container checkpointed under either carries on after the restore.
+//! network hook (Docker records no network for it) and `none` does, a
+//! container checkpointed under either carries on after the restore, and
+//! neither leaves a sandbox file behind.
 
 mod common;
 
@@ -28,9 +29,23 @@ fn netns(pid: u32) -> String {
         .to_string()
 }
 
+/// The namespace files of Docker's network sandboxes.
+fn sandbox_files() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/var/run/docker/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 #[test]
 fn both_network_choices_isolate_the_container_and_restore() {
     let before = common::ckpt_objects();
+    let sandboxes = sandbox_files();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -44,6 +59,13 @@ fn both_network_choices_isolate_the_container_and_restore() {
     });
     result.unwrap();
     assert_eq!(common::ckpt_objects(), before, "objects left behind");
+    // dockerd leaves a file per sandbox of a `--network none` container
+    // (start and restore); ckpt removes its containers' files.
+    assert_eq!(
+        sandbox_files(),
+        sandboxes,
+        "Docker's sandbox files left behind"
+    );
 }
 
 async fn check_both(docker: &DockerEngine, run: &RunId) -> anyhow::Result<()> {

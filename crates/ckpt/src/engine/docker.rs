@@ -52,7 +52,13 @@ pub struct DockerEngine {
     root_dir: Option<PathBuf>,
     /// Where CRIU leaves its statistics, when ckpt arranged it.
     stats: Option<Arc<StatsCapture>>,
+    /// The network sandboxes seen per container id (see
+    /// `remove_dead_sandboxes`).
+    sandboxes: std::sync::Mutex<HashMap<String, Vec<PathBuf>>>,
 }
+
+/// Where dockerd keeps the namespace files of its network sandboxes.
+const SANDBOX_DIR: &str = "/var/run/docker/netns";
 
 /// Facts about the daemon, for doctor and env.json.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -89,6 +95,7 @@ impl DockerEngine {
             _service: None,
             root_dir: facts.root_dir.clone().map(PathBuf::from),
             stats: None,
+            sandboxes: Default::default(),
         };
         Ok((engine, facts))
     }
@@ -107,6 +114,7 @@ impl DockerEngine {
             _service: Some(service),
             root_dir: Some(PathBuf::from(super::podman::STORAGE_ROOT)),
             stats: None,
+            sandboxes: Default::default(),
         })
     }
 
@@ -224,7 +232,10 @@ impl DockerEngine {
             Ok(())
             | Err(ApiError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(()),
+            }) => {
+                self.remove_dead_sandboxes(id);
+                Ok(())
+            }
             Err(ApiError::DockerResponseServerError {
                 status_code: 409,
                 message,
@@ -369,6 +380,50 @@ impl DockerEngine {
         }
     }
 
+    /// Notes the network sandbox Docker gave a container: a new one at every
+    /// start and every restore (`--network none`; none when networking is
+    /// disabled). ckpt inspects its containers after both anyway.
+    fn note_sandbox(&self, id: &str, key: Option<String>) {
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return;
+        };
+        let mut seen = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let keys = seen.entry(id.to_string()).or_default();
+        if !keys.iter().any(|k| k.as_os_str() == key.as_str()) {
+            keys.push(PathBuf::from(key));
+        }
+    }
+
+    /// dockerd 20.10 leaves the empty namespace file of every sandbox it
+    /// made for `--network none` in /var/run/docker/netns when the
+    /// container goes (two per trial: the start's and the restore's).
+    /// Removes the files of the container's sandboxes that nothing is
+    /// mounted on any more; a sandbox whose file is still mounted is alive.
+    fn remove_dead_sandboxes(&self, id: &str) {
+        let keys = {
+            let mut seen = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+            seen.remove(id).unwrap_or_default()
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let mounted = mount_points();
+        // The key says /var/run, mountinfo says where that leads (/run).
+        let real_dir = std::fs::canonicalize(SANDBOX_DIR).unwrap_or_else(|_| SANDBOX_DIR.into());
+        for key in keys {
+            let real = key.file_name().map(|name| real_dir.join(name));
+            let dead = key.parent() == Some(std::path::Path::new(SANDBOX_DIR))
+                && !mounted.contains(&key)
+                && !real.is_some_and(|r| mounted.contains(&r))
+                && std::fs::metadata(&key).is_ok_and(|m| m.is_file() && m.len() == 0);
+            if dead {
+                if let Err(e) = std::fs::remove_file(&key) {
+                    tracing::warn!("cannot remove Docker's sandbox file {}: {e}", key.display());
+                }
+            }
+        }
+    }
+
     /// Turns an API error into a message that says what failed and which
     /// daemon said so; the daemon's own message is kept verbatim because it
     /// is usually the useful part.
@@ -438,6 +493,16 @@ fn unreachable_daemon(e: ApiError) -> anyhow::Error {
     anyhow!(
         "cannot reach the Docker daemon at {host} ({e}): start dockerd (scripts/setup starts it) or fix DOCKER_HOST"
     )
+}
+
+/// The mount points of this mount namespace (dockerd's: ckpt runs beside
+/// it on the host), from /proc/self/mountinfo's fifth field.
+fn mount_points() -> std::collections::HashSet<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(PathBuf::from))
+        .collect()
 }
 
 /// Splits the chunks of a log stream into whole lines.
@@ -650,6 +715,8 @@ impl Engine for DockerEngine {
             .inspect_container(&container.id, None::<InspectContainerOptions>)
             .await
             .map_err(|e| self.api_error(e, &format!("inspecting container {}", container.name)))?;
+        let sandbox = inspect.network_settings.and_then(|n| n.sandbox_key);
+        self.note_sandbox(&container.id, sandbox);
         let pid = inspect.state.and_then(|s| s.pid).unwrap_or(0);
         if pid <= 0 {
             bail!("container {} is not running", container.name);
