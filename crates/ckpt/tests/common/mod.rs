@@ -34,9 +34,10 @@ pub fn text(output: &Output) -> (String, String) {
     )
 }
 
-/// Ids of Docker containers and images that carry ckpt's run label,
-/// containerd's checkpoint copies in /tmp (which ckpt must remove too), the
-/// work directories under /run/ckpt and the lines ckpt adds to
+/// What ckpt creates and must remove, by name: Docker containers and
+/// images that carry ckpt's run label, containerd's checkpoint copies in
+/// /tmp and dockerd's network sandbox files (which ckpt must remove too),
+/// the run directories under /run/ckpt and the lines ckpt adds to
 /// /etc/criu/runc.conf.
 pub fn ckpt_objects() -> Vec<String> {
     let mut ids = Vec::new();
@@ -55,6 +56,32 @@ pub fn ckpt_objects() -> Vec<String> {
                 .map(String::from),
         );
     }
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| format!("{dir}/{}", e.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ids.extend(
+        names("/tmp")
+            .into_iter()
+            .filter(|n| n.starts_with("/tmp/ctrd-checkpoint")),
+    );
+    ids.extend(names("/var/run/docker/netns"));
+    for engine_dir in names("/run/ckpt") {
+        ids.extend(names(&engine_dir));
+    }
+    ids.extend(
+        std::fs::read_to_string("/etc/criu/runc.conf")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("# ckpt"))
+            .map(String::from),
+    );
+    ids.sort();
     ids
 }
 
