@@ -24,13 +24,10 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
 use super::criu_stats::StatsCapture;
+use super::leftovers;
 use super::{Container, Engine, Image, ImageSpec, Network, RunSpec};
 use crate::cleanup::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
-
-/// Where containerd (started by dockerd, TMPDIR unset) makes its temporary
-/// checkpoint copies.
-const CONTAINERD_TMP: &str = "/tmp";
 
 /// Which daemon answers the Docker Engine API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +49,10 @@ pub struct DockerEngine {
     root_dir: Option<PathBuf>,
     /// Where CRIU leaves its statistics, when ckpt arranged it.
     stats: Option<Arc<StatsCapture>>,
-    /// The network sandboxes seen per container id (see
-    /// `remove_dead_sandboxes`).
-    sandboxes: std::sync::Mutex<HashMap<String, Vec<PathBuf>>>,
+    /// The network sandboxes Docker made for each container, whose files
+    /// dockerd leaves behind.
+    sandboxes: leftovers::Sandboxes,
 }
-
-/// Where dockerd keeps the namespace files of its network sandboxes.
-const SANDBOX_DIR: &str = "/var/run/docker/netns";
 
 /// Facts about the daemon, for doctor and env.json.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -233,7 +227,7 @@ impl DockerEngine {
             | Err(ApiError::DockerResponseServerError {
                 status_code: 404, ..
             }) => {
-                self.remove_dead_sandboxes(id);
+                self.sandboxes.remove_dead(id);
                 Ok(())
             }
             Err(ApiError::DockerResponseServerError {
@@ -337,11 +331,8 @@ impl DockerEngine {
         )
     }
 
-    /// containerd 1.6 leaves a full copy of every Docker checkpoint in
-    /// `/tmp/ctrd-checkpoint*` (containerd/containerd#10166): process
-    /// memory, in a directory nobody removes. A copy is ours when its
-    /// inventory.img is byte for byte the one of our checkpoint (the
-    /// inventory holds the dump's own ids and uptime), so only our copies go.
+    /// Removes containerd's copies (see `leftovers`) of the container's
+    /// checkpoint `checkpoint`, or of all its checkpoints.
     fn remove_containerd_copies(&self, id: &str, checkpoint: Option<&str>) {
         if self.flavor == Flavor::Podman {
             return;
@@ -358,70 +349,7 @@ impl DockerEngine {
         .iter()
         .filter_map(|cp| std::fs::read(cp.join("inventory.img")).ok())
         .collect();
-        if ours.is_empty() {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(CONTAINERD_TMP) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let is_copy = entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("ctrd-checkpoint");
-            if is_copy
-                && std::fs::read(path.join("inventory.img")).is_ok_and(|inv| ours.contains(&inv))
-            {
-                if let Err(e) = std::fs::remove_dir_all(&path) {
-                    tracing::warn!("cannot remove containerd's copy {}: {e}", path.display());
-                }
-            }
-        }
-    }
-
-    /// Notes the network sandbox Docker gave a container: a new one at every
-    /// start and every restore (`--network none`; none when networking is
-    /// disabled). ckpt inspects its containers after both anyway.
-    fn note_sandbox(&self, id: &str, key: Option<String>) {
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return;
-        };
-        let mut seen = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
-        let keys = seen.entry(id.to_string()).or_default();
-        if !keys.iter().any(|k| k.as_os_str() == key.as_str()) {
-            keys.push(PathBuf::from(key));
-        }
-    }
-
-    /// dockerd 20.10 leaves the empty namespace file of every sandbox it
-    /// made for `--network none` in /var/run/docker/netns when the
-    /// container goes (two per trial: the start's and the restore's).
-    /// Removes the files of the container's sandboxes that nothing is
-    /// mounted on any more; a sandbox whose file is still mounted is alive.
-    fn remove_dead_sandboxes(&self, id: &str) {
-        let keys = {
-            let mut seen = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
-            seen.remove(id).unwrap_or_default()
-        };
-        if keys.is_empty() {
-            return;
-        }
-        let mounted = mount_points();
-        // The key says /var/run, mountinfo says where that leads (/run).
-        let real_dir = std::fs::canonicalize(SANDBOX_DIR).unwrap_or_else(|_| SANDBOX_DIR.into());
-        for key in keys {
-            let real = key.file_name().map(|name| real_dir.join(name));
-            let dead = key.parent() == Some(std::path::Path::new(SANDBOX_DIR))
-                && !mounted.contains(&key)
-                && !real.is_some_and(|r| mounted.contains(&r))
-                && std::fs::metadata(&key).is_ok_and(|m| m.is_file() && m.len() == 0);
-            if dead {
-                if let Err(e) = std::fs::remove_file(&key) {
-                    tracing::warn!("cannot remove Docker's sandbox file {}: {e}", key.display());
-                }
-            }
-        }
+        leftovers::remove_containerd_copies(&ours);
     }
 
     /// Turns an API error into a message that says what failed and which
@@ -493,16 +421,6 @@ fn unreachable_daemon(e: ApiError) -> anyhow::Error {
     anyhow!(
         "cannot reach the Docker daemon at {host} ({e}): start dockerd (scripts/setup starts it) or fix DOCKER_HOST"
     )
-}
-
-/// The mount points of this mount namespace (dockerd's: ckpt runs beside
-/// it on the host), from /proc/self/mountinfo's fifth field.
-fn mount_points() -> std::collections::HashSet<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4).map(PathBuf::from))
-        .collect()
 }
 
 /// Splits the chunks of a log stream into whole lines.
@@ -716,7 +634,7 @@ impl Engine for DockerEngine {
             .await
             .map_err(|e| self.api_error(e, &format!("inspecting container {}", container.name)))?;
         let sandbox = inspect.network_settings.and_then(|n| n.sandbox_key);
-        self.note_sandbox(&container.id, sandbox);
+        self.sandboxes.note(&container.id, sandbox);
         let pid = inspect.state.and_then(|s| s.pid).unwrap_or(0);
         if pid <= 0 {
             bail!("container {} is not running", container.name);

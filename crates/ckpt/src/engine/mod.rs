@@ -6,6 +6,7 @@ pub mod any;
 pub mod criu;
 pub mod criu_stats;
 pub mod docker;
+pub mod leftovers;
 pub mod logfile;
 pub mod podman;
 pub mod runc;
