@@ -525,6 +525,19 @@ mod tests {
     }
 
     #[test]
+    fn the_network_choice_survives_plan_json_for_resume() {
+        let mut p = plan(Order::Sequential);
+        p.network = crate::engine::Network::None;
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains(r#""network":"none""#), "{json}");
+        let back: SweepPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.network, crate::engine::Network::None);
+        p.network = crate::engine::Network::Disabled;
+        let back: SweepPlan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back.network, crate::engine::Network::Disabled);
+    }
+
+    #[test]
     fn memory_beyond_the_machine_is_refused_with_the_figures() {
         let mut p = plan(Order::Sequential);
         p.children = vec![1, 50];
