@@ -970,6 +970,17 @@ mod tests {
         let html = report.html();
         assert!(html.contains("<h2>What drives the time</h2>"));
         assert!(html.contains(&escape(&drivers[0])));
+        // The method names how Docker's containers were networked.
+        assert!(md.contains("networking disabled"), "{md}");
+        let none = SweepPlan {
+            network: crate::engine::Network::None,
+            ..plan.clone()
+        };
+        let report = Report {
+            plan: &none,
+            ..report
+        };
+        assert!(report.method().contains("`--network none`"));
     }
 
     #[test]
