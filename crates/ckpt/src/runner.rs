@@ -320,7 +320,7 @@ async fn check_after_restore<E: Engine>(
         Workload::Forker if holds_state(&trial.record) => {
             let (verdict, _) = trial
                 .clock
-                .time(check_memory(
+                .time(check_state(
                     engine,
                     container,
                     &trial.before,
@@ -392,7 +392,7 @@ async fn check_memory<E: Engine>(
             CHECK_TIMEOUT,
         )
         .await
-        .context("waiting for the restored processes to check their memory")?;
+        .context("waiting for the restored processes to check their memory, threads and files")?;
     let reports: Vec<StateReport> = engine
         .logs(container)
         .await?
