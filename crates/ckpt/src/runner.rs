@@ -369,7 +369,7 @@ fn holds_state(record: &TrialRecord) -> bool {
 /// Asks every process of the forker to check its memory, threads and open
 /// files (SIGUSR1 to the parent, which passes it on) and waits for all
 /// their answers. Returns None when everything came back, or what did not.
-async fn check_memory<E: Engine>(
+async fn check_state<E: Engine>(
     engine: &E,
     container: &Container,
     pids: &[u32],
