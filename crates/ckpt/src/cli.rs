@@ -5,21 +5,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use ckpt::cleanup::{self, Interrupted, RunId};
 use ckpt::demo::{self, DemoOptions};
-use ckpt::doctor;
 use ckpt::engine::any::{self, AnyEngine};
 use ckpt::engine::criu::CriuEngine;
 use ckpt::engine::criu_stats::{self, StatsCapture};
-use ckpt::engine::docker::DockerEngine;
+use ckpt::engine::moby::DockerEngine;
 use ckpt::engine::runc::RuncEngine;
-use ckpt::engine::{Engine, Network};
-use ckpt::envinfo::{self, Environment};
+use ckpt::engine::Engine;
+use ckpt::host::doctor;
+use ckpt::host::envinfo::{self, Environment};
 use ckpt::inspect;
-use ckpt::plan::{self, Order, SweepPlan};
+use ckpt::model::{EngineKind, Network};
+use ckpt::output;
+use ckpt::run::{self as cleanup, Interrupted, RunId};
 use ckpt::sweep;
+use ckpt::sweep::plan::{self, Order, SweepPlan};
+use ckpt::sweep::results::{ResultFile, ResultsDir};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -125,7 +128,7 @@ struct SweepArgs {
     warmup: u32,
     /// Engines to compare, comma-separated; their trials are interleaved
     #[arg(long, value_enum, value_delimiter = ',', default_value = "docker")]
-    engine: Vec<EngineName>,
+    engine: Vec<EngineKind>,
     /// Run order: shuffled interleaves the points so that drift cannot pose as a trend
     #[arg(long, value_enum, default_value_t = Order::Shuffled)]
     order: Order,
@@ -147,37 +150,14 @@ struct SweepArgs {
 #[derive(clap::Args, Debug)]
 struct DemoArgs {
     /// Engine to run the demo on
-    #[arg(long, value_enum, default_value_t = EngineName::Docker)]
-    engine: EngineName,
+    #[arg(long, value_enum, default_value_t = EngineKind::Docker)]
+    engine: EngineKind,
     /// Time between two Fibonacci numbers (e.g. 4s, 500ms)
     #[arg(long, default_value = "4s", value_parser = positive_duration)]
     interval: Duration,
     /// How long the program runs before the checkpoint (default: three intervals)
     #[arg(long, value_parser = positive_duration)]
     run_for: Option<Duration>,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineName {
-    /// Docker Engine API (dockerd, containerd, runc, CRIU)
-    Docker,
-    /// Podman's service (runc, CRIU), started by ckpt on its own socket
-    Podman,
-    /// runc with an OCI bundle, no daemon
-    Runc,
-    /// CRIU alone on a plain process tree, no container
-    Criu,
-}
-
-impl EngineName {
-    fn as_str(self) -> &'static str {
-        match self {
-            EngineName::Docker => "docker",
-            EngineName::Podman => "podman",
-            EngineName::Runc => "runc",
-            EngineName::Criu => "criu",
-        }
-    }
 }
 
 /// Parses a duration such as `4s` or `250ms` and refuses zero.
@@ -242,7 +222,7 @@ async fn inspect_command(args: InspectArgs) -> Result<u8> {
 async fn gc_command() -> Result<u8> {
     // Daemon-less engines need nothing running; Docker's part needs dockerd.
     let mut removed = RuncEngine::new(None).remove_orphans().await?;
-    removed += ckpt::engine::podman::remove_orphans()?;
+    removed += ckpt::engine::moby::podman::remove_orphans()?;
     removed += remove_podman_orphans().await;
     removed += CriuEngine::new().remove_orphans().await?;
     let docker = match DockerEngine::connect_any().await {
@@ -263,7 +243,7 @@ async fn gc_command() -> Result<u8> {
 /// is not an error for gc.
 async fn remove_podman_orphans() -> usize {
     let run = RunId::new();
-    let service = match ckpt::engine::podman::Service::start(&run) {
+    let service = match ckpt::engine::moby::podman::Service::start(&run) {
         Ok(service) => service,
         Err(e) => {
             eprintln!("ckpt gc: skipping Podman: {e:#}");
@@ -292,9 +272,9 @@ async fn clean_run(engines: &[AnyEngine], run: &RunId) -> bool {
 }
 
 async fn demo_command(args: DemoArgs) -> Result<u8> {
-    doctor::require_engines(&[args.engine.as_str()]).await?;
+    doctor::require_engines(&[args.engine]).await?;
     let run = RunId::new();
-    let (mut engines, _) = any::open(&[args.engine.as_str().to_string()], &run, None).await?;
+    let (mut engines, _) = any::open(&[args.engine], &run, None).await?;
     let engine = engines.pop().context("no engine opened")?;
     let options = DemoOptions {
         interval: args.interval,
@@ -335,21 +315,24 @@ impl Start {
             return Ok(Start::Resume(sweep::prepare_resume(dir)?));
         }
         let plan = SweepPlan {
-            engines: args.engine.iter().map(|e| e.as_str().to_string()).collect(),
+            engines: args.engine.clone(),
             children: plan::parse_values(&args.children, 0).context("--children")?,
             memory_mib: plan::parse_values(&args.memory_mib, 0).context("--memory-mib")?,
             threads: plan::parse_values(&args.threads, 0).context("--threads")?,
             files: plan::parse_values(&args.files, 0).context("--files")?,
             filler_mib: plan::parse_values(&args.image_filler_mib, 0)
                 .context("--image-filler-mib")?,
-            workload: args.image.clone().map(|image| plan::UserWorkload {
-                image,
-                cmd: args.cmd.clone().unwrap_or_default(),
-                ready_pattern: args.ready_pattern.clone(),
-                ready_delay_ms: args.ready_delay.as_millis() as u64,
-                ready_timeout_ms: args.ready_timeout.as_millis() as u64,
-                check_pattern: args.check_pattern.clone(),
-            }),
+            workload: args
+                .image
+                .clone()
+                .map(|image| ckpt::workload::UserWorkload {
+                    image,
+                    cmd: args.cmd.clone().unwrap_or_default(),
+                    ready_pattern: args.ready_pattern.clone(),
+                    ready_delay_ms: args.ready_delay.as_millis() as u64,
+                    ready_timeout_ms: args.ready_timeout.as_millis() as u64,
+                    check_pattern: args.check_pattern.clone(),
+                }),
             repeat: args.repeat,
             warmup: args.warmup,
             order: args.order,
@@ -357,8 +340,8 @@ impl Start {
             seed: args.seed.unwrap_or_else(rand::random),
         };
         plan.validate()?;
-        ckpt::workload::Workload::from_plan(&plan)?;
-        plan.check_capacity(&envinfo::Capacity::of_this_machine())?;
+        ckpt::workload::Workload::new(plan.workload.as_ref(), &plan.swept_axes())?;
+        plan.check_capacity(&envinfo::capacity())?;
         let dir = args
             .output
             .clone()
@@ -382,7 +365,7 @@ impl Start {
         }
     }
 
-    fn engines(&self) -> &[String] {
+    fn engines(&self) -> &[EngineKind] {
         match self {
             Start::New { plan, .. } => &plan.engines,
             Start::Resume(prepared) => &prepared.plan.engines,
@@ -403,8 +386,7 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     // Everything about the input and the machine is checked before
     // anything is created.
     let start = Start::from_args(&args, &run)?;
-    let names: Vec<&str> = start.engines().iter().map(String::as_str).collect();
-    doctor::require_engines(&names).await?;
+    doctor::require_engines(start.engines()).await?;
     let capture = keep_criu_statistics(&run);
     let opened = match any::open(start.engines(), &run, capture.clone()).await {
         Ok((engines, facts)) => match sweep::check_user_image(&engines, start.plan(), &run).await {
@@ -435,7 +417,7 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
         "ckpt sweep: run {run}, {} trial(s) to do of {}, results in {}",
         sweep::remaining(&prepared.plan, &prepared.done).len(),
         prepared.plan.trials().len(),
-        prepared.dir.display()
+        prepared.results.path().display()
     );
     let (engines_ref, run_ref, prepared_ref) = (&engines[..], &run, &prepared);
     let outcome = cleanup::run_stoppable(move |stop| async move {
@@ -444,14 +426,15 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     .await;
     let cleaned = clean_run(&engines, &run).await;
     release(capture);
-    finish_sweep(&prepared.dir, outcome, cleaned)
+    finish_sweep(prepared.results.path(), outcome, cleaned)
 }
 
 /// Writes the outputs from whatever was measured, and turns the outcome
 /// into an exit status and the message that says how to go on.
 fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8> {
-    let analysis = if dir.join(ckpt::records::TRIALS_JSONL).exists() {
-        Some(sweep::write_outputs(dir)?)
+    let results = ResultsDir::new(dir);
+    let analysis = if results.has(ResultFile::TrialsJsonl) {
+        Some(output::write_outputs(&results)?)
     } else {
         None
     };
@@ -459,7 +442,7 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     match outcome {
         Ok(_) => {
             if let Some(a) = &analysis {
-                print!("{}", sweep::render_table(a));
+                print!("{}", output::render_table(a));
             }
             println!("results: {}", dir.display());
             Ok(u8::from(!cleaned))
@@ -480,8 +463,8 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
 }
 
 fn report_command(dir: &Path) -> Result<u8> {
-    let analysis = sweep::write_outputs(dir)?;
-    print!("{}", sweep::render_table(&analysis));
+    let analysis = output::write_outputs(&ResultsDir::new(dir))?;
+    print!("{}", output::render_table(&analysis));
     println!(
         "rebuilt the summary, figures and report in {}",
         dir.display()

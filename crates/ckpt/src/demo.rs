@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::cleanup::{RunId, Stop};
-use crate::engine::{self, Engine, ImageSpec, Network, RunSpec};
+use crate::engine::{self, Engine};
+use crate::model::{ImageSpec, Network, RunSpec};
+use crate::run::{RunId, Stop};
 use crate::workload::{self, Continuity};
 
 #[derive(Debug, Clone)]

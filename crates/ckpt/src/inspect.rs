@@ -210,7 +210,7 @@ fn read_podman_config(bytes: &[u8], info: &mut ContainerInfo) {
 /// The directory of a Docker container's checkpoint: the one named, or the
 /// most recent.
 async fn docker_checkpoint_dir(container: &str, checkpoint: Option<&str>) -> Result<PathBuf> {
-    let (engine, _) = crate::engine::docker::DockerEngine::connect_any()
+    let (engine, _) = crate::engine::moby::DockerEngine::connect_any()
         .await
         .with_context(|| format!("'{container}' is neither a file nor a directory, and Docker cannot be asked about it"))?;
     let dir = engine.checkpoints_dir_of(container).await?;

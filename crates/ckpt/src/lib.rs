@@ -1,24 +1,19 @@
 //! ckpt: run workloads in containers, checkpoint and restore them with CRIU,
 //! check that the restored program carries on, and measure every step.
 //!
-//! The flow goes one way: `plan` (the grid of trials) -> `runner` (one
-//! trial against an `engine`) -> `records` (one row per trial, flushed as it
-//! ends) -> `analysis` -> `plot` and `report`. Analysis and output read only
-//! records, so `ckpt report DIR` works without any engine.
+//! The flow goes one way: `sweep` (plan -> trial -> records) drives an
+//! `engine` with a `workload`; `analysis` reads the records; `output` turns
+//! the analysis into tables, figures and a report. Analysis and output read
+//! only records, so `ckpt report DIR` works without any engine. `model`
+//! holds the words they all share and depends on nothing.
 
 pub mod analysis;
-pub mod cleanup;
 pub mod demo;
-pub mod doctor;
 pub mod engine;
-pub mod envinfo;
+pub mod host;
 pub mod inspect;
-pub mod plan;
-pub mod plot;
-pub mod proctree;
-pub mod records;
-pub mod report;
-pub mod runner;
+pub mod model;
+pub mod output;
+pub mod run;
 pub mod sweep;
-pub mod template;
 pub mod workload;

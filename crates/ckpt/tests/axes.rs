@@ -19,6 +19,7 @@ fn sweep(dir: &Path, extra: &[&str]) -> (bool, String) {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn memory_and_filler_grid_checks_memory_and_draws_a_heat_map() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -107,6 +108,7 @@ fn workload_binary() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn forker_holds_threads_and_files_and_checks_memory_on_request() {
     let tmp = tempfile::tempdir().unwrap();
     let log_path = tmp.path().join("out.log");
@@ -249,6 +251,7 @@ fn busybox_sweep(dir: &Path, children: &str, patterns: &[&str]) -> (bool, String
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn user_workload_from_a_busybox_image_is_swept_and_verified() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -277,6 +280,7 @@ fn user_workload_from_a_busybox_image_is_swept_and_verified() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn user_workload_whose_ready_pattern_never_matches_fails_with_its_last_lines() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -303,6 +307,7 @@ fn user_workload_whose_ready_pattern_never_matches_fails_with_its_last_lines() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn bad_axis_input_is_refused_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &str); 5] = [
@@ -331,6 +336,7 @@ fn bad_axis_input_is_refused_before_anything_starts() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn an_image_that_does_not_exist_is_named_with_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("missing");
@@ -361,6 +367,7 @@ fn an_image_that_does_not_exist_is_named_with_the_fix() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn threads_and_open_files_come_back_on_the_daemonless_engines() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("state");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::{ckpt, ckpt_objects, run, text};
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn demo_restores_and_the_sequence_continues() {
     let before = ckpt_objects();
     let out = run(&["demo", "--interval", "300ms", "--run-for", "1s"]);
@@ -26,6 +27,7 @@ fn demo_restores_and_the_sequence_continues() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn interrupted_demo_leaves_nothing_behind() {
     let before = ckpt_objects();
     let mut child = ckpt()
@@ -63,6 +65,7 @@ fn interrupted_demo_leaves_nothing_behind() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn bad_input_is_refused_with_a_message() {
     let out = run(&["demo", "--interval", "0s"]);
     let (_, stderr) = text(&out);
@@ -79,6 +82,7 @@ fn bad_input_is_refused_with_a_message() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn unreachable_daemon_is_a_clear_error() {
     let out = ckpt()
         .args(["gc"])
@@ -95,6 +99,7 @@ fn unreachable_daemon_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn doctor_reports_every_check() {
     let out = run(&["doctor", "--json"]);
     let (stdout, stderr) = text(&out);

@@ -6,6 +6,7 @@ mod common;
 use common::{ckpt_objects, run, text};
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn demo_continues_on_every_engine() {
     for engine in ["podman", "runc", "criu"] {
         let before = ckpt_objects();
@@ -26,6 +27,7 @@ fn demo_continues_on_every_engine() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn one_sweep_compares_all_engines() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -68,6 +70,7 @@ fn one_sweep_compares_all_engines() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn unknown_engine_is_refused() {
     let out = run(&["sweep", "--engine", "docker,lxc"]);
     assert_eq!(out.status.code(), Some(2));

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ckpt::cleanup::RunId;
 use ckpt::engine::any::{self, AnyEngine};
-use ckpt::engine::{Engine, RunSpec};
+use ckpt::engine::Engine;
+use ckpt::model::RunSpec;
+use ckpt::run::RunId;
 use common::{ckpt, ckpt_objects, records, spawn_sweep, text, trial_numbers, wait_for_records};
 
 fn setup_script() -> PathBuf {
@@ -17,6 +18,7 @@ fn setup_script() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn docker_daemon_killed_during_a_sweep() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -68,6 +70,7 @@ fn docker_daemon_killed_during_a_sweep() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn sigkill_leaves_what_gc_removes_and_resume_completes() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -115,6 +118,7 @@ fn sigkill_leaves_what_gc_removes_and_resume_completes() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn missing_criu_is_refused_up_front() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("never");
@@ -144,17 +148,19 @@ fn missing_criu_is_refused_up_front() {
 /// A checkpoint whose pstree.img was cut short: the restore fails with a
 /// clear error and the container is removed.
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 async fn restore_from_a_corrupted_checkpoint() {
     let before = ckpt_objects();
-    for name in ["docker", "runc", "criu"] {
+    use ckpt::model::EngineKind;
+    for kind in [EngineKind::Docker, EngineKind::Runc, EngineKind::Criu] {
         let run = RunId::new();
-        let (engines, _) = any::open(&[name.to_string()], &run, None).await.unwrap();
+        let (engines, _) = any::open(&[kind], &run, None).await.unwrap();
         let engine: &AnyEngine = &engines[0];
         let image = engine.build_image(&run, &Default::default()).await.unwrap();
         let spec = RunSpec {
             name: run.name("corrupt"),
             args: ckpt::workload::forker_args(
-                &ckpt::plan::Point {
+                &ckpt::model::Point {
                     children: 2,
                     ..Default::default()
                 },
@@ -182,13 +188,13 @@ async fn restore_from_a_corrupted_checkpoint() {
             .await
             .expect_err("a cut image must not restore");
         let message = format!("{err:#}");
-        assert!(message.contains("restoring"), "{name}: {message}");
+        assert!(message.contains("restoring"), "{kind}: {message}");
         engine.remove_container(&container).await.unwrap();
         engine.remove_image(&image).await.unwrap();
         assert_eq!(
             engine.remove_run(&run).await.unwrap(),
             0,
-            "{name}: all was removed already"
+            "{kind}: all was removed already"
         );
     }
     assert_eq!(ckpt_objects(), before);
@@ -197,6 +203,7 @@ async fn restore_from_a_corrupted_checkpoint() {
 /// The checkpoint directory on a full filesystem: the trial fails with the
 /// reason, the sweep goes on, and no partial checkpoint counts as a good one.
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn checkpoint_onto_a_full_filesystem() {
     let before = ckpt_objects();
     let mount_point = Path::new("/run/ckpt/criu");

@@ -121,6 +121,7 @@ fn criu_dump(dir: &Path, children: u32) -> (PathBuf, PathBuf) {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn criu_checkpoint_shows_the_tree_and_statistics() {
     let tmp = tempfile::tempdir().unwrap();
     let (images, work) = criu_dump(tmp.path(), 10);
@@ -158,6 +159,7 @@ fn criu_checkpoint_shows_the_tree_and_statistics() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn corrupt_images_are_named_with_their_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let (images, _) = criu_dump(tmp.path(), 2);
@@ -197,6 +199,7 @@ fn corrupt_images_are_named_with_their_offset() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn podman_export_archive_shows_container_and_processes() {
     let tmp = tempfile::tempdir().unwrap();
     let tag = format!("localhost/ckpt-test-inspect:{}", std::process::id());
@@ -264,6 +267,7 @@ fn podman_export_archive_shows_container_and_processes() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn docker_container_checkpoint_shows_its_processes() {
     let tag = format!("ckpt-test-inspect:{}", std::process::id());
     let name = format!("ckpt-test-inspect-{}", std::process::id());

@@ -11,6 +11,7 @@ use common::{
 };
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn small_sweep_writes_everything_and_report_rebuilds_it() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -166,6 +167,7 @@ fn check_html_renders_figure(report: &Path) {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn bad_sweep_input_is_refused_before_anything_is_created() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("never");
@@ -197,6 +199,7 @@ fn bad_sweep_input_is_refused_before_anything_is_created() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn interrupted_sweep_keeps_its_trials_and_resumes_to_a_complete_grid() {
     let before = ckpt_objects();
     let tmp = tempfile::tempdir().unwrap();
@@ -239,6 +242,7 @@ fn interrupted_sweep_keeps_its_trials_and_resumes_to_a_complete_grid() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn resume_repairs_a_cut_last_line() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sweep");
@@ -277,6 +281,7 @@ fn resume_repairs_a_cut_last_line() {
 /// for ready, checkpointing, stopped, restoring, removing): each time the
 /// records stay whole, nothing is left behind, and a resume completes the grid.
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn signals_at_every_stage_keep_results_and_leave_nothing() {
     let before = ckpt_objects();
     for (round, delay_ms) in [0u64, 120, 240, 360, 480, 600].into_iter().enumerate() {

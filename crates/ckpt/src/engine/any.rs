@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::criu::CriuEngine;
-use super::docker::DockerEngine;
+use super::moby::DockerEngine;
 use super::runc::RuncEngine;
-use super::{Container, Engine, Image, ImageSpec, RunSpec};
-use crate::cleanup::RunId;
+use super::{Container, Engine, Image};
+use crate::model::{EngineKind, ImageSpec, RunSpec};
+use crate::run::RunId;
 
 pub enum AnyEngine {
     Docker(DockerEngine),
@@ -116,36 +117,32 @@ impl Engine for AnyEngine {
     }
 }
 
-/// Opens the named engines (names as in `doctor::ENGINES`). Docker's
-/// daemon facts come back for env.json. `stats` is where CRIU leaves its
-/// statistics for the runc-based engines (see `criu_stats`).
+/// Opens the engines. Docker's daemon facts come back for env.json.
+/// `stats` is where CRIU leaves its statistics for the runc-based engines
+/// (see `criu_stats`).
 pub async fn open(
-    names: &[String],
+    kinds: &[EngineKind],
     run: &RunId,
     stats: Option<std::sync::Arc<super::criu_stats::StatsCapture>>,
-) -> Result<(Vec<AnyEngine>, Option<super::docker::DaemonFacts>)> {
+) -> Result<(Vec<AnyEngine>, Option<super::moby::DaemonFacts>)> {
     let mut engines = Vec::new();
     let mut facts = None;
-    for name in names {
-        engines.push(match name.as_str() {
-            "docker" => {
+    for kind in kinds {
+        engines.push(match kind {
+            EngineKind::Docker => {
                 let (mut docker, daemon) = DockerEngine::connect_checked().await?;
                 docker.use_criu_stats(stats.clone());
                 facts = Some(daemon);
                 AnyEngine::Docker(docker)
             }
-            "podman" => {
-                let service = super::podman::Service::start(run)?;
+            EngineKind::Podman => {
+                let service = super::moby::podman::Service::start(run)?;
                 let mut podman = DockerEngine::podman(service).await?;
                 podman.use_criu_stats(stats.clone());
                 AnyEngine::Docker(podman)
             }
-            "runc" => AnyEngine::Runc(RuncEngine::new(stats.clone())),
-            "criu" => AnyEngine::Criu(CriuEngine::new()),
-            other => anyhow::bail!(
-                "unknown engine '{other}': choose from {}",
-                crate::doctor::ENGINES.join(", ")
-            ),
+            EngineKind::Runc => AnyEngine::Runc(RuncEngine::new(stats.clone())),
+            EngineKind::Criu => AnyEngine::Criu(CriuEngine::new()),
         });
     }
     Ok((engines, facts))

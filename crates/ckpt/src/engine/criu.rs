@@ -21,8 +21,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{logfile, rundir, Container, Engine, Image, ImageSpec, RunSpec};
-use crate::cleanup::RunId;
+use super::os::{logfile, rundir};
+use super::{Container, Engine, Image};
+use crate::model::{ImageSpec, RunSpec};
+use crate::run::RunId;
 use crate::workload;
 
 pub struct CriuEngine {
@@ -105,7 +107,7 @@ async fn criu_call(call: Call, images: PathBuf, work: PathBuf, what: String) -> 
 impl CriuEngine {
     pub fn new() -> CriuEngine {
         // Orphans of our workload trees must come back to us to be reaped.
-        crate::proctree::become_subreaper();
+        crate::engine::os::proctree::become_subreaper();
         CriuEngine {
             dir: Mutex::new(None),
             pids: Mutex::new(std::collections::HashMap::new()),
@@ -167,7 +169,7 @@ fn workload_tree(root: u32) -> Vec<u32> {
         return Vec::new();
     }
     // Without a pid namespace the "namespace" pids are the host's.
-    crate::proctree::namespace_pids(root).unwrap_or_else(|_| vec![root])
+    crate::engine::os::proctree::namespace_pids(root).unwrap_or_else(|_| vec![root])
 }
 
 /// Kills a workload tree and collects its processes.
@@ -177,7 +179,7 @@ fn kill_tree(root: u32) {
         // SAFETY: sending SIGKILL to processes we started (checked above).
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    crate::proctree::reap(&pids, EXIT_TIMEOUT);
+    crate::engine::os::proctree::reap(&pids, EXIT_TIMEOUT);
 }
 
 impl Engine for CriuEngine {
@@ -281,8 +283,10 @@ impl Engine for CriuEngine {
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect();
-        let gone =
-            tokio::task::spawn_blocking(move || crate::proctree::reap(&tree, EXIT_TIMEOUT)).await?;
+        let gone = tokio::task::spawn_blocking(move || {
+            crate::engine::os::proctree::reap(&tree, EXIT_TIMEOUT)
+        })
+        .await?;
         if !gone {
             bail!(
                 "process tree {} still runs after its checkpoint",
@@ -332,7 +336,7 @@ impl Engine for CriuEngine {
             pids.remove(&container.name);
         }
         // The tree CRIU's dump ended is ours to collect too.
-        crate::proctree::reap_exited_workloads();
+        crate::engine::os::proctree::reap_exited_workloads();
         rundir::remove(&self.container_dir(container)?)
     }
 
@@ -342,7 +346,11 @@ impl Engine for CriuEngine {
     }
 
     async fn remove_run(&self, run: &RunId) -> Result<usize> {
-        remove_criu_dir(&Path::new(super::STATE_ROOT).join("criu").join(run.as_str()))
+        remove_criu_dir(
+            &Path::new(crate::model::STATE_ROOT)
+                .join("criu")
+                .join(run.as_str()),
+        )
     }
 
     async fn remove_orphans(&self) -> Result<usize> {

@@ -18,7 +18,7 @@ use criu_image::framing::{self, magic};
 use criu_image::messages::StatsEntry;
 use criu_image::{DumpStatsEntry, RestoreStatsEntry};
 
-use crate::cleanup::{owner_alive, RunId};
+use crate::run::{owner_alive, RunId};
 
 pub const RUNC_CONF: &str = "/etc/criu/runc.conf";
 /// Where the work directories of runs live.

@@ -5,22 +5,16 @@
 pub mod any;
 pub mod criu;
 pub mod criu_stats;
-pub mod docker;
-pub mod leftovers;
-pub mod logfile;
-pub mod podman;
+pub mod moby;
+pub mod os;
 pub mod runc;
-pub mod rundir;
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::cleanup::RunId;
-
-/// Where daemon-less engines keep their bundles, images and work
-/// directories (a tmpfs: nothing survives a reboot, as nothing should).
-pub const STATE_ROOT: &str = "/run/ckpt";
+use crate::model::{ImageSpec, RunSpec};
+use crate::run::RunId;
 
 /// A workload image the engine can start containers from.
 #[derive(Debug, Clone)]
@@ -33,64 +27,11 @@ pub struct Image {
     pub owned: bool,
 }
 
-/// Which image a grid point runs: ckpt's workload with a filler layer of
-/// `filler_mib` MiB, or an image the user brings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ImageSpec {
-    pub user_image: Option<String>,
-    pub filler_mib: u32,
-}
-
 /// A container that ckpt created and therefore must remove.
 #[derive(Debug, Clone)]
 pub struct Container {
     pub id: String,
     pub name: String,
-}
-
-/// How Docker networks a container. In both the workload has loopback
-/// only, in a network namespace of its own; they differ in what Docker does
-/// on every start and restore. runc and criu always behave like `Disabled`,
-/// and Podman runs no hook for `none`, so for them the choice changes nothing.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// No network (the API's NetworkDisabled, which the CLI cannot ask for):
-    /// runc makes the namespace and Docker runs no network hook.
-    #[default]
-    Disabled,
-    /// `--network none`, as the seed's CLI method: Docker's network
-    /// controller sets the namespace up through a prestart hook that execs
-    /// dockerd (`libnetwork-setkey`) on every start and every restore.
-    None,
-}
-
-impl Network {
-    /// What plans written before the choice existed ran with.
-    pub fn before_choice() -> Network {
-        Network::None
-    }
-}
-
-/// What to run: the workload's arguments, after the image's entrypoint
-/// (ckpt's workload binary) or after `entrypoint` when one is given (a
-/// user's command).
-#[derive(Debug, Clone)]
-pub struct RunSpec {
-    pub name: String,
-    pub args: Vec<String>,
-    pub entrypoint: Option<Vec<String>>,
-    pub network: Network,
 }
 
 /// The operations a checkpoint experiment needs. All calls are made by the
@@ -135,12 +76,12 @@ pub trait Engine {
 
     /// Process ids of the container's processes, as seen inside it.
     async fn processes(&self, container: &Container) -> Result<Vec<u32>> {
-        crate::proctree::namespace_pids(self.root_pid(container).await?)
+        os::proctree::namespace_pids(self.root_pid(container).await?)
     }
 
     /// Resident memory of the container's processes, in bytes.
     async fn resident_bytes(&self, container: &Container) -> Option<u64> {
-        crate::proctree::resident_bytes(self.root_pid(container).await.ok()?).ok()
+        os::proctree::resident_bytes(self.root_pid(container).await.ok()?).ok()
     }
 
     /// Sends `signal` to the container's first process. ckpt runs as root

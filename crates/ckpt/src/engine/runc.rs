@@ -19,8 +19,10 @@ use oci_spec::runtime::{Process, Root, Spec};
 use tokio::process::Command;
 
 use super::criu_stats::{StatsCapture, StatsSlot};
-use super::{logfile, rundir, Container, Engine, Image, ImageSpec, RunSpec};
-use crate::cleanup::RunId;
+use super::os::{logfile, rundir};
+use super::{Container, Engine, Image};
+use crate::model::{ImageSpec, RunSpec};
+use crate::run::RunId;
 use crate::workload;
 
 pub struct RuncEngine {
@@ -55,7 +57,7 @@ impl RuncEngine {
         // runc detaches from a container's first process, which then falls
         // to the nearest subreaper: that must be us, because this machine's
         // PID 1 never reaps, and `remove_container` collects them.
-        crate::proctree::become_subreaper();
+        crate::engine::os::proctree::become_subreaper();
         RuncEngine {
             dir: Mutex::new(None),
             stats: StatsSlot::default(),
@@ -295,7 +297,7 @@ impl Engine for RuncEngine {
         if runc(&["state", &container.name], "").await.is_ok() {
             bail!("runc could not remove container {}", container.name);
         }
-        crate::proctree::reap_exited_workloads();
+        crate::engine::os::proctree::reap_exited_workloads();
         rundir::remove(&self.bundle(container)?)
     }
 
@@ -304,7 +306,9 @@ impl Engine for RuncEngine {
     }
 
     async fn remove_run(&self, run: &RunId) -> Result<usize> {
-        let dir = Path::new(super::STATE_ROOT).join("runc").join(run.as_str());
+        let dir = Path::new(crate::model::STATE_ROOT)
+            .join("runc")
+            .join(run.as_str());
         remove_runc_dir(&dir).await
     }
 

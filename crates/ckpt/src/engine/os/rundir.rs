@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cleanup::{owner_alive, RunId};
+use crate::run::{owner_alive, RunId};
 
 const OWNER_FILE: &str = "owner.pid";
 
 /// `/run/ckpt/<engine>/<run>/`, created 0700 (checkpoints hold memory).
 pub fn create(engine: &str, run: &RunId) -> Result<PathBuf> {
-    let dir = Path::new(super::STATE_ROOT).join(engine).join(run.as_str());
+    let dir = Path::new(crate::model::STATE_ROOT)
+        .join(engine)
+        .join(run.as_str());
     make_private_dir(&dir)?;
     std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())
         .with_context(|| format!("cannot write {}", dir.join(OWNER_FILE).display()))?;
@@ -30,7 +32,7 @@ pub fn make_private_dir(dir: &Path) -> Result<()> {
 
 /// The run directories of `engine` whose ckpt process is gone.
 pub fn orphans(engine: &str) -> Vec<PathBuf> {
-    let root = Path::new(super::STATE_ROOT).join(engine);
+    let root = Path::new(crate::model::STATE_ROOT).join(engine);
     let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();
     };

@@ -1,114 +1,63 @@
-//! `ckpt sweep`: the seed's experiment. Runs the plan's trials one by one,
-//! appends each record as it ends, and turns the records into summary,
-//! figures and report. `write_outputs` reads only the results directory, so
-//! `ckpt report DIR` is the same code without an engine.
+//! `ckpt sweep`: the seed's experiment, or any grid. The plan makes the list
+//! of trials; each trial runs against an engine and its record is appended
+//! to the results directory as it ends. What the records turn into is
+//! `analysis` and `output`'s business, never this module's.
+
+pub mod plan;
+pub mod records;
+pub mod results;
+pub mod trial;
 
 use std::io::IsTerminal;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::analysis::{self, Analysis};
-use crate::cleanup::{RunId, Stop};
-use crate::engine::{Container, Engine, Image, ImageSpec};
-use crate::envinfo::Environment;
-use crate::plan::{SweepPlan, TrialSpec};
-use crate::records::{self, RecordWriter, Status, TrialRecord};
-use crate::report::{self, Report};
+use crate::engine::{Container, Engine, Image};
+use crate::host::envinfo::Environment;
+use crate::model::ImageSpec;
+use crate::run::{RunId, Stop};
 use crate::workload::Workload;
-use crate::{plot, runner};
-
-pub const PLAN_JSON: &str = "plan.json";
-pub const ENV_JSON: &str = "env.json";
-pub const SUMMARY_CSV: &str = "summary.csv";
-pub const ANALYSIS_JSON: &str = "analysis.json";
+use plan::{SweepPlan, TrialSpec};
+use records::{Status, TrialRecord};
+use results::ResultsDir;
 
 /// A results directory ready for trials: its plan, and the records of the
 /// trials already done (when resuming).
 pub struct Prepared {
-    pub dir: PathBuf,
+    pub results: ResultsDir,
     pub plan: SweepPlan,
     pub done: Vec<TrialRecord>,
     /// Record lines dropped because they were cut (reported to the user).
     pub repaired_lines: Vec<usize>,
 }
 
-/// Creates a new results directory (0700) and writes plan.json and env.json.
-/// Refuses a directory that already holds a sweep: that is what --resume is
-/// for, and overwriting results is never what the user meant.
+/// Creates a new results directory with the plan and the environment.
 pub fn prepare_new(dir: &Path, plan: SweepPlan, env: &Environment) -> Result<Prepared> {
     plan.validate()?;
-    if dir.join(PLAN_JSON).exists() || dir.join(records::TRIALS_JSONL).exists() {
-        bail!(
-            "{} already holds a sweep: continue it with `ckpt sweep --resume {}`, or choose another --output",
-            dir.display(),
-            dir.display()
-        );
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
-    // A pre-existing directory keeps its mode unless we own its contents:
-    // results describe the machine and its processes, keep them private.
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    records::write_private(&dir.join(PLAN_JSON), &serde_json::to_vec_pretty(&plan)?)?;
-    records::write_private(&dir.join(ENV_JSON), &serde_json::to_vec_pretty(env)?)?;
+    let results = ResultsDir::new(dir);
+    results.create(&plan, env)?;
     Ok(Prepared {
-        dir: dir.to_path_buf(),
+        results,
         plan,
         done: Vec::new(),
         repaired_lines: Vec::new(),
     })
 }
 
-/// Opens an interrupted sweep: its plan and the trials it completed. Cut
-/// record lines are dropped and the record files rewritten without them.
+/// Opens an interrupted sweep: its plan and the trials it completed, cut
+/// record lines dropped.
 pub fn prepare_resume(dir: &Path) -> Result<Prepared> {
-    let plan = read_plan(dir)?;
-    let back = if dir.join(records::TRIALS_JSONL).exists() {
-        records::read_records(dir)?
-    } else {
-        records::ReadBack::default()
-    };
-    // trials.csv is rebuilt from the JSON lines when either file was cut
-    // (a crash in the middle of writing one of them).
-    let csv_rows = records::count_csv_rows(dir);
-    let csv_cut = csv_rows != Some(back.records.len()) && dir.join(records::TRIALS_CSV).exists();
-    if !back.dropped_lines.is_empty() || csv_cut {
-        records::rewrite(dir, &back.records)?;
-    }
-    if csv_cut && back.dropped_lines.is_empty() {
-        eprintln!(
-            "ckpt: repaired {}: it held {} complete row(s) for {} record(s); rebuilt from {}",
-            records::TRIALS_CSV,
-            csv_rows.unwrap_or(0),
-            back.records.len(),
-            records::TRIALS_JSONL
-        );
-    }
+    let results = ResultsDir::new(dir);
+    let plan = results.read_plan()?;
+    let back = results.repair_records()?;
     Ok(Prepared {
-        dir: dir.to_path_buf(),
+        results,
         plan,
         done: back.records,
         repaired_lines: back.dropped_lines,
     })
-}
-
-fn read_plan(dir: &Path) -> Result<SweepPlan> {
-    let path = dir.join(PLAN_JSON);
-    let text = std::fs::read(&path).with_context(|| {
-        format!(
-            "cannot read {}: is {} a ckpt sweep directory?",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a valid sweep plan", path.display()))
 }
 
 /// The trials of the plan that have no record yet.
@@ -154,7 +103,7 @@ fn one_line(r: &TrialRecord) -> String {
 /// The point's coordinates beyond N, where they are not zero.
 fn point_extras(r: &TrialRecord) -> String {
     let p = r.point();
-    crate::plan::Axis::ALL[1..]
+    crate::model::Axis::ALL[1..]
         .iter()
         .filter(|a| a.of(&p) != 0)
         .map(|a| format!(" {}={}", a.name(), a.of(&p)))
@@ -178,9 +127,9 @@ pub async fn run_trials<E: Engine>(
     if todo.is_empty() {
         return Ok(0);
     }
-    let workload = Workload::from_plan(&prepared.plan)?;
+    let workload = Workload::new(prepared.plan.workload.as_ref(), &prepared.plan.swept_axes())?;
     let mut images = Images::default();
-    let mut writer = RecordWriter::open(&prepared.dir)?;
+    let mut writer = prepared.results.record_writer()?;
     let bar = progress(todo.len());
     let total = prepared.plan.trials().len();
     let mut leftover: Option<(&E, Container)> = None;
@@ -192,7 +141,7 @@ pub async fn run_trials<E: Engine>(
         let previous = leftover.take();
         let (removed, mut trial) = tokio::join!(
             remove_if_any(previous.as_ref()),
-            runner::launch(
+            trial::launch(
                 engine,
                 run,
                 (&workload, &image, prepared.plan.network),
@@ -208,7 +157,7 @@ pub async fn run_trials<E: Engine>(
             }
             remove_if_any(previous.as_ref()).await?;
         }
-        runner::measure(engine, &workload, &mut trial, stop).await;
+        trial::measure(engine, &workload, &mut trial, stop).await;
         leftover = trial.container.take().map(|c| (engine, c));
         if trial.interrupted {
             // Not recorded: --resume runs it again. Its container goes with
@@ -327,98 +276,14 @@ async fn remove_if_any<E: Engine>(leftover: Option<&(&E, Container)>) -> Result<
     }
 }
 
-/// Reads a results directory and writes summary.csv, analysis.json,
-/// figure.svg, figure.png, report.md and report.html. Needs no engine.
-pub fn write_outputs(dir: &Path) -> Result<Analysis> {
-    let plan = read_plan(dir)?;
-    let env: Environment = std::fs::read(dir.join(ENV_JSON))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let back = records::read_records(dir)?;
-    if !back.dropped_lines.is_empty() {
-        eprintln!(
-            "ckpt: skipped unreadable line(s) {:?} of {} (cut by a crash?)",
-            back.dropped_lines,
-            records::TRIALS_JSONL
-        );
-    }
-    let analysis = analysis::analyse(&back.records);
-    write_summary(dir, &analysis)?;
-    records::write_private(
-        &dir.join(ANALYSIS_JSON),
-        &serde_json::to_vec_pretty(&analysis)?,
-    )?;
-    let figures = plot::write_figures(&analysis, dir)?;
-    let phases_svg = plot::write_phase_figures(&analysis, dir)?;
-    let report = Report {
-        plan: &plan,
-        env: &env,
-        analysis: &analysis,
-        figures: &figures,
-        phases_svg: phases_svg.as_deref(),
-    };
-    records::write_private(&dir.join(report::REPORT_MD), report.markdown().as_bytes())?;
-    records::write_private(&dir.join(report::REPORT_HTML), report.html().as_bytes())?;
-    Ok(analysis)
-}
-
-fn write_summary(dir: &Path, analysis: &Analysis) -> Result<()> {
-    let mut csv = csv::Writer::from_writer(Vec::new());
-    for point in &analysis.points {
-        csv.serialize(point)?;
-    }
-    let bytes = csv.into_inner().context("writing summary.csv")?;
-    records::write_private(&dir.join(SUMMARY_CSV), &bytes)
-}
-
-/// The summary as a terminal table.
-pub fn render_table(analysis: &Analysis) -> String {
-    let mut out = format!(
-        "{:<8} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
-        "engine", "point", "n", "checkpoint", "95% CI", "restore", "95% CI"
-    );
-    let restore: Vec<_> = analysis
-        .points
-        .iter()
-        .filter(|p| p.operation == analysis::Operation::Restore)
-        .collect();
-    for c in analysis
-        .points
-        .iter()
-        .filter(|p| p.operation == analysis::Operation::Checkpoint)
-    {
-        let r = restore
-            .iter()
-            .find(|r| r.engine == c.engine && r.point() == c.point());
-        let (rm, rci) = r.map_or(("-".into(), "-".into()), |r| {
-            (
-                format!("{:.1} ms", r.mean_ms),
-                format!("{:.1}..{:.1}", r.ci95_low_ms, r.ci95_high_ms),
-            )
-        });
-        out.push_str(&format!(
-            "{:<8} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
-            c.engine,
-            analysis.label(&c.point()),
-            c.n,
-            format!("{:.1} ms", c.mean_ms),
-            format!("{:.1}..{:.1}", c.ci95_low_ms, c.ci95_high_ms),
-            rm,
-            rci
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Order;
+    use crate::sweep::plan::Order;
 
     fn plan() -> SweepPlan {
         SweepPlan {
-            engines: vec!["docker".into()],
+            engines: vec![crate::model::EngineKind::Docker],
             children: vec![1, 3],
             memory_mib: vec![0],
             threads: vec![0],
@@ -428,7 +293,7 @@ mod tests {
             repeat: 2,
             warmup: 1,
             order: Order::Sequential,
-            network: crate::engine::Network::Disabled,
+            network: crate::model::Network::Disabled,
             seed: 1,
         }
     }
@@ -438,7 +303,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r");
         prepare_new(&out, plan(), &Environment::default()).unwrap();
-        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&out).unwrap().permissions(),
+        );
         assert_eq!(mode & 0o777, 0o700);
         let err = prepare_new(&out, plan(), &Environment::default())
             .err()

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cleanup::{Interrupted, RunId, Stop};
-use crate::engine::{self, Container, Engine, Image, Network};
-use crate::plan::TrialSpec;
-use crate::records::{Status, TrialRecord};
+use crate::engine::{self, Container, Engine, Image};
+use crate::model::Network;
+use crate::run::{Interrupted, RunId, Stop};
+use crate::sweep::plan::TrialSpec;
+use crate::sweep::records::{Status, TrialRecord};
 use crate::workload::{self, StateReport, Workload};
 
 /// Interval at which the forker's processes print their pid.

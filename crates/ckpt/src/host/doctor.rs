@@ -8,7 +8,8 @@ use std::process::Command;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::engine::docker::DockerEngine;
+use crate::engine::moby::DockerEngine;
+use crate::model::EngineKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,22 +29,25 @@ pub struct Check {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
     /// Engines that need this check to pass.
-    pub needed_by: &'static [&'static str],
+    pub needed_by: Vec<EngineKind>,
 }
 
-/// Every engine ckpt knows; the first is the default.
-pub const ENGINES: [&str; 4] = ["docker", "podman", "runc", "criu"];
-const ALL: &[&str] = &ENGINES;
+/// Every engine needs it.
+fn all(_: EngineKind) -> bool {
+    true
+}
 
 impl Check {
     /// A failure is fatal (Fail) when the default engine needs the check,
     /// a warning otherwise.
     fn new(
         name: &'static str,
-        needed_by: &'static [&'static str],
+        needs: fn(EngineKind) -> bool,
         outcome: Result<String, (String, String)>,
     ) -> Check {
-        let required = needed_by.contains(&ENGINES[0]);
+        let needed_by: Vec<EngineKind> =
+            EngineKind::ALL.into_iter().filter(|e| needs(*e)).collect();
+        let required = needed_by.contains(&EngineKind::ALL[0]);
         let (status, detail, fix) = match outcome {
             Ok(detail) => (Status::Ok, detail, None),
             Err((detail, fix)) if required => (Status::Fail, detail, Some(fix)),
@@ -64,25 +68,29 @@ const SETUP_FIX: &str = "run scripts/setup as root";
 /// Runs every check. Never fails: a failure is a check's result.
 pub async fn run_all() -> Vec<Check> {
     vec![
-        Check::new("kernel", ALL, kernel_check()),
-        Check::new("criu", ALL, criu_version()),
-        Check::new("criu check", ALL, criu_check()),
+        Check::new("kernel", all, kernel_check()),
+        Check::new("criu", all, criu_version()),
+        Check::new("criu check", all, criu_check()),
         docker_check().await,
         Check::new(
             "runc",
-            &["docker", "runc"],
+            EngineKind::uses_runc,
             tool_version("runc", &["--version"]),
         ),
-        Check::new("podman", &[], tool_version("podman", &["--version"])),
-        Check::new("workload binary", ALL, workload_check()),
+        Check::new(
+            "podman",
+            |e| e == EngineKind::Podman,
+            tool_version("podman", &["--version"]),
+        ),
+        Check::new("workload binary", all, workload_check()),
     ]
 }
 
 /// Whether each engine has everything it needs, from the checks.
-pub fn engine_readiness(checks: &[Check]) -> Vec<(&'static str, Vec<&'static str>)> {
-    ENGINES
-        .iter()
-        .map(|&engine| {
+pub fn engine_readiness(checks: &[Check]) -> Vec<(EngineKind, Vec<&'static str>)> {
+    EngineKind::ALL
+        .into_iter()
+        .map(|engine| {
             let missing = checks
                 .iter()
                 .filter(|c| c.needed_by.contains(&engine) && c.status != Status::Ok)
@@ -95,7 +103,7 @@ pub fn engine_readiness(checks: &[Check]) -> Vec<(&'static str, Vec<&'static str
 
 /// Refuses, before anything starts, engines whose checks fail: one error
 /// naming each failure with its fix.
-pub async fn require_engines(engines: &[&str]) -> Result<()> {
+pub async fn require_engines(engines: &[EngineKind]) -> Result<()> {
     let failed: Vec<Check> = run_all()
         .await
         .into_iter()
@@ -117,7 +125,11 @@ pub async fn require_engines(engines: &[&str]) -> Result<()> {
         .collect();
     bail!(
         "the environment is not ready for {} ({}); `ckpt doctor` shows every check",
-        engines.join(", "),
+        engines
+            .iter()
+            .map(|e| e.name())
+            .collect::<Vec<_>>()
+            .join(", "),
         lines.join("; ")
     )
 }
@@ -250,7 +262,7 @@ async fn docker_check() -> Check {
             facts.version, facts.api_version
         )),
     };
-    Check::new("docker", &["docker"], outcome)
+    Check::new("docker", |e| e == EngineKind::Docker, outcome)
 }
 
 fn workload_check() -> Result<String, (String, String)> {

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::plan::{Axis, Point};
+use crate::model::{Axis, Point};
 
 /// A parsed, checked command template.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bollard::models::ResourcesUlimits;
 
-use super::rundir;
-use crate::cleanup::RunId;
+use crate::engine::os::rundir;
+use crate::run::RunId;
 
 /// Where Podman (as root) keeps its containers.
 pub const STORAGE_ROOT: &str = "/var/lib/containers/storage";
@@ -90,7 +90,7 @@ pub fn remove_orphans() -> Result<usize> {
             if is_podman {
                 // SAFETY: signalling the podman service we started.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                crate::proctree::reap(&[pid], Duration::from_secs(5));
+                crate::engine::os::proctree::reap(&[pid], Duration::from_secs(5));
             }
         }
         rundir::remove(&dir)?;

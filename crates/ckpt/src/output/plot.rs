@@ -8,7 +8,6 @@
 //! compiled into the binary (DejaVu Sans, see assets/) needs no system font
 //! library at run time.
 
-use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
@@ -18,10 +17,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::analysis::{self, Analysis, Operation, PhaseSummary};
-use crate::plan::{Axis, Point};
+use crate::model::{Axis, Point};
+use crate::sweep::results::{ResultFile, ResultsDir};
 
-pub const FIGURE_SVG: &str = "figure.svg";
-pub const FIGURE_PNG: &str = "figure.png";
 pub const HEATMAP: &str = "heatmap";
 pub const SIZE: &str = "size-vs-rss";
 
@@ -43,7 +41,7 @@ pub fn figure_stem(analysis: &Analysis, axis: Axis) -> String {
     }
 }
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 fn register_font() -> Result<()> {
     static REGISTER: Once = Once::new();
@@ -136,7 +134,7 @@ fn series(analysis: &Analysis, axis: Axis) -> Vec<Series> {
 
 /// Writes one figure per swept axis (figure.svg/png for the first) and,
 /// when exactly two axes vary, the heat map; returns them for the report.
-pub fn write_figures(analysis: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
+pub fn write_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Vec<Figure>> {
     register_font()?;
     let mut figures = Vec::new();
     for &axis in &analysis.swept {
@@ -274,28 +272,21 @@ impl Picture<'_> {
 }
 
 /// Draws the same picture as `<stem>.svg` and `<stem>.png`; returns the SVG.
-fn write_both(dir: &Path, stem: &str, picture: &Picture) -> Result<String> {
+fn write_both(dir: &ResultsDir, stem: &str, picture: &Picture) -> Result<String> {
     let size = picture.size();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         picture.paint(&root)?;
     }
-    crate::records::write_private(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
-    let png = dir.join(format!("{stem}.png"));
+    dir.write(ResultFile::Svg(stem), svg.as_bytes())?;
     {
+        let png = dir.file(ResultFile::Png(stem));
         let root = BitMapBackend::new(&png, size).into_drawing_area();
         picture.paint(&root)?;
     }
-    make_private(&png)?;
+    dir.make_private(ResultFile::Png(stem))?;
     Ok(svg)
-}
-
-/// Result files are 0600 like the records they are drawn from.
-fn make_private(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| anyhow!("cannot set the mode of {}: {e}", path.display()))
 }
 
 /// How far above the highest point the y axis goes, so that the legend
@@ -613,7 +604,7 @@ const RESTORE_SEGMENTS: [Segment; 3] = [
 
 /// Writes phases.svg and phases.png (stacked bars of where the time goes);
 /// returns the SVG, or None when no record carries CRIU's statistics.
-pub fn write_phase_figures(analysis: &Analysis, dir: &Path) -> Result<Option<String>> {
+pub fn write_phase_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Option<String>> {
     if analysis.phases.is_empty() {
         return Ok(None);
     }

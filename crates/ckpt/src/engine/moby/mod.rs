@@ -6,6 +6,9 @@
 //! request still goes through bollard's connection, version negotiation and
 //! error handling; no fork, no second HTTP client.
 
+mod leftovers;
+pub mod podman;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,9 +27,9 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
 use super::criu_stats::StatsCapture;
-use super::leftovers;
-use super::{Container, Engine, Image, ImageSpec, Network, RunSpec};
-use crate::cleanup::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
+use super::{Container, Engine, Image};
+use crate::model::{ImageSpec, Network, RunSpec};
+use crate::run::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
 
 /// Which daemon answers the Docker Engine API.
@@ -44,7 +47,7 @@ pub struct DockerEngine {
     flavor: Flavor,
     /// The `podman system service` ckpt started, stopped when dropped:
     /// held here only for that.
-    _service: Option<super::podman::Service>,
+    _service: Option<podman::Service>,
     /// The daemon's data directory, where checkpoints live on disk.
     root_dir: Option<PathBuf>,
     /// Where CRIU leaves its statistics, when ckpt arranged it.
@@ -95,7 +98,7 @@ impl DockerEngine {
     }
 
     /// Podman through the service ckpt started on its own socket.
-    pub async fn podman(service: super::podman::Service) -> Result<DockerEngine> {
+    pub async fn podman(service: podman::Service) -> Result<DockerEngine> {
         let client =
             Docker::connect_with_socket(&service.socket_uri(), 120, bollard::API_DEFAULT_VERSION)
                 .map_err(|e| anyhow!("cannot connect to podman's service: {e}"))?
@@ -106,7 +109,7 @@ impl DockerEngine {
             client,
             flavor: Flavor::Podman,
             _service: Some(service),
-            root_dir: Some(PathBuf::from(super::podman::STORAGE_ROOT)),
+            root_dir: Some(PathBuf::from(podman::STORAGE_ROOT)),
             stats: None,
             sandboxes: Default::default(),
         })
@@ -504,7 +507,7 @@ impl Engine for DockerEngine {
                 // Podman: crun fails here, and runc only starts containers
                 // with limits below the host's (see the environment notes).
                 runtime: (self.flavor == Flavor::Podman).then(|| "runc".into()),
-                ulimits: (self.flavor == Flavor::Podman).then(super::podman::ulimits),
+                ulimits: (self.flavor == Flavor::Podman).then(podman::ulimits),
                 ..Default::default()
             }),
             ..Default::default()

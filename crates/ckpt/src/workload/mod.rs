@@ -2,17 +2,43 @@
 //! static binary is, the build context of its `FROM scratch` image, and the
 //! parsing of the lines it prints.
 
+pub mod template;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+use crate::model::{Axis, Network, Point, RunSpec};
+
+/// A workload that the user brings: an image, a command template over the
+/// swept parameters, and how to tell that it is ready and still right.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UserWorkload {
+    pub image: String,
+    /// The command, with `{children}`, `{memory_mib}`, ... placeholders.
+    pub cmd: String,
+    /// A log line matching this means ready; without it, `ready_delay_ms`.
+    pub ready_pattern: Option<String>,
+    pub ready_delay_ms: u64,
+    /// How long to wait for the ready pattern before the trial fails.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout_ms: u64,
+    /// A log line matching this after the restore verifies the trial;
+    /// without it, "still running" is all that is checked.
+    pub check_pattern: Option<String>,
+}
+
+fn default_ready_timeout() -> u64 {
+    60_000
+}
 
 /// What a sweep runs: ckpt's forker, or a user's image and command.
 #[derive(Debug, Clone)]
 pub enum Workload {
     Forker,
     User {
-        template: crate::template::Template,
+        template: crate::workload::template::Template,
         /// A log line matching this means ready; otherwise `delay`.
         ready: Option<regex::Regex>,
         delay: std::time::Duration,
@@ -23,9 +49,10 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// The workload a plan names, with its template and patterns checked.
-    pub fn from_plan(plan: &crate::plan::SweepPlan) -> Result<Workload> {
-        let Some(user) = &plan.workload else {
+    /// The workload a plan names (`None`: ckpt's forker), with its
+    /// template and patterns checked against the axes the plan varies.
+    pub fn new(user: Option<&UserWorkload>, swept: &[Axis]) -> Result<Workload> {
+        let Some(user) = user else {
             return Ok(Workload::Forker);
         };
         let pattern = |flag: &str, text: &Option<String>| -> Result<Option<regex::Regex>> {
@@ -36,8 +63,8 @@ impl Workload {
                 })
                 .transpose()
         };
-        let template = crate::template::Template::parse(&user.cmd)?;
-        if let Some(unused) = plan.swept_axes().into_iter().find(|a| !template.uses(*a)) {
+        let template = crate::workload::template::Template::parse(&user.cmd)?;
+        if let Some(unused) = swept.iter().copied().find(|a| !template.uses(*a)) {
             bail!(
                 "{} varies, but --cmd does not use {{{}}}: every point would run the same command",
                 unused.flag(),
@@ -57,12 +84,12 @@ impl Workload {
     pub fn run_spec(
         &self,
         name: String,
-        point: &crate::plan::Point,
+        point: &Point,
         interval_ms: u64,
-        network: crate::engine::Network,
-    ) -> crate::engine::RunSpec {
+        network: Network,
+    ) -> RunSpec {
         match self {
-            Workload::Forker => crate::engine::RunSpec {
+            Workload::Forker => RunSpec {
                 name,
                 args: forker_args(point, interval_ms),
                 entrypoint: None,
@@ -71,7 +98,7 @@ impl Workload {
             Workload::User { template, .. } => {
                 let mut argv = template.render(point);
                 let rest = argv.split_off(1);
-                crate::engine::RunSpec {
+                RunSpec {
                     name,
                     args: rest,
                     entrypoint: Some(argv),
@@ -352,7 +379,7 @@ pub fn fib_args(interval_ms: u64) -> Vec<String> {
 }
 
 /// Arguments for the forker at one grid point.
-pub fn forker_args(point: &crate::plan::Point, interval_ms: u64) -> Vec<String> {
+pub fn forker_args(point: &Point, interval_ms: u64) -> Vec<String> {
     let mut args = vec!["forker".to_string()];
     for (flag, value) in [
         ("--children", u64::from(point.children)),

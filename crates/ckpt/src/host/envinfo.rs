@@ -5,7 +5,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::docker::DaemonFacts;
+use crate::engine::moby::DaemonFacts;
+use crate::model::Capacity;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Environment {
@@ -27,25 +28,16 @@ pub struct Environment {
     pub memcpy_mib_per_s: Option<f64>,
 }
 
-/// What a sweep's memory must fit into.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Capacity {
-    /// MemAvailable: what can be allocated without swapping.
-    pub memory_available_mib: u64,
-    /// Free space of the tmpfs where runc and CRIU checkpoints go (RAM).
-    pub state_free_mib: u64,
-}
-
-impl Capacity {
-    pub fn of_this_machine() -> Capacity {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let available_kib = field(&meminfo, "MemAvailable", ':')
-            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        Capacity {
-            memory_available_mib: available_kib / 1024,
-            state_free_mib: free_mib(std::path::Path::new("/run")).unwrap_or(0),
-        }
+/// What this machine can hold now: available memory, and free space on
+/// the tmpfs where runc and CRIU checkpoints go.
+pub fn capacity() -> Capacity {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let available_kib = field(&meminfo, "MemAvailable", ':')
+        .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Capacity {
+        memory_available_mib: available_kib / 1024,
+        state_free_mib: free_mib(std::path::Path::new("/run")).unwrap_or(0),
     }
 }
 
@@ -152,7 +144,7 @@ mod tests {
         // Any machine copies faster than 100 MiB/s and slower than 1 TiB/s.
         let copy = env.memcpy_mib_per_s.unwrap();
         assert!((100.0..1e6).contains(&copy), "{copy}");
-        let cap = Capacity::of_this_machine();
+        let cap = capacity();
         assert!(cap.memory_available_mib > 0 && cap.state_free_mib > 0);
     }
 }

@@ -6,6 +6,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Axis, Capacity, EngineKind, Network, Point, STATE_ROOT};
+use crate::workload::UserWorkload;
+
 /// The seed's grid: 1, 5, 10, ..., 50 child processes.
 pub const DEFAULT_CHILDREN: &str = "1,5..50:5";
 
@@ -61,128 +64,6 @@ pub enum Order {
     Shuffled,
 }
 
-/// The workload parameters of one point of the grid.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Point {
-    pub children: u32,
-    /// MiB each process writes (and keeps resident).
-    pub memory_mib: u32,
-    /// Extra threads each process starts.
-    pub threads: u32,
-    /// Files each process holds open.
-    pub files: u32,
-    /// MiB of incompressible data in an extra image layer.
-    pub filler_mib: u32,
-}
-
-/// A parameter a sweep can vary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Axis {
-    Children,
-    MemoryMib,
-    Threads,
-    Files,
-    FillerMib,
-}
-
-impl Axis {
-    pub const ALL: [Axis; 5] = [
-        Axis::Children,
-        Axis::MemoryMib,
-        Axis::Threads,
-        Axis::Files,
-        Axis::FillerMib,
-    ];
-
-    /// The name in flags, records, templates and file names.
-    pub fn name(self) -> &'static str {
-        match self {
-            Axis::Children => "children",
-            Axis::MemoryMib => "memory_mib",
-            Axis::Threads => "threads",
-            Axis::Files => "files",
-            Axis::FillerMib => "filler_mib",
-        }
-    }
-
-    /// The command-line flag that sets it.
-    pub fn flag(self) -> &'static str {
-        match self {
-            Axis::Children => "--children",
-            Axis::MemoryMib => "--memory-mib",
-            Axis::Threads => "--threads",
-            Axis::Files => "--files",
-            Axis::FillerMib => "--image-filler-mib",
-        }
-    }
-
-    /// The axis title of a figure.
-    pub fn title(self) -> &'static str {
-        match self {
-            Axis::Children => "number of child processes",
-            Axis::MemoryMib => "memory written per process (MiB)",
-            Axis::Threads => "threads per process",
-            Axis::Files => "open files per process",
-            Axis::FillerMib => "image filler layer (MiB)",
-        }
-    }
-
-    /// The unit of a slope "per" this axis.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Axis::Children => "process",
-            Axis::MemoryMib | Axis::FillerMib => "MiB",
-            Axis::Threads => "thread",
-            Axis::Files => "file",
-        }
-    }
-
-    pub fn of(self, p: &Point) -> u32 {
-        match self {
-            Axis::Children => p.children,
-            Axis::MemoryMib => p.memory_mib,
-            Axis::Threads => p.threads,
-            Axis::Files => p.files,
-            Axis::FillerMib => p.filler_mib,
-        }
-    }
-
-    pub fn set(self, p: &mut Point, value: u32) {
-        match self {
-            Axis::Children => p.children = value,
-            Axis::MemoryMib => p.memory_mib = value,
-            Axis::Threads => p.threads = value,
-            Axis::Files => p.files = value,
-            Axis::FillerMib => p.filler_mib = value,
-        }
-    }
-}
-
-/// A workload that the user brings: an image, a command template over the
-/// swept parameters, and how to tell that it is ready and still right.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserWorkload {
-    pub image: String,
-    /// The command, with `{children}`, `{memory_mib}`, ... placeholders.
-    pub cmd: String,
-    /// A log line matching this means ready; without it, `ready_delay_ms`.
-    pub ready_pattern: Option<String>,
-    pub ready_delay_ms: u64,
-    /// How long to wait for the ready pattern before the trial fails.
-    #[serde(default = "default_ready_timeout")]
-    pub ready_timeout_ms: u64,
-    /// A log line matching this after the restore verifies the trial;
-    /// without it, "still running" is all that is checked.
-    pub check_pattern: Option<String>,
-}
-
-fn default_ready_timeout() -> u64 {
-    60_000
-}
-
 fn zero() -> Vec<u32> {
     vec![0]
 }
@@ -192,7 +73,7 @@ fn zero() -> Vec<u32> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepPlan {
     /// Engines compared in this sweep; their trials are interleaved.
-    pub engines: Vec<String>,
+    pub engines: Vec<EngineKind>,
     pub children: Vec<u32>,
     #[serde(default = "zero")]
     pub memory_mib: Vec<u32>,
@@ -210,8 +91,8 @@ pub struct SweepPlan {
     pub order: Order,
     /// How Docker networks the containers (plans from before the choice ran
     /// with `none`).
-    #[serde(default = "crate::engine::Network::before_choice")]
-    pub network: crate::engine::Network,
+    #[serde(default = "Network::before_choice")]
+    pub network: Network,
     /// Seed of the shuffle, so a resumed sweep keeps the same order.
     pub seed: u64,
 }
@@ -245,21 +126,23 @@ impl SweepPlan {
         if self.engines.is_empty() {
             bail!("no engine: give at least one to --engine");
         }
-        let daemonless: Vec<&str> = self
+        let imageless: Vec<&str> = self
             .engines
             .iter()
-            .map(String::as_str)
-            .filter(|e| matches!(*e, "runc" | "criu"))
+            .filter(|e| !e.takes_user_image())
+            .map(|e| e.name())
             .collect();
-        if self.workload.is_some() && !daemonless.is_empty() {
+        if self.workload.is_some() && !imageless.is_empty() {
             bail!(
                 "--image runs on the docker and podman engines only ({} take(s) no image): drop {} from --engine",
-                daemonless.join(", "),
-                daemonless.join(", ")
+                imageless.join(", "),
+                imageless.join(", ")
             );
         }
-        if self.filler_mib.iter().any(|f| *f > 0) && self.engines.iter().any(|e| e == "criu") {
-            bail!("--image-filler-mib needs an image, and the criu engine runs the workload without one: drop criu from --engine");
+        if let Some(e) = self.engines.iter().find(|e| !e.takes_filler_layer()) {
+            if self.filler_mib.iter().any(|f| *f > 0) {
+                bail!("--image-filler-mib needs an image, and the {e} engine runs the workload without one: drop {e} from --engine");
+            }
         }
         if self.filler_mib.iter().any(|f| *f > 0) && self.workload.is_some() {
             bail!("--image-filler-mib adds a layer to ckpt's own workload image; with --image, build the sizes you want into your images");
@@ -271,7 +154,7 @@ impl SweepPlan {
     /// memory, before anything starts. While one container runs the
     /// previous one is still being removed, so two may be resident at once;
     /// runc and CRIU also write their checkpoints to a tmpfs (memory).
-    pub fn check_capacity(&self, capacity: &crate::envinfo::Capacity) -> Result<()> {
+    pub fn check_capacity(&self, capacity: &Capacity) -> Result<()> {
         if self.workload.is_some() {
             // A user's program writes what it writes: ckpt cannot know.
             return Ok(());
@@ -291,11 +174,11 @@ impl SweepPlan {
                 capacity.memory_available_mib
             );
         }
-        let on_tmpfs = self.engines.iter().any(|e| e == "runc" || e == "criu");
+        let on_tmpfs = self.engines.iter().any(|e| e.checkpoints_to_tmpfs());
         if on_tmpfs && largest > capacity.state_free_mib * 9 / 10 {
             bail!(
                 "runc and criu write checkpoints to {} (a tmpfs with {} MiB free), and the largest point's checkpoint is about {largest} MiB: lower --memory-mib or --children, or use the docker or podman engine",
-                crate::engine::STATE_ROOT,
+                STATE_ROOT,
                 capacity.state_free_mib
             );
         }
@@ -424,7 +307,7 @@ mod tests {
 
     fn plan(order: Order) -> SweepPlan {
         SweepPlan {
-            engines: vec!["docker".into()],
+            engines: vec![EngineKind::Docker],
             children: vec![1, 5, 10],
             memory_mib: vec![0],
             threads: vec![0],
@@ -434,7 +317,7 @@ mod tests {
             repeat: 3,
             warmup: 1,
             order,
-            network: crate::engine::Network::Disabled,
+            network: Network::Disabled,
             seed: 7,
         }
     }
@@ -479,7 +362,7 @@ mod tests {
     #[test]
     fn engines_take_turns_within_a_point() {
         let mut p = plan(Order::Sequential);
-        p.engines = vec!["docker".into(), "runc".into(), "criu".into()];
+        p.engines = vec![EngineKind::Docker, EngineKind::Runc, EngineKind::Criu];
         let trials = p.trials();
         assert_eq!(trials.len(), 36);
         let first: Vec<(usize, bool)> = trials[..6].iter().map(|t| (t.engine, t.warmup)).collect();
@@ -521,20 +404,20 @@ mod tests {
         assert_eq!(p.memory_mib, vec![0]);
         assert_eq!(p.points().len(), 2);
         // They ran Docker with --network none; a resume must too.
-        assert_eq!(p.network, crate::engine::Network::None);
+        assert_eq!(p.network, Network::None);
     }
 
     #[test]
     fn the_network_choice_survives_plan_json_for_resume() {
         let mut p = plan(Order::Sequential);
-        p.network = crate::engine::Network::None;
+        p.network = Network::None;
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains(r#""network":"none""#), "{json}");
         let back: SweepPlan = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.network, crate::engine::Network::None);
-        p.network = crate::engine::Network::Disabled;
+        assert_eq!(back.network, Network::None);
+        p.network = Network::Disabled;
         let back: SweepPlan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
-        assert_eq!(back.network, crate::engine::Network::Disabled);
+        assert_eq!(back.network, Network::Disabled);
     }
 
     #[test]
@@ -542,7 +425,7 @@ mod tests {
         let mut p = plan(Order::Sequential);
         p.children = vec![1, 50];
         p.memory_mib = vec![0, 1024];
-        let small = crate::envinfo::Capacity {
+        let small = Capacity {
             memory_available_mib: 20_000,
             state_free_mib: 10_000,
         };
@@ -553,9 +436,9 @@ mod tests {
         );
         p.children = vec![1, 4];
         p.check_capacity(&small).unwrap();
-        p.engines = vec!["runc".into()];
+        p.engines = vec![EngineKind::Runc];
         p.memory_mib = vec![1024];
-        let tight = crate::envinfo::Capacity {
+        let tight = Capacity {
             memory_available_mib: 20_000,
             state_free_mib: 2_000,
         };
@@ -566,7 +449,7 @@ mod tests {
     #[test]
     fn engines_that_cannot_run_a_feature_are_refused() {
         let mut p = plan(Order::Sequential);
-        p.engines = vec!["docker".into(), "criu".into()];
+        p.engines = vec![EngineKind::Docker, EngineKind::Criu];
         p.filler_mib = vec![0, 100];
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("criu"));
         p.filler_mib = vec![0];
@@ -579,7 +462,7 @@ mod tests {
             check_pattern: None,
         });
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker and podman"));
-        p.engines = vec!["podman".into()];
+        p.engines = vec![EngineKind::Podman];
         p.validate().unwrap();
     }
 
@@ -591,7 +474,7 @@ mod tests {
         p.repeat = 1;
         p.engines.clear();
         assert!(p.validate().is_err());
-        p.engines.push("docker".into());
+        p.engines.push(EngineKind::Docker);
         p.children.clear();
         assert!(p.validate().is_err());
     }

@@ -7,15 +7,10 @@
 use std::fmt::Write as _;
 
 use crate::analysis::{self, Analysis, Operation, OperationFit, PointSummary};
-use crate::envinfo::Environment;
-use crate::plan::{Axis, SweepPlan};
-use crate::plot::{capitalised, Figure};
-
-pub const REPORT_MD: &str = "report.md";
-pub const REPORT_HTML: &str = "report.html";
-
-/// Engines from the floor up: each adds layers on top of the one before.
-const LADDER: [&str; 4] = ["criu", "runc", "podman", "docker"];
+use crate::host::envinfo::Environment;
+use crate::model::{Axis, EngineKind};
+use crate::output::plot::{capitalised, Figure};
+use crate::sweep::plan::SweepPlan;
 
 /// The parts of a report, rendered as Markdown or HTML.
 pub struct Report<'a> {
@@ -94,7 +89,7 @@ impl Report<'_> {
                  after the restore ckpt checks that the same processes run{}.",
                 user.image,
                 user.cmd,
-                p.engines.join(", "),
+                p.engines.iter().map(|e| e.name()).collect::<Vec<_>>().join(", "),
                 user.ready_pattern.as_ref().map_or(
                     format!("{} ms after it starts", user.ready_delay_ms),
                     |r| format!("when a log line matches `{r}`")
@@ -109,7 +104,7 @@ impl Report<'_> {
                  starts extra threads and opens files as the point says, and prints its pid every second. The image may carry a filler \
                  layer of incompressible data (filler_mib). After the restore ckpt checks that the same N+1 pids are alive and, when \
                  the processes hold memory, asks each to recompute its checksum (SIGUSR1) and waits for all the verdicts.",
-                p.engines.join(", ")
+                p.engines.iter().map(|e| e.name()).collect::<Vec<_>>().join(", ")
             ),
         }
     }
@@ -125,8 +120,8 @@ impl Report<'_> {
             })
             .collect();
         let order = match p.order {
-            crate::plan::Order::Sequential => "sequential".to_string(),
-            crate::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
+            crate::sweep::plan::Order::Sequential => "sequential".to_string(),
+            crate::sweep::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
         };
         format!(
             "{} The grid: {} (every combination). Per point {} measured trial(s) after {} warm-up trial(s) (recorded, excluded \
@@ -145,15 +140,15 @@ impl Report<'_> {
     /// How Docker's containers were networked, when Docker took part: the
     /// choice moves every start and restore by Docker's network hook.
     fn network_text(&self) -> &'static str {
-        if !self.plan.engines.iter().any(|e| e == "docker") {
+        if !self.plan.engines.iter().any(|e| e.network_choice_matters()) {
             return "";
         }
         match self.plan.network {
-            crate::engine::Network::Disabled => {
+            crate::model::Network::Disabled => {
                 " Docker's containers run with networking disabled (loopback only, in a namespace of their own, as with runc): \
                  Docker runs no network hook at start and restore."
             }
-            crate::engine::Network::None => {
+            crate::model::Network::None => {
                 " Docker's containers run with `--network none`: Docker's network hook runs at every start and restore."
             }
         }
@@ -351,7 +346,7 @@ impl Report<'_> {
     }
 
     /// The swept coordinates of a point, one cell per swept axis.
-    fn point_cells(&self, point: &crate::plan::Point) -> Vec<String> {
+    fn point_cells(&self, point: &crate::model::Point) -> Vec<String> {
         self.analysis
             .swept
             .iter()
@@ -425,14 +420,14 @@ impl Report<'_> {
 
     /// Engines in the data, from the floor (plain CRIU) up.
     fn ladder(&self) -> Vec<&'static str> {
-        LADDER
-            .iter()
-            .copied()
+        EngineKind::LADDER
+            .map(EngineKind::name)
+            .into_iter()
             .filter(|e| self.analysis.points.iter().any(|p| p.engine == *e))
             .collect()
     }
 
-    fn mean_at(&self, engine: &str, op: Operation, point: &crate::plan::Point) -> Option<f64> {
+    fn mean_at(&self, engine: &str, op: Operation, point: &crate::model::Point) -> Option<f64> {
         self.analysis
             .points
             .iter()
@@ -451,7 +446,7 @@ impl Report<'_> {
                 header.push(format!("{} {upper} − {lower} (ms)", op.name()));
             }
         }
-        let mut points: Vec<crate::plan::Point> =
+        let mut points: Vec<crate::model::Point> =
             self.analysis.points.iter().map(|p| p.point()).collect();
         points.sort_unstable();
         points.dedup();
@@ -720,7 +715,7 @@ impl Report<'_> {
             Block::Heading("Results".into()),
             self.table(),
         ];
-        out.extend(self.figure_blocks(|f| f.stem != crate::plot::SIZE));
+        out.extend(self.figure_blocks(|f| f.stem != crate::output::plot::SIZE));
         if !self.analysis.fits.is_empty() {
             out.push(Block::Heading("What drives the time".into()));
             out.push(Block::Para(format!(
@@ -738,13 +733,13 @@ impl Report<'_> {
             out.push(Block::Para(text));
         }
         out.push(self.derived_table());
-        out.extend(self.figure_blocks(|f| f.stem == crate::plot::SIZE));
+        out.extend(self.figure_blocks(|f| f.stem == crate::output::plot::SIZE));
         out.push(Block::Heading("Where the time goes".into()));
         out.push(Block::Para(self.phase_text()));
         if let Some(svg) = self.phases_svg {
             out.push(self.phase_table());
             out.push(Block::Figure(
-                crate::plot::PHASES.into(),
+                crate::output::plot::PHASES.into(),
                 format!(
                     "Fig {} - CRIU's phases stacked under each operation's mean wall time (ms).",
                     self.figures.len() + 1
@@ -877,8 +872,9 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Order, Point, TrialSpec};
-    use crate::records::{Status, TrialRecord};
+    use crate::model::Point;
+    use crate::sweep::plan::{Order, TrialSpec};
+    use crate::sweep::records::{Status, TrialRecord};
 
     /// Checkpoint time grows 10 ms per MiB of memory and ignores the
     /// filler; a little noise so that the intervals are honest.
@@ -922,7 +918,7 @@ mod tests {
         let analysis = crate::analysis::analyse(&records());
         assert_eq!(analysis.swept, vec![Axis::MemoryMib, Axis::FillerMib]);
         let plan = SweepPlan {
-            engines: vec!["docker".into()],
+            engines: vec![EngineKind::Docker],
             children: vec![1],
             memory_mib: vec![0, 100, 200],
             threads: vec![0],
@@ -932,7 +928,7 @@ mod tests {
             repeat: 3,
             warmup: 0,
             order: Order::Shuffled,
-            network: crate::engine::Network::Disabled,
+            network: crate::model::Network::Disabled,
             seed: 1,
         };
         let env = Environment::default();
@@ -973,7 +969,7 @@ mod tests {
         // The method names how Docker's containers were networked.
         assert!(md.contains("networking disabled"), "{md}");
         let none = SweepPlan {
-            network: crate::engine::Network::None,
+            network: crate::model::Network::None,
             ..plan.clone()
         };
         let report = Report {

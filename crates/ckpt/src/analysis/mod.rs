@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use crate::plan::{Axis, Point};
-use crate::records::{Status, TrialRecord};
+use crate::model::{Axis, Point};
+use crate::sweep::records::{Status, TrialRecord};
 
 /// Descriptive statistics of one sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -791,7 +791,7 @@ mod tests {
     }
 
     fn record(children: u32, ck: f64, rs: f64) -> TrialRecord {
-        let spec = crate::plan::TrialSpec {
+        let spec = crate::sweep::plan::TrialSpec {
             index: 0,
             engine: 0,
             point: Point {

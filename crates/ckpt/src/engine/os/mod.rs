@@ -1,0 +1,6 @@
+//! What the engines read from or leave on the operating system: process trees
+//! under /proc, per-run state directories, and log files they tail.
+
+pub mod logfile;
+pub mod proctree;
+pub mod rundir;

@@ -1,0 +1,5 @@
+//! The machine ckpt runs on: what it records about it (envinfo) and the
+//! checks that say whether each engine can work here (doctor).
+
+pub mod doctor;
+pub mod envinfo;

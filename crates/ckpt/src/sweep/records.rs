@@ -1,0 +1,139 @@
+//! One record per trial: everything measured, with the trial's place in the
+//! plan. `results` writes them (CSV for people and spreadsheets, JSON lines
+//! for programs) and reads them back.
+
+use serde::{Deserialize, Serialize};
+
+/// Outcome of one trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every step succeeded and the restored container was verified.
+    Ok,
+    /// Every step ran but verification found a difference.
+    Unverified,
+    /// A step failed; `error` says which and why.
+    Failed,
+}
+
+/// Everything measured in one trial. Times are milliseconds of wall time
+/// seen by the client; `None` where the step did not run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub run_id: String,
+    pub trial: usize,
+    pub engine: String,
+    pub children: u32,
+    #[serde(default)]
+    pub memory_mib: u32,
+    #[serde(default)]
+    pub threads: u32,
+    #[serde(default)]
+    pub files: u32,
+    #[serde(default)]
+    pub filler_mib: u32,
+    pub repetition: u32,
+    pub warmup: bool,
+    pub started_at: String,
+    pub image_bytes: Option<u64>,
+    /// Create and start the container.
+    pub run_ms: Option<f64>,
+    /// From start until the workload printed its ready line.
+    pub ready_ms: Option<f64>,
+    pub checkpoint_ms: Option<f64>,
+    pub stop_ms: Option<f64>,
+    pub restore_ms: Option<f64>,
+    /// Restores retried after containerd's transient error (0 to 3).
+    pub restore_retries: u32,
+    pub checkpoint_bytes: Option<u64>,
+    pub processes_before: Option<u32>,
+    pub processes_after: Option<u32>,
+    /// Resident memory of the container's processes before the checkpoint.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// The same pids were alive after the restore as before.
+    pub verified: bool,
+    /// After the restore every process found its memory intact (the
+    /// workload's checksum) and its threads and open files all there; None
+    /// where there was nothing to check or the workload cannot tell.
+    #[serde(default)]
+    pub memory_ok: Option<bool>,
+    /// CRIU's own phases (from stats-dump / stats-restore), where the
+    /// engine keeps them. Freezing plus frozen is CRIU's share of the
+    /// checkpoint; frozen is the application's downtime during the dump.
+    pub criu_freezing_ms: Option<f64>,
+    pub criu_frozen_ms: Option<f64>,
+    pub criu_memdump_ms: Option<f64>,
+    pub criu_memwrite_ms: Option<f64>,
+    pub criu_pages_scanned: Option<u64>,
+    pub criu_pages_written: Option<u64>,
+    pub criu_forking_ms: Option<f64>,
+    /// CRIU's whole restore, forking included.
+    pub criu_restore_ms: Option<f64>,
+    pub criu_pages_restored: Option<u64>,
+    /// ckpt's own time in the trial: everything but engine calls and waits.
+    pub overhead_ms: f64,
+    pub status: Status,
+    pub error: Option<String>,
+}
+
+impl TrialRecord {
+    /// A record with nothing measured yet (status failed until a trial
+    /// says otherwise).
+    pub fn new(run_id: &str, spec: &crate::sweep::plan::TrialSpec, engine: &str) -> TrialRecord {
+        TrialRecord {
+            run_id: run_id.to_string(),
+            trial: spec.index,
+            engine: engine.to_string(),
+            children: spec.point.children,
+            memory_mib: spec.point.memory_mib,
+            threads: spec.point.threads,
+            files: spec.point.files,
+            filler_mib: spec.point.filler_mib,
+            repetition: spec.repetition,
+            warmup: spec.warmup,
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            image_bytes: None,
+            run_ms: None,
+            ready_ms: None,
+            checkpoint_ms: None,
+            stop_ms: None,
+            restore_ms: None,
+            restore_retries: 0,
+            checkpoint_bytes: None,
+            processes_before: None,
+            processes_after: None,
+            rss_bytes: None,
+            verified: false,
+            memory_ok: None,
+            criu_freezing_ms: None,
+            criu_frozen_ms: None,
+            criu_memdump_ms: None,
+            criu_memwrite_ms: None,
+            criu_pages_scanned: None,
+            criu_pages_written: None,
+            criu_forking_ms: None,
+            criu_restore_ms: None,
+            criu_pages_restored: None,
+            overhead_ms: 0.0,
+            status: Status::Failed,
+            error: None,
+        }
+    }
+
+    /// The grid point this trial measured.
+    pub fn point(&self) -> crate::model::Point {
+        crate::model::Point {
+            children: self.children,
+            memory_mib: self.memory_mib,
+            threads: self.threads,
+            files: self.files,
+            filler_mib: self.filler_mib,
+        }
+    }
+
+    /// True for trials that count in the statistics.
+    pub fn measured_ok(&self) -> bool {
+        !self.warmup && self.status == Status::Ok
+    }
+}

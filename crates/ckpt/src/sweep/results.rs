@@ -1,0 +1,363 @@
+//! The results directory of a sweep: the one place that names its files,
+//! creates them private (directory 0700, files 0600: results describe the
+//! machine and its processes), appends records as trials end and repairs a
+//! line cut by a crash on resume. A crash loses at most the trial in flight.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::plan::SweepPlan;
+use super::records::TrialRecord;
+use crate::host::envinfo::Environment;
+
+/// A file of a results directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFile<'a> {
+    /// The sweep's plan, so `--resume` rebuilds the same trials.
+    Plan,
+    /// The machine and engine versions the sweep ran on.
+    Env,
+    TrialsCsv,
+    TrialsJsonl,
+    Summary,
+    Analysis,
+    ReportMd,
+    ReportHtml,
+    /// A figure, by stem: `<stem>.svg`.
+    Svg(&'a str),
+    /// The same figure as `<stem>.png`.
+    Png(&'a str),
+}
+
+impl ResultFile<'_> {
+    /// The file's name inside the directory.
+    pub fn name(&self) -> String {
+        match self {
+            ResultFile::Plan => "plan.json".into(),
+            ResultFile::Env => "env.json".into(),
+            ResultFile::TrialsCsv => "trials.csv".into(),
+            ResultFile::TrialsJsonl => "trials.jsonl".into(),
+            ResultFile::Summary => "summary.csv".into(),
+            ResultFile::Analysis => "analysis.json".into(),
+            ResultFile::ReportMd => "report.md".into(),
+            ResultFile::ReportHtml => "report.html".into(),
+            ResultFile::Svg(stem) => format!("{stem}.svg"),
+            ResultFile::Png(stem) => format!("{stem}.png"),
+        }
+    }
+}
+
+/// A results directory (it may not exist yet).
+#[derive(Debug, Clone)]
+pub struct ResultsDir {
+    dir: PathBuf,
+}
+
+/// Records read back, and what had to be repaired on the way.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    pub records: Vec<TrialRecord>,
+    /// Lines that could not be parsed (a cut last line after power loss).
+    pub dropped_lines: Vec<usize>,
+}
+
+impl ResultsDir {
+    pub fn new(dir: impl Into<PathBuf>) -> ResultsDir {
+        ResultsDir { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where one of its files is.
+    pub fn file(&self, file: ResultFile) -> PathBuf {
+        self.dir.join(file.name())
+    }
+
+    pub fn has(&self, file: ResultFile) -> bool {
+        self.file(file).exists()
+    }
+
+    /// Creates the directory (0700) with plan.json and env.json. Refuses a
+    /// directory that already holds a sweep: that is what --resume is for,
+    /// and overwriting results is never what the user meant.
+    pub fn create(&self, plan: &SweepPlan, env: &Environment) -> Result<()> {
+        if self.has(ResultFile::Plan) || self.has(ResultFile::TrialsJsonl) {
+            bail!(
+                "{} already holds a sweep: continue it with `ckpt sweep --resume {}`, or choose another --output",
+                self.dir.display(),
+                self.dir.display()
+            );
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .with_context(|| {
+                format!("cannot create the output directory {}", self.dir.display())
+            })?;
+        // A pre-existing directory keeps its mode unless we set it.
+        let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        self.write(ResultFile::Plan, &serde_json::to_vec_pretty(plan)?)?;
+        self.write(ResultFile::Env, &serde_json::to_vec_pretty(env)?)
+    }
+
+    pub fn read_plan(&self) -> Result<SweepPlan> {
+        let path = self.file(ResultFile::Plan);
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {}: is {} a ckpt sweep directory?",
+                path.display(),
+                self.dir.display()
+            )
+        })?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a valid sweep plan", path.display()))
+    }
+
+    /// The environment the sweep ran in (empty when env.json is missing or
+    /// unreadable: the report then says less, nothing fails).
+    pub fn read_env(&self) -> Environment {
+        std::fs::read(self.file(ResultFile::Env))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Reads trials.jsonl. Unparseable lines are skipped and reported, never
+    /// fatal: a sweep's other results are still good.
+    pub fn read_records(&self) -> Result<ReadBack> {
+        let path = self.file(ResultFile::TrialsJsonl);
+        let file = File::open(&path).with_context(|| {
+            format!(
+                "cannot read {}: is {} a ckpt results directory?",
+                path.display(),
+                self.dir.display()
+            )
+        })?;
+        let mut back = ReadBack::default();
+        for (number, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(&line) {
+                Ok(record) => back.records.push(record),
+                Err(_) => back.dropped_lines.push(number + 1),
+            }
+        }
+        Ok(back)
+    }
+
+    /// The records of an interrupted sweep, for resuming it: cut lines are
+    /// dropped and both record files rewritten without them, so that new
+    /// records are not appended after a broken line. trials.csv is rebuilt
+    /// from the JSON lines when either file was cut.
+    pub fn repair_records(&self) -> Result<ReadBack> {
+        if !self.has(ResultFile::TrialsJsonl) {
+            return Ok(ReadBack::default());
+        }
+        let back = self.read_records()?;
+        let csv_rows = self.count_csv_rows();
+        let csv_cut = csv_rows != Some(back.records.len()) && self.has(ResultFile::TrialsCsv);
+        if !back.dropped_lines.is_empty() || csv_cut {
+            self.rewrite_records(&back.records)?;
+        }
+        if csv_cut && back.dropped_lines.is_empty() {
+            eprintln!(
+                "ckpt: repaired {}: it held {} complete row(s) for {} record(s); rebuilt from {}",
+                ResultFile::TrialsCsv.name(),
+                csv_rows.unwrap_or(0),
+                back.records.len(),
+                ResultFile::TrialsJsonl.name()
+            );
+        }
+        Ok(back)
+    }
+
+    /// Complete data rows of trials.csv (a row cut short does not count).
+    fn count_csv_rows(&self) -> Option<usize> {
+        let mut reader = csv::Reader::from_path(self.file(ResultFile::TrialsCsv)).ok()?;
+        Some(
+            reader
+                .deserialize::<TrialRecord>()
+                .filter(Result::is_ok)
+                .count(),
+        )
+    }
+
+    fn rewrite_records(&self, records: &[TrialRecord]) -> Result<()> {
+        for file in [ResultFile::TrialsCsv, ResultFile::TrialsJsonl] {
+            let path = self.file(file);
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        let mut writer = self.record_writer()?;
+        records.iter().try_for_each(|r| writer.append(r))
+    }
+
+    /// Appends records to trials.csv and trials.jsonl.
+    pub fn record_writer(&self) -> Result<RecordWriter> {
+        let csv_path = self.file(ResultFile::TrialsCsv);
+        let has_header = csv_path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        let csv = csv::WriterBuilder::new()
+            .has_headers(!has_header)
+            .from_writer(open_append(&csv_path)?);
+        let jsonl = open_append(&self.file(ResultFile::TrialsJsonl))?;
+        Ok(RecordWriter { csv, jsonl })
+    }
+
+    /// Writes a whole file, 0600.
+    pub fn write(&self, file: ResultFile, contents: &[u8]) -> Result<()> {
+        let path = self.file(file);
+        let mut out = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        out.write_all(contents)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Makes a file written by someone else's code (a PNG encoder) 0600.
+    pub fn make_private(&self, file: ResultFile) -> Result<()> {
+        let path = self.file(file);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))
+    }
+}
+
+/// Appends records to both files, flushing after every record.
+pub struct RecordWriter {
+    csv: csv::Writer<File>,
+    jsonl: File,
+}
+
+/// Opens a result file for appending, created 0600.
+fn open_append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {} for writing", path.display()))
+}
+
+impl RecordWriter {
+    pub fn append(&mut self, record: &TrialRecord) -> Result<()> {
+        self.csv.serialize(record).context("writing trials.csv")?;
+        self.csv.flush().context("flushing trials.csv")?;
+        let mut line = serde_json::to_string(record)?;
+        line.push('\n');
+        self.jsonl
+            .write_all(line.as_bytes())
+            .context("writing trials.jsonl")?;
+        self.jsonl.flush().context("flushing trials.jsonl")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::records::Status;
+
+    pub fn sample(trial: usize) -> TrialRecord {
+        let spec = crate::sweep::plan::TrialSpec {
+            index: trial,
+            engine: 0,
+            point: crate::model::Point {
+                children: 5,
+                ..Default::default()
+            },
+            repetition: 0,
+            warmup: false,
+        };
+        TrialRecord {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            image_bytes: Some(1),
+            run_ms: Some(1.0),
+            ready_ms: Some(1.0),
+            checkpoint_ms: Some(200.0),
+            stop_ms: Some(1.0),
+            restore_ms: Some(300.0),
+            checkpoint_bytes: Some(4096),
+            processes_before: Some(6),
+            processes_after: Some(6),
+            verified: true,
+            overhead_ms: 0.5,
+            status: Status::Ok,
+            ..TrialRecord::new("r", &spec, "docker")
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_cut_lines_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        let mut w = results.record_writer().unwrap();
+        w.append(&sample(0)).unwrap();
+        w.append(&sample(1)).unwrap();
+        drop(w);
+        // Power loss: half a line at the end.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(results.file(ResultFile::TrialsJsonl))
+            .unwrap();
+        f.write_all(b"{\"run_id\":\"r\",\"tri").unwrap();
+        let back = results.repair_records().unwrap();
+        assert_eq!(back.records, vec![sample(0), sample(1)]);
+        assert_eq!(back.dropped_lines, vec![3]);
+
+        let again = results.read_records().unwrap();
+        assert_eq!(again.records.len(), 2);
+        assert!(again.dropped_lines.is_empty(), "the cut line was removed");
+        let csv = std::fs::read_to_string(results.file(ResultFile::TrialsCsv)).unwrap();
+        assert_eq!(csv.lines().count(), 3, "one header and two rows:\n{csv}");
+        assert!(csv.starts_with("run_id,trial,engine,children"));
+    }
+
+    #[test]
+    fn a_cut_csv_row_is_rebuilt_from_the_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        let mut w = results.record_writer().unwrap();
+        w.append(&sample(0)).unwrap();
+        w.append(&sample(1)).unwrap();
+        drop(w);
+        let csv_path = results.file(ResultFile::TrialsCsv);
+        let csv = std::fs::read_to_string(&csv_path).unwrap();
+        std::fs::write(&csv_path, &csv[..csv.len() - 20]).unwrap();
+        let back = results.repair_records().unwrap();
+        assert_eq!(back.records.len(), 2);
+        assert_eq!(results.count_csv_rows(), Some(2));
+    }
+
+    #[test]
+    fn result_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        results.record_writer().unwrap().append(&sample(0)).unwrap();
+        results.write(ResultFile::Summary, b"x").unwrap();
+        for file in [
+            ResultFile::TrialsCsv,
+            ResultFile::TrialsJsonl,
+            ResultFile::Summary,
+        ] {
+            let mode = std::fs::metadata(results.file(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.name());
+        }
+    }
+}
