@@ -400,13 +400,8 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
         },
         Err(e) => Err(e),
     };
-    let (engines, prepared) = match opened {
-        Ok(opened) => opened,
-        Err(e) => {
-            release(capture);
-            return Err(e);
-        }
-    };
+    // `capture` puts /etc/criu/runc.conf back when it drops, on every path.
+    let (engines, prepared) = opened?;
     if !prepared.repaired_lines.is_empty() {
         eprintln!(
             "ckpt: repaired the records: dropped cut line(s) {:?}; those trials run again",
@@ -425,7 +420,7 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     })
     .await;
     let cleaned = clean_run(&engines, &run).await;
-    release(capture);
+    drop((engines, capture));
     finish_sweep(prepared.results.path(), outcome, cleaned)
 }
 
@@ -490,16 +485,6 @@ fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
             );
             None
         }
-    }
-}
-
-/// Puts back the host's CRIU configuration after a sweep.
-fn release(capture: Option<Arc<StatsCapture>>) {
-    if let Some(Err(e)) = capture.map(|c| c.uninstall()) {
-        eprintln!(
-            "ckpt: error: putting back {} failed: {e:#}; run `ckpt gc`",
-            criu_stats::RUNC_CONF
-        );
     }
 }
 

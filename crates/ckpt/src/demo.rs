@@ -101,8 +101,9 @@ pub async fn run<E: Engine>(
     .await?;
     if restored.retries > 0 {
         println!(
-            "   (the restore hit containerd's transient 'content already exists' error and was retried {} time(s))",
-            restored.retries
+            "   (the restore hit a transient error and was retried {} time(s), after {:?} ms)",
+            restored.retries,
+            &engine.restore_retry_delays()[..restored.retries as usize]
         );
     }
 

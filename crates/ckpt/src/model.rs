@@ -164,6 +164,18 @@ impl EngineKind {
         self == EngineKind::Docker
     }
 
+    /// How long to wait before each retry of a restore that failed with
+    /// the engine's known transient error, in ms. Docker's is containerd's
+    /// "content ... already exists" (moby#42900): the content store still
+    /// holds the checkpoint's blob until its garbage collection runs, so an
+    /// immediate retry often fails again and the waits grow.
+    pub fn restore_retry_delays_ms(self) -> &'static [u64] {
+        match self {
+            EngineKind::Docker => &[100, 400, 1500],
+            _ => &[],
+        }
+    }
+
     /// Where this engine's CRIU statistics come from.
     pub fn stats_source(self) -> StatsSource {
         match self {

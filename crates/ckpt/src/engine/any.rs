@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::criu::CriuEngine;
+use super::criu_stats::PhaseStats;
 use super::moby::DockerEngine;
 use super::runc::RuncEngine;
 use super::{Container, Engine, Image};
@@ -30,8 +31,8 @@ macro_rules! forward {
 }
 
 impl Engine for AnyEngine {
-    fn name(&self) -> &'static str {
-        forward!(self, e => e.name())
+    fn kind(&self) -> EngineKind {
+        forward!(self, e => e.kind())
     }
 
     async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image> {
@@ -56,7 +57,7 @@ impl Engine for AnyEngine {
         forward!(self, e => e.logs(container).await)
     }
 
-    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         forward!(self, e => e.checkpoint(container, checkpoint).await)
     }
 
@@ -64,8 +65,16 @@ impl Engine for AnyEngine {
         forward!(self, e => e.stop(container).await)
     }
 
-    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         forward!(self, e => e.restore(container, checkpoint).await)
+    }
+
+    fn is_transient_restore_error(&self, message: &str) -> bool {
+        forward!(self, e => e.is_transient_restore_error(message))
+    }
+
+    fn restore_retry_delays(&self) -> &'static [u64] {
+        forward!(self, e => e.restore_retry_delays())
     }
 
     async fn root_pid(&self, container: &Container) -> Result<u32> {
@@ -102,18 +111,6 @@ impl Engine for AnyEngine {
 
     async fn healthy(&self) -> Result<()> {
         forward!(self, e => e.healthy().await)
-    }
-
-    fn clear_phase_stats(&self) {
-        forward!(self, e => e.clear_phase_stats())
-    }
-
-    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
-        forward!(self, e => e.take_dump_stats())
-    }
-
-    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
-        forward!(self, e => e.take_restore_stats())
     }
 }
 

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::criu_stats::{PhaseStats, STATS_DUMP, STATS_RESTORE};
 use super::os::{logfile, rundir};
 use super::{Container, Engine, Image};
-use crate::model::{ImageSpec, RunSpec};
+use crate::model::{EngineKind, ImageSpec, RunSpec};
 use crate::run::RunId;
 use crate::workload;
 
@@ -32,8 +33,6 @@ pub struct CriuEngine {
     /// Root pid of each tree, kept in memory too: removal must work even
     /// when the run directory's filesystem is full.
     pids: Mutex<std::collections::HashMap<String, u32>>,
-    /// Statistics of the last dump and restore, from their work directory.
-    stats: super::criu_stats::StatsSlot,
 }
 
 /// How long a killed tree may take to exit.
@@ -111,7 +110,6 @@ impl CriuEngine {
         CriuEngine {
             dir: Mutex::new(None),
             pids: Mutex::new(std::collections::HashMap::new()),
-            stats: Default::default(),
         }
     }
 
@@ -183,8 +181,8 @@ fn kill_tree(root: u32) {
 }
 
 impl Engine for CriuEngine {
-    fn name(&self) -> &'static str {
-        "criu"
+    fn kind(&self) -> EngineKind {
+        EngineKind::Criu
     }
 
     /// There is no image: the workload runs on the host (a sweep with a
@@ -264,15 +262,14 @@ impl Engine for CriuEngine {
         logfile::lines(&self.container_dir(container)?.join("out.log"))
     }
 
-    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         let (images, work) = self.dirs(container, checkpoint)?;
         let pid = self.pid_of(container)?;
         let tree: Vec<String> = workload_tree(pid).iter().map(u32::to_string).collect();
         std::fs::write(self.container_dir(container)?.join("tree"), tree.join(" "))?;
         let what = format!("checkpointing process tree {}", container.name);
         criu_call(Call::Dump { pid }, images, work.clone(), what).await?;
-        self.stats.collect(&work, "stats-dump", None);
-        Ok(())
+        Ok(PhaseStats::at(Some(&work), STATS_DUMP, None))
     }
 
     async fn stop(&self, container: &Container) -> Result<()> {
@@ -296,15 +293,14 @@ impl Engine for CriuEngine {
         Ok(())
     }
 
-    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         let (images, work) = self.dirs(container, checkpoint)?;
         let what = format!(
             "restoring process tree {} from checkpoint {checkpoint}",
             container.name
         );
         criu_call(Call::Restore, images, work.clone(), what).await?;
-        self.stats.collect(&work, "stats-restore", None);
-        Ok(())
+        Ok(PhaseStats::at(Some(&work), STATS_RESTORE, None))
     }
 
     async fn root_pid(&self, container: &Container) -> Result<u32> {
@@ -358,18 +354,6 @@ impl Engine for CriuEngine {
             .iter()
             .map(|d| remove_criu_dir(d))
             .sum()
-    }
-
-    fn clear_phase_stats(&self) {
-        self.stats.clear();
-    }
-
-    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
-        self.stats.take("stats-dump")?.dump
-    }
-
-    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
-        self.stats.take("stats-restore")?.restore
     }
 }
 

@@ -78,43 +78,31 @@ impl StatsCapture {
         }))
     }
 
-    /// Reads and removes the statistics of the last dump.
-    pub fn take_dump(&self) -> Option<DumpStatsEntry> {
-        self.take("stats-dump")?.dump
+    /// Where CRIU leaves the statistics file `name` during this run.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
-    /// Reads and removes the statistics of the last restore.
-    pub fn take_restore(&self) -> Option<RestoreStatsEntry> {
-        self.take("stats-restore")?.restore
-    }
-
-    /// Forgets statistics left by an earlier operation, so that a failed
-    /// dump is never paired with the previous trial's numbers.
-    pub fn clear(&self) {
-        for name in ["stats-dump", "stats-restore"] {
-            let _ = std::fs::remove_file(self.dir.join(name));
-        }
-    }
-
-    fn take(&self, name: &str) -> Option<StatsEntry> {
-        let bytes = self.take_raw(name)?;
-        framing::decode_one(&bytes, magic::STATS, name).ok()
-    }
-
-    /// Reads and removes a statistics file, undecoded.
-    pub fn take_raw(&self, name: &str) -> Option<Vec<u8>> {
-        let path = self.dir.join(name);
-        let bytes = std::fs::read(&path).ok()?;
-        let _ = std::fs::remove_file(&path);
-        Some(bytes)
-    }
-
-    /// Removes this run's lines and work directory.
+    /// Removes this run's lines and work directory (again: a no-op).
     pub fn uninstall(&self) -> Result<()> {
         remove_marked_lines(&self.conf, |line| line == self.marker)?;
         std::fs::remove_dir_all(&self.dir)
             .or_else(ignore_missing)
             .with_context(|| format!("cannot remove {}", self.dir.display()))
+    }
+}
+
+/// The guard puts the host's file back when the run ends, however it
+/// ends (success, error, Ctrl-C); a killed run's lines go with `ckpt gc` or
+/// the next run.
+impl Drop for StatsCapture {
+    fn drop(&mut self) {
+        if let Err(e) = self.uninstall() {
+            eprintln!(
+                "ckpt: error: putting back {} failed: {e:#}; run `ckpt gc`",
+                self.conf.display()
+            );
+        }
     }
 }
 
@@ -179,35 +167,55 @@ pub fn remove_orphans() -> Result<usize> {
     Ok(removed)
 }
 
-/// The statistics of an engine's last checkpoint and restore, picked up
-/// from CRIU's work directory right after each call (where the engine knows
-/// that directory) and handed out once.
-#[derive(Debug, Default)]
-pub struct StatsSlot {
-    last: std::sync::Mutex<std::collections::HashMap<&'static str, Vec<u8>>>,
+pub const STATS_DUMP: &str = "stats-dump";
+pub const STATS_RESTORE: &str = "stats-restore";
+
+/// Where CRIU left the statistics of one checkpoint or restore. An engine
+/// returns it from the call; the caller reads it afterwards, so that reading
+/// never counts in the call's time. CRIU rewrites the file on every
+/// successful call, and a failed call returns no handle, so a handle never
+/// points at an earlier call's numbers.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseStats {
+    name: &'static str,
+    /// The first readable one holds them: the engine's work directory, or
+    /// the run's shared directory when /etc/criu/runc.conf redirected CRIU.
+    candidates: Vec<PathBuf>,
 }
 
-impl StatsSlot {
-    /// Keeps `name` (stats-dump or stats-restore) from `work`, or, when
-    /// /etc/criu/runc.conf redirected CRIU, from the shared capture.
-    pub fn collect(&self, work: &Path, name: &'static str, shared: Option<&StatsCapture>) {
-        let bytes = std::fs::read(work.join(name))
-            .ok()
-            .or_else(|| shared?.take_raw(name));
-        if let (Some(bytes), Ok(mut last)) = (bytes, self.last.lock()) {
-            last.insert(name, bytes);
-        }
+impl PhaseStats {
+    /// An engine that keeps no CRIU statistics.
+    pub fn none() -> PhaseStats {
+        PhaseStats::default()
     }
 
-    pub fn clear(&self) {
-        if let Ok(mut last) = self.last.lock() {
-            last.clear();
-        }
+    /// `name` in CRIU's work directory `work`, or in the shared capture.
+    pub fn at(
+        work: Option<&Path>,
+        name: &'static str,
+        shared: Option<&StatsCapture>,
+    ) -> PhaseStats {
+        let candidates = work
+            .map(|w| w.join(name))
+            .into_iter()
+            .chain(shared.map(|s| s.path(name)))
+            .collect();
+        PhaseStats { name, candidates }
     }
 
-    pub fn take(&self, name: &'static str) -> Option<StatsEntry> {
-        let bytes = self.last.lock().ok()?.remove(name)?;
-        framing::decode_one(&bytes, magic::STATS, name).ok()
+    fn read(&self) -> Option<StatsEntry> {
+        let bytes = self.candidates.iter().find_map(|p| std::fs::read(p).ok())?;
+        framing::decode_one(&bytes, magic::STATS, self.name).ok()
+    }
+
+    /// CRIU's phases of a dump, when it left them.
+    pub fn dump(&self) -> Option<DumpStatsEntry> {
+        self.read()?.dump
+    }
+
+    /// CRIU's phases of a restore, when it left them.
+    pub fn restore(&self) -> Option<RestoreStatsEntry> {
+        self.read()?.restore
     }
 }
 
@@ -231,7 +239,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("work-dir "), "{text}");
-        assert!(capture.take_dump().is_none());
+        assert!(PhaseStats::at(None, STATS_DUMP, Some(&capture))
+            .dump()
+            .is_none());
         capture.uninstall().unwrap();
         assert_eq!(std::fs::read_to_string(&conf).unwrap(), "tcp-established\n");
     }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::model::{ImageSpec, RunSpec};
+use crate::model::{EngineKind, ImageSpec, RunSpec};
 use crate::run::RunId;
+use criu_stats::PhaseStats;
 
 /// A workload image the engine can start containers from.
 #[derive(Debug, Clone)]
@@ -39,8 +40,13 @@ pub struct Container {
 /// inside a timed call on its own.
 #[allow(async_fn_in_trait)]
 pub trait Engine {
+    /// Which engine this is.
+    fn kind(&self) -> EngineKind;
+
     /// Short name used in records and messages ("docker").
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 
     /// Builds the workload image for this run (labelled with the run id),
     /// or looks up the user's image.
@@ -63,13 +69,26 @@ pub trait Engine {
     async fn logs(&self, container: &Container) -> Result<Vec<String>>;
 
     /// Checkpoints the container; the container is stopped afterwards.
-    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()>;
+    /// Returns where CRIU left its statistics of the dump.
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats>;
 
     /// Stops the container (a no-op when the checkpoint already stopped it).
     async fn stop(&self, container: &Container) -> Result<()>;
 
-    /// Starts the container again from the checkpoint.
-    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()>;
+    /// Starts the container again from the checkpoint. Returns where CRIU
+    /// left its statistics of the restore.
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats>;
+
+    /// Whether a failed restore is one the engine is known to recover from
+    /// when asked again (the caller retries it on `restore_retry_delays`).
+    fn is_transient_restore_error(&self, _message: &str) -> bool {
+        false
+    }
+
+    /// How long to wait before each retry of a transient restore failure.
+    fn restore_retry_delays(&self) -> &'static [u64] {
+        &[]
+    }
 
     /// The host pid of the container's first process.
     async fn root_pid(&self, container: &Container) -> Result<u32>;
@@ -130,39 +149,22 @@ pub trait Engine {
     async fn healthy(&self) -> Result<()> {
         Ok(())
     }
-
-    /// Forgets CRIU statistics of earlier operations (call before a dump).
-    fn clear_phase_stats(&self) {}
-
-    /// CRIU's statistics of the last checkpoint, when the engine keeps them.
-    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
-        None
-    }
-
-    /// CRIU's statistics of the last restore, when the engine keeps them.
-    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
-        None
-    }
 }
 
-/// How a restore went: retries after the transient error, and the wall
-/// time of the attempt that succeeded (a failed attempt is not a restore).
-#[derive(Debug, Clone, Copy)]
+/// How a restore went: retries after a transient error, the wall time of
+/// the attempt that succeeded (a failed attempt is not a restore), and
+/// where CRIU left its statistics.
+#[derive(Debug, Clone)]
 pub struct Restored {
     pub retries: u32,
     pub took: std::time::Duration,
+    pub stats: PhaseStats,
 }
 
-/// Waits before each retry of a restore that hit the transient containerd
-/// error. The error means containerd's content store still holds the blob
-/// that the checkpoint put there (moby#42900); one immediate retry was
-/// seen to fail again in about 60% of the cases over a 500-trial soak, as
-/// the store's garbage collection had not run yet, so the retries wait
-/// increasingly long for it.
-const RESTORE_RETRY_DELAYS_MS: [u64; 3] = [100, 400, 1500];
-
-/// Restores, retrying on the known transient containerd failure (the
-/// failed attempt leaves the container stopped and the checkpoint intact).
+/// Restores, retrying on the engine's known transient failures (which
+/// leave the container stopped and the checkpoint intact). The engine says
+/// which errors those are and how long to wait; the waiting happens here,
+/// between timed attempts, never inside one.
 pub async fn restore_with_retry<E: Engine>(
     engine: &E,
     container: &Container,
@@ -172,19 +174,18 @@ pub async fn restore_with_retry<E: Engine>(
     loop {
         let started = std::time::Instant::now();
         match engine.restore(container, checkpoint).await {
-            Ok(()) => {
+            Ok(stats) => {
                 return Ok(Restored {
                     retries,
                     took: started.elapsed(),
+                    stats,
                 })
             }
-            Err(e) if is_transient_restore_error(&format!("{e:#}")) => {
-                let Some(&delay) = RESTORE_RETRY_DELAYS_MS.get(retries as usize) else {
+            Err(e) if engine.is_transient_restore_error(&format!("{e:#}")) => {
+                let Some(&delay) = engine.restore_retry_delays().get(retries as usize) else {
                     return Err(e.context(format!("still failing after {retries} retries")));
                 };
-                tracing::info!(
-                    "restore hit the transient containerd error, retrying in {delay} ms: {e:#}"
-                );
+                tracing::info!("restore hit a transient error, retrying in {delay} ms: {e:#}");
                 tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                 retries += 1;
             }
@@ -206,22 +207,4 @@ pub fn dir_size(dir: &std::path::Path) -> Option<u64> {
         total = total.saturating_add(size);
     }
     Some(total)
-}
-
-/// Known transient failure of `docker start --checkpoint` (containerd
-/// already holds the checkpoint's content); one retry is worth it.
-pub fn is_transient_restore_error(message: &str) -> bool {
-    message.contains("already exists") && message.contains("content")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_containerd_content_exists() {
-        let msg = "failed to upload checkpoint to containerd: commit failed: content sha256:ab12: already exists";
-        assert!(is_transient_restore_error(msg));
-        assert!(!is_transient_restore_error("no such container"));
-    }
 }

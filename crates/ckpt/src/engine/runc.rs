@@ -18,20 +18,19 @@ use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{Process, Root, Spec};
 use tokio::process::Command;
 
-use super::criu_stats::{StatsCapture, StatsSlot};
+use super::criu_stats::{PhaseStats, StatsCapture, STATS_DUMP, STATS_RESTORE};
 use super::os::{logfile, rundir};
 use super::{Container, Engine, Image};
-use crate::model::{ImageSpec, RunSpec};
+use crate::model::{EngineKind, ImageSpec, RunSpec};
 use crate::run::RunId;
 use crate::workload;
 
 pub struct RuncEngine {
     /// The run's directory, created by `build_image`.
     dir: Mutex<Option<PathBuf>>,
-    /// Statistics of the last operation, read from the work directory.
-    stats: StatsSlot,
-    /// When /etc/criu/runc.conf redirects CRIU's work directory (another
-    /// engine of the same sweep arranged it), statistics land there.
+    /// CRIU writes its statistics into runc's work directory, unless
+    /// /etc/criu/runc.conf redirects it (another engine of the same sweep
+    /// arranged that): then they land in this shared directory.
     shared_stats: Option<std::sync::Arc<StatsCapture>>,
 }
 
@@ -60,7 +59,6 @@ impl RuncEngine {
         crate::engine::os::proctree::become_subreaper();
         RuncEngine {
             dir: Mutex::new(None),
-            stats: StatsSlot::default(),
             shared_stats,
         }
     }
@@ -143,8 +141,8 @@ impl RuncEngine {
 }
 
 impl Engine for RuncEngine {
-    fn name(&self) -> &'static str {
-        "runc"
+    fn kind(&self) -> EngineKind {
+        EngineKind::Runc
     }
 
     async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image> {
@@ -210,7 +208,7 @@ impl Engine for RuncEngine {
         logfile::lines(&self.bundle(container)?.join("out.log"))
     }
 
-    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         let bundle = self.bundle(container)?;
         let images = bundle.join("images").join(checkpoint);
         let work = bundle.join("work").join(checkpoint);
@@ -230,9 +228,11 @@ impl Engine for RuncEngine {
             &what,
         )
         .await?;
-        self.stats
-            .collect(&work, "stats-dump", self.shared_stats.as_deref());
-        Ok(())
+        Ok(PhaseStats::at(
+            Some(&work),
+            STATS_DUMP,
+            self.shared_stats.as_deref(),
+        ))
     }
 
     async fn stop(&self, container: &Container) -> Result<()> {
@@ -246,7 +246,7 @@ impl Engine for RuncEngine {
         Ok(())
     }
 
-    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         let bundle = self.bundle(container)?;
         let images = bundle.join("images").join(checkpoint).display().to_string();
         let work = bundle.join("work").join(checkpoint);
@@ -268,9 +268,11 @@ impl Engine for RuncEngine {
             &container.name,
         ];
         self.detached(container, &args, &what).await?;
-        self.stats
-            .collect(&work, "stats-restore", self.shared_stats.as_deref());
-        Ok(())
+        Ok(PhaseStats::at(
+            Some(&work),
+            STATS_RESTORE,
+            self.shared_stats.as_deref(),
+        ))
     }
 
     async fn root_pid(&self, container: &Container) -> Result<u32> {
@@ -318,21 +320,6 @@ impl Engine for RuncEngine {
             removed += remove_runc_dir(&dir).await?;
         }
         Ok(removed)
-    }
-
-    fn clear_phase_stats(&self) {
-        self.stats.clear();
-        if let Some(shared) = &self.shared_stats {
-            shared.clear();
-        }
-    }
-
-    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
-        self.stats.take("stats-dump")?.dump
-    }
-
-    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
-        self.stats.take("stats-restore")?.restore
     }
 }
 

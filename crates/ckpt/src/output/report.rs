@@ -12,6 +12,18 @@ use crate::model::{Axis, EngineKind};
 use crate::output::plot::{capitalised, Figure};
 use crate::sweep::plan::SweepPlan;
 
+/// An engine's retry waits as prose: "100, 400 and 1500".
+fn retry_delays_text(engine: EngineKind) -> String {
+    match engine.restore_retry_delays_ms() {
+        [] => "no".into(),
+        [only] => only.to_string(),
+        [rest @ .., last] => {
+            let rest: Vec<String> = rest.iter().map(u64::to_string).collect();
+            format!("{} and {last}", rest.join(", "))
+        }
+    }
+}
+
 /// The parts of a report, rendered as Markdown or HTML.
 pub struct Report<'a> {
     pub plan: &'a SweepPlan,
@@ -208,8 +220,13 @@ impl Report<'_> {
         }
         out.push(format!(
             "{} trial(s) in all ({} warm-up): {} failed, {} ran but failed verification; {} restore retr(ies) after containerd's transient \
-             'content already exists' error and were retried (after 100, 400 and 1500 ms).",
-            a.trials, a.warmups, a.failed, a.unverified, a.restore_retries
+             'content already exists' error (Docker retries after {} ms).",
+            a.trials,
+            a.warmups,
+            a.failed,
+            a.unverified,
+            a.restore_retries,
+            retry_delays_text(EngineKind::Docker)
         ));
         let (checked, intact) = self.memory_checks();
         if checked > 0 {

@@ -241,13 +241,12 @@ async fn checkpoint_and_restore<E: Engine>(
     let (record, clock) = (&mut trial.record, &mut trial.clock);
     let checkpoint = "ckpt";
     stop.check()?;
-    clock.own(async { engine.clear_phase_stats() }).await;
     let (result, ms) = clock.time(engine.checkpoint(&container, checkpoint)).await;
     record.checkpoint_ms = Some(ms);
-    result?;
+    let stats = result?;
     clock
         .own(async {
-            if let Some(d) = engine.take_dump_stats() {
+            if let Some(d) = stats.dump() {
                 record.criu_freezing_ms = Some(us_to_ms(d.freezing_time));
                 record.criu_frozen_ms = Some(us_to_ms(d.frozen_time));
                 record.criu_memdump_ms = Some(us_to_ms(d.memdump_time));
@@ -285,7 +284,7 @@ async fn checkpoint_and_restore<E: Engine>(
         .own(async {
             record.restore_ms = Some(millis(restored.took));
             record.restore_retries = restored.retries;
-            if let Some(r) = engine.take_restore_stats() {
+            if let Some(r) = restored.stats.restore() {
                 record.criu_forking_ms = Some(us_to_ms(r.forking_time));
                 record.criu_restore_ms = Some(us_to_ms(r.restore_time));
                 record.criu_pages_restored = r.pages_restored;

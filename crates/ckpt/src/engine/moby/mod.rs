@@ -26,9 +26,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
-use super::criu_stats::StatsCapture;
+use super::criu_stats::{PhaseStats, StatsCapture, STATS_DUMP, STATS_RESTORE};
 use super::{Container, Engine, Image};
-use crate::model::{ImageSpec, Network, RunSpec};
+use crate::model::{EngineKind, ImageSpec, Network, RunSpec};
 use crate::run::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
 
@@ -445,10 +445,10 @@ impl LineSplitter {
 }
 
 impl Engine for DockerEngine {
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> EngineKind {
         match self.flavor {
-            Flavor::Docker => "docker",
-            Flavor::Podman => "podman",
+            Flavor::Docker => EngineKind::Docker,
+            Flavor::Podman => EngineKind::Podman,
         }
     }
 
@@ -580,10 +580,12 @@ impl Engine for DockerEngine {
         Ok(lines)
     }
 
-    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        let stats = PhaseStats::at(None, STATS_DUMP, self.stats.as_deref());
         if self.flavor == Flavor::Podman {
             let what = format!("checkpointing container {}", container.name);
-            return self.libpod_post(container, "checkpoint", &what).await;
+            self.libpod_post(container, "checkpoint", &what).await?;
+            return Ok(stats);
         }
         let options = CreateCheckpointOptions {
             checkpoint_id: checkpoint.to_string(),
@@ -597,7 +599,7 @@ impl Engine for DockerEngine {
                 self.api_error(e, &format!("checkpointing container {}", container.name))
             })?;
         self.make_checkpoint_unique(container, checkpoint);
-        Ok(())
+        Ok(stats)
     }
 
     async fn stop(&self, container: &Container) -> Result<()> {
@@ -616,10 +618,12 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<()> {
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        let stats = PhaseStats::at(None, STATS_RESTORE, self.stats.as_deref());
         if self.flavor == Flavor::Podman {
             let what = format!("restoring container {} from its checkpoint", container.name);
-            return self.libpod_post(container, "restore", &what).await;
+            self.libpod_post(container, "restore", &what).await?;
+            return Ok(stats);
         }
         let query = format!("checkpoint={checkpoint}");
         let what = format!(
@@ -627,7 +631,19 @@ impl Engine for DockerEngine {
             container.name
         );
         self.start_rewritten(container, move |uri| with_query(uri, &query), &what)
-            .await
+            .await?;
+        Ok(stats)
+    }
+
+    /// containerd's "content sha256:... already exists" when `start
+    /// --checkpoint` uploads a checkpoint whose blob its content store still
+    /// holds: the container stays stopped and the checkpoint intact.
+    fn is_transient_restore_error(&self, message: &str) -> bool {
+        message.contains("already exists") && message.contains("content")
+    }
+
+    fn restore_retry_delays(&self) -> &'static [u64] {
+        self.kind().restore_retry_delays_ms()
     }
 
     async fn root_pid(&self, container: &Container) -> Result<u32> {
@@ -693,20 +709,6 @@ impl Engine for DockerEngine {
             .await
             .map(|_| ())
             .map_err(unreachable_daemon)
-    }
-
-    fn clear_phase_stats(&self) {
-        if let Some(s) = &self.stats {
-            s.clear();
-        }
-    }
-
-    fn take_dump_stats(&self) -> Option<criu_image::DumpStatsEntry> {
-        self.stats.as_ref()?.take_dump()
-    }
-
-    fn take_restore_stats(&self) -> Option<criu_image::RestoreStatsEntry> {
-        self.stats.as_ref()?.take_restore()
     }
 }
 
