@@ -729,7 +729,10 @@ mod tests {
     fn each_type_parses_its_own_kind_only() {
         let ready = Ready::Forker(forker_ready());
         assert_eq!(Ready::parse(&ready.to_string()), Ok(ready));
-        let step = FibStep { index: 7, value: 13 };
+        let step = FibStep {
+            index: 7,
+            value: 13,
+        };
         assert_eq!(FibStep::parse(&step.to_string()), Ok(step));
         assert_eq!(
             StateReport::parse(&step.to_string()),
@@ -801,7 +804,13 @@ mod tests {
     #[test]
     fn fields_in_another_order_extra_keys_and_spacing_are_accepted() {
         let line = Line::parse("  ckpt fib value=13   index=7 since=now\r\n").unwrap();
-        assert_eq!(line, Line::Fib(FibStep { index: 7, value: 13 }));
+        assert_eq!(
+            line,
+            Line::Fib(FibStep {
+                index: 7,
+                value: 13
+            })
+        );
     }
 
     #[test]
@@ -816,7 +825,10 @@ mod tests {
             ("ckpt sweep run=1", UnknownKind("sweep".into())),
             ("ckpt fib index=1 value", NotKeyValue("value".into())),
             ("ckpt fib index=1 =1", NotKeyValue("=1".into())),
-            ("ckpt fib index=1 index=2 value=1", DuplicateKey("index".into())),
+            (
+                "ckpt fib index=1 index=2 value=1",
+                DuplicateKey("index".into()),
+            ),
             ("ckpt fib index=1", MissingField("value")),
             (
                 "ckpt fib index=-1 value=1",
@@ -834,8 +846,14 @@ mod tests {
             ),
             ("ckpt ready pid=1", MissingField("workload")),
             ("ckpt ready workload=web", UnknownWorkload("web".into())),
-            ("ckpt ready workload=forker pids=1", MissingField("children")),
-            ("ckpt ready workload=forker children=1", MissingField("pids")),
+            (
+                "ckpt ready workload=forker pids=1",
+                MissingField("children"),
+            ),
+            (
+                "ckpt ready workload=forker children=1",
+                MissingField("pids"),
+            ),
             (
                 "ckpt ready workload=forker children=1 pids=1,x",
                 InvalidValue {
@@ -885,7 +903,10 @@ mod tests {
         let first: Vec<u128> = Fibonacci::default().take(8).map(|s| s.value).collect();
         assert_eq!(first, [0, 1, 1, 2, 3, 5, 8, 13]);
         let steps: Vec<FibStep> = Fibonacci::default().take(200).collect();
-        assert_eq!(steps[186].value, 332_825_110_087_067_562_321_196_029_789_634_457_848);
+        assert_eq!(
+            steps[186].value,
+            332_825_110_087_067_562_321_196_029_789_634_457_848
+        );
         for i in 1..steps.len() - 1 {
             assert!(continuity(&steps[..=i], Some(steps[i + 1])).holds(), "{i}");
         }

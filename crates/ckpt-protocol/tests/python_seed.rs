@@ -15,7 +15,9 @@ use ckpt_protocol::{continuity, Fibonacci, Line, Ready, Role};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn seed(script: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed").join(script)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/seed")
+        .join(script)
 }
 
 /// A Python program in its own process group, killed with all the

@@ -68,7 +68,8 @@ pub fn memcpy_bandwidth() -> Option<f64> {
     let binary = crate::workload::locate_binary().ok()?;
     let out = Command::new(binary).arg("memcpy").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    crate::workload::Line::parse(text.lines().next()?)?.number("mib_per_s")
+    let line = ckpt_protocol::Memcpy::parse(text.lines().next()?).ok()?;
+    Some(line.mib_per_s)
 }
 
 impl Environment {
