@@ -8,12 +8,20 @@ import sys
 import time
 
 
+def say(line: str) -> None:
+    """Prints one protocol line in a single write. Under `python3 -u` (the
+    Dockerfile's entrypoint) print writes the text and the newline apart,
+    so lines of processes printing at once could interleave."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def main() -> None:
     interval = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
-    print("ckpt ready workload=fib", flush=True)
+    say("ckpt ready workload=fib")
     current, following, index = 0, 1, 0
     while True:
-        print(f"ckpt fib index={index} value={current}", flush=True)
+        say(f"ckpt fib index={index} value={current}")
         current, following = following, current + following
         index += 1
         time.sleep(interval)

@@ -9,9 +9,17 @@ import sys
 import time
 
 
+def say(line: str) -> None:
+    """Prints one protocol line in a single write. Under `python3 -u` (the
+    Dockerfile's entrypoint) print writes the text and the newline apart,
+    so lines of processes printing at once could interleave."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def child() -> None:
     while True:
-        print(f"ckpt child pid={os.getpid()}", flush=True)
+        say(f"ckpt child pid={os.getpid()}")
         time.sleep(1)
 
 
@@ -23,7 +31,7 @@ def main() -> None:
         if pid == 0:
             child()
         pids.append(pid)
-    print(f"ckpt ready workload=forker children={count} pids={','.join(map(str, pids))}", flush=True)
+    say(f"ckpt ready workload=forker children={count} pids={','.join(map(str, pids))}")
     while True:
         time.sleep(3600)
 

@@ -1,10 +1,10 @@
 //! The programs that run inside ckpt's containers.
 //!
 //! One static binary with a sub-command per workload, so one `FROM scratch`
-//! image serves every experiment. Every line a workload prints starts with
-//! `ckpt ` and carries `key=value` fields, so the runner waits on facts
-//! (a `ready` line) instead of fixed sleeps, and can check the state a
-//! restored program carries on from.
+//! image serves every experiment. Every line a workload prints is a line of
+//! the workload protocol (crate `ckpt-protocol`): `ckpt ` and `key=value`
+//! fields, so the runner waits on facts (a `ready` line) instead of fixed
+//! sleeps, and can check the state a restored program carries on from.
 //!
 //!   ckpt-workload fib [--interval-ms MS]
 //!   ckpt-workload forker --children N [--interval-ms MS] [--memory-mib M]
@@ -22,6 +22,8 @@
 
 use std::io::Write;
 use std::process::exit;
+
+use ckpt_protocol::{Fibonacci, ForkerReady, Memcpy, Ready, Role, StateReport, Tick};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -90,10 +92,10 @@ impl Options {
 
 /// Prints one protocol line and flushes it at once: the runner reads the
 /// container's log as a stream and must see each line when it happens.
-fn say(line: std::fmt::Arguments) {
+fn say(line: &dyn std::fmt::Display) {
     let mut out = std::io::stdout().lock();
     // A closed stdout (the log reader went away) is not a reason to stop.
-    let _ = writeln!(out, "ckpt {line}");
+    let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
@@ -101,20 +103,17 @@ fn say(line: std::fmt::Arguments) {
 /// The index makes continuity checkable: after a restore the first index
 /// must follow the last one printed before the checkpoint.
 fn fib(options: &Options) -> ! {
-    say(format_args!(
-        "ready workload=fib pid={}",
-        std::process::id()
-    ));
-    let (mut current, mut next): (u128, u128) = (0, 1);
-    let mut index: u64 = 0;
-    loop {
-        say(format_args!("fib index={index} value={current}"));
-        // Wrapping keeps the program alive past F(186); the checker uses the
-        // same wrapping rule.
-        (current, next) = (next, current.wrapping_add(next));
-        index += 1;
+    say(&Ready::Fib {
+        pid: Some(std::process::id()),
+    });
+    // Wrapping keeps the program alive past F(186); the checker uses the
+    // same wrapping rule.
+    for step in Fibonacci::default() {
+        say(&step);
         std::thread::sleep(options.interval);
     }
+    // Only after 2^64 numbers.
+    exit(0)
 }
 
 /// The seed's second program: N child processes that each print their pid
@@ -140,7 +139,7 @@ fn forker(options: &Options) -> ! {
                     fail("telling the parent it is ready");
                 }
                 close(ready_write);
-                report_forever("child", options, &held, &[])
+                report_forever(Role::Child, options, &held, &[])
             }
             pid => pids.push(pid as u32),
         }
@@ -149,17 +148,15 @@ fn forker(options: &Options) -> ! {
     let held = Held::set_up(options, 0);
     wait_for_children(ready_read, options.children);
     close(ready_read);
-    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-    say(format_args!(
-        "ready workload=forker children={} memory_mib={} threads={} files={} checksum={:016x} pids={}",
-        options.children,
-        options.memory_mib,
-        options.threads,
-        options.files,
-        held.memory.checksum(),
-        list.join(",")
-    ));
-    report_forever("parent", options, &held, &pids[1..])
+    say(&Ready::Forker(ForkerReady {
+        children: options.children,
+        memory_mib: Some(options.memory_mib),
+        threads: Some(options.threads),
+        files: Some(options.files),
+        checksum: Some(held.memory.checksum()),
+        pids: pids.clone(),
+    }));
+    report_forever(Role::Parent, options, &held, &pids[1..])
 }
 
 fn fail(what: &str) -> ! {
@@ -248,7 +245,7 @@ fn idle_thread() {
 static CHECK_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// Prints pid and tick every interval, and answers memory checks at once.
-fn report_forever(role: &str, options: &Options, held: &Held, children: &[u32]) -> ! {
+fn report_forever(role: Role, options: &Options, held: &Held, children: &[u32]) -> ! {
     let pid = std::process::id();
     let mut tick: u64 = 0;
     let mut next = Instant::now() + options.interval;
@@ -264,15 +261,22 @@ fn report_forever(role: &str, options: &Options, held: &Held, children: &[u32]) 
             // All of it must have come back: the memory, every thread and
             // every open file.
             let ok = memory && threads == 1 + options.threads && files == options.files;
-            say(format_args!(
-                "memory pid={pid} ok={ok} memory={memory} threads={} files={files}",
-                threads.saturating_sub(1)
-            ));
+            say(&StateReport {
+                pid,
+                ok,
+                memory,
+                threads: threads.saturating_sub(1),
+                files,
+            });
         }
         if Instant::now() >= next {
             tick += 1;
             next += options.interval;
-            say(format_args!("{role} pid={pid} tick={tick}"));
+            say(&Tick {
+                role,
+                pid,
+                tick: Some(tick),
+            });
         }
     }
 }
@@ -326,10 +330,10 @@ fn memcpy(options: &Options) -> ! {
         std::hint::black_box(&mut target);
         best = best.min(started.elapsed().as_secs_f64());
     }
-    say(format_args!(
-        "memcpy mib={mib} mib_per_s={:.1}",
-        mib as f64 / best
-    ));
+    say(&Memcpy {
+        mib: mib as u64,
+        mib_per_s: mib as f64 / best,
+    });
     exit(0)
 }
 

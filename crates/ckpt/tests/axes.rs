@@ -50,10 +50,14 @@ fn memory_and_filler_grid_checks_memory_and_draws_a_heat_map() {
             // Both processes wrote their 16 MiB, and found it intact after
             // the restore.
             assert_eq!(r["memory_ok"], true, "{r}");
+            assert_eq!(r["threads_ok"], true, "{r}");
+            assert_eq!(r["files_ok"], true, "{r}");
             assert!(rss > 32 << 20, "{r}");
             assert!(r["checkpoint_bytes"].as_u64().unwrap() > 32 << 20, "{r}");
         } else {
-            assert!(r["memory_ok"].is_null(), "nothing to check: {r}");
+            for column in ["memory_ok", "threads_ok", "files_ok"] {
+                assert!(r[column].is_null(), "nothing to check: {r}");
+            }
             assert!(rss < 16 << 20, "{r}");
         }
     }
@@ -394,6 +398,8 @@ fn threads_and_open_files_come_back_on_the_daemonless_engines() {
     for r in &records {
         // Every process answered that its threads and files are all there.
         assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["threads_ok"], true, "{r}");
+        assert_eq!(r["files_ok"], true, "{r}");
         assert_eq!(r["memory_ok"], true, "{r}");
     }
 }

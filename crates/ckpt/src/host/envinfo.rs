@@ -60,7 +60,8 @@ pub fn memcpy_bandwidth() -> Option<f64> {
     let binary = crate::workload::locate_binary().ok()?;
     let out = Command::new(binary).arg("memcpy").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    crate::workload::Line::parse(text.lines().next()?)?.number("mib_per_s")
+    let line = ckpt_protocol::Memcpy::parse(text.lines().next()?).ok()?;
+    Some(line.mib_per_s)
 }
 
 impl Environment {
@@ -136,6 +137,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs the static workload binary (scripts/build): ./scripts/test"]
     fn collects_this_machine() {
         let env = Environment::collect(None, true);
         assert!(env.cores.unwrap() >= 1);

@@ -54,10 +54,17 @@ pub struct TrialRecord {
     /// The same pids were alive after the restore as before.
     pub verified: bool,
     /// After the restore every process found its memory intact (the
-    /// workload's checksum) and its threads and open files all there; None
-    /// where there was nothing to check or the workload cannot tell.
+    /// workload's checksum); None where there was nothing to check or the
+    /// workload cannot tell. Records written before `threads_ok` and
+    /// `files_ok` existed used this one verdict for all three.
     #[serde(default)]
     pub memory_ok: Option<bool>,
+    /// After the restore every process had all its extra threads.
+    #[serde(default)]
+    pub threads_ok: Option<bool>,
+    /// After the restore every process had all its open files.
+    #[serde(default)]
+    pub files_ok: Option<bool>,
     /// CRIU's own phases (from stats-dump / stats-restore), where the
     /// engine keeps them. Freezing plus frozen is CRIU's share of the
     /// checkpoint; frozen is the application's downtime during the dump.
@@ -106,6 +113,8 @@ impl TrialRecord {
             rss_bytes: None,
             verified: false,
             memory_ok: None,
+            threads_ok: None,
+            files_ok: None,
             criu_freezing_ms: None,
             criu_frozen_ms: None,
             criu_memdump_ms: None,

@@ -207,6 +207,9 @@ impl ResultsDir {
     pub fn record_writer(&self) -> Result<RecordWriter> {
         let csv_path = self.file(ResultFile::TrialsCsv);
         let has_header = csv_path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        if has_header {
+            upgrade_csv(&csv_path)?;
+        }
         let csv = csv::WriterBuilder::new()
             .has_headers(!has_header)
             .from_writer(open_append(&csv_path)?);
@@ -234,6 +237,44 @@ impl ResultsDir {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot set the mode of {}", path.display()))
     }
+}
+
+/// The CSV columns of a record, in order.
+fn csv_header() -> Result<csv::StringRecord> {
+    let spec = super::plan::TrialSpec {
+        index: 0,
+        engine: 0,
+        point: crate::model::Point::default(),
+        repetition: 0,
+        warmup: false,
+    };
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.serialize(TrialRecord::new("", &spec, ""))?;
+    let bytes = writer.into_inner().context("writing a CSV header")?;
+    Ok(csv::Reader::from_reader(bytes.as_slice())
+        .headers()?
+        .clone())
+}
+
+/// Rewrites a trials.csv written before a column was added (a resumed
+/// sweep of an older ckpt) with today's columns, so that new rows do not
+/// land under an old header. Rows that do not parse (a cut last row) are
+/// dropped, as when resuming.
+fn upgrade_csv(path: &Path) -> Result<()> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if *reader.headers()? == csv_header()? {
+        return Ok(());
+    }
+    let records: Vec<TrialRecord> = reader.deserialize().filter_map(Result::ok).collect();
+    let upgraded = path.with_extension("csv.new");
+    let _ = std::fs::remove_file(&upgraded);
+    let mut writer = csv::Writer::from_writer(open_append(&upgraded)?);
+    for record in &records {
+        writer.serialize(record).context("writing trials.csv")?;
+    }
+    writer.flush().context("flushing trials.csv")?;
+    std::fs::rename(&upgraded, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Appends records to both files, flushing after every record.
@@ -340,6 +381,69 @@ mod tests {
         let back = results.repair_records().unwrap();
         assert_eq!(back.records.len(), 2);
         assert_eq!(results.count_csv_rows(), Some(2));
+    }
+
+    /// A record as ckpt wrote it before threads_ok and files_ok (from
+    /// docs/results/threads-files), in both files.
+    const OLD_JSON: &str = r#"{"run_id":"20261127-123600-ba39","trial":1,"engine":"runc","children":1,"memory_mib":0,"threads":64,"files":256,"filler_mib":0,"repetition":0,"warmup":true,"started_at":"2026-11-27T12:36:01.416Z","image_bytes":1645640,"run_ms":35.91325,"ready_ms":6.491012,"checkpoint_ms":184.72589,"stop_ms":7.1191450000000005,"restore_ms":248.027704,"restore_retries":0,"checkpoint_bytes":1850437,"processes_before":2,"processes_after":2,"rss_bytes":3756032,"verified":true,"memory_ok":true,"criu_freezing_ms":4.637,"criu_frozen_ms":140.106,"criu_memdump_ms":3.751,"criu_memwrite_ms":1.658,"criu_pages_scanned":966,"criu_pages_written":380,"criu_forking_ms":0.319,"criu_restore_ms":170.885,"criu_pages_restored":380,"overhead_ms":0.363603,"status":"ok","error":null}"#;
+    const OLD_CSV: &str = "run_id,trial,engine,children,memory_mib,threads,files,filler_mib,repetition,warmup,started_at,image_bytes,run_ms,ready_ms,checkpoint_ms,stop_ms,restore_ms,restore_retries,checkpoint_bytes,processes_before,processes_after,rss_bytes,verified,memory_ok,criu_freezing_ms,criu_frozen_ms,criu_memdump_ms,criu_memwrite_ms,criu_pages_scanned,criu_pages_written,criu_forking_ms,criu_restore_ms,criu_pages_restored,overhead_ms,status,error
+20261127-123600-ba39,1,runc,1,0,64,256,0,0,true,2026-11-27T12:36:01.416Z,1645640,35.91325,6.491012,184.72589,7.1191450000000005,248.027704,0,1850437,2,2,3756032,true,true,4.637,140.106,3.751,1.658,966,380,0.319,170.885,380,0.363603,ok,
+";
+
+    #[test]
+    fn records_without_threads_ok_and_files_ok_still_read() {
+        let json: TrialRecord = serde_json::from_str(OLD_JSON).unwrap();
+        assert_eq!(json.memory_ok, Some(true));
+        assert_eq!((json.threads_ok, json.files_ok), (None, None));
+        assert_eq!((json.threads, json.files), (64, 256));
+        let csv: Vec<TrialRecord> = csv::Reader::from_reader(OLD_CSV.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(csv, vec![json]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        std::fs::write(
+            results.file(ResultFile::TrialsJsonl),
+            format!("{OLD_JSON}\n"),
+        )
+        .unwrap();
+        std::fs::write(results.file(ResultFile::TrialsCsv), OLD_CSV).unwrap();
+        assert_eq!(results.read_records().unwrap().records.len(), 1);
+        assert_eq!(results.count_csv_rows(), Some(1));
+    }
+
+    #[test]
+    fn new_columns_are_written_and_an_old_csv_gets_them_before_new_rows() {
+        let mut record = sample(1);
+        (record.memory_ok, record.threads_ok, record.files_ok) = (Some(true), Some(false), None);
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(
+            line.contains(r#""memory_ok":true,"threads_ok":false,"files_ok":null"#),
+            "{line}"
+        );
+
+        // Resuming a sweep that an older ckpt started.
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        std::fs::write(results.file(ResultFile::TrialsCsv), OLD_CSV).unwrap();
+        let mut w = results.record_writer().unwrap();
+        w.append(&record).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(results.file(ResultFile::TrialsCsv)).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(header.contains(",memory_ok,threads_ok,files_ok,"), "{text}");
+        let rows: Vec<TrialRecord> = csv::Reader::from_reader(text.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let old: TrialRecord = serde_json::from_str(OLD_JSON).unwrap();
+        assert_eq!(rows, vec![old, record]);
+        // A file already in today's columns is left as it is.
+        results.record_writer().unwrap();
+        let again = std::fs::read_to_string(results.file(ResultFile::TrialsCsv)).unwrap();
+        assert_eq!(again, text);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::model::Network;
 use crate::run::{Interrupted, RunId, Stop};
 use crate::sweep::plan::TrialSpec;
 use crate::sweep::records::{Status, TrialRecord};
-use crate::workload::{self, StateReport, Workload};
+use crate::workload::{self, StateReport, StateVerdict, Workload};
 
 /// Interval at which the forker's processes print their pid.
 const WORKLOAD_INTERVAL_MS: u64 = 1000;
@@ -328,11 +328,13 @@ async fn check_after_restore<E: Engine>(
                 ))
                 .await;
             let verdict = verdict?;
-            trial.record.memory_ok = Some(verdict.is_none());
-            if let Some(problem) = verdict {
-                trial.record.error = Some(problem);
+            trial.record.memory_ok = Some(verdict.memory);
+            trial.record.threads_ok = Some(verdict.threads);
+            trial.record.files_ok = Some(verdict.files);
+            if let Some(problem) = &verdict.problem {
+                trial.record.error = Some(problem.clone());
             }
-            Ok(trial.record.memory_ok == Some(true))
+            Ok(verdict.holds())
         }
         Workload::User {
             check: Some(pattern),
@@ -368,14 +370,14 @@ fn holds_state(record: &TrialRecord) -> bool {
 
 /// Asks every process of the forker to check its memory, threads and open
 /// files (SIGUSR1 to the parent, which passes it on) and waits for all
-/// their answers. Returns None when everything came back, or what did not.
+/// their answers: memory, threads and files judged apart.
 async fn check_state<E: Engine>(
     engine: &E,
     container: &Container,
     pids: &[u32],
     (threads, files): (u32, u32),
-) -> Result<Option<String>> {
-    let is_report = |l: &str| StateReport::parse(l).is_some();
+) -> Result<StateVerdict> {
+    let is_report = |l: &str| StateReport::parse(l).is_ok();
     // Answers to earlier requests (none in a sweep) would be counted twice.
     let earlier = engine
         .logs(container)
@@ -397,26 +399,10 @@ async fn check_state<E: Engine>(
         .logs(container)
         .await?
         .iter()
-        .filter_map(|l| StateReport::parse(l))
+        .filter_map(|l| StateReport::parse(l).ok())
         .skip(earlier)
         .collect();
-    let bad: Vec<String> = reports
-        .iter()
-        .filter_map(|r| {
-            let problems = r.problems(threads, files);
-            (!problems.is_empty()).then(|| format!("pid {}: {}", r.pid, problems.join(", ")))
-        })
-        .collect();
-    let answered: Vec<u32> = reports.iter().map(|r| r.pid).collect();
-    Ok(if !bad.is_empty() {
-        Some(format!("after the restore, {}", bad.join("; ")))
-    } else if !same_pids(pids, &answered) {
-        Some(format!(
-            "memory checks came from pids {answered:?}, expected {pids:?}"
-        ))
-    } else {
-        None
-    })
+    Ok(StateVerdict::judge(&reports, pids, threads, files))
 }
 
 /// The same set of pids, whatever the order.

@@ -1,11 +1,12 @@
 //! The in-container workload programs (crate `ckpt-workload`): where the
-//! static binary is, the build context of its `FROM scratch` image, and the
-//! parsing of the lines it prints.
+//! static binary is, the build context of its `FROM scratch` image, and
+//! reading the lines it prints (defined in crate `ckpt-protocol`).
 
 pub mod template;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+pub use ckpt_protocol::{continuity, Continuity, FibStep, StateReport, StateVerdict};
 
 use anyhow::{bail, Context, Result};
 
@@ -246,127 +247,22 @@ fn append(tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8], mode: u32) -
     Ok(())
 }
 
-/// One line of the workload protocol: `ckpt <kind> key=value ...`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    pub kind: String,
-    pub fields: BTreeMap<String, String>,
-}
-
-impl Line {
-    /// Parses a protocol line; other output (and noise) gives `None`.
-    pub fn parse(text: &str) -> Option<Line> {
-        let mut words = text.split_whitespace();
-        if words.next()? != "ckpt" {
-            return None;
-        }
-        let kind = words.next()?.to_string();
-        let fields = words
-            .filter_map(|w| w.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Some(Line { kind, fields })
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).map(String::as_str)
-    }
-
-    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
-        self.get(key)?.parse().ok()
-    }
-}
-
 /// True for the workload's `ready` line.
 pub fn is_ready(text: &str) -> bool {
-    Line::parse(text).is_some_and(|l| l.kind == "ready")
+    ckpt_protocol::Ready::parse(text).is_ok()
 }
 
 /// True for a Fibonacci line.
 pub fn is_fib(text: &str) -> bool {
-    Line::parse(text).is_some_and(|l| l.kind == "fib")
+    FibStep::parse(text).is_ok()
 }
 
-/// A Fibonacci line's index and value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FibStep {
-    pub index: u64,
-    pub value: u128,
-}
-
+/// The Fibonacci lines among `lines`, in order.
 pub fn fib_steps(lines: &[String]) -> Vec<FibStep> {
     lines
         .iter()
-        .filter_map(|l| Line::parse(l))
-        .filter(|l| l.kind == "fib")
-        .filter_map(|l| {
-            Some(FibStep {
-                index: l.number("index")?,
-                value: l.number("value")?,
-            })
-        })
+        .filter_map(|l| FibStep::parse(l).ok())
         .collect()
-}
-
-/// The verdict on a restored Fibonacci printer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Continuity {
-    /// The first number after the restore follows the last one before.
-    Continues {
-        last_before: FibStep,
-        first_after: FibStep,
-    },
-    /// The sequence started over (index 0 after the restore).
-    Restarted {
-        last_before: FibStep,
-        first_after: FibStep,
-    },
-    /// Numbers were skipped or repeated.
-    Broken {
-        last_before: FibStep,
-        first_after: FibStep,
-    },
-    /// Not enough output to judge.
-    Unknown(String),
-}
-
-impl Continuity {
-    pub fn holds(&self) -> bool {
-        matches!(self, Continuity::Continues { .. })
-    }
-}
-
-/// Judges continuity from the steps printed before the checkpoint and the
-/// first step printed after the restore. Checks both the index and the
-/// value, which must be the Fibonacci successor (with the workload's
-/// wrapping addition).
-pub fn continuity(before: &[FibStep], first_after: Option<FibStep>) -> Continuity {
-    let (Some(&last), Some(first)) = (before.last(), first_after) else {
-        return Continuity::Unknown(
-            "no Fibonacci line before the checkpoint or after the restore".into(),
-        );
-    };
-    let expected_value = match before.len() {
-        1 => 1, // F(0) = 0 is followed by F(1) = 1
-        n => before[n - 2].value.wrapping_add(last.value),
-    };
-    let (last_before, first_after) = (last, first);
-    if first.index == last.index + 1 && first.value == expected_value {
-        Continuity::Continues {
-            last_before,
-            first_after,
-        }
-    } else if first.index == 0 && last.index != 0 {
-        Continuity::Restarted {
-            last_before,
-            first_after,
-        }
-    } else {
-        Continuity::Broken {
-            last_before,
-            first_after,
-        }
-    }
 }
 
 /// Arguments for the Fibonacci printer.
@@ -394,138 +290,56 @@ pub fn forker_args(point: &Point, interval_ms: u64) -> Vec<String> {
     args
 }
 
-/// What one of the forker's processes says when asked to check itself
-/// (SIGUSR1): `ckpt memory pid=P ok=.. memory=.. threads=T files=F`, with
-/// its extra threads and its open files counted after the restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateReport {
-    pub pid: u32,
-    /// The memory's checksum matches what the process wrote.
-    pub memory: bool,
-    pub threads: u32,
-    pub files: u32,
-}
-
-impl StateReport {
-    pub fn parse(text: &str) -> Option<StateReport> {
-        let line = Line::parse(text)?;
-        if line.kind != "memory" {
-            return None;
-        }
-        Some(StateReport {
-            pid: line.number("pid")?,
-            memory: line.number("memory")?,
-            threads: line.number("threads")?,
-            files: line.number("files")?,
-        })
-    }
-
-    /// What did not come back, against the point the process was started
-    /// with; empty when everything did.
-    pub fn problems(&self, threads: u32, files: u32) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.memory {
-            out.push("memory differs from what it wrote".to_string());
-        }
-        if self.threads != threads {
-            out.push(format!("{} of {threads} extra threads", self.threads));
-        }
-        if self.files != files {
-            out.push(format!("{} of {files} open files", self.files));
-        }
-        out
-    }
-}
-
 /// The pids a forker announced in its ready line (parent first).
 pub fn ready_pids(line: &str) -> Option<Vec<u32>> {
-    let parsed = Line::parse(line)?;
-    parsed
-        .get("pids")?
-        .split(',')
-        .map(|p| p.parse().ok())
-        .collect()
+    match ckpt_protocol::Ready::parse(line).ok()? {
+        ckpt_protocol::Ready::Forker(ready) => Some(ready.pids),
+        ckpt_protocol::Ready::Fib { .. } => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn steps(values: &[(u64, u128)]) -> Vec<FibStep> {
-        values
-            .iter()
-            .map(|&(index, value)| FibStep { index, value })
-            .collect()
-    }
-
+    /// Lines as the workload and the Python seed print them (copied from
+    /// container logs), read through ckpt-protocol.
     #[test]
-    fn parses_protocol_lines_and_ignores_noise() {
-        let line = Line::parse("ckpt fib index=7 value=13").unwrap();
-        assert_eq!(line.kind, "fib");
-        assert_eq!(line.number::<u64>("index"), Some(7));
-        assert_eq!(Line::parse("hello world"), None);
-        assert_eq!(Line::parse(""), None);
+    fn reads_the_workloads_lines_and_ignores_noise() {
         assert!(is_ready("ckpt ready workload=fib pid=1"));
+        assert!(is_ready("ckpt ready workload=fib"));
         assert!(!is_ready("ckpt fib index=0 value=0"));
-    }
-
-    #[test]
-    fn continuity_accepts_successor_only() {
-        let before = steps(&[(3, 2), (4, 3), (5, 5)]);
-        assert!(continuity(&before, Some(FibStep { index: 6, value: 8 })).holds());
-        assert!(matches!(
-            continuity(&before, Some(FibStep { index: 0, value: 0 })),
-            Continuity::Restarted { .. }
-        ));
-        // A gap, a repeat, and a right index with a wrong value.
-        for bad in [(7, 13), (5, 5), (6, 9)] {
-            let verdict = continuity(
-                &before,
-                Some(FibStep {
-                    index: bad.0,
-                    value: bad.1,
-                }),
-            );
-            assert!(matches!(verdict, Continuity::Broken { .. }), "{bad:?}");
-        }
-        assert!(matches!(continuity(&[], None), Continuity::Unknown(_)));
-    }
-
-    #[test]
-    fn continuity_from_first_number() {
-        let before = steps(&[(0, 0)]);
-        assert!(continuity(&before, Some(FibStep { index: 1, value: 1 })).holds());
+        assert!(!is_ready("hello world"));
+        assert!(is_fib("ckpt fib index=7 value=13"));
+        assert!(!is_fib("ckpt fib index=7"));
+        let lines = [
+            "ckpt ready workload=fib pid=1",
+            "ckpt fib index=0 value=0",
+            "noise",
+            "ckpt fib index=1 value=1",
+        ]
+        .map(String::from);
+        assert_eq!(
+            fib_steps(&lines),
+            vec![
+                FibStep { index: 0, value: 0 },
+                FibStep { index: 1, value: 1 }
+            ]
+        );
+        let report =
+            StateReport::parse("ckpt memory pid=7 ok=true memory=true threads=16 files=64")
+                .unwrap();
+        assert_eq!((report.pid, report.threads, report.files), (7, 16, 64));
     }
 
     #[test]
     fn reads_pids_from_ready_line() {
-        let line = "ckpt ready workload=forker children=2 pids=1,7,8";
+        let line = "ckpt ready workload=forker children=2 memory_mib=0 threads=0 files=0 checksum=cbf29ce484222325 pids=1,7,8";
         assert_eq!(ready_pids(line), Some(vec![1, 7, 8]));
+        let python = "ckpt ready workload=forker children=2 pids=1,7,8";
+        assert_eq!(ready_pids(python), Some(vec![1, 7, 8]));
         assert_eq!(ready_pids("ckpt ready workload=forker pids=1,x"), None);
-    }
-
-    #[test]
-    fn state_reports_parse_and_name_what_did_not_come_back() {
-        let whole = StateReport::parse("ckpt memory pid=7 ok=true memory=true threads=16 files=64");
-        let whole = whole.unwrap();
-        assert_eq!((whole.pid, whole.threads, whole.files), (7, 16, 64));
-        assert!(whole.problems(16, 64).is_empty());
-        let broken =
-            StateReport::parse("ckpt memory pid=8 ok=false memory=false threads=15 files=64")
-                .unwrap();
-        assert_eq!(
-            broken.problems(16, 64),
-            vec![
-                "memory differs from what it wrote",
-                "15 of 16 extra threads"
-            ]
-        );
-        assert_eq!(
-            whole.problems(16, 65),
-            vec!["64 of 65 open files".to_string()]
-        );
-        assert_eq!(StateReport::parse("ckpt child pid=7 tick=1"), None);
-        assert_eq!(StateReport::parse("ckpt memory pid=7 ok=true"), None);
+        assert_eq!(ready_pids("ckpt ready workload=fib pid=1"), None);
     }
 
     #[test]
