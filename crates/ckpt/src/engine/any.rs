@@ -144,3 +144,28 @@ pub async fn open(
     }
     Ok((engines, facts))
 }
+
+/// Removes what runs of `kind` whose ckpt process is gone left behind
+/// (`ckpt gc`); returns how many objects. Each engine is reached its own
+/// way: the daemon-less ones through their run directories, Docker through
+/// its daemon, Podman through a service of our own (the dead run's service
+/// went with it).
+pub async fn remove_orphans(kind: EngineKind) -> Result<usize> {
+    match kind {
+        EngineKind::Runc => RuncEngine::new(None).remove_orphans().await,
+        EngineKind::Criu => CriuEngine::new().remove_orphans().await,
+        EngineKind::Docker => {
+            let (docker, _) = DockerEngine::connect_any().await?;
+            docker.remove_orphans().await
+        }
+        EngineKind::Podman => {
+            let mut removed = super::moby::podman::remove_orphans()?;
+            let service = super::moby::podman::Service::start(&RunId::new())?;
+            removed += DockerEngine::podman(service)
+                .await?
+                .remove_orphans()
+                .await?;
+            Ok(removed)
+        }
+    }
+}

@@ -1,92 +1,26 @@
-//! Command-line arguments and the glue from each sub-command to the library.
+//! `ckpt sweep` and `ckpt report`: checks the plan, opens the engines, runs
+//! the trials, and writes the outputs from whatever was measured.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
 
-use ckpt::demo::{self, DemoOptions};
-use ckpt::engine::any::{self, AnyEngine};
-use ckpt::engine::criu::CriuEngine;
+use super::{clean_run, positive_duration};
+use ckpt::engine::any;
 use ckpt::engine::criu_stats::{self, StatsCapture};
-use ckpt::engine::moby::DockerEngine;
-use ckpt::engine::runc::RuncEngine;
-use ckpt::engine::Engine;
 use ckpt::host::doctor;
 use ckpt::host::envinfo::{self, Environment};
-use ckpt::inspect;
 use ckpt::model::{EngineKind, Network};
 use ckpt::output;
 use ckpt::run::{self as cleanup, Interrupted, RunId};
-use ckpt::sweep;
+use ckpt::sweep as sweeping;
 use ckpt::sweep::plan::{self, Order, SweepPlan};
 use ckpt::sweep::results::{ResultFile, ResultsDir};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt",
-    version,
-    about = "Container checkpoint/restore: run, checkpoint, restore, verify, measure, report"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// The lifecycle demo: a Fibonacci printer checkpointed and restored in nine timed steps
-    Demo(DemoArgs),
-    /// Check the kernel, CRIU, the engines and the workload binary, with a fix for each failure
-    Doctor {
-        /// Print the checks as JSON
-        #[arg(long)]
-        json: bool,
-    },
-    /// The seed's experiment (checkpoint and restore time against the number of child processes), or any grid over processes, memory, threads, open files and image size, on your own image too
-    Sweep(Box<SweepArgs>),
-    /// Rebuild summary, figures and report of a results directory (no engine needed)
-    Report {
-        /// A directory written by `ckpt sweep`
-        dir: PathBuf,
-    },
-    /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
-    Inspect(InspectArgs),
-    /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
-    Gc,
-}
-
 #[derive(clap::Args, Debug)]
-struct InspectArgs {
-    /// A checkpoint directory, a Podman export archive, or a Docker container
-    target: String,
-    /// With a Docker container: the checkpoint's name (default: the newest)
-    #[arg(long)]
-    checkpoint: Option<String>,
-    /// CRIU's work directory holding stats-dump / stats-restore, when it is not the image directory
-    #[arg(long, value_name = "DIR")]
-    work_dir: Option<PathBuf>,
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
-    /// Show the process tree
-    #[arg(long)]
-    ps_tree: bool,
-    /// Show each process's memory areas
-    #[arg(long)]
-    mem: bool,
-    /// Show each process's open files
-    #[arg(long)]
-    files: bool,
-    /// Show CRIU's dump and restore statistics
-    #[arg(long)]
-    stats: bool,
-}
-
-#[derive(clap::Args, Debug)]
-struct SweepArgs {
+pub(super) struct SweepArgs {
     /// Numbers of child processes (0: the parent alone): values and ranges, A..B or A..B:STEP (both ends included)
     #[arg(long, default_value = plan::DEFAULT_CHILDREN)]
     children: String,
@@ -147,172 +81,18 @@ struct SweepArgs {
     resume: Option<PathBuf>,
 }
 
-#[derive(clap::Args, Debug)]
-struct DemoArgs {
-    /// Engine to run the demo on
-    #[arg(long, value_enum, default_value_t = EngineKind::Docker)]
-    engine: EngineKind,
-    /// Time between two Fibonacci numbers (e.g. 4s, 500ms)
-    #[arg(long, default_value = "4s", value_parser = positive_duration)]
-    interval: Duration,
-    /// How long the program runs before the checkpoint (default: three intervals)
-    #[arg(long, value_parser = positive_duration)]
-    run_for: Option<Duration>,
-}
-
-/// Parses a duration such as `4s` or `250ms` and refuses zero.
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    let parsed = humantime::parse_duration(text)
-        .or_else(|_| {
-            text.parse::<f64>()
-                .map(Duration::from_secs_f64)
-                .map_err(|_| ())
-        })
-        .map_err(|_| format!("'{text}' is not a duration (examples: 4s, 500ms, 1m)"))?;
-    if parsed.is_zero() {
-        return Err("must be longer than 0".into());
-    }
-    Ok(parsed)
-}
-
-/// Runs a sub-command; returns the process exit status.
-pub async fn dispatch(cli: Cli) -> Result<u8> {
-    match cli.command {
-        Command::Demo(args) => demo_command(args).await,
-        Command::Doctor { json } => doctor_command(json).await,
-        Command::Sweep(args) => sweep_command(*args).await,
-        Command::Report { dir } => report_command(&dir),
-        Command::Inspect(args) => inspect_command(args).await,
-        Command::Gc => gc_command().await,
-    }
-}
-
-async fn doctor_command(json: bool) -> Result<u8> {
-    let checks = doctor::run_all().await;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
-    } else {
-        print!("{}", doctor::render(&checks));
-    }
-    let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
-    Ok(u8::from(failed))
-}
-
-async fn inspect_command(args: InspectArgs) -> Result<u8> {
-    let found = inspect::inspect(
-        &args.target,
-        args.checkpoint.as_deref(),
-        args.work_dir.as_deref(),
-    )
-    .await?;
-    let parts = inspect::Parts {
-        ps_tree: args.ps_tree,
-        mem: args.mem,
-        files: args.files,
-        stats: args.stats,
-    };
-    if args.json {
-        println!("{}", inspect::to_json(&found, parts)?);
-    } else {
-        print!("{}", inspect::render(&found, parts));
-    }
-    Ok(0)
-}
-
-async fn gc_command() -> Result<u8> {
-    // Daemon-less engines need nothing running; Docker's part needs dockerd.
-    let mut removed = RuncEngine::new(None).remove_orphans().await?;
-    removed += ckpt::engine::moby::podman::remove_orphans()?;
-    removed += remove_podman_orphans().await;
-    removed += CriuEngine::new().remove_orphans().await?;
-    let docker = match DockerEngine::connect_any().await {
-        Ok((engine, _)) => Some(engine.remove_orphans().await?),
-        Err(e) => {
-            eprintln!("ckpt gc: skipping Docker: {e:#}");
-            removed += criu_stats::remove_orphans()?;
-            None
-        }
-    };
-    removed += docker.unwrap_or(0);
-    println!("ckpt gc: removed {removed} object(s) left by ckpt runs that are no longer alive");
-    Ok(u8::from(docker.is_none()))
-}
-
-/// Podman's containers and images of dead runs, through a service of our
-/// own (the dead run's service is gone with it). Podman not being installed
-/// is not an error for gc.
-async fn remove_podman_orphans() -> usize {
-    let run = RunId::new();
-    let service = match ckpt::engine::moby::podman::Service::start(&run) {
-        Ok(service) => service,
-        Err(e) => {
-            eprintln!("ckpt gc: skipping Podman: {e:#}");
-            return 0;
-        }
-    };
-    match DockerEngine::podman(service).await {
-        Ok(podman) => podman.remove_orphans().await.unwrap_or_else(|e| {
-            eprintln!("ckpt gc: Podman: {e:#}");
-            0
-        }),
-        Err(e) => {
-            eprintln!("ckpt gc: skipping Podman: {e:#}");
-            0
-        }
-    }
-}
-
-/// Removes every object of `run` from every engine; true when all went.
-async fn clean_run(engines: &[AnyEngine], run: &RunId) -> bool {
-    let mut clean = true;
-    for engine in engines {
-        clean &= report_cleanup(run, engine.remove_run(run).await);
-    }
-    clean
-}
-
-async fn demo_command(args: DemoArgs) -> Result<u8> {
-    doctor::require_engines(&[args.engine]).await?;
-    let run = RunId::new();
-    let (mut engines, _) = any::open(&[args.engine], &run, None).await?;
-    let engine = engines.pop().context("no engine opened")?;
-    let options = DemoOptions {
-        interval: args.interval,
-        run_for: args.run_for.unwrap_or(args.interval * 3),
-    };
-    let (engine_ref, run_ref) = (&engine, &run);
-    let outcome = cleanup::run_stoppable(move |stop| async move {
-        demo::run(engine_ref, run_ref, &options, &stop).await
-    })
-    .await;
-    let cleaned = clean_run(std::slice::from_ref(&engine), &run).await;
-    match outcome {
-        Ok(outcome) => {
-            println!("{}", demo::describe(&outcome.continuity));
-            Ok(u8::from(!(outcome.continuity.holds() && cleaned)))
-        }
-        Err(e) => match e.downcast_ref::<Interrupted>() {
-            Some(Interrupted(signal)) => {
-                eprintln!("ckpt demo: interrupted by {signal}; everything it created was removed");
-                Ok(signal.exit_code() as u8)
-            }
-            None => Err(e),
-        },
-    }
-}
-
 /// Where a sweep starts from: a new plan for a new directory, or the plan
 /// and records of an interrupted sweep.
 enum Start {
     New { dir: PathBuf, plan: SweepPlan },
-    Resume(sweep::Prepared),
+    Resume(sweeping::Prepared),
 }
 
 impl Start {
     /// Reads and checks the command line; creates nothing.
     fn from_args(args: &SweepArgs, run: &RunId) -> Result<Start> {
         if let Some(dir) = &args.resume {
-            return Ok(Start::Resume(sweep::prepare_resume(dir)?));
+            return Ok(Start::Resume(sweeping::prepare_resume(dir)?));
         }
         let plan = SweepPlan {
             engines: args.engine.clone(),
@@ -373,15 +153,15 @@ impl Start {
     }
 
     /// The results directory, created for a new sweep.
-    fn prepare(self, env: &Environment) -> Result<sweep::Prepared> {
+    fn prepare(self, env: &Environment) -> Result<sweeping::Prepared> {
         match self {
-            Start::New { dir, plan } => sweep::prepare_new(&dir, plan, env),
+            Start::New { dir, plan } => sweeping::prepare_new(&dir, plan, env),
             Start::Resume(prepared) => Ok(prepared),
         }
     }
 }
 
-async fn sweep_command(args: SweepArgs) -> Result<u8> {
+pub(super) async fn run(args: SweepArgs) -> Result<u8> {
     let run = RunId::new();
     // Everything about the input and the machine is checked before
     // anything is created.
@@ -389,15 +169,17 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     doctor::require_engines(start.engines()).await?;
     let capture = keep_criu_statistics(&run);
     let opened = match any::open(start.engines(), &run, capture.clone()).await {
-        Ok((engines, facts)) => match sweep::check_user_image(&engines, start.plan(), &run).await {
-            Ok(()) => {
-                let bandwidth = start.holds_memory();
-                start
-                    .prepare(&Environment::collect(facts.as_ref(), bandwidth))
-                    .map(|prepared| (engines, prepared))
+        Ok((engines, facts)) => {
+            match sweeping::check_user_image(&engines, start.plan(), &run).await {
+                Ok(()) => {
+                    let bandwidth = start.holds_memory();
+                    start
+                        .prepare(&Environment::collect(facts.as_ref(), bandwidth))
+                        .map(|prepared| (engines, prepared))
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
         Err(e) => Err(e),
     };
     // `capture` puts /etc/criu/runc.conf back when it drops, on every path.
@@ -410,13 +192,13 @@ async fn sweep_command(args: SweepArgs) -> Result<u8> {
     }
     eprintln!(
         "ckpt sweep: run {run}, {} trial(s) to do of {}, results in {}",
-        sweep::remaining(&prepared.plan, &prepared.done).len(),
+        sweeping::remaining(&prepared.plan, &prepared.done).len(),
         prepared.plan.trials().len(),
         prepared.results.path().display()
     );
     let (engines_ref, run_ref, prepared_ref) = (&engines[..], &run, &prepared);
     let outcome = cleanup::run_stoppable(move |stop| async move {
-        sweep::run_trials(engines_ref, run_ref, prepared_ref, &stop).await
+        sweeping::run_trials(engines_ref, run_ref, prepared_ref, &stop).await
     })
     .await;
     let cleaned = clean_run(&engines, &run).await;
@@ -457,7 +239,7 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     }
 }
 
-fn report_command(dir: &Path) -> Result<u8> {
+pub(super) fn report(dir: &Path) -> Result<u8> {
     let analysis = output::write_outputs(&ResultsDir::new(dir))?;
     print!("{}", output::render_table(&analysis));
     println!(
@@ -485,36 +267,5 @@ fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
             );
             None
         }
-    }
-}
-
-/// Says what cleanup had to remove (objects a failed or interrupted run
-/// left). A cleanup failure is printed, not returned, so that it never hides
-/// the error that ended the run; returns whether cleanup succeeded.
-fn report_cleanup(run: &RunId, result: Result<usize>) -> bool {
-    match result {
-        Ok(0) => true,
-        Ok(n) => {
-            eprintln!("ckpt: removed {n} object(s) left by run {run}");
-            true
-        }
-        Err(e) => {
-            eprintln!("ckpt: error: cleaning up run {run} failed: {e:#}; run `ckpt gc` to finish");
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_and_zero_is_refused() {
-        assert_eq!(positive_duration("4s"), Ok(Duration::from_secs(4)));
-        assert_eq!(positive_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(positive_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(positive_duration("0s").is_err());
-        assert!(positive_duration("soon").is_err());
     }
 }

@@ -1,0 +1,55 @@
+//! `ckpt demo`: the seed's lifecycle demo on one engine.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{clean_run, positive_duration};
+use ckpt::demo::{self, DemoOptions};
+use ckpt::engine::any;
+use ckpt::host::doctor;
+use ckpt::model::EngineKind;
+use ckpt::run::{self as cleanup, Interrupted, RunId};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct DemoArgs {
+    /// Engine to run the demo on
+    #[arg(long, value_enum, default_value_t = EngineKind::Docker)]
+    engine: EngineKind,
+    /// Time between two Fibonacci numbers (e.g. 4s, 500ms)
+    #[arg(long, default_value = "4s", value_parser = positive_duration)]
+    interval: Duration,
+    /// How long the program runs before the checkpoint (default: three intervals)
+    #[arg(long, value_parser = positive_duration)]
+    run_for: Option<Duration>,
+}
+
+pub(super) async fn run(args: DemoArgs) -> Result<u8> {
+    doctor::require_engines(&[args.engine]).await?;
+    let run = RunId::new();
+    let (mut engines, _) = any::open(&[args.engine], &run, None).await?;
+    let engine = engines.pop().context("no engine opened")?;
+    let options = DemoOptions {
+        interval: args.interval,
+        run_for: args.run_for.unwrap_or(args.interval * 3),
+    };
+    let (engine_ref, run_ref) = (&engine, &run);
+    let outcome = cleanup::run_stoppable(move |stop| async move {
+        demo::run(engine_ref, run_ref, &options, &stop).await
+    })
+    .await;
+    let cleaned = clean_run(std::slice::from_ref(&engine), &run).await;
+    match outcome {
+        Ok(outcome) => {
+            println!("{}", demo::describe(&outcome.continuity));
+            Ok(u8::from(!(outcome.continuity.holds() && cleaned)))
+        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(Interrupted(signal)) => {
+                eprintln!("ckpt demo: interrupted by {signal}; everything it created was removed");
+                Ok(signal.exit_code() as u8)
+            }
+            None => Err(e),
+        },
+    }
+}

@@ -1,0 +1,119 @@
+//! The `ckpt` command line: arguments, and a file per sub-command that
+//! wires the library's parts together for it.
+
+mod demo;
+mod doctor;
+mod gc;
+mod inspect;
+mod sweep;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use ckpt::engine::any::AnyEngine;
+use ckpt::engine::Engine;
+use ckpt::run::RunId;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ckpt",
+    version,
+    about = "Container checkpoint/restore: run, checkpoint, restore, verify, measure, report"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The lifecycle demo: a Fibonacci printer checkpointed and restored in nine timed steps
+    Demo(demo::DemoArgs),
+    /// Check the kernel, CRIU, the engines and the workload binary, with a fix for each failure
+    Doctor {
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// The seed's experiment (checkpoint and restore time against the number of child processes), or any grid over processes, memory, threads, open files and image size, on your own image too
+    Sweep(Box<sweep::SweepArgs>),
+    /// Rebuild summary, figures and report of a results directory (no engine needed)
+    Report {
+        /// A directory written by `ckpt sweep`
+        dir: PathBuf,
+    },
+    /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
+    Inspect(inspect::InspectArgs),
+    /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
+    Gc,
+}
+
+/// Parses a duration such as `4s` or `250ms` and refuses zero.
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(text)
+        .or_else(|_| {
+            text.parse::<f64>()
+                .map(Duration::from_secs_f64)
+                .map_err(|_| ())
+        })
+        .map_err(|_| format!("'{text}' is not a duration (examples: 4s, 500ms, 1m)"))?;
+    if parsed.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(parsed)
+}
+
+/// Runs a sub-command; returns the process exit status.
+pub async fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Doctor { json } => doctor::run(json).await,
+        Command::Sweep(args) => sweep::run(*args).await,
+        Command::Report { dir } => sweep::report(&dir),
+        Command::Inspect(args) => inspect::run(args).await,
+        Command::Gc => gc::run().await,
+    }
+}
+
+/// Removes every object of `run` from every engine; true when all went.
+pub(crate) async fn clean_run(engines: &[AnyEngine], run: &RunId) -> bool {
+    let mut clean = true;
+    for engine in engines {
+        clean &= report_cleanup(run, engine.remove_run(run).await);
+    }
+    clean
+}
+
+/// Says what cleanup had to remove (objects a failed or interrupted run
+/// left). A cleanup failure is printed, not returned, so that it never hides
+/// the error that ended the run; returns whether cleanup succeeded.
+pub(crate) fn report_cleanup(run: &RunId, result: Result<usize>) -> bool {
+    match result {
+        Ok(0) => true,
+        Ok(n) => {
+            eprintln!("ckpt: removed {n} object(s) left by run {run}");
+            true
+        }
+        Err(e) => {
+            eprintln!("ckpt: error: cleaning up run {run} failed: {e:#}; run `ckpt gc` to finish");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_zero_is_refused() {
+        assert_eq!(positive_duration("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(positive_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(positive_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("soon").is_err());
+    }
+}
