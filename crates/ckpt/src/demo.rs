@@ -1,4 +1,4 @@
-//! `ckpt demo`: the seed's lifecycle demo (task 4.2.1.1) in nine timed
+//! `ckpt demo`: the seed's lifecycle demo in nine timed
 //! steps, with a continuity check of the restored Fibonacci printer.
 
 use std::future::Future;

@@ -267,8 +267,21 @@ impl Parts {
     }
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.2} MiB", bytes as f64 / 1048576.0)
+/// Bytes in the largest binary unit that keeps the number at or above 1,
+/// as checkpointctl prints them: "512 B", "3.5 KiB", "1.2 MiB".
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 fn ms(us: u32) -> String {
@@ -282,8 +295,9 @@ pub fn render(i: &Inspection, parts: Parts) -> String {
     let mut out = format!("{}\n", i.source);
     let mut lines: Vec<String> = Vec::new();
     if let Some(c) = &i.container {
-        let field = |k: &str, v: &Option<String>| v.as_ref().map(|v| format!("{k}: {v}"));
-        let mut facts: Vec<String> = vec![format!("engine: {}", c.engine)];
+        // One fact per line, as checkpointctl shows a container.
+        let field = |k: &str, v: &Option<String>| v.as_ref().map(|v| format!("container {k}: {v}"));
+        let mut facts: Vec<String> = vec![format!("container engine: {}", c.engine)];
         facts.extend(
             [
                 field("name", &c.name),
@@ -292,19 +306,19 @@ pub fn render(i: &Inspection, parts: Parts) -> String {
                 field("runtime", &c.runtime),
                 field("created", &c.created),
                 c.rootfs_diff_bytes
-                    .map(|b| format!("root fs diff size: {}", mib(b))),
+                    .map(|b| format!("container root fs diff size: {}", human(b))),
             ]
             .into_iter()
             .flatten(),
         );
-        lines.push(format!("container: {}", facts.join(", ")));
+        lines.extend(facts);
     }
     lines.push(format!(
         "CRIU image format version: {}",
         cp.image_version.map_or("unknown".into(), |v| v.to_string())
     ));
-    lines.push(format!("checkpoint size: {}", mib(cp.total_bytes)));
-    lines.push(format!("memory pages size: {}", mib(cp.pages_bytes)));
+    lines.push(format!("checkpoint size: {}", human(cp.total_bytes)));
+    lines.push(format!("memory pages size: {}", human(cp.pages_bytes)));
     lines.push(format!("processes: {}", cp.processes.len()));
     if parts.stats {
         lines.push(stats_line(cp));
@@ -365,7 +379,7 @@ fn render_process(
     let mem = p.memory.as_ref().map_or(String::new(), |m| {
         format!(
             ", {} dumped in {} pages",
-            mib(m.bytes_dumped),
+            human(m.bytes_dumped),
             m.pages_dumped
         )
     });
@@ -385,7 +399,7 @@ fn render_process(
                 a.start,
                 a.end,
                 a.mode,
-                mib(a.end.saturating_sub(a.start)),
+                human(a.end.saturating_sub(a.start)),
                 a.pages_dumped
             ));
         }
@@ -442,6 +456,15 @@ pub fn to_json(i: &Inspection, parts: Parts) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_human_units() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(3584), "3.5 KiB");
+        assert_eq!(human(5 * 1048576 / 2), "2.5 MiB");
+        assert_eq!(human(3 << 30), "3.0 GiB");
+    }
 
     #[test]
     fn a_directory_without_pstree_is_refused() {

@@ -319,6 +319,16 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure failed: {e:?}")
 }
 
+/// A tick of an axis whose values are whole numbers (processes, MiB): "5",
+/// not "5.0"; a tick between two of them keeps its fraction.
+fn integer_label(v: &f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     all: &[Series],
@@ -345,6 +355,7 @@ fn draw<DB: DrawingBackend>(
         .map_err(plot_error)?;
     chart
         .configure_mesh()
+        .x_label_formatter(&integer_label)
         .x_desc(capitalised(axis.title()))
         .y_desc("Time (ms)")
         .axis_desc_style(("sans-serif", 15))
@@ -691,4 +702,16 @@ fn draw_phases<DB: DrawingBackend>(
         }
     }
     finish(root, &mut chart, 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_axes_label_whole_numbers_without_a_fraction() {
+        assert_eq!(integer_label(&5.0), "5");
+        assert_eq!(integer_label(&50.0), "50");
+        assert_eq!(integer_label(&2.5), "2.5");
+    }
 }
