@@ -4,15 +4,14 @@
 //! `analysis` and `output`'s business, never this module's.
 
 pub mod plan;
+pub mod progress;
 pub mod records;
 pub mod results;
 pub mod trial;
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{Container, Engine, Image};
 use crate::host::envinfo::Environment;
@@ -69,47 +68,6 @@ pub fn remaining(plan: &SweepPlan, done: &[TrialRecord]) -> Vec<TrialSpec> {
         .collect()
 }
 
-fn progress(total: usize) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} trials  eta {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
-fn one_line(r: &TrialRecord) -> String {
-    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
-    let status = match r.status {
-        Status::Ok => "verified".to_string(),
-        Status::Unverified => "NOT verified".to_string(),
-        Status::Failed => format!("FAILED: {}", r.error.as_deref().unwrap_or("")),
-    };
-    format!(
-        "trial {} {} N={}{}{}: checkpoint {}, restore {}, {status}",
-        r.trial,
-        r.engine,
-        r.children,
-        point_extras(r),
-        if r.warmup { " (warm-up)" } else { "" },
-        ms(r.checkpoint_ms),
-        ms(r.restore_ms)
-    )
-}
-
-/// The point's coordinates beyond N, where they are not zero.
-fn point_extras(r: &TrialRecord) -> String {
-    let p = r.point();
-    crate::model::Axis::ALL[1..]
-        .iter()
-        .filter(|a| a.of(&p) != 0)
-        .map(|a| format!(" {}={}", a.name(), a.of(&p)))
-        .collect()
-}
-
 /// Runs the remaining trials. Each record is written as soon as its
 /// measurement ends, so cancelling this future (Ctrl-C) loses only the trial
 /// in flight; the caller removes the run's objects afterwards.
@@ -130,7 +88,7 @@ pub async fn run_trials<E: Engine>(
     let workload = Workload::new(prepared.plan.workload.as_ref(), &prepared.plan.swept_axes())?;
     let mut images = Images::default();
     let mut writer = prepared.results.record_writer()?;
-    let bar = progress(todo.len());
+    let bar = progress::bar(todo.len());
     let total = prepared.plan.trials().len();
     let mut leftover: Option<(&E, Container)> = None;
     for spec in &todo {
@@ -169,9 +127,13 @@ pub async fn run_trials<E: Engine>(
             wait_until_healthy(engine, stop).await?;
         }
         if bar.is_hidden() {
-            eprintln!("[{}/{total}] {}", spec.index + 1, one_line(&trial.record));
+            eprintln!(
+                "[{}/{total}] {}",
+                spec.index + 1,
+                progress::one_line(&trial.record)
+            );
         } else {
-            bar.println(one_line(&trial.record));
+            bar.println(progress::one_line(&trial.record));
             bar.inc(1);
         }
     }
