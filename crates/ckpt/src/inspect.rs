@@ -71,7 +71,7 @@ pub async fn inspect(
 }
 
 /// Reads a checkpoint directory: metadata images whole, pages by size.
-pub fn load_dir(dir: &Path) -> Result<MemFiles> {
+pub(crate) fn load_dir(dir: &Path) -> Result<MemFiles> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the directory {}", dir.display()))?;
     let mut files = MemFiles::default();
@@ -140,7 +140,7 @@ fn archive_reader(path: &Path) -> Result<Box<dyn Read>> {
 /// Reads a Podman export archive entry by entry: the checkpoint's metadata
 /// images and the container's configuration are kept in memory, everything
 /// else (memory pages, the root filesystem diff) is only measured.
-pub fn load_archive(path: &Path) -> Result<(MemFiles, ContainerInfo)> {
+pub(crate) fn load_archive(path: &Path) -> Result<(MemFiles, ContainerInfo)> {
     let mut archive = tar::Archive::new(archive_reader(path)?);
     let mut files = MemFiles::default();
     let mut info = ContainerInfo {
@@ -254,7 +254,7 @@ pub struct Parts {
 
 impl Parts {
     /// No selection means the overview: tree and statistics.
-    pub fn or_default(self) -> Parts {
+    pub(crate) fn or_default(self) -> Parts {
         if self.ps_tree || self.mem || self.files || self.stats {
             self
         } else {

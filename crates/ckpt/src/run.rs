@@ -9,11 +9,11 @@ use std::fmt;
 use std::future::Future;
 
 /// Label naming the run an object belongs to.
-pub const RUN_LABEL: &str = "io.ckpt.run";
+pub(crate) const RUN_LABEL: &str = "io.ckpt.run";
 /// Label naming the pid of the ckpt process that created the object.
-pub const PID_LABEL: &str = "io.ckpt.pid";
+pub(crate) const PID_LABEL: &str = "io.ckpt.pid";
 /// Prefix of every name ckpt gives (containers, images, checkpoints).
-pub const NAME_PREFIX: &str = "ckpt";
+pub(crate) const NAME_PREFIX: &str = "ckpt";
 
 /// The id of one ckpt invocation: time plus a random suffix, safe to use in
 /// container names, image tags and file names.
@@ -27,12 +27,12 @@ impl RunId {
         RunId(format!("{now}-{suffix:04x}"))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// Labels to attach to every object of this run.
-    pub fn labels(&self) -> Vec<(String, String)> {
+    pub(crate) fn labels(&self) -> Vec<(String, String)> {
         vec![
             (RUN_LABEL.to_string(), self.0.clone()),
             (PID_LABEL.to_string(), std::process::id().to_string()),
@@ -59,7 +59,7 @@ impl fmt::Display for RunId {
 
 /// True when a ckpt process with this pid still runs; used by `gc` to leave
 /// a live run's objects alone.
-pub fn owner_alive(pid_label: Option<&str>) -> bool {
+pub(crate) fn owner_alive(pid_label: Option<&str>) -> bool {
     let Some(pid) = pid_label.and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
@@ -132,7 +132,7 @@ pub struct Stop {
 
 impl Stop {
     /// `Err(Interrupted)` once a stop was requested.
-    pub fn check(&self) -> Result<(), Interrupted> {
+    pub(crate) fn check(&self) -> Result<(), Interrupted> {
         match *self.requested.borrow() {
             Some(signal) => Err(Interrupted(signal)),
             None => Ok(()),
@@ -141,7 +141,7 @@ impl Stop {
 
     /// Runs `work` unless a stop is requested first. Only for work that
     /// creates nothing (waiting for a log line, sleeping).
-    pub async fn unless_stopped<T>(
+    pub(crate) async fn unless_stopped<T>(
         &self,
         work: impl Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {

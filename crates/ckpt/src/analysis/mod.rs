@@ -29,14 +29,14 @@ pub struct Stats {
 }
 
 /// The two-sided 95% quantile of Student's t with `df` degrees of freedom.
-pub fn t95(df: usize) -> f64 {
+pub(crate) fn t95(df: usize) -> f64 {
     match StudentsT::new(0.0, 1.0, df.max(1) as f64) {
         Ok(t) => t.inverse_cdf(0.975),
         Err(_) => f64::NAN,
     }
 }
 
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
@@ -47,7 +47,7 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-pub fn describe(values: &[f64]) -> Option<Stats> {
+pub(crate) fn describe(values: &[f64]) -> Option<Stats> {
     let n = values.len();
     if n == 0 {
         return None;
@@ -79,7 +79,7 @@ pub fn describe(values: &[f64]) -> Option<Stats> {
 /// deviation (Iglewicz and Hoaglin: |0.6745 (x - median) / MAD| > 3.5), the
 /// rule hyperfine uses. Robust: one wild value cannot hide itself by
 /// inflating the spread.
-pub fn mad_outliers(values: &[f64]) -> Vec<usize> {
+pub(crate) fn mad_outliers(values: &[f64]) -> Vec<usize> {
     if values.len() < 3 {
         return Vec::new();
     }
@@ -116,7 +116,7 @@ impl Fit {
 }
 
 /// Needs at least three points and two distinct x values.
-pub fn fit(xs: &[f64], ys: &[f64]) -> Option<Fit> {
+pub(crate) fn fit(xs: &[f64], ys: &[f64]) -> Option<Fit> {
     let n = xs.len();
     if n < 3 || n != ys.len() {
         return None;
@@ -150,7 +150,7 @@ pub fn fit(xs: &[f64], ys: &[f64]) -> Option<Fit> {
 
 /// Pearson's correlation coefficient; None for fewer than three pairs or a
 /// constant variable.
-pub fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
+pub(crate) fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
     let n = xs.len();
     if n < 3 || n != ys.len() {
         return None;
@@ -172,16 +172,16 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 2] = [Operation::Checkpoint, Operation::Restore];
+    pub(crate) const ALL: [Operation; 2] = [Operation::Checkpoint, Operation::Restore];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Operation::Checkpoint => "checkpoint",
             Operation::Restore => "restore",
         }
     }
 
-    pub fn value(self, r: &TrialRecord) -> Option<f64> {
+    pub(crate) fn value(self, r: &TrialRecord) -> Option<f64> {
         match self {
             Operation::Checkpoint => r.checkpoint_ms,
             Operation::Restore => r.restore_ms,
@@ -235,7 +235,7 @@ pub struct PointSummary {
 }
 
 impl PointSummary {
-    pub fn point(&self) -> Point {
+    pub(crate) fn point(&self) -> Point {
         Point {
             children: self.children,
             memory_mib: self.memory_mib,
@@ -267,7 +267,7 @@ impl OperationFit {
     /// How much the measured time changes across the swept range, relative
     /// to the time at its low end: the size of the axis's effect. (Measured
     /// means, not the line: a line's intercept can fall below 0.)
-    pub fn relative_change(&self) -> f64 {
+    pub(crate) fn relative_change(&self) -> f64 {
         if self.low_ms <= 0.0 {
             0.0
         } else {
@@ -384,7 +384,7 @@ pub struct Analysis {
 impl Analysis {
     /// A point's coordinates on the swept axes, as tables and legends show
     /// them: `N=10`, or `N=10 memory_mib=64`.
-    pub fn label(&self, point: &Point) -> String {
+    pub(crate) fn label(&self, point: &Point) -> String {
         self.swept
             .iter()
             .map(|a| coordinate(*a, point))
@@ -393,7 +393,7 @@ impl Analysis {
     }
 
     /// The coordinates on the swept axes other than `axis`.
-    pub fn label_except(&self, point: &Point, axis: Axis) -> String {
+    pub(crate) fn label_except(&self, point: &Point, axis: Axis) -> String {
         self.swept
             .iter()
             .filter(|a| **a != axis)
@@ -425,7 +425,7 @@ fn group(records: &[TrialRecord]) -> BTreeMap<Key, Vec<&TrialRecord>> {
 
 /// Axes with more than one value among the records; children when none
 /// is (the seed's axis, so a one-point sweep still has a figure).
-pub fn swept_axes(records: &[TrialRecord]) -> Vec<Axis> {
+pub(crate) fn swept_axes(records: &[TrialRecord]) -> Vec<Axis> {
     let swept: Vec<Axis> = Axis::ALL
         .into_iter()
         .filter(|a| {
@@ -468,7 +468,7 @@ fn derived(ok: &[&TrialRecord]) -> (Option<f64>, Option<f64>, Option<f64>) {
     (m(&rss), m(&wall), m(&criu))
 }
 
-pub fn analyse(records: &[TrialRecord]) -> Analysis {
+pub(crate) fn analyse(records: &[TrialRecord]) -> Analysis {
     let groups = group(records);
     let mut points = Vec::new();
     for ((engine, point), trials) in &groups {
@@ -611,7 +611,7 @@ pub fn analyse(records: &[TrialRecord]) -> Analysis {
 
 /// The point with its coordinate on `axis` set to 0: what the other axes
 /// hold fixed.
-pub fn without(mut point: Point, axis: Axis) -> Point {
+pub(crate) fn without(mut point: Point, axis: Axis) -> Point {
     axis.set(&mut point, 0);
     point
 }
@@ -639,7 +639,7 @@ fn axis_fit(slice: &[&TrialRecord], axis: Axis, op: Operation) -> Option<Fit> {
 /// Theil-Sen line through (x, y): the median of all pairwise slopes, and
 /// the median intercept. One wild point cannot pull it towards itself, as it
 /// pulls a least-squares line, so it is the yardstick for points off the fit.
-pub fn theil_sen(xs: &[f64], ys: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn theil_sen(xs: &[f64], ys: &[f64]) -> Option<(f64, f64)> {
     let mut slopes = Vec::new();
     for i in 0..xs.len() {
         for j in i + 1..xs.len() {

@@ -104,7 +104,7 @@ async fn criu_call(call: Call, images: PathBuf, work: PathBuf, what: String) -> 
 }
 
 impl CriuEngine {
-    pub fn new() -> CriuEngine {
+    pub(crate) fn new() -> CriuEngine {
         // Orphans of our workload trees must come back to us to be reaped.
         crate::engine::os::proctree::become_subreaper();
         CriuEngine {

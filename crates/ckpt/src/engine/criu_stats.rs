@@ -22,7 +22,7 @@ use crate::run::{owner_alive, RunId};
 
 pub const RUNC_CONF: &str = "/etc/criu/runc.conf";
 /// Where the work directories of runs live.
-pub const WORK_ROOT: &str = "/run/ckpt/stats";
+pub(crate) const WORK_ROOT: &str = "/run/ckpt/stats";
 const MARKER: &str = "# ckpt: added by run";
 
 /// A work directory that CRIU writes its statistics into for this run.
@@ -79,12 +79,12 @@ impl StatsCapture {
     }
 
     /// Where CRIU leaves the statistics file `name` during this run.
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// Removes this run's lines and work directory (again: a no-op).
-    pub fn uninstall(&self) -> Result<()> {
+    pub(crate) fn uninstall(&self) -> Result<()> {
         remove_marked_lines(&self.conf, |line| line == self.marker)?;
         std::fs::remove_dir_all(&self.dir)
             .or_else(ignore_missing)
@@ -167,8 +167,8 @@ pub fn remove_orphans() -> Result<usize> {
     Ok(removed)
 }
 
-pub const STATS_DUMP: &str = "stats-dump";
-pub const STATS_RESTORE: &str = "stats-restore";
+pub(crate) const STATS_DUMP: &str = "stats-dump";
+pub(crate) const STATS_RESTORE: &str = "stats-restore";
 
 /// Where CRIU left the statistics of one checkpoint or restore. An engine
 /// returns it from the call; the caller reads it afterwards, so that reading
@@ -184,13 +184,8 @@ pub struct PhaseStats {
 }
 
 impl PhaseStats {
-    /// An engine that keeps no CRIU statistics.
-    pub fn none() -> PhaseStats {
-        PhaseStats::default()
-    }
-
     /// `name` in CRIU's work directory `work`, or in the shared capture.
-    pub fn at(
+    pub(crate) fn at(
         work: Option<&Path>,
         name: &'static str,
         shared: Option<&StatsCapture>,
@@ -209,12 +204,12 @@ impl PhaseStats {
     }
 
     /// CRIU's phases of a dump, when it left them.
-    pub fn dump(&self) -> Option<DumpStatsEntry> {
+    pub(crate) fn dump(&self) -> Option<DumpStatsEntry> {
         self.read()?.dump
     }
 
     /// CRIU's phases of a restore, when it left them.
-    pub fn restore(&self) -> Option<RestoreStatsEntry> {
+    pub(crate) fn restore(&self) -> Option<RestoreStatsEntry> {
         self.read()?.restore
     }
 }

@@ -165,7 +165,7 @@ pub struct Restored {
 /// leave the container stopped and the checkpoint intact). The engine says
 /// which errors those are and how long to wait; the waiting happens here,
 /// between timed attempts, never inside one.
-pub async fn restore_with_retry<E: Engine>(
+pub(crate) async fn restore_with_retry<E: Engine>(
     engine: &E,
     container: &Container,
     checkpoint: &str,
@@ -195,7 +195,7 @@ pub async fn restore_with_retry<E: Engine>(
 }
 
 /// Total bytes of the regular files under `dir` (None when unreadable).
-pub fn dir_size(dir: &std::path::Path) -> Option<u64> {
+pub(crate) fn dir_size(dir: &std::path::Path) -> Option<u64> {
     let mut total = 0u64;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let meta = entry.metadata().ok()?;

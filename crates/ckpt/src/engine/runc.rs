@@ -52,7 +52,7 @@ async fn runc(args: &[&str], what: &str) -> Result<String> {
 }
 
 impl RuncEngine {
-    pub fn new(shared_stats: Option<std::sync::Arc<StatsCapture>>) -> RuncEngine {
+    pub(crate) fn new(shared_stats: Option<std::sync::Arc<StatsCapture>>) -> RuncEngine {
         // runc detaches from a container's first process, which then falls
         // to the nearest subreaper: that must be us, because this machine's
         // PID 1 never reaps, and `remove_container` collects them.

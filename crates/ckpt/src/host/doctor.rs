@@ -87,7 +87,7 @@ pub async fn run_all() -> Vec<Check> {
 }
 
 /// Whether each engine has everything it needs, from the checks.
-pub fn engine_readiness(checks: &[Check]) -> Vec<(EngineKind, Vec<&'static str>)> {
+pub(crate) fn engine_readiness(checks: &[Check]) -> Vec<(EngineKind, Vec<&'static str>)> {
     EngineKind::ALL
         .into_iter()
         .map(|engine| {
@@ -167,7 +167,7 @@ fn read_kernel_config(release: &str) -> Option<String> {
 }
 
 /// Some(true) for `=y`, Some(false) when absent or off.
-pub fn checkpoint_restore_setting(config: &str) -> Option<bool> {
+pub(crate) fn checkpoint_restore_setting(config: &str) -> Option<bool> {
     Some(
         config
             .lines()
@@ -194,7 +194,7 @@ fn tool_version(program: &str, args: &[&str]) -> Result<String, (String, String)
 }
 
 /// `Version: 4.1.1` -> (4, 1).
-pub fn parse_criu_version(text: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_criu_version(text: &str) -> Option<(u32, u32)> {
     let version = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Version:"))?;
@@ -229,7 +229,7 @@ fn criu_check() -> Result<String, (String, String)> {
 }
 
 /// The detail and fix for a failed `criu check`.
-pub fn explain_criu_check(output: &str) -> (String, String) {
+pub(crate) fn explain_criu_check(output: &str) -> (String, String) {
     let last = output
         .lines()
         .rev()

@@ -56,7 +56,7 @@ fn free_mib(path: &std::path::Path) -> Option<u64> {
 /// copies 256 MiB five times and reports the best rate (a read and a write
 /// of every byte, as CRIU moves pages). It runs as its own process so that
 /// its half a GiB of buffers never counts in ckpt's memory.
-pub fn memcpy_bandwidth() -> Option<f64> {
+pub(crate) fn memcpy_bandwidth() -> Option<f64> {
     let binary = crate::workload::locate_binary().ok()?;
     let out = Command::new(binary).arg("memcpy").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);

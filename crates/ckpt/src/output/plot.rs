@@ -20,8 +20,8 @@ use crate::analysis::{self, Analysis, Operation, PhaseSummary};
 use crate::model::{Axis, Point};
 use crate::sweep::results::{ResultFile, ResultsDir};
 
-pub const HEATMAP: &str = "heatmap";
-pub const SIZE: &str = "size-vs-rss";
+pub(crate) const HEATMAP: &str = "heatmap";
+pub(crate) const SIZE: &str = "size-vs-rss";
 
 /// A figure written to the results directory.
 pub struct Figure {
@@ -33,7 +33,7 @@ pub struct Figure {
 
 /// The file stem of the figure against `axis`: the first swept axis gets
 /// the seed's `figure`, the others `figure-<axis>`.
-pub fn figure_stem(analysis: &Analysis, axis: Axis) -> String {
+pub(crate) fn figure_stem(analysis: &Analysis, axis: Axis) -> String {
     if analysis.swept.first() == Some(&axis) {
         "figure".into()
     } else {
@@ -134,7 +134,7 @@ fn series(analysis: &Analysis, axis: Axis) -> Vec<Series> {
 
 /// Writes one figure per swept axis (figure.svg/png for the first) and,
 /// when exactly two axes vary, the heat map; returns them for the report.
-pub fn write_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Vec<Figure>> {
+pub(crate) fn write_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Vec<Figure>> {
     register_font()?;
     let mut figures = Vec::new();
     for &axis in &analysis.swept {
@@ -397,7 +397,7 @@ fn draw<DB: DrawingBackend>(
     finish(root, &mut chart, 13)
 }
 
-pub fn capitalised(text: &str) -> String {
+pub(crate) fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars
         .next()
@@ -552,7 +552,7 @@ fn centre_label(at: &SegmentValue<usize>, values: &[u32]) -> String {
     }
 }
 
-pub const PHASES: &str = "phases";
+pub(crate) const PHASES: &str = "phases";
 
 /// One coloured part of a stacked bar.
 struct Segment {
@@ -615,7 +615,7 @@ const RESTORE_SEGMENTS: [Segment; 3] = [
 
 /// Writes phases.svg and phases.png (stacked bars of where the time goes);
 /// returns the SVG, or None when no record carries CRIU's statistics.
-pub fn write_phase_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Option<String>> {
+pub(crate) fn write_phase_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Option<String>> {
     if analysis.phases.is_empty() {
         return Ok(None);
     }

@@ -171,7 +171,7 @@ impl Report<'_> {
     }
 
     /// Observations written from the numbers, in the seed's order.
-    pub fn observations(&self) -> Vec<String> {
+    pub(crate) fn observations(&self) -> Vec<String> {
         let a = self.analysis;
         let mut out = Vec::new();
         match a.image_sizes.as_slice() {
@@ -778,7 +778,7 @@ impl Report<'_> {
         out
     }
 
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut md = format!("# {}\n", self.title());
         for block in self.blocks() {
             md.push('\n');
@@ -804,7 +804,7 @@ impl Report<'_> {
         md
     }
 
-    pub fn html(&self) -> String {
+    pub(crate) fn html(&self) -> String {
         let mut h = format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>ckpt: {}</title><style>\
@@ -883,7 +883,7 @@ fn html_table(header: &[&str], rows: &[Vec<String>]) -> String {
     h
 }
 
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

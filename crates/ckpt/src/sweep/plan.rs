@@ -185,7 +185,7 @@ impl SweepPlan {
         Ok(())
     }
 
-    pub fn values(&self, axis: Axis) -> &[u32] {
+    pub(crate) fn values(&self, axis: Axis) -> &[u32] {
         match axis {
             Axis::Children => &self.children,
             Axis::MemoryMib => &self.memory_mib,
@@ -205,7 +205,7 @@ impl SweepPlan {
 
     /// Every point of the grid: the product of all axes' values, the
     /// first axis (children) varying slowest.
-    pub fn points(&self) -> Vec<Point> {
+    pub(crate) fn points(&self) -> Vec<Point> {
         let mut points = vec![Point::default()];
         for axis in Axis::ALL {
             points = points

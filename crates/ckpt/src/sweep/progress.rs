@@ -9,7 +9,7 @@ use super::records::{Status, TrialRecord};
 
 /// A progress bar on a terminal; hidden otherwise (the caller then prints
 /// a line per trial).
-pub fn bar(total: usize) -> ProgressBar {
+pub(crate) fn bar(total: usize) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -22,7 +22,7 @@ pub fn bar(total: usize) -> ProgressBar {
 }
 
 /// One trial in one line: what ran, how long it took, how it ended.
-pub fn one_line(r: &TrialRecord) -> String {
+pub(crate) fn one_line(r: &TrialRecord) -> String {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
     let status = match r.status {
         Status::Ok => "verified".to_string(),

@@ -87,7 +87,11 @@ pub struct TrialRecord {
 impl TrialRecord {
     /// A record with nothing measured yet (status failed until a trial
     /// says otherwise).
-    pub fn new(run_id: &str, spec: &crate::sweep::plan::TrialSpec, engine: &str) -> TrialRecord {
+    pub(crate) fn new(
+        run_id: &str,
+        spec: &crate::sweep::plan::TrialSpec,
+        engine: &str,
+    ) -> TrialRecord {
         TrialRecord {
             run_id: run_id.to_string(),
             trial: spec.index,
@@ -131,7 +135,7 @@ impl TrialRecord {
     }
 
     /// The grid point this trial measured.
-    pub fn point(&self) -> crate::model::Point {
+    pub(crate) fn point(&self) -> crate::model::Point {
         crate::model::Point {
             children: self.children,
             memory_mib: self.memory_mib,
@@ -142,7 +146,7 @@ impl TrialRecord {
     }
 
     /// True for trials that count in the statistics.
-    pub fn measured_ok(&self) -> bool {
+    pub(crate) fn measured_ok(&self) -> bool {
         !self.warmup && self.status == Status::Ok
     }
 }

@@ -35,7 +35,7 @@ pub enum ResultFile<'a> {
 
 impl ResultFile<'_> {
     /// The file's name inside the directory.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             ResultFile::Plan => "plan.json".into(),
             ResultFile::Env => "env.json".into(),
@@ -86,7 +86,7 @@ impl ResultsDir {
     /// Creates the directory (0700) with plan.json and env.json. Refuses a
     /// directory that already holds a sweep: that is what --resume is for,
     /// and overwriting results is never what the user meant.
-    pub fn create(&self, plan: &SweepPlan, env: &Environment) -> Result<()> {
+    pub(crate) fn create(&self, plan: &SweepPlan, env: &Environment) -> Result<()> {
         if self.has(ResultFile::Plan) || self.has(ResultFile::TrialsJsonl) {
             bail!(
                 "{} already holds a sweep: continue it with `ckpt sweep --resume {}`, or choose another --output",
@@ -107,7 +107,7 @@ impl ResultsDir {
         self.write(ResultFile::Env, &serde_json::to_vec_pretty(env)?)
     }
 
-    pub fn read_plan(&self) -> Result<SweepPlan> {
+    pub(crate) fn read_plan(&self) -> Result<SweepPlan> {
         let path = self.file(ResultFile::Plan);
         let text = std::fs::read(&path).with_context(|| {
             format!(
@@ -122,7 +122,7 @@ impl ResultsDir {
 
     /// The environment the sweep ran in (empty when env.json is missing or
     /// unreadable: the report then says less, nothing fails).
-    pub fn read_env(&self) -> Environment {
+    pub(crate) fn read_env(&self) -> Environment {
         std::fs::read(self.file(ResultFile::Env))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -131,7 +131,7 @@ impl ResultsDir {
 
     /// Reads trials.jsonl. Unparseable lines are skipped and reported, never
     /// fatal: a sweep's other results are still good.
-    pub fn read_records(&self) -> Result<ReadBack> {
+    pub(crate) fn read_records(&self) -> Result<ReadBack> {
         let path = self.file(ResultFile::TrialsJsonl);
         let file = File::open(&path).with_context(|| {
             format!(
@@ -158,7 +158,7 @@ impl ResultsDir {
     /// dropped and both record files rewritten without them, so that new
     /// records are not appended after a broken line. trials.csv is rebuilt
     /// from the JSON lines when either file was cut.
-    pub fn repair_records(&self) -> Result<ReadBack> {
+    pub(crate) fn repair_records(&self) -> Result<ReadBack> {
         if !self.has(ResultFile::TrialsJsonl) {
             return Ok(ReadBack::default());
         }
@@ -204,7 +204,7 @@ impl ResultsDir {
     }
 
     /// Appends records to trials.csv and trials.jsonl.
-    pub fn record_writer(&self) -> Result<RecordWriter> {
+    pub(crate) fn record_writer(&self) -> Result<RecordWriter> {
         let csv_path = self.file(ResultFile::TrialsCsv);
         let has_header = csv_path.metadata().map(|m| m.len() > 0).unwrap_or(false);
         if has_header {
@@ -218,7 +218,7 @@ impl ResultsDir {
     }
 
     /// Writes a whole file, 0600.
-    pub fn write(&self, file: ResultFile, contents: &[u8]) -> Result<()> {
+    pub(crate) fn write(&self, file: ResultFile, contents: &[u8]) -> Result<()> {
         let path = self.file(file);
         let mut out = OpenOptions::new()
             .create(true)
@@ -232,7 +232,7 @@ impl ResultsDir {
     }
 
     /// Makes a file written by someone else's code (a PNG encoder) 0600.
-    pub fn make_private(&self, file: ResultFile) -> Result<()> {
+    pub(crate) fn make_private(&self, file: ResultFile) -> Result<()> {
         let path = self.file(file);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot set the mode of {}", path.display()))
@@ -294,7 +294,7 @@ fn open_append(path: &Path) -> Result<File> {
 }
 
 impl RecordWriter {
-    pub fn append(&mut self, record: &TrialRecord) -> Result<()> {
+    pub(crate) fn append(&mut self, record: &TrialRecord) -> Result<()> {
         self.csv.serialize(record).context("writing trials.csv")?;
         self.csv.flush().context("flushing trials.csv")?;
         let mut line = serde_json::to_string(record)?;
@@ -312,7 +312,7 @@ mod tests {
     use super::*;
     use crate::sweep::records::Status;
 
-    pub fn sample(trial: usize) -> TrialRecord {
+    pub(crate) fn sample(trial: usize) -> TrialRecord {
         let spec = crate::sweep::plan::TrialSpec {
             index: trial,
             engine: 0,

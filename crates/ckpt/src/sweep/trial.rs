@@ -103,7 +103,7 @@ impl Trial {
 
 /// Starts a fresh container for the trial and waits until the workload is
 /// ready. A failure is recorded in the trial, not returned.
-pub async fn launch<E: Engine>(
+pub(crate) async fn launch<E: Engine>(
     engine: &E,
     run: &RunId,
     (workload, image, network): (&Workload, &Image, Network),
@@ -220,7 +220,12 @@ async fn wait_for_user<E: Engine>(
 /// The measured part: checkpoint, stop, restore, verify. Does nothing for
 /// a trial that already failed. The record is complete afterwards; the
 /// container is left for the caller to remove.
-pub async fn measure<E: Engine>(engine: &E, workload: &Workload, trial: &mut Trial, stop: &Stop) {
+pub(crate) async fn measure<E: Engine>(
+    engine: &E,
+    workload: &Workload,
+    trial: &mut Trial,
+    stop: &Stop,
+) {
     if !trial.ended() {
         if let Err(e) = checkpoint_and_restore(engine, workload, trial, stop).await {
             trial.fail("trial", e);
@@ -406,7 +411,7 @@ async fn check_state<E: Engine>(
 }
 
 /// The same set of pids, whatever the order.
-pub fn same_pids(before: &[u32], after: &[u32]) -> bool {
+pub(crate) fn same_pids(before: &[u32], after: &[u32]) -> bool {
     let mut a = before.to_vec();
     let mut b = after.to_vec();
     a.sort_unstable();

@@ -82,7 +82,7 @@ impl Workload {
     }
 
     /// The container to start at one grid point.
-    pub fn run_spec(
+    pub(crate) fn run_spec(
         &self,
         name: String,
         point: &Point,
@@ -111,11 +111,11 @@ impl Workload {
 }
 
 /// Path of the workload binary inside the image.
-pub const BINARY_IN_IMAGE: &str = "/ckpt-workload";
+pub(crate) const BINARY_IN_IMAGE: &str = "/ckpt-workload";
 
 /// Finds the statically linked workload binary: `$CKPT_WORKLOAD`, next to
 /// the ckpt executable, or where `scripts/build` puts it in a checkout.
-pub fn locate_binary() -> Result<PathBuf> {
+pub(crate) fn locate_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("CKPT_WORKLOAD") {
         let path = PathBuf::from(path);
         if path.is_file() {
@@ -159,7 +159,7 @@ pub fn build_context(binary: &Path) -> Result<Vec<u8>> {
 }
 
 /// Path of the filler layer's file inside the image.
-pub const FILLER_IN_IMAGE: &str = "/ckpt-filler";
+pub(crate) const FILLER_IN_IMAGE: &str = "/ckpt-filler";
 const MIB: usize = 1 << 20;
 
 /// The Dockerfile and the workload binary of a build context whose image
@@ -185,7 +185,7 @@ fn context_head(binary: &Path, filler_mib: u32) -> Result<tar::Builder<Vec<u8>>>
 /// A build context as a stream of chunks: the filler (up to a GiB or
 /// more) is generated one MiB at a time while the daemon reads it, so ckpt
 /// never holds it in memory.
-pub fn build_context_stream(
+pub(crate) fn build_context_stream(
     binary: &Path,
     filler_mib: u32,
 ) -> Result<impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static> {
@@ -213,7 +213,7 @@ pub fn build_context_stream(
 
 /// One MiB of incompressible bytes (splitmix64), different for each MiB so
 /// that no layer compression or deduplication can shrink the filler.
-pub fn filler_mib_chunk(index: u32) -> Vec<u8> {
+pub(crate) fn filler_mib_chunk(index: u32) -> Vec<u8> {
     let mut state = u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed;
     let mut out = Vec::with_capacity(MIB);
     while out.len() < MIB {
@@ -227,7 +227,7 @@ pub fn filler_mib_chunk(index: u32) -> Vec<u8> {
 }
 
 /// Writes the filler file (for engines whose image is a directory).
-pub fn write_filler(path: &Path, filler_mib: u32) -> Result<()> {
+pub(crate) fn write_filler(path: &Path, filler_mib: u32) -> Result<()> {
     use std::io::Write;
     let mut file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -253,12 +253,12 @@ pub fn is_ready(text: &str) -> bool {
 }
 
 /// True for a Fibonacci line.
-pub fn is_fib(text: &str) -> bool {
+pub(crate) fn is_fib(text: &str) -> bool {
     FibStep::parse(text).is_ok()
 }
 
 /// The Fibonacci lines among `lines`, in order.
-pub fn fib_steps(lines: &[String]) -> Vec<FibStep> {
+pub(crate) fn fib_steps(lines: &[String]) -> Vec<FibStep> {
     lines
         .iter()
         .filter_map(|l| FibStep::parse(l).ok())
@@ -266,7 +266,7 @@ pub fn fib_steps(lines: &[String]) -> Vec<FibStep> {
 }
 
 /// Arguments for the Fibonacci printer.
-pub fn fib_args(interval_ms: u64) -> Vec<String> {
+pub(crate) fn fib_args(interval_ms: u64) -> Vec<String> {
     vec![
         "fib".into(),
         "--interval-ms".into(),
@@ -291,7 +291,7 @@ pub fn forker_args(point: &Point, interval_ms: u64) -> Vec<String> {
 }
 
 /// The pids a forker announced in its ready line (parent first).
-pub fn ready_pids(line: &str) -> Option<Vec<u32>> {
+pub(crate) fn ready_pids(line: &str) -> Option<Vec<u32>> {
     match ckpt_protocol::Ready::parse(line).ok()? {
         ckpt_protocol::Ready::Forker(ready) => Some(ready.pids),
         ckpt_protocol::Ready::Fib { .. } => None,

@@ -17,7 +17,7 @@ pub struct Template {
 impl Template {
     /// Splits `text` with shell quoting rules and checks that every
     /// `{placeholder}` names a sweep parameter.
-    pub fn parse(text: &str) -> Result<Template> {
+    pub(crate) fn parse(text: &str) -> Result<Template> {
         let words =
             shlex::split(text).with_context(|| format!("--cmd '{text}' has unbalanced quotes"))?;
         if words.is_empty() {
@@ -41,7 +41,7 @@ impl Template {
     }
 
     /// The argument vector for one grid point.
-    pub fn render(&self, point: &Point) -> Vec<String> {
+    pub(crate) fn render(&self, point: &Point) -> Vec<String> {
         self.words
             .iter()
             .map(|word| {
@@ -53,7 +53,7 @@ impl Template {
     }
 
     /// The axes the template uses: the others do not change the workload.
-    pub fn uses(&self, axis: Axis) -> bool {
+    pub(crate) fn uses(&self, axis: Axis) -> bool {
         let needle = format!("{{{}}}", axis.name());
         self.words.iter().any(|w| w.contains(&needle))
     }

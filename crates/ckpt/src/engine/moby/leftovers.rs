@@ -18,7 +18,7 @@ const SANDBOX_DIR: &str = "/var/run/docker/netns";
 /// in a directory nobody removes. A copy is ours when its inventory.img is
 /// byte for byte one of `ours` (the inventory holds the dump's own ids and
 /// uptime), so only our copies go.
-pub fn remove_containerd_copies(ours: &[Vec<u8>]) {
+pub(crate) fn remove_containerd_copies(ours: &[Vec<u8>]) {
     if ours.is_empty() {
         return;
     }
@@ -53,7 +53,7 @@ pub struct Sandboxes {
 impl Sandboxes {
     /// Notes the sandbox a container has now (from an inspect: ckpt
     /// inspects its containers after every start and restore anyway).
-    pub fn note(&self, id: &str, key: Option<String>) {
+    pub(crate) fn note(&self, id: &str, key: Option<String>) {
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return;
         };
@@ -66,7 +66,7 @@ impl Sandboxes {
 
     /// After the container is gone: removes the files of its sandboxes that
     /// nothing is mounted on any more (a mounted one is still alive).
-    pub fn remove_dead(&self, id: &str) {
+    pub(crate) fn remove_dead(&self, id: &str) {
         let keys = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             seen.remove(id).unwrap_or_default()

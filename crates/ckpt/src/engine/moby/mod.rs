@@ -83,7 +83,7 @@ impl DockerEngine {
     }
 
     /// Connects without requiring experimental mode (for doctor and gc).
-    pub async fn connect_any() -> Result<(DockerEngine, DaemonFacts)> {
+    pub(crate) async fn connect_any() -> Result<(DockerEngine, DaemonFacts)> {
         let client = negotiated_client().await?;
         let facts = facts(&client).await?;
         let engine = DockerEngine {
@@ -98,7 +98,7 @@ impl DockerEngine {
     }
 
     /// Podman through the service ckpt started on its own socket.
-    pub async fn podman(service: podman::Service) -> Result<DockerEngine> {
+    pub(crate) async fn podman(service: podman::Service) -> Result<DockerEngine> {
         let client =
             Docker::connect_with_socket(&service.socket_uri(), 120, bollard::API_DEFAULT_VERSION)
                 .map_err(|e| anyhow!("cannot connect to podman's service: {e}"))?
@@ -278,12 +278,12 @@ impl DockerEngine {
 
     /// Reads CRIU's statistics from where `capture` made CRIU leave them
     /// (Docker itself deletes them; see `criu_stats`).
-    pub fn use_criu_stats(&mut self, capture: Option<Arc<StatsCapture>>) {
+    pub(crate) fn use_criu_stats(&mut self, capture: Option<Arc<StatsCapture>>) {
         self.stats = capture;
     }
 
     /// The checkpoints directory of a container given by name or id.
-    pub async fn checkpoints_dir_of(&self, container: &str) -> Result<PathBuf> {
+    pub(crate) async fn checkpoints_dir_of(&self, container: &str) -> Result<PathBuf> {
         let inspect = self
             .client
             .inspect_container(container, None::<InspectContainerOptions>)

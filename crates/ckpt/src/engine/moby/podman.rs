@@ -16,11 +16,11 @@ use crate::engine::os::rundir;
 use crate::run::RunId;
 
 /// Where Podman (as root) keeps its containers.
-pub const STORAGE_ROOT: &str = "/var/lib/containers/storage";
+pub(crate) const STORAGE_ROOT: &str = "/var/lib/containers/storage";
 
 /// Limits below the host's: runc refuses to start Podman's containers
 /// otherwise here.
-pub fn ulimits() -> Vec<ResourcesUlimits> {
+pub(crate) fn ulimits() -> Vec<ResourcesUlimits> {
     ["nofile", "nproc"]
         .iter()
         .map(|name| ResourcesUlimits {
@@ -41,7 +41,7 @@ pub struct Service {
 impl Service {
     /// Starts the service on /run/ckpt/podman/<run>/podman.sock and waits
     /// until the socket exists.
-    pub fn start(run: &RunId) -> Result<Service> {
+    pub(crate) fn start(run: &RunId) -> Result<Service> {
         let dir = rundir::create("podman", run)?;
         let socket = dir.join("podman.sock");
         let child = Command::new("podman")
@@ -67,7 +67,7 @@ impl Service {
         Ok(service)
     }
 
-    pub fn socket_uri(&self) -> String {
+    pub(crate) fn socket_uri(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
 }
@@ -81,7 +81,7 @@ impl Drop for Service {
 }
 
 /// For `ckpt gc`: stops the services of runs whose ckpt process is gone.
-pub fn remove_orphans() -> Result<usize> {
+pub(crate) fn remove_orphans() -> Result<usize> {
     let mut removed = 0;
     for dir in rundir::orphans("podman") {
         if let Some(pid) = read_pid(&dir.join("service.pid")) {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 /// A pipe whose reading end a thread copies into `path` (appending) until
 /// every writer is gone. Give the writer to a process as its stdout/stderr.
-pub fn pump_into(path: &Path) -> Result<std::io::PipeWriter> {
+pub(crate) fn pump_into(path: &Path) -> Result<std::io::PipeWriter> {
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -22,7 +22,7 @@ pub fn pump_into(path: &Path) -> Result<std::io::PipeWriter> {
 }
 
 /// Every complete line of the file (a partial last line is left out).
-pub fn lines(path: &Path) -> Result<Vec<String>> {
+pub(crate) fn lines(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read(path)
         .with_context(|| format!("cannot read the output log {}", path.display()))?;
     let text = String::from_utf8_lossy(&text);
@@ -36,7 +36,7 @@ pub fn lines(path: &Path) -> Result<Vec<String>> {
 /// Polls the file until it holds a line matching `wanted` after `skip`
 /// earlier matches. Polling every few milliseconds costs nothing next to
 /// a container start and needs no inotify plumbing.
-pub async fn wait_for_line(
+pub(crate) async fn wait_for_line(
     path: &Path,
     skip: usize,
     wanted: &(dyn Fn(&str) -> bool + Sync),

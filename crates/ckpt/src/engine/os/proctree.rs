@@ -24,7 +24,7 @@ fn tree_status(root: u32) -> Result<Vec<(u32, String)>> {
 }
 
 /// The innermost-namespace pids of `root` and all its descendants, sorted.
-pub fn namespace_pids(root: u32) -> Result<Vec<u32>> {
+pub(crate) fn namespace_pids(root: u32) -> Result<Vec<u32>> {
     let mut pids: Vec<u32> = tree_status(root)?
         .iter()
         .map(|(pid, status)| inner_pid(status).unwrap_or(*pid))
@@ -35,7 +35,7 @@ pub fn namespace_pids(root: u32) -> Result<Vec<u32>> {
 
 /// Resident memory (VmRSS) of `root` and all its descendants, in bytes.
 /// Pages shared copy-on-write count once per process, as CRIU dumps them.
-pub fn resident_bytes(root: u32) -> Result<u64> {
+pub(crate) fn resident_bytes(root: u32) -> Result<u64> {
     Ok(tree_status(root)?
         .iter()
         .filter_map(|(_, status)| vm_rss_kib(status))
@@ -86,7 +86,7 @@ fn inner_pid(status: &str) -> Option<u32> {
 /// is gone would stay as zombies for ever, holding its pids (CRIU cannot
 /// restore onto a pid a zombie holds). With this, such orphans come to us
 /// and `reap` collects them.
-pub fn become_subreaper() {
+pub(crate) fn become_subreaper() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on us.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
@@ -94,7 +94,7 @@ pub fn become_subreaper() {
 /// Waits (up to `timeout`) until each of `pids` has exited and collects
 /// the ones that are our children. Pids that are not our children (their
 /// parent reaps them) count as done once they are gone.
-pub fn reap(pids: &[u32], timeout: std::time::Duration) -> bool {
+pub(crate) fn reap(pids: &[u32], timeout: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     let mut pending: Vec<u32> = pids.to_vec();
     while !pending.is_empty() {
@@ -120,7 +120,7 @@ pub fn reap(pids: &[u32], timeout: std::time::Duration) -> bool {
 /// becomes our child, and when a checkpoint or a delete ends it, our
 /// zombie. Only processes named like the workload are collected, so the
 /// exit status of a tool that tokio waits for is never stolen.
-pub fn reap_exited_workloads() -> usize {
+pub(crate) fn reap_exited_workloads() -> usize {
     let me = std::process::id();
     let Ok(entries) = fs::read_dir("/proc") else {
         return 0;

@@ -12,7 +12,7 @@ use crate::run::{owner_alive, RunId};
 const OWNER_FILE: &str = "owner.pid";
 
 /// `/run/ckpt/<engine>/<run>/`, created 0700 (checkpoints hold memory).
-pub fn create(engine: &str, run: &RunId) -> Result<PathBuf> {
+pub(crate) fn create(engine: &str, run: &RunId) -> Result<PathBuf> {
     let dir = Path::new(crate::model::STATE_ROOT)
         .join(engine)
         .join(run.as_str());
@@ -22,7 +22,7 @@ pub fn create(engine: &str, run: &RunId) -> Result<PathBuf> {
     Ok(dir)
 }
 
-pub fn make_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn make_private_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -31,7 +31,7 @@ pub fn make_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// The run directories of `engine` whose ckpt process is gone.
-pub fn orphans(engine: &str) -> Vec<PathBuf> {
+pub(crate) fn orphans(engine: &str) -> Vec<PathBuf> {
     let root = Path::new(crate::model::STATE_ROOT).join(engine);
     let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();
@@ -47,7 +47,7 @@ pub fn orphans(engine: &str) -> Vec<PathBuf> {
 }
 
 /// Removes a directory tree; a missing one is fine.
-pub fn remove(dir: &Path) -> Result<()> {
+pub(crate) fn remove(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("cannot remove {}", dir.display()))
