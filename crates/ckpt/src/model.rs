@@ -176,6 +176,36 @@ impl EngineKind {
         }
     }
 
+    /// The number of tasks (processes and threads) the engine lets one
+    /// container hold by default, where it sets a limit: Podman's
+    /// containers.conf default `pids_limit` is 2048; Docker and runc set
+    /// none unless asked; a plain process tree has none.
+    pub fn pids_limit(self) -> Option<u64> {
+        match self {
+            EngineKind::Podman => Some(2048),
+            _ => None,
+        }
+    }
+
+    /// What a trial costs on this engine, roughly, for the estimate printed
+    /// before a sweep starts. Fitted to sweeps of N <= 50 on a 2-core VM
+    /// (docs/performance.md); at N in the thousands CRIU grows faster than
+    /// linearly, so estimates of such plans are low.
+    pub fn trial_cost(self) -> TrialCost {
+        let (base_s, per_process_s) = match self {
+            EngineKind::Docker => (0.8, 0.013),
+            EngineKind::Podman => (1.0, 0.013),
+            EngineKind::Runc => (0.3, 0.0035),
+            EngineKind::Criu => (0.05, 0.003),
+        };
+        TrialCost {
+            base_s,
+            per_process_s,
+            // Writing, dumping and restoring a MiB of process memory.
+            per_mib_s: 0.003,
+        }
+    }
+
     /// Where this engine's CRIU statistics come from.
     pub fn stats_source(self) -> StatsSource {
         match self {
@@ -343,6 +373,39 @@ pub struct RunSpec {
     pub args: Vec<String>,
     pub entrypoint: Option<Vec<String>>,
     pub network: Network,
+}
+
+/// A trial's cost model: `base_s + per_process_s x processes + per_mib_s x
+/// MiB of process memory`, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrialCost {
+    pub base_s: f64,
+    pub per_process_s: f64,
+    pub per_mib_s: f64,
+}
+
+/// How many tasks (processes and threads) this machine lets ckpt start.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessLimits {
+    /// kernel.pid_max: the highest pid, so the most tasks at once.
+    pub pid_max: u64,
+    /// kernel.threads-max: the most tasks the kernel allows in all.
+    pub threads_max: u64,
+    /// RLIMIT_NPROC of this user, when limited.
+    pub user_processes: Option<u64>,
+    /// Tasks running now, which count against all three.
+    pub running: u64,
+}
+
+impl ProcessLimits {
+    /// How many more tasks can start: the tightest limit less what runs.
+    pub fn available(&self) -> u64 {
+        let limit = self
+            .pid_max
+            .min(self.threads_max)
+            .min(self.user_processes.unwrap_or(u64::MAX));
+        limit.saturating_sub(self.running)
+    }
 }
 
 /// What this machine can hold, read before a plan is accepted.

@@ -282,3 +282,57 @@ fn checkpoint_onto_a_full_filesystem() {
     );
     assert_eq!(ckpt_objects(), before);
 }
+
+/// A run killed before it could put /etc/criu/runc.conf back leaves its
+/// work-dir line there; the next sweep takes it back (and says so) instead
+/// of losing CRIU's phases to it.
+#[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
+fn a_killed_runs_runc_conf_line_is_taken_back_by_the_next_sweep() {
+    let conf = std::path::Path::new("/etc/criu/runc.conf");
+    let users = std::fs::read_to_string(conf).ok();
+    let dead_dir = "/run/ckpt/stats/criu-work-20000101-000000-dead";
+    std::fs::create_dir_all(dead_dir).unwrap();
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    // pid 4194305 is above any kernel's pid_max: that run is surely gone.
+    std::fs::write(
+        conf,
+        format!(
+            "{}# ckpt: added by run 20000101-000000-dead pid 4194305\nwork-dir {dead_dir}\n",
+            users.clone().unwrap_or_default()
+        ),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sweep");
+    let out = ckpt()
+        .args([
+            "sweep",
+            "--engine",
+            "runc",
+            "--children",
+            "1",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+        ])
+        .arg("--output")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let after = std::fs::read_to_string(conf).ok();
+    match &users {
+        Some(text) => std::fs::write(conf, text).unwrap(),
+        None => {
+            let _ = std::fs::remove_file(conf);
+        }
+    }
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("took back"), "{stderr}");
+    assert_eq!(after, users, "the dead run's line is gone, the user's kept");
+    assert!(!std::path::Path::new(dead_dir).exists());
+    let record = &records(&dir)[0];
+    assert!(record["criu_frozen_ms"].as_f64().is_some(), "{record}");
+}

@@ -16,7 +16,7 @@ use ckpt::model::{EngineKind, Network};
 use ckpt::output;
 use ckpt::run::{self as cleanup, Interrupted, RunId};
 use ckpt::sweep as sweeping;
-use ckpt::sweep::plan::{self, Order, SweepPlan};
+use ckpt::sweep::plan::{self, Order, SweepPlan, ValueSpec};
 use ckpt::sweep::results::{ResultFile, ResultsDir};
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +79,32 @@ pub(super) struct SweepArgs {
     /// Continue an interrupted sweep in DIR with its own plan
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Run a plan estimated to take more than a day
+    #[arg(long)]
+    accept_long: bool,
+}
+
+/// The longest plan that starts without `--accept-long`.
+const LONG_PLAN: Duration = Duration::from_secs(24 * 3600);
+
+/// Prints the plan's estimated duration, and refuses a plan past a day
+/// unless the user accepted it.
+fn check_duration(plan: &SweepPlan, accept_long: bool) -> Result<()> {
+    let estimate = plan.estimate();
+    let rounded = Duration::from_secs(estimate.as_secs().max(1));
+    if estimate > LONG_PLAN && !accept_long {
+        anyhow::bail!(
+            "the plan's {} trials would take about {} (estimated from each engine's cost), more than a day: narrow the grid, or pass --accept-long to run it anyway",
+            plan.trial_count(),
+            humantime::format_duration(rounded)
+        );
+    }
+    eprintln!(
+        "ckpt sweep: {} trials, estimated {} (a model of each engine's cost; the records will tell)",
+        plan.trial_count(),
+        humantime::format_duration(rounded)
+    );
+    Ok(())
 }
 
 /// Where a sweep starts from: a new plan for a new directory, or the plan
@@ -94,11 +120,23 @@ impl Start {
         if let Some(dir) = &args.resume {
             return Ok(Start::Resume(sweeping::prepare_resume(dir)?));
         }
+        let children = ValueSpec::parse(&args.children, 0).context("--children")?;
+        let threads = ValueSpec::parse(&args.threads, 0).context("--threads")?;
+        if args.image.is_none() {
+            // A user's program makes what it makes; ckpt's forker makes
+            // exactly this many tasks, so it is bounded before anything else.
+            plan::check_process_limits(
+                children.max(),
+                threads.max(),
+                &args.engine,
+                &envinfo::process_limits(),
+            )?;
+        }
         let plan = SweepPlan {
             engines: args.engine.clone(),
-            children: plan::parse_values(&args.children, 0).context("--children")?,
+            children: children.expand().context("--children")?,
             memory_mib: plan::parse_values(&args.memory_mib, 0).context("--memory-mib")?,
-            threads: plan::parse_values(&args.threads, 0).context("--threads")?,
+            threads: threads.expand().context("--threads")?,
             files: plan::parse_values(&args.files, 0).context("--files")?,
             filler_mib: plan::parse_values(&args.image_filler_mib, 0)
                 .context("--image-filler-mib")?,
@@ -122,6 +160,7 @@ impl Start {
         plan.validate()?;
         ckpt::workload::Workload::new(plan.workload.as_ref(), &plan.swept_axes())?;
         plan.check_capacity(&envinfo::capacity())?;
+        check_duration(&plan, args.accept_long)?;
         let dir = args
             .output
             .clone()
@@ -252,6 +291,19 @@ pub(super) fn report(dir: &Path) -> Result<u8> {
 /// Arranges for CRIU to keep its statistics during the run (see
 /// `criu_stats`); says why the records will lack them when it cannot.
 fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
+    // A killed run's line would otherwise cost this run, and every later
+    // one, CRIU's phases.
+    match criu_stats::remove_orphans() {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "ckpt: took back the work-dir line(s) of {n} ckpt run(s) that died without cleaning up from {}",
+            criu_stats::RUNC_CONF
+        ),
+        Err(e) => eprintln!(
+            "ckpt: cannot take back the lines of dead ckpt runs from {} ({e:#})",
+            criu_stats::RUNC_CONF
+        ),
+    }
     match StatsCapture::install(run) {
         Ok(Some(capture)) => Some(Arc::new(capture)),
         Ok(None) => {

@@ -173,6 +173,14 @@ fn workload_tree(root: u32) -> Vec<u32> {
 /// Kills a workload tree and collects its processes.
 fn kill_tree(root: u32) {
     let pids = workload_tree(root);
+    if pids.is_empty() {
+        return;
+    }
+    // The root leads a process group of its own (setsid at spawn, kept by
+    // CRIU's restore): killing the group also stops children that a tree
+    // still forking makes after the snapshot above.
+    // SAFETY: the group of a workload tree we started (checked above).
+    unsafe { libc::kill(-(root as i32), libc::SIGKILL) };
     for &pid in &pids {
         // SAFETY: sending SIGKILL to processes we started (checked above).
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };

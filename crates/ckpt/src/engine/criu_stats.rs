@@ -148,8 +148,9 @@ fn marker_pid(line: &str) -> Option<&str> {
     line.strip_prefix(MARKER)?.split_whitespace().nth(2)
 }
 
-/// For `ckpt gc`: removes the lines and work directories of runs whose
-/// ckpt process is gone. Returns how many runs were cleaned.
+/// For `ckpt gc` and the start of every sweep: removes the lines and work
+/// directories of runs whose ckpt process is gone. Returns how many runs
+/// were cleaned.
 pub fn remove_orphans() -> Result<usize> {
     let removed = remove_marked_lines(Path::new(RUNC_CONF), |line| {
         marker_pid(line).is_some_and(|pid| !owner_alive(Some(pid)))

@@ -6,7 +6,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::moby::DaemonFacts;
-use crate::model::Capacity;
+use crate::model::{Capacity, ProcessLimits};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Environment {
@@ -38,6 +38,29 @@ pub fn capacity() -> Capacity {
     Capacity {
         memory_available_mib: available_kib / 1024,
         state_free_mib: free_mib(std::path::Path::new("/run")).unwrap_or(0),
+    }
+}
+
+/// How many tasks this machine lets ckpt start: kernel.pid_max,
+/// kernel.threads-max, this user's RLIMIT_NPROC and what runs now.
+pub fn process_limits() -> ProcessLimits {
+    let number =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    let user_processes = (unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut limit) } == 0
+        && limit.rlim_cur != libc::RLIM_INFINITY)
+        .then_some(limit.rlim_cur);
+    // /proc/loadavg's fourth field is "runnable/total tasks".
+    let running = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
+        .unwrap_or(0);
+    ProcessLimits {
+        pid_max: number("/proc/sys/kernel/pid_max").unwrap_or(32_768),
+        threads_max: number("/proc/sys/kernel/threads-max").unwrap_or(u64::MAX),
+        user_processes,
+        running,
     }
 }
 
@@ -146,6 +169,8 @@ mod tests {
         // Any machine copies faster than 100 MiB/s and slower than 1 TiB/s.
         let copy = env.memcpy_mib_per_s.unwrap();
         assert!((100.0..1e6).contains(&copy), "{copy}");
+        let limits = process_limits();
+        assert!(limits.pid_max >= 301 && limits.running > 0 && limits.available() > 0);
         let cap = capacity();
         assert!(cap.memory_available_mib > 0 && cap.state_free_mib > 0);
     }

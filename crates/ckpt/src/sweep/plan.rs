@@ -6,40 +6,99 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Axis, Capacity, EngineKind, Network, Point, STATE_ROOT};
+use crate::model::{Axis, Capacity, EngineKind, Network, Point, ProcessLimits, STATE_ROOT};
 use crate::workload::UserWorkload;
 
 /// The seed's grid: 1, 5, 10, ..., 50 child processes.
 pub const DEFAULT_CHILDREN: &str = "1,5..50:5";
 
-/// Parses a list of values and ranges: `1,5..50:5` is 1, 5, 10, ..., 50.
-/// `A..B` includes both ends and steps by 1; `A..B:S` steps by S. The result
-/// is sorted and free of duplicates. Values below `min`, empty and
-/// descending ranges are refused, because they are always a typing mistake.
-pub fn parse_values(spec: &str, min: u32) -> Result<Vec<u32>> {
-    let mut values = Vec::new();
-    for item in spec.split(',').map(str::trim) {
-        if item.is_empty() {
-            bail!("'{spec}' has an empty item: write values such as 1,5..50:5");
-        }
-        values.extend(parse_item(item).with_context(|| format!("in '{spec}'"))?);
-    }
-    if let Some(low) = values.iter().find(|v| **v < min) {
-        bail!("'{spec}' contains {low}: every value must be at least {min}");
-    }
-    values.sort_unstable();
-    values.dedup();
-    Ok(values)
+/// The most values one axis may hold. A grid is a product of its axes, so
+/// even this many on one axis is a plan of days; more is a typing mistake.
+pub const MAX_VALUES_PER_AXIS: u64 = 100_000;
+
+/// The most trials a plan may hold, however long the user accepts to wait:
+/// the trial list lives in memory while the sweep runs.
+pub const MAX_TRIALS: u128 = 1_000_000;
+
+/// Values and ranges as the user typed them (`1,5..50:5`), kept unexpanded
+/// until they are checked: `1..100000000` costs nothing to parse, to bound
+/// or to refuse. `A..B` includes both ends and steps by 1; `A..B:S` steps
+/// by S. Values below `min`, empty and descending ranges are refused,
+/// because they are always a typing mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueSpec {
+    text: String,
+    /// (first, last, step) of each item, `last` on the step.
+    items: Vec<(u32, u32, u32)>,
 }
 
-fn parse_item(item: &str) -> Result<Vec<u32>> {
+impl ValueSpec {
+    pub fn parse(spec: &str, min: u32) -> Result<ValueSpec> {
+        let mut items = Vec::new();
+        for item in spec.split(',').map(str::trim) {
+            if item.is_empty() {
+                bail!("'{spec}' has an empty item: write values such as 1,5..50:5");
+            }
+            items.push(parse_item(item).with_context(|| format!("in '{spec}'"))?);
+        }
+        if let Some(low) = items.iter().map(|i| i.0).find(|v| *v < min) {
+            bail!("'{spec}' contains {low}: every value must be at least {min}");
+        }
+        Ok(ValueSpec {
+            text: spec.to_string(),
+            items,
+        })
+    }
+
+    /// The largest value.
+    pub fn max(&self) -> u32 {
+        self.items.iter().map(|i| i.1).max().unwrap_or(0)
+    }
+
+    /// How many values, counting a value twice where items overlap (an
+    /// upper bound, without expanding anything).
+    pub fn count_upper(&self) -> u64 {
+        self.items
+            .iter()
+            .map(|(first, last, step)| u64::from((last - first) / step) + 1)
+            .sum()
+    }
+
+    /// The values, sorted and free of duplicates; refused past
+    /// [`MAX_VALUES_PER_AXIS`].
+    pub fn expand(&self) -> Result<Vec<u32>> {
+        let count = self.count_upper();
+        if count > MAX_VALUES_PER_AXIS {
+            bail!(
+                "'{}' holds {count} values; at most {MAX_VALUES_PER_AXIS} per axis: use a step (A..B:STEP)",
+                self.text
+            );
+        }
+        let mut values: Vec<u32> = self
+            .items
+            .iter()
+            .flat_map(|&(first, last, step)| (first..=last).step_by(step as usize))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+/// Parses and expands a list of values and ranges (see [`ValueSpec`]).
+pub fn parse_values(spec: &str, min: u32) -> Result<Vec<u32>> {
+    ValueSpec::parse(spec, min)?.expand()
+}
+
+fn parse_item(item: &str) -> Result<(u32, u32, u32)> {
     let number = |text: &str| -> Result<u32> {
         text.trim()
             .parse()
             .with_context(|| format!("'{text}' is not a whole number"))
     };
     let Some((start, rest)) = item.split_once("..") else {
-        return Ok(vec![number(item)?]);
+        let value = number(item)?;
+        return Ok((value, value, 1));
     };
     let (end, step) = match rest.split_once(':') {
         Some((end, step)) => (number(end)?, number(step)?),
@@ -52,7 +111,8 @@ fn parse_item(item: &str) -> Result<Vec<u32>> {
     if end < start {
         bail!("'{item}' is descending: write the smaller value first");
     }
-    Ok((start..=end).step_by(step as usize).collect())
+    // The last value the steps land on, so `max` is a value of the range.
+    Ok((start, start + (end - start) / step * step, step))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -97,6 +157,40 @@ pub struct SweepPlan {
     pub seed: u64,
 }
 
+/// Refuses, before anything is expanded or created, a grid whose largest
+/// point starts more tasks than this machine or an engine allows. ckpt's
+/// forker runs `children + 1` processes of `threads + 1` tasks each.
+pub fn check_process_limits(
+    children_max: u32,
+    threads_max: u32,
+    engines: &[EngineKind],
+    limits: &ProcessLimits,
+) -> Result<()> {
+    let processes = u64::from(children_max) + 1;
+    let tasks = processes * (u64::from(threads_max) + 1);
+    if tasks > limits.available() {
+        bail!(
+            "the largest point runs {tasks} tasks ({processes} processes x {} threads each), but this machine lets {} more start (kernel.pid_max {}, kernel.threads-max {}, user process limit {}, {} running now): lower --children or --threads",
+            u64::from(threads_max) + 1,
+            limits.available(),
+            limits.pid_max,
+            limits.threads_max,
+            limits
+                .user_processes
+                .map_or("unlimited".to_string(), |u| u.to_string()),
+            limits.running
+        );
+    }
+    for engine in engines {
+        if let Some(limit) = engine.pids_limit().filter(|l| tasks > *l) {
+            bail!(
+                "the largest point runs {tasks} tasks, but {engine} limits a container to {limit} (its default pids limit): lower --children or --threads, or drop {engine} from --engine"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One trial of the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrialSpec {
@@ -125,6 +219,12 @@ impl SweepPlan {
         }
         if self.engines.is_empty() {
             bail!("no engine: give at least one to --engine");
+        }
+        let trials = self.trial_count();
+        if trials > MAX_TRIALS {
+            bail!(
+                "the plan holds {trials} trials; ckpt runs at most {MAX_TRIALS} in one sweep: use fewer values or repetitions, or split the grid into several sweeps"
+            );
         }
         let imageless: Vec<&str> = self
             .engines
@@ -193,6 +293,40 @@ impl SweepPlan {
             Axis::Files => &self.files,
             Axis::FillerMib => &self.filler_mib,
         }
+    }
+
+    /// How many trials the plan holds, from the axes' lengths (nothing is
+    /// expanded, so an absurd plan costs nothing to count).
+    pub fn trial_count(&self) -> u128 {
+        let points: u128 = Axis::ALL
+            .iter()
+            .map(|a| self.values(*a).len() as u128)
+            .product();
+        points * self.engines.len() as u128 * u128::from(self.repeat + self.warmup)
+    }
+
+    /// The plan's wall time as each engine's cost model predicts it. The
+    /// model is linear in processes and memory, so its sum over the grid
+    /// needs only each axis's count and sum, never the list of points.
+    pub fn estimate(&self) -> std::time::Duration {
+        let count = |a: Axis| self.values(a).len() as f64;
+        let points: f64 = Axis::ALL.iter().map(|a| count(*a)).product();
+        let processes: f64 = self.children.iter().map(|n| f64::from(*n) + 1.0).sum();
+        let memory: f64 = self.memory_mib.iter().map(|m| f64::from(*m)).sum();
+        let rest = points / (count(Axis::Children) * count(Axis::MemoryMib));
+        let runs = f64::from(self.repeat + self.warmup);
+        let seconds: f64 = self
+            .engines
+            .iter()
+            .map(|e| {
+                let c = e.trial_cost();
+                let per_grid = c.base_s * points
+                    + c.per_process_s * processes * count(Axis::MemoryMib) * rest
+                    + c.per_mib_s * processes * memory * rest;
+                per_grid * runs
+            })
+            .sum();
+        std::time::Duration::from_secs_f64(seconds.min(1e12))
     }
 
     /// The axes with more than one value.
@@ -464,6 +598,74 @@ mod tests {
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker and podman"));
         p.engines = vec![EngineKind::Podman];
         p.validate().unwrap();
+    }
+
+    #[test]
+    fn absurd_ranges_are_bounded_without_being_expanded() {
+        let huge = ValueSpec::parse("1..100000000", 0).unwrap();
+        assert_eq!(huge.max(), 100_000_000);
+        assert_eq!(huge.count_upper(), 100_000_000);
+        let err = format!("{:#}", huge.expand().unwrap_err());
+        assert!(err.contains("100000000 values"), "{err}");
+        let stepped = ValueSpec::parse("1..10:4,3", 1).unwrap();
+        assert_eq!((stepped.max(), stepped.count_upper()), (9, 4));
+        assert_eq!(stepped.expand().unwrap(), vec![1, 3, 5, 9]);
+    }
+
+    fn limits() -> ProcessLimits {
+        ProcessLimits {
+            pid_max: 4_194_304,
+            threads_max: 100_000,
+            user_processes: None,
+            running: 300,
+        }
+    }
+
+    #[test]
+    fn points_beyond_the_kernels_limits_are_refused_with_the_figures() {
+        let err = check_process_limits(100_000_000, 0, &[EngineKind::Criu], &limits())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("100000001 tasks") && err.contains("kernel.threads-max 100000"),
+            "{err}"
+        );
+        check_process_limits(5000, 0, &[EngineKind::Criu], &limits()).unwrap();
+        // 1000 processes of 3 tasks: more than Podman's default pids limit.
+        let err = check_process_limits(999, 2, &[EngineKind::Podman], &limits())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("podman limits a container to 2048"), "{err}");
+    }
+
+    #[test]
+    fn the_estimate_sums_the_cost_model_over_the_grid() {
+        let mut p = plan(Order::Sequential);
+        p.engines = vec![EngineKind::Criu];
+        p.children = parse_values("1..5000", 0).unwrap();
+        (p.repeat, p.warmup) = (1, 0);
+        assert_eq!(p.trial_count(), 5000);
+        let hours = p.estimate().as_secs_f64() / 3600.0;
+        // About half a day: 5000 x 0.05 s + 0.003 s x (2 + ... + 5001).
+        assert!((9.0..12.0).contains(&hours), "{hours}");
+        // The same sum as point by point.
+        let c = EngineKind::Criu.trial_cost();
+        let by_point: f64 = p
+            .points()
+            .iter()
+            .map(|q| c.base_s + c.per_process_s * f64::from(q.children + 1))
+            .sum();
+        assert!((p.estimate().as_secs_f64() - by_point).abs() < 1e-6 * by_point);
+    }
+
+    #[test]
+    fn plans_past_the_trial_cap_are_refused() {
+        let mut p = plan(Order::Sequential);
+        p.children = (1..=1000).collect();
+        p.memory_mib = (0..1000).collect();
+        assert_eq!(p.trial_count(), 4_000_000);
+        let err = format!("{:#}", p.validate().unwrap_err());
+        assert!(err.contains("4000000 trials"), "{err}");
     }
 
     #[test]

@@ -143,11 +143,16 @@ pub(crate) fn locate_binary() -> Result<PathBuf> {
 fn binary_candidates(exe: &Path) -> Vec<PathBuf> {
     let dir = exe.parent().unwrap_or(Path::new("."));
     // target/{debug,release}/ckpt (or target/debug/deps/test-binary) ->
-    // target/x86_64-unknown-linux-gnu/release/ckpt-workload
-    let mut out = vec![dir.join("ckpt-workload")];
-    for up in dir.ancestors().take(3) {
-        out.push(up.join("x86_64-unknown-linux-gnu/release/ckpt-workload"));
-    }
+    // target/x86_64-unknown-linux-gnu/release/ckpt-workload, the static
+    // build, first: a `cargo build --workspace` also leaves a dynamically
+    // linked target/debug/ckpt-workload, which cannot run in a FROM scratch
+    // image. Next to the executable last, for an installed ckpt.
+    let mut out: Vec<PathBuf> = dir
+        .ancestors()
+        .take(3)
+        .map(|up| up.join("x86_64-unknown-linux-gnu/release/ckpt-workload"))
+        .collect();
+    out.push(dir.join("ckpt-workload"));
     out
 }
 

@@ -1,0 +1,57 @@
+//! Plans are checked before anything changes on the host: an absurd one is
+//! refused at once with the figures, and leaves no results directory and no
+//! line in /etc/criu/runc.conf. Needs no engine (the checks come first), so
+//! it runs in a plain `cargo test`.
+
+mod common;
+
+use common::{ckpt, text};
+
+fn refused(args: &[&str]) -> (String, std::path::PathBuf, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sweep");
+    let conf_before = std::fs::read_to_string("/etc/criu/runc.conf").ok();
+    let out = ckpt()
+        .arg("sweep")
+        .args(args)
+        .arg("--output")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!dir.exists(), "nothing is created for a refused plan");
+    assert_eq!(
+        std::fs::read_to_string("/etc/criu/runc.conf").ok(),
+        conf_before,
+        "the host's CRIU configuration is not touched"
+    );
+    (stderr, dir, tmp)
+}
+
+#[test]
+fn a_hundred_million_children_are_refused_with_the_kernels_figures() {
+    let (stderr, ..) = refused(&["--children", "1..100000000"]);
+    assert!(
+        stderr.contains("100000001 tasks") && stderr.contains("kernel.pid_max"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_plan_of_days_needs_accept_long() {
+    let (stderr, ..) = refused(&["--children", "1..5000", "--engine", "criu", "--repeat", "3"]);
+    assert!(
+        stderr.contains("--accept-long") && stderr.contains("20000 trials"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn too_many_values_on_an_axis_or_trials_in_all_are_refused() {
+    let (stderr, ..) = refused(&["--memory-mib", "0..200000"]);
+    assert!(stderr.contains("200001 values"), "{stderr}");
+    let (stderr, ..) = refused(&["--children", "1..1000", "--memory-mib", "0..999"]);
+    assert!(stderr.contains("6000000 trials"), "{stderr}");
+}
