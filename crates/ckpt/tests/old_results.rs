@@ -57,7 +57,7 @@ fn shipped_plans_resume_with_every_trial_done() {
         let prepared = ckpt::sweep::prepare_resume(copy.path()).unwrap();
         assert!(!prepared.plan.engines.is_empty());
         assert!(prepared.repaired_lines.is_empty(), "{}", dir.display());
-        let left = ckpt::sweep::remaining(&prepared.plan, &prepared.done);
+        let left = ckpt::sweep::remaining(&prepared.plan, &prepared.done, false);
         assert!(
             left.is_empty(),
             "{}: {} trial(s) left",

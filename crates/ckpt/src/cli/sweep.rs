@@ -79,6 +79,9 @@ pub(super) struct SweepArgs {
     /// Continue an interrupted sweep in DIR with its own plan
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// With --resume: run again every trial that failed, not only those whose engine was unreachable
+    #[arg(long, requires = "resume")]
+    retry_failed: bool,
     /// Run a plan estimated to take more than a day
     #[arg(long)]
     accept_long: bool,
@@ -118,7 +121,9 @@ impl Start {
     /// Reads and checks the command line; creates nothing.
     fn from_args(args: &SweepArgs, run: &RunId) -> Result<Start> {
         if let Some(dir) = &args.resume {
-            return Ok(Start::Resume(sweeping::prepare_resume(dir)?));
+            let mut prepared = sweeping::prepare_resume(dir)?;
+            prepared.retry_failed = args.retry_failed;
+            return Ok(Start::Resume(prepared));
         }
         let children = ValueSpec::parse(&args.children, 0).context("--children")?;
         let threads = ValueSpec::parse(&args.threads, 0).context("--threads")?;
@@ -231,7 +236,7 @@ pub(super) async fn run(args: SweepArgs) -> Result<u8> {
     }
     eprintln!(
         "ckpt sweep: run {run}, {} trial(s) to do of {}, results in {}",
-        sweeping::remaining(&prepared.plan, &prepared.done).len(),
+        sweeping::remaining(&prepared.plan, &prepared.done, prepared.retry_failed).len(),
         prepared.plan.trials().len(),
         prepared.results.path().display()
     );

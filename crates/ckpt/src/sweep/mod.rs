@@ -30,6 +30,8 @@ pub struct Prepared {
     pub done: Vec<TrialRecord>,
     /// Record lines dropped because they were cut (reported to the user).
     pub repaired_lines: Vec<usize>,
+    /// Run again the trials that failed for any reason (`--retry-failed`).
+    pub retry_failed: bool,
 }
 
 /// Creates a new results directory with the plan and the environment.
@@ -42,6 +44,7 @@ pub fn prepare_new(dir: &Path, plan: SweepPlan, env: &Environment) -> Result<Pre
         plan,
         done: Vec::new(),
         repaired_lines: Vec::new(),
+        retry_failed: false,
     })
 }
 
@@ -56,12 +59,22 @@ pub fn prepare_resume(dir: &Path) -> Result<Prepared> {
         plan,
         done: back.records,
         repaired_lines: back.dropped_lines,
+        retry_failed: false,
     })
 }
 
-/// The trials of the plan that have no record yet.
-pub fn remaining(plan: &SweepPlan, done: &[TrialRecord]) -> Vec<TrialSpec> {
-    let finished: std::collections::HashSet<usize> = done.iter().map(|r| r.trial).collect();
+/// The trials of the plan still to run: those without a record, those whose
+/// only records failed because the engine was unreachable, and, with
+/// `retry_failed`, those whose only records failed.
+pub fn remaining(plan: &SweepPlan, done: &[TrialRecord], retry_failed: bool) -> Vec<TrialSpec> {
+    // A trial is done once it has a record that ran against a live engine
+    // (or, with `retry_failed`, once it has one that did not fail at all).
+    let finished: std::collections::HashSet<usize> = done
+        .iter()
+        .filter(|r| !r.engine_unreachable)
+        .filter(|r| !(retry_failed && r.status == Status::Failed))
+        .map(|r| r.trial)
+        .collect();
     plan.trials()
         .into_iter()
         .filter(|t| !finished.contains(&t.index))
@@ -81,7 +94,7 @@ pub async fn run_trials<E: Engine>(
     prepared: &Prepared,
     stop: &Stop,
 ) -> Result<usize> {
-    let todo = remaining(&prepared.plan, &prepared.done);
+    let todo = remaining(&prepared.plan, &prepared.done, prepared.retry_failed);
     if todo.is_empty() {
         return Ok(0);
     }
@@ -122,8 +135,11 @@ pub async fn run_trials<E: Engine>(
             // the run's other objects when the caller cleans up.
             stop.check()?;
         }
-        writer.append(&trial.record)?;
         if trial.record.status == Status::Failed {
+            trial.record.engine_unreachable = engine.healthy().await.is_err();
+        }
+        writer.append(&trial.record)?;
+        if trial.record.engine_unreachable {
             wait_until_healthy(engine, stop).await?;
         }
         if bar.is_hidden() {
@@ -303,8 +319,34 @@ mod tests {
                 r
             })
             .collect();
-        let left: Vec<usize> = remaining(&p, &done).iter().map(|t| t.index).collect();
+        let left: Vec<usize> = remaining(&p, &done, false)
+            .iter()
+            .map(|t| t.index)
+            .collect();
         assert_eq!(left, vec![2, 3, 4, 5]);
+        // A trial that failed because its engine was down runs again, its
+        // record kept; one that failed otherwise runs again on request.
+        let mut more = done.clone();
+        more[0].status = Status::Failed;
+        more[1].status = Status::Failed;
+        more[1].engine_unreachable = true;
+        let left: Vec<usize> = remaining(&p, &more, false)
+            .iter()
+            .map(|t| t.index)
+            .collect();
+        assert_eq!(left, vec![1, 2, 3, 4, 5]);
+        let left: Vec<usize> = remaining(&p, &more, true).iter().map(|t| t.index).collect();
+        assert_eq!(left, vec![0, 1, 2, 3, 4, 5]);
+        more.push(TrialRecord {
+            engine_unreachable: false,
+            status: Status::Ok,
+            ..more[1].clone()
+        });
+        let left: Vec<usize> = remaining(&p, &more, false)
+            .iter()
+            .map(|t| t.index)
+            .collect();
+        assert_eq!(left, vec![2, 3, 4, 5], "its second attempt counts");
     }
 
     const SAMPLE: &str = r#"{"run_id":"r","trial":0,"engine":"docker","children":1,"repetition":0,"warmup":true,

@@ -82,6 +82,11 @@ pub struct TrialRecord {
     pub overhead_ms: f64,
     pub status: Status,
     pub error: Option<String>,
+    /// A failed trial whose engine did not answer right after the failure
+    /// (a daemon died): the failure says nothing about checkpointing, so a
+    /// resumed sweep runs the trial again; this record stays.
+    #[serde(default)]
+    pub engine_unreachable: bool,
 }
 
 impl TrialRecord {
@@ -131,6 +136,7 @@ impl TrialRecord {
             overhead_ms: 0.0,
             status: Status::Failed,
             error: None,
+            engine_unreachable: false,
         }
     }
 
