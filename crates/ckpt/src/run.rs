@@ -96,22 +96,6 @@ impl fmt::Display for Signal {
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-async fn interrupted() -> Signal {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // Without signal handling we simply never report an interruption.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => Signal::Interrupt,
-        _ = term.recv() => Signal::Terminate,
-    }
-}
-
 /// Error returned when a run was interrupted by a signal.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by {0}")]
@@ -124,19 +108,60 @@ pub struct Interrupted(pub Signal);
 /// our cleanup has listed what to remove. So a first signal only raises this
 /// flag: the work stops at its next step boundary (waits and sleeps end at
 /// once), returns `Interrupted`, and the caller cleans up with nothing in
-/// flight. A second signal stops at once.
+/// flight. A second signal also ends the step in flight (`run_stoppable`).
 #[derive(Clone)]
 pub struct Stop {
-    requested: tokio::sync::watch::Receiver<Option<Signal>>,
+    /// The first signal, and how many have arrived.
+    requested: tokio::sync::watch::Receiver<(Option<Signal>, u32)>,
 }
 
 impl Stop {
+    /// Takes over SIGINT and SIGTERM for the rest of the command, in every
+    /// phase (planning, opening engines, building images, trials, analysis):
+    /// from here on they raise this flag instead of killing ckpt, so every
+    /// exit path runs the same cleanup. Call it first, inside the runtime.
+    pub fn watch() -> Stop {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, requested) = tokio::sync::watch::channel((None, 0));
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            // Without signal handling the default (being killed) stays.
+            return Stop { requested };
+        };
+        tokio::spawn(async move {
+            loop {
+                let signal = tokio::select! {
+                    _ = int.recv() => Signal::Interrupt,
+                    _ = term.recv() => Signal::Terminate,
+                };
+                let (first, count) = *tx.borrow();
+                if count == 0 {
+                    eprintln!("ckpt: {signal}: stopping after the current step, then cleaning up (send it again to stop at once)");
+                }
+                if tx.send((first.or(Some(signal)), count + 1)).is_err() {
+                    return;
+                }
+            }
+        });
+        Stop { requested }
+    }
+
     /// `Err(Interrupted)` once a stop was requested.
-    pub(crate) fn check(&self) -> Result<(), Interrupted> {
-        match *self.requested.borrow() {
+    pub fn check(&self) -> Result<(), Interrupted> {
+        match self.requested.borrow().0 {
             Some(signal) => Err(Interrupted(signal)),
             None => Ok(()),
         }
+    }
+
+    /// `check` after a step that blocked the thread (the analysis): the
+    /// signal watcher runs on this thread too, so it is given a moment to
+    /// record a signal that arrived meanwhile.
+    pub async fn check_after_blocking(&self) -> Result<(), Interrupted> {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.check()
     }
 
     /// Runs `work` unless a stop is requested first. Only for work that
@@ -149,29 +174,21 @@ impl Stop {
         let mut requested = self.requested.clone();
         tokio::select! {
             result = work => result,
-            _ = requested.wait_for(Option::is_some) => Err(self.check().unwrap_err().into()),
+            _ = requested.wait_for(|r| r.0.is_some()) => Err(self.check().unwrap_err().into()),
         }
     }
 }
 
-/// Runs `work` with signal handling: the first SIGINT or SIGTERM raises its
-/// `Stop` flag and lets it finish its current step; a second one drops it.
-pub async fn run_stoppable<T, F>(work: impl FnOnce(Stop) -> F) -> anyhow::Result<T>
-where
-    F: Future<Output = anyhow::Result<T>>,
-{
-    let (tx, requested) = tokio::sync::watch::channel(None);
-    let work = work(Stop { requested });
-    tokio::pin!(work);
-    let signal = tokio::select! {
-        result = &mut work => return result,
-        signal = interrupted() => signal,
-    };
-    eprintln!("ckpt: {signal}: stopping after the current step, then cleaning up (send it again to stop at once)");
-    let _ = tx.send(Some(signal));
+/// Runs `work`, which sees `stop` raised at the first signal and stops at
+/// its next step; a second signal drops it in the middle of its step.
+pub async fn run_stoppable<T>(
+    stop: &Stop,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let mut requested = stop.requested.clone();
     tokio::select! {
-        result = &mut work => result,
-        again = interrupted() => Err(Interrupted(again).into()),
+        result = work => result,
+        _ = requested.wait_for(|r| r.1 >= 2) => Err(stop.check().unwrap_err().into()),
     }
 }
 
@@ -190,12 +207,12 @@ mod tests {
 
     #[tokio::test]
     async fn stop_ends_waits_but_not_before_it_is_raised() {
-        let (tx, requested) = tokio::sync::watch::channel(None);
+        let (tx, requested) = tokio::sync::watch::channel((None, 0));
         let stop = Stop { requested };
         assert!(stop.check().is_ok());
         let quick = stop.unless_stopped(async { Ok(7) }).await.unwrap();
         assert_eq!(quick, 7);
-        tx.send(Some(Signal::Terminate)).unwrap();
+        tx.send((Some(Signal::Terminate), 1)).unwrap();
         let waited = stop
             .unless_stopped(async {
                 tokio::time::sleep(std::time::Duration::from_secs(60)).await;

@@ -342,3 +342,57 @@ fn signals_at_every_stage_keep_results_and_leave_nothing() {
     }
     assert_eq!(ckpt_objects(), before);
 }
+
+/// A signal before the first trial ends (while the plan is checked, the
+/// engines open, Podman's service starts, images build) is honoured like
+/// one during the trials: the run stops at its next step with the signal's
+/// exit status and leaves no object, no runc.conf line and no process.
+#[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
+fn signals_before_the_first_trial_leave_nothing() {
+    let before = ckpt_objects();
+    for (round, delay_ms) in [0u64, 40, 150, 400, 900].into_iter().enumerate() {
+        let signal = if round % 2 == 0 {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("sweep");
+        let child = spawn_sweep(
+            &[
+                "--engine",
+                "podman,docker",
+                "--children",
+                "1",
+                "--repeat",
+                "1",
+                "--warmup",
+                "0",
+            ],
+            &dir,
+        );
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(130) | Some(143)),
+            "round {round}: {:?} {stderr}",
+            out.status.code()
+        );
+        assert_eq!(
+            ckpt_objects(),
+            before,
+            "round {round} ({delay_ms} ms): {stderr}"
+        );
+        assert!(
+            !std::fs::read_to_string("/etc/criu/runc.conf")
+                .unwrap_or_default()
+                .contains("ckpt"),
+            "round {round}: runc.conf keeps a line: {stderr}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use ckpt::demo::{self, DemoOptions};
 use ckpt::engine::any;
 use ckpt::host::doctor;
 use ckpt::model::EngineKind;
-use ckpt::run::{self as cleanup, Interrupted, RunId};
+use ckpt::run::{self as cleanup, Interrupted, RunId, Stop};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct DemoArgs {
@@ -25,19 +25,21 @@ pub(super) struct DemoArgs {
 }
 
 pub(super) async fn run(args: DemoArgs) -> Result<u8> {
+    let stop = Stop::watch();
     doctor::require_engines(&[args.engine]).await?;
     let run = RunId::new();
     let (mut engines, _) = any::open(&[args.engine], &run, None).await?;
     let engine = engines.pop().context("no engine opened")?;
+    if let Err(Interrupted(signal)) = stop.check() {
+        clean_run(std::slice::from_ref(&engine), &run).await;
+        eprintln!("ckpt demo: interrupted by {signal} before it began");
+        return Ok(signal.exit_code() as u8);
+    }
     let options = DemoOptions {
         interval: args.interval,
         run_for: args.run_for.unwrap_or(args.interval * 3),
     };
-    let (engine_ref, run_ref) = (&engine, &run);
-    let outcome = cleanup::run_stoppable(move |stop| async move {
-        demo::run(engine_ref, run_ref, &options, &stop).await
-    })
-    .await;
+    let outcome = cleanup::run_stoppable(&stop, demo::run(&engine, &run, &options, &stop)).await;
     let cleaned = clean_run(std::slice::from_ref(&engine), &run).await;
     match outcome {
         Ok(outcome) => {

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 use ckpt::engine::any::AnyEngine;
 use ckpt::engine::Engine;
-use ckpt::run::RunId;
+use ckpt::run::{Interrupted, RunId};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,13 +68,25 @@ pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs a sub-command; returns the process exit status.
 pub async fn dispatch(cli: Cli) -> Result<u8> {
-    match cli.command {
+    let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Doctor { json } => doctor::run(json).await,
         Command::Sweep(args) => sweep::run(*args).await,
-        Command::Report { dir } => sweep::report(&dir),
+        Command::Report { dir } => sweep::report(&dir).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Gc => gc::run().await,
+    };
+    // A signal between two steps ends the command like an error does
+    // (everything it made is gone by then), with the signal's exit status.
+    match result {
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(Interrupted(signal)) => {
+                eprintln!("ckpt: stopped by {signal} after finishing its current step; nothing it created is left");
+                Ok(signal.exit_code() as u8)
+            }
+            None => Err(e),
+        },
+        ok => ok,
     }
 }
 

@@ -14,7 +14,7 @@ use ckpt::host::doctor;
 use ckpt::host::envinfo::{self, Environment};
 use ckpt::model::{EngineKind, Network};
 use ckpt::output;
-use ckpt::run::{self as cleanup, Interrupted, RunId};
+use ckpt::run::{self as cleanup, Interrupted, RunId, Stop};
 use ckpt::sweep as sweeping;
 use ckpt::sweep::plan::{self, Order, SweepPlan, ValueSpec};
 use ckpt::sweep::results::{ResultFile, ResultsDir};
@@ -206,28 +206,41 @@ impl Start {
 }
 
 pub(super) async fn run(args: SweepArgs) -> Result<u8> {
+    // From here on SIGINT and SIGTERM are ckpt's to handle, in every phase.
+    let stop = Stop::watch();
     let run = RunId::new();
     // Everything about the input and the machine is checked before
     // anything is created.
     let start = Start::from_args(&args, &run)?;
     doctor::require_engines(start.engines()).await?;
-    let capture = keep_criu_statistics(&run);
-    let opened = match any::open(start.engines(), &run, capture.clone()).await {
-        Ok((engines, facts)) => {
-            match sweeping::check_user_image(&engines, start.plan(), &run).await {
-                Ok(()) => {
-                    let bandwidth = start.holds_memory();
-                    start
-                        .prepare(&Environment::collect(facts.as_ref(), bandwidth))
-                        .map(|prepared| (engines, prepared))
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
+    stop.check()?;
     // `capture` puts /etc/criu/runc.conf back when it drops, on every path.
-    let (engines, prepared) = opened?;
+    let capture = keep_criu_statistics(&run);
+    let (engines, facts) = any::open(start.engines(), &run, capture.clone()).await?;
+    stop.check()?;
+    sweeping::check_user_image(&engines, start.plan(), &run).await?;
+    stop.check()?;
+    let env = Environment::collect(facts.as_ref(), start.holds_memory());
+    let prepared = start.prepare(&env)?;
+    announce(&run, &prepared);
+    let outcome = cleanup::run_stoppable(
+        &stop,
+        sweeping::run_trials(&engines, &run, &prepared, &stop),
+    )
+    .await;
+    let cleaned = clean_run(&engines, &run).await;
+    drop((engines, capture));
+    let code = finish_sweep(prepared.results.path(), outcome, cleaned)?;
+    // A signal during the analysis waits for it to finish (its outputs are
+    // whole), then ends ckpt as the signal asked.
+    match stop.check_after_blocking().await {
+        Err(Interrupted(signal)) if code == 0 => Ok(signal.exit_code() as u8),
+        _ => Ok(code),
+    }
+}
+
+/// Says what the sweep is about to do, and what was repaired on resume.
+fn announce(run: &RunId, prepared: &sweeping::Prepared) {
     if !prepared.repaired_lines.is_empty() {
         eprintln!(
             "ckpt: repaired the records: dropped cut line(s) {:?}; those trials run again",
@@ -240,14 +253,6 @@ pub(super) async fn run(args: SweepArgs) -> Result<u8> {
         prepared.plan.trials().len(),
         prepared.results.path().display()
     );
-    let (engines_ref, run_ref, prepared_ref) = (&engines[..], &run, &prepared);
-    let outcome = cleanup::run_stoppable(move |stop| async move {
-        sweeping::run_trials(engines_ref, run_ref, prepared_ref, &stop).await
-    })
-    .await;
-    let cleaned = clean_run(&engines, &run).await;
-    drop((engines, capture));
-    finish_sweep(prepared.results.path(), outcome, cleaned)
 }
 
 /// Writes the outputs from whatever was measured, and turns the outcome
@@ -283,8 +288,11 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     }
 }
 
-pub(super) fn report(dir: &Path) -> Result<u8> {
+pub(super) async fn report(dir: &Path) -> Result<u8> {
+    // A signal during the analysis waits for its outputs to be whole.
+    let stop = Stop::watch();
     let analysis = output::write_outputs(&ResultsDir::new(dir))?;
+    stop.check_after_blocking().await?;
     print!("{}", output::render_table(&analysis));
     println!(
         "rebuilt the summary, figures and report in {}",
