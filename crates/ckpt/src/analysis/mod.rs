@@ -468,109 +468,229 @@ fn derived(ok: &[&TrialRecord]) -> (Option<f64>, Option<f64>, Option<f64>) {
     (m(&rss), m(&wall), m(&criu))
 }
 
+/// Everything the report says, from the records alone: the summary of
+/// each point, the fits along each swept axis and what lies off them, the
+/// correlations, and the counts of the whole sweep.
 pub(crate) fn analyse(records: &[TrialRecord]) -> Analysis {
     let groups = group(records);
-    let mut points = Vec::new();
-    for ((engine, point), trials) in &groups {
-        let ok: Vec<&TrialRecord> = trials.iter().copied().filter(|r| r.measured_ok()).collect();
-        let failed = trials.len() - ok.len();
+    let points: Vec<PointSummary> = groups
+        .iter()
+        .flat_map(|((engine, point), trials)| summarise_point(engine, point, trials))
+        .collect();
+    let engines = engines(&groups);
+    let swept = swept_axes(records);
+    let (fits, off_fit) = all_fits(records, &engines, &swept, &points);
+    Analysis {
+        phases: phases(&groups),
+        points,
+        swept,
+        fits,
+        correlation: correlations(records, &engines),
+        off_fit,
+        trials: records.len(),
+        warmups: records.iter().filter(|r| r.warmup).count(),
+        failed: with_status(records, Status::Failed),
+        unverified: with_status(records, Status::Unverified),
+        restore_retries: records.iter().map(|r| r.restore_retries).sum(),
+        overhead: overhead(records),
+        image_sizes: distinct_image_sizes(records),
+    }
+}
+
+/// What a point's summary rows share whatever the operation: the failures,
+/// the sizes, the derived metrics and the memory checks.
+struct PointFacts {
+    failed: usize,
+    mean_checkpoint_bytes: Option<f64>,
+    image_bytes: Option<u64>,
+    mean_rss_bytes: Option<f64>,
+    throughput_mib_s: Option<f64>,
+    criu_throughput_mib_s: Option<f64>,
+    memory_checked: usize,
+    memory_intact: usize,
+}
+
+impl PointFacts {
+    /// From all of a point's trials and the good ones among them: failed
+    /// trials are counted, never averaged, but every trial that checked its
+    /// memory counts, failed or not.
+    fn of(trials: &[&TrialRecord], ok: &[&TrialRecord]) -> PointFacts {
         let sizes: Vec<f64> = ok
             .iter()
             .filter_map(|r| r.checkpoint_bytes)
             .map(|b| b as f64)
             .collect();
-        let mean_checkpoint_bytes = describe(&sizes).map(|s| s.mean);
-        let (mean_rss_bytes, throughput, criu_throughput) = derived(&ok);
+        let (mean_rss_bytes, throughput_mib_s, criu_throughput_mib_s) = derived(ok);
         let checked: Vec<bool> = trials.iter().filter_map(|r| r.memory_ok).collect();
-        for op in Operation::ALL {
-            let values: Vec<f64> = ok.iter().filter_map(|r| op.value(r)).collect();
-            let Some(stats) = describe(&values) else {
-                continue;
-            };
-            let checkpoint = op == Operation::Checkpoint;
-            points.push(PointSummary {
-                engine: engine.clone(),
-                children: point.children,
-                memory_mib: point.memory_mib,
-                threads: point.threads,
-                files: point.files,
-                filler_mib: point.filler_mib,
-                mean_rss_bytes,
-                throughput_mib_s: throughput.filter(|_| checkpoint),
-                criu_throughput_mib_s: criu_throughput.filter(|_| checkpoint),
-                memory_checked: checked.len(),
-                memory_intact: checked.iter().filter(|ok| **ok).count(),
-                operation: op,
-                n: stats.n,
-                mean_ms: stats.mean,
-                sd_ms: stats.sd,
-                median_ms: stats.median,
-                min_ms: stats.min,
-                max_ms: stats.max,
-                ci95_low_ms: stats.ci_low,
-                ci95_high_ms: stats.ci_high,
-                outliers: mad_outliers(&values).len(),
-                failed,
-                mean_checkpoint_bytes,
-                image_bytes: ok.first().and_then(|r| r.image_bytes),
-            });
+        PointFacts {
+            failed: trials.len() - ok.len(),
+            mean_checkpoint_bytes: describe(&sizes).map(|s| s.mean),
+            image_bytes: ok.first().and_then(|r| r.image_bytes),
+            mean_rss_bytes,
+            throughput_mib_s,
+            criu_throughput_mib_s,
+            memory_checked: checked.len(),
+            memory_intact: checked.iter().filter(|ok| **ok).count(),
         }
     }
-    let engines: Vec<String> = groups
+}
+
+/// The summary rows of one point: one per operation that has a time in
+/// at least one good trial.
+fn summarise_point(engine: &str, point: &Point, trials: &[&TrialRecord]) -> Vec<PointSummary> {
+    let ok: Vec<&TrialRecord> = trials.iter().copied().filter(|r| r.measured_ok()).collect();
+    let facts = PointFacts::of(trials, &ok);
+    Operation::ALL
+        .into_iter()
+        .filter_map(|op| {
+            let values: Vec<f64> = ok.iter().filter_map(|r| op.value(r)).collect();
+            point_summary(engine, point, op, &values, &facts)
+        })
+        .collect()
+}
+
+/// One row of summary.csv from an operation's times at a point; None
+/// when there are none.
+fn point_summary(
+    engine: &str,
+    point: &Point,
+    op: Operation,
+    values: &[f64],
+    facts: &PointFacts,
+) -> Option<PointSummary> {
+    let stats = describe(values)?;
+    // Throughput is bytes written per checkpoint time: a restore row has none.
+    let checkpoint = op == Operation::Checkpoint;
+    Some(PointSummary {
+        engine: engine.to_string(),
+        children: point.children,
+        memory_mib: point.memory_mib,
+        threads: point.threads,
+        files: point.files,
+        filler_mib: point.filler_mib,
+        mean_rss_bytes: facts.mean_rss_bytes,
+        throughput_mib_s: facts.throughput_mib_s.filter(|_| checkpoint),
+        criu_throughput_mib_s: facts.criu_throughput_mib_s.filter(|_| checkpoint),
+        memory_checked: facts.memory_checked,
+        memory_intact: facts.memory_intact,
+        operation: op,
+        n: stats.n,
+        mean_ms: stats.mean,
+        sd_ms: stats.sd,
+        median_ms: stats.median,
+        min_ms: stats.min,
+        max_ms: stats.max,
+        ci95_low_ms: stats.ci_low,
+        ci95_high_ms: stats.ci_high,
+        outliers: mad_outliers(values).len(),
+        failed: facts.failed,
+        mean_checkpoint_bytes: facts.mean_checkpoint_bytes,
+        image_bytes: facts.image_bytes,
+    })
+}
+
+/// The engines in the records, sorted and each once.
+fn engines(groups: &BTreeMap<Key, Vec<&TrialRecord>>) -> Vec<String> {
+    groups
         .keys()
         .map(|(e, _)| e.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .collect();
-    let swept = swept_axes(records);
+        .collect()
+}
+
+/// An engine's trials that count in the statistics: what its fits and its
+/// correlation run over.
+fn measured<'a>(records: &'a [TrialRecord], engine: &str) -> Vec<&'a TrialRecord> {
+    records
+        .iter()
+        .filter(|r| r.measured_ok() && r.engine == engine)
+        .collect()
+}
+
+/// Every fit of an operation's time along a swept axis, per engine and
+/// slice, and the points that lie off them; in the order engine, axis,
+/// slice, operation.
+fn all_fits(
+    records: &[TrialRecord],
+    engines: &[String],
+    swept: &[Axis],
+    points: &[PointSummary],
+) -> (Vec<OperationFit>, Vec<OffFit>) {
     let mut fits = Vec::new();
     let mut off_fit = Vec::new();
-    let mut correlation = BTreeMap::new();
-    for engine in &engines {
-        let measured: Vec<&TrialRecord> = records
-            .iter()
-            .filter(|r| r.measured_ok() && &r.engine == engine)
-            .collect();
-        for &axis in &swept {
+    for engine in engines {
+        let measured = measured(records, engine);
+        for &axis in swept {
             for (at, slice) in slices(&measured, axis) {
                 for op in Operation::ALL {
-                    let Some(f) = axis_fit(&slice, axis, op) else {
+                    let Some(f) = operation_fit(engine, op, axis, at, &slice) else {
                         continue;
                     };
-                    let x_min = slice.iter().map(|r| axis.of(&r.point())).min().unwrap_or(0);
-                    let x_max = slice.iter().map(|r| axis.of(&r.point())).max().unwrap_or(0);
-                    let mean_at = |x: u32| {
-                        mean(
-                            slice
-                                .iter()
-                                .filter(|r| axis.of(&r.point()) == x)
-                                .filter_map(|r| op.value(r)),
-                        )
-                    };
-                    let mine: Vec<&PointSummary> = points
-                        .iter()
-                        .filter(|p| {
-                            &p.engine == engine
-                                && p.operation == op
-                                && without(p.point(), axis) == at
-                        })
-                        .collect();
+                    let mine = slice_points(points, engine, op, axis, at);
                     off_fit.extend(points_off_fit(&mine, axis));
-                    fits.push(OperationFit {
-                        engine: engine.clone(),
-                        operation: op,
-                        axis,
-                        at,
-                        x_min,
-                        x_max,
-                        low_ms: mean_at(x_min),
-                        high_ms: mean_at(x_max),
-                        fit: f,
-                    });
+                    fits.push(f);
                 }
             }
         }
-        let pairs: (Vec<f64>, Vec<f64>) = measured
+    }
+    (fits, off_fit)
+}
+
+/// The fit of one operation's time along `axis` over one slice, with the
+/// measured means at both ends of the range; None when no line fits.
+fn operation_fit(
+    engine: &str,
+    op: Operation,
+    axis: Axis,
+    at: Point,
+    slice: &[&TrialRecord],
+) -> Option<OperationFit> {
+    let fit = axis_fit(slice, axis, op)?;
+    let x_min = slice.iter().map(|r| axis.of(&r.point())).min().unwrap_or(0);
+    let x_max = slice.iter().map(|r| axis.of(&r.point())).max().unwrap_or(0);
+    let mean_at = |x: u32| {
+        mean(
+            slice
+                .iter()
+                .filter(|r| axis.of(&r.point()) == x)
+                .filter_map(|r| op.value(r)),
+        )
+    };
+    Some(OperationFit {
+        engine: engine.to_string(),
+        operation: op,
+        axis,
+        at,
+        x_min,
+        x_max,
+        low_ms: mean_at(x_min),
+        high_ms: mean_at(x_max),
+        fit,
+    })
+}
+
+/// The summaries a fit along `axis` at `at` runs through: the engine's
+/// rows for the operation whose other coordinates are those of `at`.
+fn slice_points<'a>(
+    points: &'a [PointSummary],
+    engine: &str,
+    op: Operation,
+    axis: Axis,
+    at: Point,
+) -> Vec<&'a PointSummary> {
+    points
+        .iter()
+        .filter(|p| p.engine == engine && p.operation == op && without(p.point(), axis) == at)
+        .collect()
+}
+
+/// Pearson r between checkpoint and restore time over each engine's
+/// measured trials; an engine with too few trials has none.
+fn correlations(records: &[TrialRecord], engines: &[String]) -> BTreeMap<String, f64> {
+    let mut correlation = BTreeMap::new();
+    for engine in engines {
+        let pairs: (Vec<f64>, Vec<f64>) = measured(records, engine)
             .iter()
             .filter_map(|r| Some((r.checkpoint_ms?, r.restore_ms?)))
             .unzip();
@@ -578,35 +698,29 @@ pub(crate) fn analyse(records: &[TrialRecord]) -> Analysis {
             correlation.insert(engine.clone(), r);
         }
     }
+    correlation
+}
+
+fn with_status(records: &[TrialRecord], status: Status) -> usize {
+    records.iter().filter(|r| r.status == status).count()
+}
+
+/// ckpt's own time per trial, over every trial that ran to the end.
+fn overhead(records: &[TrialRecord]) -> Option<Stats> {
     let overheads: Vec<f64> = records
         .iter()
         .filter(|r| r.status != Status::Failed)
         .map(|r| r.overhead_ms)
         .collect();
+    describe(&overheads)
+}
+
+/// The image sizes seen, sorted and each once.
+fn distinct_image_sizes(records: &[TrialRecord]) -> Vec<u64> {
     let mut image_sizes: Vec<u64> = records.iter().filter_map(|r| r.image_bytes).collect();
     image_sizes.sort_unstable();
     image_sizes.dedup();
-    Analysis {
-        phases: phases(&groups),
-        points,
-        swept,
-        fits,
-        correlation,
-        off_fit,
-        trials: records.len(),
-        warmups: records.iter().filter(|r| r.warmup).count(),
-        failed: records
-            .iter()
-            .filter(|r| r.status == Status::Failed)
-            .count(),
-        unverified: records
-            .iter()
-            .filter(|r| r.status == Status::Unverified)
-            .count(),
-        restore_retries: records.iter().map(|r| r.restore_retries).sum(),
-        overhead: describe(&overheads),
-        image_sizes,
-    }
+    image_sizes
 }
 
 /// The point with its coordinate on `axis` set to 0: what the other axes

@@ -8,10 +8,12 @@
 //! compiled into the binary (DejaVu Sans, see assets/) needs no system font
 //! library at run time.
 
+use std::ops::Range;
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
-use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
+use plotters::coord::types::{RangedCoordf64, RangedCoordusize};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -197,16 +199,12 @@ fn draw_size<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, analysis: &Analy
     root.fill(&WHITE).map_err(plot_error)?;
     let points = size_points(analysis);
     let top = points.iter().map(|p| p.1.max(p.2)).fold(1.0, f64::max) * 1.05;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            "Checkpoint size against resident memory",
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(0.0..top, 0.0..top)
-        .map_err(plot_error)?;
+    let mut chart = plane(
+        root,
+        "Checkpoint size against resident memory",
+        0.0..top,
+        0.0..top,
+    )?;
     chart
         .configure_mesh()
         .x_desc("Resident memory of the container's processes (MiB)")
@@ -289,6 +287,26 @@ fn write_both(dir: &ResultsDir, stem: &str, picture: &Picture) -> Result<String>
     Ok(svg)
 }
 
+/// The coordinates of a chart with numbers on both axes.
+type Plane = Cartesian2d<RangedCoordf64, RangedCoordf64>;
+
+/// The frame every chart but the heat map's panels shares: a caption and
+/// room for the axis labels and descriptions.
+fn plane<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    x: Range<f64>,
+    y: Range<f64>,
+) -> Result<ChartContext<'a, DB, Plane>> {
+    ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_error)
+}
+
 /// How far above the highest point the y axis goes, so that the legend
 /// (one line per series, top left) stays clear of the data.
 fn legend_headroom(series: usize) -> f64 {
@@ -343,16 +361,12 @@ fn draw<DB: DrawingBackend>(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.3))
         .fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("Checkpoint and restore time against {}", axis.title()),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * legend_headroom(all.len()))
-        .map_err(plot_error)?;
+    let mut chart = plane(
+        root,
+        &format!("Checkpoint and restore time against {}", axis.title()),
+        0.0..x_max * 1.05,
+        0.0..y_max * legend_headroom(all.len()),
+    )?;
     chart
         .configure_mesh()
         .x_label_formatter(&integer_label)
@@ -362,39 +376,48 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(plot_error)?;
     for s in all {
-        let color = s.color;
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().map(|p| (p.0, p.1)),
-                color.stroke_width(2),
-            ))
-            .map_err(plot_error)?
-            .label(format!("{} (mean, 95% CI; dashed: fit)", s.label))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(
-                s.points
-                    .iter()
-                    .map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, color.filled(), 8)),
-            )
-            .map_err(plot_error)?;
-        if let Some((intercept, slope)) = s.fit {
-            let line = [(0.0, intercept), (x_max, intercept + slope * x_max)];
-            // The fit is drawn but not labelled: its numbers are in the
-            // report's tables, and a legend line per fit would hide data.
-            chart
-                .draw_series(DashedLineSeries::new(
-                    line,
-                    6,
-                    4,
-                    color.mix(0.7).stroke_width(1),
-                ))
-                .map_err(plot_error)?;
-        }
+        draw_line(&mut chart, s, x_max)?;
     }
     finish(root, &mut chart, 13)
+}
+
+/// One series: its means joined by a line, their confidence intervals as
+/// error bars, and its fit dashed from 0 to `x_max`.
+fn draw_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Plane>,
+    s: &Series,
+    x_max: f64,
+) -> Result<()> {
+    let color = s.color;
+    chart
+        .draw_series(LineSeries::new(
+            s.points.iter().map(|p| (p.0, p.1)),
+            color.stroke_width(2),
+        ))
+        .map_err(plot_error)?
+        .label(format!("{} (mean, 95% CI; dashed: fit)", s.label))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    chart
+        .draw_series(
+            s.points
+                .iter()
+                .map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, color.filled(), 8)),
+        )
+        .map_err(plot_error)?;
+    if let Some((intercept, slope)) = s.fit {
+        let line = [(0.0, intercept), (x_max, intercept + slope * x_max)];
+        // The fit is drawn but not labelled: its numbers are in the
+        // report's tables, and a legend line per fit would hide data.
+        chart
+            .draw_series(DashedLineSeries::new(
+                line,
+                6,
+                4,
+                color.mix(0.7).stroke_width(1),
+            ))
+            .map_err(plot_error)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn capitalised(text: &str) -> String {
@@ -483,6 +506,36 @@ fn draw_heat_panel<DB: DrawingBackend>(
     (low, high): (f64, f64),
 ) -> Result<()> {
     let ((x_axis, y_axis), (xs, ys)) = (grid.axes, &grid.values);
+    let mut chart = heat_panel_chart(panel, caption, grid)?;
+    for p in cells {
+        let point = p.point();
+        let (Some(i), Some(j)) = (
+            xs.iter().position(|v| *v == x_axis.of(&point)),
+            ys.iter().position(|v| *v == y_axis.of(&point)),
+        ) else {
+            continue;
+        };
+        let fraction = if high > low {
+            (p.mean_ms - low) / (high - low)
+        } else {
+            0.0
+        };
+        draw_heat_cell(&mut chart, (i, j), fraction, p.mean_ms)?;
+    }
+    Ok(())
+}
+
+/// The coordinates of a heat map panel: a segment per value of each axis.
+type Cells = Cartesian2d<SegmentedCoord<RangedCoordusize>, SegmentedCoord<RangedCoordusize>>;
+
+/// A heat map panel's frame: its caption and its two axes, each value
+/// labelled under the middle of its cells.
+fn heat_panel_chart<'a, DB: DrawingBackend>(
+    panel: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    grid: &HeatGrid,
+) -> Result<ChartContext<'a, DB, Cells>> {
+    let ((x_axis, y_axis), (xs, ys)) = (grid.axes, &grid.values);
     let mut chart = ChartBuilder::on(panel)
         .caption(caption, ("sans-serif", 15))
         .margin(8)
@@ -508,39 +561,37 @@ fn draw_heat_panel<DB: DrawingBackend>(
         .axis_desc_style(("sans-serif", 13))
         .draw()
         .map_err(plot_error)?;
-    for p in cells {
-        let point = p.point();
-        let (Some(i), Some(j)) = (
-            xs.iter().position(|v| *v == x_axis.of(&point)),
-            ys.iter().position(|v| *v == y_axis.of(&point)),
-        ) else {
-            continue;
-        };
-        let fraction = if high > low {
-            (p.mean_ms - low) / (high - low)
-        } else {
-            0.0
-        };
-        use SegmentValue::{CenterOf, Exact};
-        chart
-            .draw_series([Rectangle::new(
-                [(Exact(i), Exact(j)), (Exact(i + 1), Exact(j + 1))],
-                heat(fraction).filled(),
-            )])
-            .map_err(plot_error)?;
-        let text_color = if fraction > 0.6 { WHITE } else { BLACK };
-        let style = ("sans-serif", 14)
-            .into_font()
-            .color(&text_color)
-            .pos(Pos::new(HPos::Center, VPos::Center));
-        chart
-            .draw_series([Text::new(
-                format!("{:.0}", p.mean_ms),
-                (CenterOf(i), CenterOf(j)),
-                style,
-            )])
-            .map_err(plot_error)?;
-    }
+    Ok(chart)
+}
+
+/// The cell at column `i`, row `j`: coloured by `fraction` of the row's
+/// range and labelled with its mean.
+fn draw_heat_cell<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cells>,
+    (i, j): (usize, usize),
+    fraction: f64,
+    mean_ms: f64,
+) -> Result<()> {
+    use SegmentValue::{CenterOf, Exact};
+    chart
+        .draw_series([Rectangle::new(
+            [(Exact(i), Exact(j)), (Exact(i + 1), Exact(j + 1))],
+            heat(fraction).filled(),
+        )])
+        .map_err(plot_error)?;
+    // White on the dark end of the scale, black on the light end.
+    let text_color = if fraction > 0.6 { WHITE } else { BLACK };
+    let style = ("sans-serif", 14)
+        .into_font()
+        .color(&text_color)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    chart
+        .draw_series([Text::new(
+            format!("{mean_ms:.0}"),
+            (CenterOf(i), CenterOf(j)),
+            style,
+        )])
+        .map_err(plot_error)?;
     Ok(())
 }
 
@@ -623,6 +674,8 @@ pub(crate) fn write_phase_figures(analysis: &Analysis, dir: &ResultsDir) -> Resu
     write_both(dir, PHASES, &Picture::Phases(analysis)).map(Some)
 }
 
+/// Stacked bars of where the time goes: for each point a checkpoint bar
+/// and a restore bar side by side.
 fn draw_phases<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     analysis: &Analysis,
@@ -633,75 +686,102 @@ fn draw_phases<DB: DrawingBackend>(
         .iter()
         .map(|p| p.checkpoint_ms.max(p.restore_ms))
         .fold(1.0, f64::max);
-    // Bars are labelled with the engine and the swept values only; the
-    // axis names go once into the axis title, so labels stay short.
-    let values = |p: &Point| {
-        let v: Vec<String> = analysis.swept.iter().map(|a| a.of(p).to_string()).collect();
-        v.join("/")
-    };
-    let labels: Vec<String> = phases
-        .iter()
-        .map(|p| format!("{} {}", p.engine, values(&p.point)))
-        .collect();
+    // Each point's bars stand at its index, from -0.38 to 0.38 around it.
+    let mut chart = plane(
+        root,
+        "Where the time goes: CRIU's phases under the wall time",
+        -0.6..(phases.len() as f64 - 0.4),
+        0.0..y_max * 1.45,
+    )?;
+    draw_phase_axes(&mut chart, analysis)?;
+    for (segments, left, right) in [
+        (&CHECKPOINT_SEGMENTS[..], -0.38, -0.02),
+        (&RESTORE_SEGMENTS[..], 0.02, 0.38),
+    ] {
+        draw_stacks(&mut chart, phases, segments, (left, right))?;
+    }
+    finish(root, &mut chart, 12)
+}
+
+/// The axes of the phase chart, a label under each pair of bars.
+fn draw_phase_axes<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Plane>,
+    analysis: &Analysis,
+) -> Result<()> {
+    let phases = &analysis.phases;
+    let labels = phase_labels(analysis);
     let names: Vec<&str> = analysis.swept.iter().map(|a| a.name()).collect();
     let x_desc = format!(
         "engine {}; left bar: checkpoint, right bar: restore",
         names.join("/")
     );
+    // Many bars leave little room under each.
     let label_size = if phases.len() > 10 { 10 } else { 13 };
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            "Where the time goes: CRIU's phases under the wall time",
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(-0.6..(phases.len() as f64 - 0.4), 0.0..y_max * 1.45)
-        .map_err(plot_error)?;
-    let label_of = |x: &f64| {
-        let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 {
-            labels.get(i as usize).cloned().unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(phases.len().max(2))
-        .x_label_formatter(&label_of)
+        .x_label_formatter(&|x| bar_label(x, &labels))
         .x_label_style(("sans-serif", label_size))
         .x_desc(x_desc)
         .y_desc("Time (ms)")
         .axis_desc_style(("sans-serif", 15))
         .draw()
-        .map_err(plot_error)?;
-    for (segments, left, right) in [
-        (&CHECKPOINT_SEGMENTS[..], -0.38, -0.02),
-        (&RESTORE_SEGMENTS[..], 0.02, 0.38),
-    ] {
-        for (k, segment) in segments.iter().enumerate() {
-            let bars = phases.iter().enumerate().map(|(i, p)| {
-                let below: f64 = segments[..k].iter().map(|s| (s.value)(p)).sum();
-                let x = i as f64;
-                Rectangle::new(
-                    [(x + left, below), (x + right, below + (segment.value)(p))],
-                    segment.color.filled(),
-                )
-            });
-            let color = segment.color;
-            chart
-                .draw_series(bars)
-                .map_err(plot_error)?
-                .label(segment.label)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
-                });
-        }
+        .map_err(plot_error)
+}
+
+/// A label per point of the phase chart. Bars are labelled with the engine
+/// and the swept values only; the axis names go once into the axis title,
+/// so labels stay short.
+fn phase_labels(analysis: &Analysis) -> Vec<String> {
+    let values = |p: &Point| {
+        let v: Vec<String> = analysis.swept.iter().map(|a| a.of(p).to_string()).collect();
+        v.join("/")
+    };
+    analysis
+        .phases
+        .iter()
+        .map(|p| format!("{} {}", p.engine, values(&p.point)))
+        .collect()
+}
+
+/// The label of an x tick of the phase chart: the point's label at a whole
+/// index, nothing between two points.
+fn bar_label(x: &f64, labels: &[String]) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 {
+        labels.get(i as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
     }
-    finish(root, &mut chart, 12)
+}
+
+/// One operation's bars, a segment at a time (each segment is one legend
+/// entry), each stacked on the segments below it; `(left, right)` is where
+/// the bar stands relative to its point's index.
+fn draw_stacks<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Plane>,
+    phases: &[PhaseSummary],
+    segments: &[Segment],
+    (left, right): (f64, f64),
+) -> Result<()> {
+    for (k, segment) in segments.iter().enumerate() {
+        let bars = phases.iter().enumerate().map(|(i, p)| {
+            let below: f64 = segments[..k].iter().map(|s| (s.value)(p)).sum();
+            let x = i as f64;
+            Rectangle::new(
+                [(x + left, below), (x + right, below + (segment.value)(p))],
+                segment.color.filled(),
+            )
+        });
+        let color = segment.color;
+        chart
+            .draw_series(bars)
+            .map_err(plot_error)?
+            .label(segment.label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -173,42 +173,49 @@ impl Report<'_> {
     /// Observations written from the numbers, in the seed's order.
     pub(crate) fn observations(&self) -> Vec<String> {
         let a = self.analysis;
-        let mut out = Vec::new();
-        match a.image_sizes.as_slice() {
-            [] => {}
-            [one] => out.push(format!(
+        let mut out: Vec<String> = self.image_size_sentence().into_iter().collect();
+        out.extend(a.fits.iter().map(|f| self.fit_sentence(f)));
+        out.extend(
+            a.correlation
+                .iter()
+                .map(|(e, r)| correlation_sentence(e, *r)),
+        );
+        out.extend(self.off_fit_sentences());
+        out.extend(self.outlier_sentence());
+        out.push(self.trials_sentence());
+        out.extend(self.memory_check_sentence());
+        out.extend(self.overhead_sentence());
+        out.extend(self.checkpoint_size_sentence());
+        out
+    }
+
+    /// Whether the image size changed; nothing when no trial measured it.
+    fn image_size_sentence(&self) -> Option<String> {
+        match self.analysis.image_sizes.as_slice() {
+            [] => None,
+            [one] => Some(format!(
                 "The image size stays constant ({}): the processes, their memory and files belong to the container, not the image.",
                 mib(*one as f64)
             )),
-            many => out.push(format!(
+            many => Some(format!(
                 "The image size varied between {} and {}.",
                 mib(many[0] as f64),
                 mib(many[many.len() - 1] as f64)
             )),
         }
-        out.extend(a.fits.iter().map(|f| self.fit_sentence(f)));
-        for (engine, r) in &a.correlation {
-            let strength = match r.abs() {
-                x if x >= 0.7 => "strongly",
-                x if x >= 0.4 => "moderately",
-                _ => "weakly",
-            };
-            let why = if *r >= 0.4 {
-                "; much of this is their shared dependence on the swept parameters, not restore following checkpoint trial by trial"
-            } else {
-                ""
-            };
-            out.push(format!(
-                "{engine}: checkpoint and restore times are {strength} correlated across trials (Pearson r = {r:.3}){why}."
-            ));
-        }
+    }
+
+    /// One sentence per point off its line, or one saying there is none.
+    fn off_fit_sentences(&self) -> Vec<String> {
+        let a = self.analysis;
         if a.off_fit.is_empty() {
-            out.push(
+            return vec![
                 "No point lies off its fitted line beyond its own confidence interval.".into(),
-            );
+            ];
         }
-        for o in &a.off_fit {
-            out.push(format!(
+        a.off_fit
+            .iter()
+            .map(|o| format!(
                 "Anomaly: {} {} at {} averaged {:.1} ms where a robust (Theil-Sen) line along {} through the other points predicts {:.1} ms.",
                 o.engine,
                 o.operation.name(),
@@ -216,13 +223,19 @@ impl Report<'_> {
                 o.mean_ms,
                 o.axis.name(),
                 o.predicted_ms
-            ));
-        }
-        let outliers: usize = a.points.iter().map(|p| p.outliers).sum();
-        if outliers > 0 {
-            out.push(format!("{outliers} single trial time(s) were outliers within their point (MAD rule); they are kept in the statistics and shown here."));
-        }
-        out.push(format!(
+            ))
+            .collect()
+    }
+
+    fn outlier_sentence(&self) -> Option<String> {
+        let outliers: usize = self.analysis.points.iter().map(|p| p.outliers).sum();
+        (outliers > 0).then(|| format!("{outliers} single trial time(s) were outliers within their point (MAD rule); they are kept in the statistics and shown here."))
+    }
+
+    /// How many trials ran, failed and were retried.
+    fn trials_sentence(&self) -> String {
+        let a = self.analysis;
+        format!(
             "{} trial(s) in all ({} warm-up): {} failed, {} ran but failed verification; {} restore retr(ies) after containerd's transient \
              'content already exists' error (Docker retries after {} ms).",
             a.trials,
@@ -231,30 +244,37 @@ impl Report<'_> {
             a.unverified,
             a.restore_retries,
             retry_delays_text(EngineKind::Docker)
-        ));
+        )
+    }
+
+    /// Nothing when no trial checked the memory (the processes held none).
+    fn memory_check_sentence(&self) -> Option<String> {
         let (checked, intact) = self.memory_checks();
-        if checked > 0 {
-            out.push(format!(
-                "Memory check after the restore: {intact} of {checked} trial(s) found every process's memory intact (checksum recomputed)."
-            ));
-        }
-        if let Some(o) = &a.overhead {
-            out.push(format!(
+        (checked > 0).then(|| format!(
+            "Memory check after the restore: {intact} of {checked} trial(s) found every process's memory intact (checksum recomputed)."
+        ))
+    }
+
+    fn overhead_sentence(&self) -> Option<String> {
+        self.analysis.overhead.as_ref().map(|o| {
+            format!(
                 "ckpt's own time per trial (outside engine calls and waits): mean {:.2} ms, max {:.2} ms.",
                 o.mean, o.max
-            ));
-        }
+            )
+        })
+    }
+
+    /// The checkpoint size at the first and the last point.
+    fn checkpoint_size_sentence(&self) -> Option<String> {
         let sizes = self.checkpoint_sizes();
-        if let (Some(first), Some(last)) = (sizes.first(), sizes.last()) {
-            out.push(format!(
-                "The checkpoint on disk ranges from {} at {} to {} at {}.",
-                mib(first.1),
-                first.0,
-                mib(last.1),
-                last.0
-            ));
-        }
-        out
+        let (first, last) = (sizes.first()?, sizes.last()?);
+        Some(format!(
+            "The checkpoint on disk ranges from {} at {} to {} at {}.",
+            mib(first.1),
+            first.0,
+            mib(last.1),
+            last.0
+        ))
     }
 
     fn memory_checks(&self) -> (usize, usize) {
@@ -845,6 +865,25 @@ impl Report<'_> {
     }
 }
 
+/// How strongly an engine's checkpoint and restore times go together.
+fn correlation_sentence(engine: &str, r: f64) -> String {
+    let strength = match r.abs() {
+        x if x >= 0.7 => "strongly",
+        x if x >= 0.4 => "moderately",
+        _ => "weakly",
+    };
+    // A sweep makes both times grow with the same parameters, so a
+    // correlation says little about single trials; the sentence says so.
+    let why = if r >= 0.4 {
+        "; much of this is their shared dependence on the swept parameters, not restore following checkpoint trial by trial"
+    } else {
+        ""
+    };
+    format!(
+        "{engine}: checkpoint and restore times are {strength} correlated across trials (Pearson r = {r:.3}){why}."
+    )
+}
+
 fn html_list(tag: &str, items: &[String]) -> String {
     let mut h = format!("<{tag}>\n");
     for i in items {
@@ -934,11 +973,9 @@ mod tests {
         out
     }
 
-    #[test]
-    fn says_what_drives_the_time_and_what_does_not() {
-        let analysis = crate::analysis::analyse(&records());
-        assert_eq!(analysis.swept, vec![Axis::MemoryMib, Axis::FillerMib]);
-        let plan = SweepPlan {
+    /// The plan that made `records`.
+    fn plan() -> SweepPlan {
+        SweepPlan {
             engines: vec![EngineKind::Docker],
             children: vec![1],
             memory_mib: vec![0, 100, 200],
@@ -951,7 +988,14 @@ mod tests {
             order: Order::Shuffled,
             network: crate::model::Network::Disabled,
             seed: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn says_what_drives_the_time_and_what_does_not() {
+        let analysis = crate::analysis::analyse(&records());
+        assert_eq!(analysis.swept, vec![Axis::MemoryMib, Axis::FillerMib]);
+        let plan = plan();
         let env = Environment::default();
         let report = Report {
             plan: &plan,
