@@ -12,6 +12,7 @@ pub mod demo;
 pub mod engine;
 pub mod host;
 pub mod inspect;
+pub mod migrate;
 pub mod model;
 pub mod output;
 pub mod run;
