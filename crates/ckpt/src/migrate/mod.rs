@@ -99,6 +99,11 @@ pub async fn migrate_to_throwaway(
         let _ = source.remove_run(run).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), serving.wait()).await;
         let _ = serving.kill().await;
+        // A destination that died kept its state: the throwaway host is
+        // ours, so its leftovers are too (those of dead runs only).
+        if let Err(e) = RuncEngine::new(None).remove_orphans().await {
+            eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
+        }
         outcome
     }
     .await;
@@ -285,6 +290,49 @@ impl Mover<'_> {
         Ok(result)
     }
 
+    /// Sends the checkpoint and has the destination restore it.
+    async fn hand_over<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        lazy_from: Option<SocketAddr>,
+    ) -> Result<()> {
+        let dir = self
+            .source
+            .container_dir(self.container)
+            .context("no bundle")?;
+        self.timed("transfer", send_bundle(stream, &dir)).await?;
+        wire::send(stream, &Message::Restore { lazy_from }).await?;
+        self.timed(
+            "restore",
+            wire::expect(stream, "restored", |m| match m {
+                Message::Restored { processes } => Some(processes),
+                _ => None,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The destination failed. With stop-and-copy the whole checkpoint is
+    /// still here: the workload starts again at the source, nothing lost.
+    /// With a page server or lazy pages its memory has left the source.
+    async fn after_failed_hand_over(
+        &mut self,
+        method: MigrationMethod,
+        e: anyhow::Error,
+    ) -> anyhow::Error {
+        if method != MigrationMethod::Copy {
+            return e.context(format!(
+                "the destination failed during a {} migration: the workload's memory had left the source, so it is lost",
+                method.name()
+            ));
+        }
+        match self.source.restore(self.container, CHECKPOINT).await {
+            Ok(_) => e.context("the destination failed; the workload was restored at the source from its checkpoint, nothing lost"),
+            Err(again) => e.context(format!("the destination failed, and restoring at the source failed too: {again:#}")),
+        }
+    }
+
     /// Runs the method's steps; returns (downtime, total).
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
@@ -318,19 +366,11 @@ impl Mover<'_> {
             // The dump killed the processes; the source's runc forgets them.
             self.timed("stop", source.stop(container)).await?;
         }
-        let dir = source.container_dir(container).context("no bundle")?;
-        self.timed("transfer", send_bundle(stream, &dir)).await?;
         let lazy_from = matches!(pages, PageDestination::Lazy(_))
             .then_some(SocketAddr::new(self.link.host_addr.into(), LAZY_PORT));
-        wire::send(stream, &Message::Restore { lazy_from }).await?;
-        self.timed(
-            "restore",
-            wire::expect(stream, "restored", |m| match m {
-                Message::Restored { processes } => Some(processes),
-                _ => None,
-            }),
-        )
-        .await?;
+        if let Err(e) = self.hand_over(stream, lazy_from).await {
+            return Err(self.after_failed_hand_over(method, e).await);
+        }
         let downtime = started.elapsed();
         if let Some(mut serving) = dumped.serving.take() {
             // Post-copy: the move ends when the last page has left.
