@@ -101,9 +101,11 @@ impl Link {
             ip(&full)?;
         }
         if let Some(rate) = rate {
-            // A token bucket per direction: 64 KiB of burst, 50 ms of queue.
+            // A token bucket per direction. Its burst must cover a timer
+            // tick at the rate (1 Gbit/s at 250 Hz: 500 KB), or it limits
+            // below the rate; 1 MB of burst, 50 ms of queue.
             let shape = [
-                "root", "tbf", "rate", rate, "burst", "64kb", "latency", "50ms",
+                "root", "tbf", "rate", rate, "burst", "1mb", "latency", "50ms",
             ];
             tc(&[&["qdisc", "add", "dev", host][..], &shape].concat())?;
             tc(&[&["-n", ns, "qdisc", "add", "dev", peer][..], &shape].concat())?;
