@@ -24,19 +24,19 @@ fn leftovers() -> Vec<String> {
     .filter(|l| l.starts_with("ckpt-m"))
     .map(str::to_string)
     .collect::<Vec<_>>();
-    let dirs = ["/run/ckpt/migrate", "/run/ckpt/runc"]
+    let dirs = ["/run/ckpt/migrate", "/run/ckpt/runc", "/run/ckpt/criu"]
         .iter()
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
         .map(|e| e.path().display().to_string());
     netns.into_iter().chain(dirs).collect()
 }
 
-fn migrate(method: &str, extra: &[&str]) -> (serde_json::Value, String) {
+fn migrate(engine: &str, method: &str, extra: &[&str]) -> (serde_json::Value, String) {
     let out = ckpt()
         .args([
             "migrate",
             "--engine",
-            "runc",
+            engine,
             "--method",
             method,
             "--children",
@@ -49,16 +49,21 @@ fn migrate(method: &str, extra: &[&str]) -> (serde_json::Value, String) {
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{method}: {stderr}");
+    assert!(out.status.success(), "{engine} {method}: {stderr}");
     (serde_json::from_str(&stdout).unwrap(), stderr)
 }
 
 #[test]
 #[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
-fn copy_and_page_server_move_a_runc_container_verified_and_leave_nothing() {
+fn copy_and_page_server_move_runc_containers_and_criu_trees_verified_leaving_nothing() {
     let before = ckpt_objects();
-    for method in ["copy", "page-server"] {
-        let (m, stderr) = migrate(method, &[]);
+    for (engine, method) in [
+        ("runc", "copy"),
+        ("runc", "page-server"),
+        ("criu", "copy"),
+        ("criu", "page-server"),
+    ] {
+        let (m, stderr) = migrate(engine, method, &[]);
         assert_eq!(m["check"]["Verified"]["processes"], 3, "{m}");
         assert_eq!(m["check"]["Verified"]["memory_ok"], true, "{m}");
         let downtime = m["downtime_ms"].as_f64().unwrap();
@@ -68,7 +73,11 @@ fn copy_and_page_server_move_a_runc_container_verified_and_leave_nothing() {
         );
         // 3 processes x 32 MiB crossed the link, one way or another.
         assert!(m["bytes_sent"].as_u64().unwrap() > 96 << 20, "{m} {stderr}");
-        assert!(leftovers().is_empty(), "{method}: {:?}", leftovers());
+        assert!(
+            leftovers().is_empty(),
+            "{engine} {method}: {:?}",
+            leftovers()
+        );
     }
     assert_eq!(ckpt_objects(), before);
 }
@@ -85,7 +94,7 @@ fn lazy_pages_move_a_runc_container_with_the_default_pipe_size() {
         "1048576",
         "the test checks the default, it does not raise it"
     );
-    let (m, _) = migrate("lazy", &[]);
+    let (m, _) = migrate("runc", "lazy", &[]);
     assert_eq!(m["check"]["Verified"]["memory_ok"], true, "{m}");
     assert!(
         m["phases"]

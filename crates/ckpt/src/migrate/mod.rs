@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::engine::any::AnyEngine;
+use crate::engine::criu::CriuEngine;
 use crate::engine::runc::RuncEngine;
 use crate::engine::{Container, Engine, PageDestination};
 use crate::model::{EngineKind, ImageSpec, MigrationMethod, Point, RunSpec};
@@ -94,14 +96,17 @@ pub async fn migrate_to_throwaway(
         let link = Link::create(run, options.link_rate.as_deref())?;
         let (server, client) = tls::throwaway(&dir, link.peer_addr.into())?;
         let mut serving = spawn_serve(&link, &server, &dir)?;
-        let source = RuncEngine::new(None).with_writable_rootfs();
+        let source = match options.engine {
+            EngineKind::Criu => AnyEngine::Criu(CriuEngine::new()),
+            _ => AnyEngine::Runc(RuncEngine::new(None).with_writable_rootfs()),
+        };
         let outcome = move_one(&source, options, run, stop, &link, &client).await;
         let _ = source.remove_run(run).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), serving.wait()).await;
         let _ = serving.kill().await;
         // A destination that died kept its state: the throwaway host is
         // ours, so its leftovers are too (those of dead runs only).
-        if let Err(e) = RuncEngine::new(None).remove_orphans().await {
+        if let Err(e) = crate::engine::any::remove_orphans(options.engine).await {
             eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
         }
         outcome
@@ -196,7 +201,7 @@ async fn connect(
 
 /// Starts the workload, waits until it is ready, and moves it.
 async fn move_one(
-    source: &RuncEngine,
+    source: &AnyEngine,
     options: &MigrateOptions,
     run: &RunId,
     stop: &Stop,
@@ -222,11 +227,15 @@ async fn move_one(
     let processes_before = crate::workload::ready_pids(&ready).map_or(0, |p| p.len());
     stop.check()?;
     let mut stream = connect(SocketAddr::new(link.peer_addr.into(), SERVE_PORT), creds).await?;
+    let dir = source
+        .container_dir(&container)
+        .context("the source keeps no files")?;
     let hello = Message::Hello {
         engine: options.engine,
         method: options.method,
         name: container.name.clone(),
         point: options.point,
+        log: (options.engine == EngineKind::Criu).then(|| dir.join("out.log")),
     };
     wire::send(&mut stream, &hello).await?;
     let bytes_before = link.bytes()?;
@@ -267,7 +276,7 @@ fn ms(d: Duration) -> f64 {
 
 /// The source's side of one move, phase by phase.
 struct Mover<'a> {
-    source: &'a RuncEngine,
+    source: &'a AnyEngine,
     container: &'a Container,
     link: &'a Link,
     phases: Vec<Phase>,

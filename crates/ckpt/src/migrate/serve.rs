@@ -13,6 +13,8 @@ use tokio::process::{Child, Command};
 
 use super::tls::Credentials;
 use super::wire::{self, Message};
+use crate::engine::any::AnyEngine;
+use crate::engine::criu::CriuEngine;
 use crate::engine::runc::RuncEngine;
 use crate::engine::{Container, Engine};
 use crate::model::{EngineKind, MigrationMethod, Point};
@@ -58,30 +60,36 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
     own_ip: IpAddr,
     peer_ip: IpAddr,
 ) -> Result<()> {
-    let (engine, method, name, point) = wire::expect(stream, "a hello", |m| match m {
+    let (kind, method, name, point, log) = wire::expect(stream, "a hello", |m| match m {
         Message::Hello {
             engine,
             method,
             name,
             point,
-        } => Some((engine, method, name, point)),
+            log,
+        } => Some((engine, method, name, point, log)),
         _ => None,
     })
     .await?;
-    if engine != EngineKind::Runc {
-        bail!("this destination restores runc containers only, not {engine}");
-    }
     let run = RunId::new();
-    let host = Destination {
-        engine: RuncEngine::destination(&run)?,
+    let engine = match kind {
+        EngineKind::Runc => AnyEngine::Runc(RuncEngine::destination(&run)?),
+        EngineKind::Criu => AnyEngine::Criu(CriuEngine::destination(&run)?),
+        other => {
+            bail!("this destination restores runc containers and criu process trees, not {other}")
+        }
+    };
+    let mut host = Destination {
+        engine,
+        kind,
         run,
         container: Container {
             id: format!("{name}-dest"),
             name: format!("{name}-dest"),
         },
+        source_log: log,
         helpers: Vec::new(),
     };
-    let mut host = host;
     let result = host.take(stream, method, point, (own_ip, peer_ip)).await;
     host.clean_up().await;
     result?;
@@ -90,8 +98,11 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The destination's state for one migration.
 struct Destination {
-    engine: RuncEngine,
+    engine: AnyEngine,
+    kind: EngineKind,
     run: RunId,
+    /// Where the process tree's output went at the source (criu engine).
+    source_log: Option<PathBuf>,
     container: Container,
     /// CRIU's page server or lazy-pages daemon, while they run.
     helpers: Vec<Child>,
@@ -172,7 +183,10 @@ impl Destination {
     /// Restores the received checkpoint; with `lazy_from`, its memory comes
     /// from the source through a lazy-pages daemon. Returns the processes.
     async fn restore(&mut self, lazy_from: Option<SocketAddr>) -> Result<usize> {
-        self.point_config_at_own_rootfs()?;
+        match self.kind {
+            EngineKind::Runc => self.point_config_at_own_rootfs()?,
+            _ => self.reopen_source_log()?,
+        }
         // The page server exits once the dump has sent every page.
         for helper in &mut self.helpers {
             helper.wait().await?;
@@ -210,6 +224,26 @@ impl Destination {
             .context("cannot start criu lazy-pages")?;
         self.helpers.push(child);
         wait_for_file(&self.work()?.join("lazy-pages.socket"))
+    }
+
+    /// A plain process tree's output file is restored at the path it had at
+    /// the source (CRIU reopens files by path): made there from the copy
+    /// that came along when that path does not exist on this host, and
+    /// read through this host's own `out.log`.
+    fn reopen_source_log(&self) -> Result<()> {
+        let source = self
+            .source_log
+            .as_ref()
+            .context("the client named no output file")?;
+        let own = self.bundle()?.join("out.log");
+        if !source.exists() {
+            std::fs::create_dir_all(source.parent().context("a log path without a directory")?)?;
+            std::fs::copy(&own, source)
+                .with_context(|| format!("cannot make {}", source.display()))?;
+        }
+        std::fs::remove_file(&own)?;
+        std::os::unix::fs::symlink(source, &own)?;
+        Ok(())
     }
 
     /// The source's config.json names the source's root filesystem: the

@@ -17,13 +17,15 @@ const MAX_MESSAGE: u32 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
-    /// Client: what is coming: the container, and the workload's point,
-    /// which the check at the destination needs.
+    /// Client: what is coming: the container, the workload's point (which
+    /// the check at the destination needs), and for a plain process tree
+    /// the file its output goes to (CRIU reopens open files by path).
     Hello {
         engine: EngineKind,
         method: MigrationMethod,
         name: String,
         point: Point,
+        log: Option<PathBuf>,
     },
     /// Client: start a CRIU page server for the dump's memory pages.
     StartPageServer,
