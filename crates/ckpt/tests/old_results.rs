@@ -2,22 +2,14 @@
 //! still report and still resume: their plan.json and records keep reading.
 //! Needs no engine, so it runs in a plain `cargo test`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::shipped_results;
 
 use ckpt::model::EngineKind;
 use ckpt::sweep::results::{ResultFile, ResultsDir};
-
-fn shipped_results() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("plan.json").is_file())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 4, "docs/results holds the shipped sweeps");
-    dirs
-}
 
 /// A private copy: the report rewrites its outputs.
 fn copy_of(dir: &Path) -> tempfile::TempDir {

@@ -1,6 +1,7 @@
 //! The `ckpt` command line: arguments, and a file per sub-command that
 //! wires the library's parts together for it.
 
+mod compare;
 mod demo;
 mod doctor;
 mod gc;
@@ -47,6 +48,8 @@ enum Command {
     },
     /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
     Inspect(inspect::InspectArgs),
+    /// Compare two results directories: time ratios and slopes with confidence intervals, Holm-corrected verdicts, environment differences
+    Compare(compare::CompareArgs),
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,
 }
@@ -74,6 +77,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Sweep(args) => sweep::run(*args).await,
         Command::Report { dir } => sweep::report(&dir).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Compare(args) => compare::run(args).await,
         Command::Gc => gc::run().await,
     };
     // A signal between two steps ends the command like an error does

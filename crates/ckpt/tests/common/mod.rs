@@ -23,6 +23,19 @@ pub fn spawn_sweep(args: &[&str], dir: &std::path::Path) -> std::process::Child 
         .expect("ckpt runs")
 }
 
+/// The results directories shipped in docs/results, sorted.
+pub fn shipped_results() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("plan.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 4, "docs/results holds the shipped sweeps");
+    dirs
+}
+
 pub fn run(args: &[&str]) -> Output {
     ckpt().args(args).output().expect("ckpt runs")
 }
