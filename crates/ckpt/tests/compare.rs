@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{run, shipped_results, text};
+use common::{assert_fails, run, shipped_results, text};
 use serde_json::Value;
 
 fn shipped(name: &str) -> PathBuf {
@@ -153,14 +153,6 @@ fn a_steady_sweep_twenty_percent_slower_is_found_slower_everywhere() {
     }
     let md = std::fs::read_to_string(target.join("compare.md")).unwrap();
     assert!(md.contains("| docker | N=50 | checkpoint |"), "{md}");
-}
-
-fn assert_fails(args: &[&str], expected: &str) {
-    let out = run(args);
-    let (stdout, stderr) = text(&out);
-    assert!(!out.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains(expected), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod compare;
 mod demo;
+mod diff;
 mod doctor;
 mod gc;
 mod inspect;
@@ -50,6 +51,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Compare two results directories: time ratios and slopes with confidence intervals, Holm-corrected verdicts, environment differences
     Compare(compare::CompareArgs),
+    /// What changed between two checkpoints of the same workload: processes, memory areas and pages, open files, sizes, CRIU statistics
+    Diff(diff::DiffArgs),
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,
 }
@@ -78,6 +81,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Report { dir } => sweep::report(&dir).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Compare(args) => compare::run(args).await,
+        Command::Diff(args) => diff::run(args).await,
         Command::Gc => gc::run().await,
     };
     // A signal between two steps ends the command like an error does

@@ -36,6 +36,26 @@ pub fn shipped_results() -> Vec<std::path::PathBuf> {
     dirs
 }
 
+/// A copy of a directory's files in a new temporary directory.
+pub fn copy_dir(dir: &std::path::Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    copy
+}
+
+/// Runs ckpt and checks that it fails, without a panic, with `expected`
+/// in its error.
+pub fn assert_fails(args: &[&str], expected: &str) {
+    let out = run(args);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 pub fn run(args: &[&str]) -> Output {
     ckpt().args(args).output().expect("ckpt runs")
 }
