@@ -18,7 +18,7 @@ use crate::model::{Axis, Point};
 use crate::sweep::records::TrialRecord;
 
 /// The familywise error rate every verdict keeps (after Holm).
-pub(crate) const ALPHA: f64 = 0.05;
+const ALPHA: f64 = 0.05;
 
 /// One sweep, read back: what `compare` needs of a results directory.
 pub struct Run {
@@ -50,7 +50,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn words(self) -> &'static str {
+    pub(crate) fn words(self) -> &'static str {
         match self {
             Verdict::Faster => "faster",
             Verdict::Slower => "slower",
@@ -65,23 +65,23 @@ impl Verdict {
 /// A difference B - A with its 95% confidence interval and its two-sided
 /// p-value from Welch's t (unequal variances).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Welch {
-    pub(crate) estimate: f64,
-    pub(crate) low: f64,
-    pub(crate) high: f64,
-    pub(crate) p: f64,
+struct Welch {
+    estimate: f64,
+    low: f64,
+    high: f64,
+    p: f64,
 }
 
 /// An estimate's squared standard error and its degrees of freedom.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Spread {
-    pub(crate) variance: f64,
-    pub(crate) df: f64,
+struct Spread {
+    variance: f64,
+    df: f64,
 }
 
 /// Welch's t for a difference of two independent estimates, with the
 /// Welch-Satterthwaite degrees of freedom.
-pub(crate) fn welch(difference: f64, a: Spread, b: Spread) -> Welch {
+fn welch(difference: f64, a: Spread, b: Spread) -> Welch {
     let variance = a.variance + b.variance;
     if variance <= 0.0 {
         // Both sides constant: any difference is certain, none is none.
@@ -111,7 +111,7 @@ pub(crate) fn welch(difference: f64, a: Spread, b: Spread) -> Welch {
 /// the k-th smallest is multiplied by (m - k + 1), and an adjusted value is
 /// never below the one before it in that order. It keeps the chance of any
 /// false "different" at the level chosen, whatever the tests' dependence.
-pub(crate) fn holm(p: &[f64]) -> Vec<f64> {
+fn holm(p: &[f64]) -> Vec<f64> {
     let m = p.len();
     let mut order: Vec<usize> = (0..m).collect();
     order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
@@ -214,7 +214,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// How many comparisons of times ended in `verdict`.
-    pub fn count(&self, verdict: Verdict) -> usize {
+    pub(crate) fn count(&self, verdict: Verdict) -> usize {
         self.points.iter().filter(|p| p.verdict == verdict).count()
     }
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -292,7 +293,7 @@ pub fn render_table(c: &Comparison) -> String {
 }
 
 /// The comparison as a Markdown page.
-pub fn markdown(c: &Comparison) -> String {
+pub(crate) fn markdown(c: &Comparison) -> String {
     let mut md = format!(
         "# Comparison of two sweeps\n\n- A: `{}`\n- B: `{}`\n\nIn all: {}.\n\n## Environment\n\n",
         c.a,
@@ -421,34 +422,44 @@ impl Paint for Figure<'_> {
             .axis_desc_style(("sans-serif", 15))
             .draw()
             .map_err(plot::plot_error)?;
-        for (i, (key, (a, b))) in keys.iter().zip(&lines).enumerate() {
+        for (i, (key, pair)) in keys.iter().zip(&lines).enumerate() {
             let color = plot::COLORS[i % plot::COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(a.iter().copied(), color.stroke_width(2)))
-                .map_err(plot::plot_error)?
-                .label(self.legend(key, &keys))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(DashedLineSeries::new(
-                    b.iter().copied(),
-                    8,
-                    5,
-                    color.stroke_width(2),
-                ))
-                .map_err(plot::plot_error)?;
-            // Marks, so that a line of one point still shows: A's filled,
-            // B's hollow.
-            let marks = a
-                .iter()
-                .map(move |p| Circle::new(*p, 3, color.filled()))
-                .chain(
-                    b.iter()
-                        .map(move |p| Circle::new(*p, 4, color.stroke_width(1))),
-                );
-            chart.draw_series(marks).map_err(plot::plot_error)?;
+            draw_pair(&mut chart, pair, color, self.legend(key, &keys))?;
         }
         plot::finish(root, &mut chart, 13)
     }
+}
+
+/// One engine's operation in both sweeps: A solid, B dashed, in one colour,
+/// with a legend line for the pair.
+fn draw_pair<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    (a, b): &(Line, Line),
+    color: RGBColor,
+    legend: String,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(a.iter().copied(), color.stroke_width(2)))
+        .map_err(plot::plot_error)?
+        .label(legend)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    chart
+        .draw_series(DashedLineSeries::new(
+            b.iter().copied(),
+            8,
+            5,
+            color.stroke_width(2),
+        ))
+        .map_err(plot::plot_error)?;
+    // Marks, so that a line of one point still shows: A's filled, B's
+    // hollow.
+    let marks = a
+        .iter()
+        .map(move |p| Circle::new(*p, 3, color.filled()))
+        .chain(
+            b.iter()
+                .map(move |p| Circle::new(*p, 4, color.stroke_width(1))),
+        );
+    chart.draw_series(marks).map_err(plot::plot_error)?;
+    Ok(())
 }
