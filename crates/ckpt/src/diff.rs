@@ -529,3 +529,47 @@ pub fn render(d: &CheckpointDiff) -> String {
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn area(start: u64, end: u64, pages_dumped: u64) -> MemoryArea {
+        MemoryArea {
+            start,
+            end,
+            mode: "rw-p".into(),
+            pages_dumped,
+        }
+    }
+
+    #[test]
+    fn areas_match_by_start_address() {
+        let a = [
+            area(0x1000, 0x3000, 1),
+            area(0x8000, 0x9000, 0),
+            area(0xa000, 0xb000, 1),
+        ];
+        let b = [
+            area(0x1000, 0x4000, 1),
+            area(0x8000, 0x9000, 0),
+            area(0xc000, 0xd000, 0),
+        ];
+        let (added, removed, changed) = areas(&a, &b);
+        assert_eq!(added.iter().map(|x| x.start).collect::<Vec<_>>(), [0xc000]);
+        assert_eq!(
+            removed.iter().map(|x| x.start).collect::<Vec<_>>(),
+            [0xa000]
+        );
+        assert_eq!(changed.len(), 1, "the unchanged area is not listed");
+        assert_eq!((changed[0].start, changed[0].size.delta), (0x1000, 0x1000));
+    }
+
+    #[test]
+    fn deltas_keep_their_sign_and_never_overflow() {
+        assert_eq!(Change::of(10, 4).delta, -6);
+        assert_eq!(Change::of(0, u64::MAX).delta, i64::MAX);
+        assert_eq!(signed_bytes(-4096), "-4.0 KiB");
+        assert_eq!(signed_bytes(512), "+512 B");
+    }
+}
