@@ -13,6 +13,7 @@ pub mod diff;
 pub mod engine;
 pub mod host;
 pub mod inspect;
+pub mod migrate;
 pub mod model;
 pub mod output;
 pub mod run;

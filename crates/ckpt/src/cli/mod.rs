@@ -7,6 +7,7 @@ mod diff;
 mod doctor;
 mod gc;
 mod inspect;
+mod migrate;
 mod sweep;
 
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,
+    /// Move a running container to another host (a throwaway one on this machine) and measure the downtime
+    Migrate(migrate::MigrateArgs),
+    /// The destination of migrations: receive, restore and check them (mutual TLS)
+    Serve(migrate::ServeArgs),
 }
 
 /// Parses a duration such as `4s` or `250ms` and refuses zero.
@@ -83,6 +88,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Compare(args) => compare::run(args).await,
         Command::Diff(args) => diff::run(args).await,
         Command::Gc => gc::run().await,
+        Command::Migrate(args) => migrate::migrate(args).await,
+        Command::Serve(args) => migrate::serve(args).await,
     };
     // A signal between two steps ends the command like an error does
     // (everything it made is gone by then), with the signal's exit status.
