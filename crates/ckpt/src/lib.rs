@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod demo;
+pub mod diff;
 pub mod engine;
 pub mod host;
 pub mod inspect;

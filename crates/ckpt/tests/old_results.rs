@@ -2,37 +2,18 @@
 //! still report and still resume: their plan.json and records keep reading.
 //! Needs no engine, so it runs in a plain `cargo test`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{copy_dir, shipped_results};
 
 use ckpt::model::EngineKind;
 use ckpt::sweep::results::{ResultFile, ResultsDir};
 
-fn shipped_results() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("plan.json").is_file())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 4, "docs/results holds the shipped sweeps");
-    dirs
-}
-
-/// A private copy: the report rewrites its outputs.
-fn copy_of(dir: &Path) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
-    }
-    copy
-}
-
 #[test]
 fn shipped_results_still_report() {
     for dir in shipped_results() {
-        let copy = copy_of(&dir);
+        // A private copy: the report rewrites its outputs.
+        let copy = copy_dir(&dir);
         let results = ResultsDir::new(copy.path());
         std::fs::remove_file(results.file(ResultFile::ReportMd)).unwrap();
         let analysis = ckpt::output::write_outputs(&results).unwrap();
@@ -53,7 +34,7 @@ fn shipped_results_still_report() {
 #[test]
 fn shipped_plans_resume_with_every_trial_done() {
     for dir in shipped_results() {
-        let copy = copy_of(&dir);
+        let copy = copy_dir(&dir);
         let prepared = ckpt::sweep::prepare_resume(copy.path()).unwrap();
         assert!(!prepared.plan.engines.is_empty());
         assert!(prepared.repaired_lines.is_empty(), "{}", dir.display());

@@ -5,6 +5,8 @@
 //! point (MAD rule) and points off the fit; derived metrics (checkpoint size
 //! against resident memory, throughput). Plain data in, plain data out.
 
+pub mod compare;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,7 @@
 //! report in Markdown and HTML (report) and the terminal table. Reads
 //! records and analyses only; never an engine.
 
+pub mod compare;
 pub mod plot;
 pub mod report;
 

@@ -27,6 +27,9 @@ pub enum ResultFile<'a> {
     Analysis,
     ReportMd,
     ReportHtml,
+    /// `ckpt compare --output`: the comparison of two sweeps.
+    CompareMd,
+    CompareJson,
     /// A figure, by stem: `<stem>.svg`.
     Svg(&'a str),
     /// The same figure as `<stem>.png`.
@@ -45,6 +48,8 @@ impl ResultFile<'_> {
             ResultFile::Analysis => "analysis.json".into(),
             ResultFile::ReportMd => "report.md".into(),
             ResultFile::ReportHtml => "report.html".into(),
+            ResultFile::CompareMd => "compare.md".into(),
+            ResultFile::CompareJson => "compare.json".into(),
             ResultFile::Svg(stem) => format!("{stem}.svg"),
             ResultFile::Png(stem) => format!("{stem}.png"),
         }
@@ -94,6 +99,13 @@ impl ResultsDir {
                 self.dir.display()
             );
         }
+        self.create_private()?;
+        self.write(ResultFile::Plan, &serde_json::to_vec_pretty(plan)?)?;
+        self.write(ResultFile::Env, &serde_json::to_vec_pretty(env)?)
+    }
+
+    /// Creates the directory, or makes an existing one, 0700.
+    pub(crate) fn create_private(&self) -> Result<()> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -103,8 +115,7 @@ impl ResultsDir {
             })?;
         // A pre-existing directory keeps its mode unless we set it.
         let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
-        self.write(ResultFile::Plan, &serde_json::to_vec_pretty(plan)?)?;
-        self.write(ResultFile::Env, &serde_json::to_vec_pretty(env)?)
+        Ok(())
     }
 
     pub(crate) fn read_plan(&self) -> Result<SweepPlan> {
