@@ -11,7 +11,7 @@ pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -132,13 +132,16 @@ fn refuse_unsupported(options: &MigrateOptions) -> Result<()> {
                 .join(", ")
         );
     }
-    if options.engine != EngineKind::Runc {
-        bail!(
-            "ckpt migrate moves runc containers; the {} engine is not supported yet",
-            options.engine
-        );
+    match (options.engine, options.method) {
+        (EngineKind::Runc, _) => Ok(()),
+        (EngineKind::Criu, MigrationMethod::Lazy) => bail!(
+            "lazy migration of a criu process tree needs a destination on another machine: the source keeps the tree frozen until its last page is fetched, and CRIU restores the same pids, which on one machine are still taken"
+        ),
+        (EngineKind::Criu, _) => Ok(()),
+        (other, _) => bail!(
+            "ckpt migrate moves runc containers and criu process trees; the {other} engine is not supported yet"
+        ),
     }
-    Ok(())
 }
 
 /// `ckpt serve` inside the destination's namespace, for one migration.
@@ -309,7 +312,9 @@ impl Mover<'_> {
             .source
             .container_dir(self.container)
             .context("no bundle")?;
-        self.timed("transfer", send_bundle(stream, &dir)).await?;
+        let kind = self.source.kind();
+        self.timed("transfer", send_bundle(stream, &dir, kind))
+            .await?;
         wire::send(stream, &Message::Restore { lazy_from }).await?;
         self.timed(
             "restore",
@@ -395,31 +400,34 @@ impl Mover<'_> {
     }
 }
 
-/// Sends what the destination needs: config.json, the root filesystem the
-/// config names, and the checkpoint's images.
-async fn send_bundle<S: AsyncWrite + Unpin>(stream: &mut S, bundle: &Path) -> Result<u64> {
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
-    let rootfs = PathBuf::from(
-        config["root"]["path"]
-            .as_str()
-            .context("config.json names no root")?,
-    );
-    let mut sent = 0;
+/// Sends what the destination needs: the checkpoint's images, and for
+/// runc the config.json and the root filesystem it names, for a plain
+/// process tree its pid and output files.
+async fn send_bundle<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    dir: &Path,
+    kind: EngineKind,
+) -> Result<u64> {
     let none = |_: &Path| false;
-    sent += wire::send_tree(
-        stream,
-        &bundle.join("images").join(CHECKPOINT),
-        &Path::new("images").join(CHECKPOINT),
-        &none,
-    )
-    .await?;
-    sent += wire::send_tree(stream, &rootfs, Path::new("rootfs"), &none).await?;
-    let only_config = |p: &Path| p.file_name() != Some("config.json".as_ref());
-    sent += wire::send_tree(stream, bundle, Path::new(""), &|p| {
-        only_config(p) || p.parent() != Some(bundle)
-    })
-    .await?;
+    let images = Path::new("images").join(CHECKPOINT);
+    let mut sent = wire::send_tree(stream, &dir.join(&images), &images, &none).await?;
+    let top_files: &[&str] = match kind {
+        EngineKind::Runc => {
+            let config =
+                std::fs::read(dir.join("config.json")).context("the bundle has no config.json")?;
+            let config: serde_json::Value = serde_json::from_slice(&config)?;
+            let rootfs = config["root"]["path"]
+                .as_str()
+                .context("config.json names no root")?;
+            sent += wire::send_tree(stream, Path::new(rootfs), Path::new("rootfs"), &none).await?;
+            &["config.json"]
+        }
+        _ => &["pid", "out.log"],
+    };
+    let not_wanted = |p: &Path| {
+        p.parent() != Some(dir) || !top_files.iter().any(|f| p.file_name() == Some(f.as_ref()))
+    };
+    sent += wire::send_tree(stream, dir, Path::new(""), &not_wanted).await?;
     Ok(sent)
 }
 

@@ -104,7 +104,8 @@ pub async fn send_tree<S: AsyncWrite + Unpin>(
             .with_context(|| format!("cannot read {}", current.display()))?;
         for entry in entries {
             let path = entry?.path();
-            let meta = std::fs::symlink_metadata(&path)?;
+            let meta = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             if meta.is_dir() {
                 pending.push(path);
             } else if meta.is_file() && !skip(&path) {
@@ -129,11 +130,15 @@ async fn send_file<S: AsyncWrite + Unpin>(
         size,
         mode: meta.permissions().mode() & 0o777,
     };
-    send(stream, &header).await?;
+    send(stream, &header)
+        .await
+        .with_context(|| format!("sending {}", rel.display()))?;
     let mut file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let copied = tokio::io::copy(&mut (&mut file).take(size), stream).await?;
+    let copied = tokio::io::copy(&mut (&mut file).take(size), stream)
+        .await
+        .with_context(|| format!("sending {}", path.display()))?;
     if copied != size {
         bail!("{} shrank while it was sent", path.display());
     }
