@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use ckpt::analysis::Operation;
 use ckpt::model::EngineKind;
+use ckpt::sweep::records::{Status, TrialRecord};
 use ckpt::sweep::results::{ResultFile, ResultsDir};
 
 fn shipped_results() -> Vec<PathBuf> {
@@ -63,6 +65,85 @@ fn shipped_plans_resume_with_every_trial_done() {
             "{}: {} trial(s) left",
             dir.display(),
             left.len()
+        );
+    }
+}
+
+/// Multiplies each measured trial's checkpoint time by 1 + 0.3 x its place
+/// among its engine's measured trials (in the order they started) over
+/// their number: a machine that slows down by 30% over the run.
+fn add_trend(results: &ResultsDir) {
+    let path = results.file(ResultFile::TrialsJsonl);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut records: Vec<TrialRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let measured = |r: &TrialRecord| !r.warmup && r.status == Status::Ok;
+    let mut engines: Vec<String> = records.iter().map(|r| r.engine.clone()).collect();
+    engines.sort();
+    engines.dedup();
+    for engine in engines {
+        let mut mine: Vec<&mut TrialRecord> = records
+            .iter_mut()
+            .filter(|r| r.engine == engine && measured(r))
+            .collect();
+        mine.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        let n = mine.len() as f64;
+        for (place, r) in mine.into_iter().enumerate() {
+            r.checkpoint_ms = r
+                .checkpoint_ms
+                .map(|ms| ms * (1.0 + 0.3 * place as f64 / n));
+        }
+    }
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+/// (engine, drifting, change over the run in %) of every engine's checkpoint.
+fn checkpoint_drift(results: &ResultsDir) -> Vec<(String, bool, f64)> {
+    let analysis = ckpt::output::write_outputs(results).unwrap();
+    assert!(results.file(ResultFile::Svg("drift")).is_file());
+    analysis
+        .drift
+        .iter()
+        .filter(|d| d.operation == Operation::Checkpoint)
+        .map(|d| {
+            let fit = d.fit.as_ref().unwrap();
+            (d.engine.clone(), fit.drifting, fit.change_pct)
+        })
+        .collect()
+}
+
+/// The shipped seed and threads/files sweeps show no checkpoint drift
+/// (the seed's docker restore times do drift, +6% over the run; the
+/// engines sweep's checkpoints drift too, over 9 trials per engine); the
+/// same records with a 30% slowdown added over the run are flagged, each
+/// engine's change over the run up by about 0.3 / 1.15 = 26 points (every
+/// point's mean takes in half of the slowdown).
+#[test]
+fn a_slowdown_added_to_shipped_results_is_flagged_as_drift() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
+    for name in ["seed", "threads-files"] {
+        let (plain, doctored) = (copy_of(&root.join(name)), copy_of(&root.join(name)));
+        let doctored = ResultsDir::new(doctored.path());
+        add_trend(&doctored);
+        let before = checkpoint_drift(&ResultsDir::new(plain.path()));
+        let after = checkpoint_drift(&doctored);
+        assert_eq!(before.len(), after.len());
+        for ((engine, was, change_before), (_, is, change_after)) in before.iter().zip(&after) {
+            assert!(!was, "{name} {engine}: {change_before}");
+            assert!(is, "{name} {engine}: {change_after}");
+            let added = change_after - change_before;
+            assert!((18.0..34.0).contains(&added), "{name} {engine}: +{added}");
+        }
+        let report = std::fs::read_to_string(doctored.file(ResultFile::ReportMd)).unwrap();
+        assert!(
+            report.contains("The machine was not steady: docker checkpoint times rose by"),
+            "{name}"
         );
     }
 }

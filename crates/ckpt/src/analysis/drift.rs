@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use super::{fit, pearson, Operation, PointSummary};
+use super::{pearson, t95, Operation, PointSummary};
 use crate::model::Point;
 use crate::sweep::records::{TrialRecord, HOST_COLUMNS};
 
@@ -40,12 +40,13 @@ pub struct Drift {
 }
 
 /// Relative time against the trial's place in the run (0, 1, ..., n-1),
-/// in per cent of its point's mean.
+/// in per cent of its point's mean (see `drift_fit`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftFit {
     /// The slope, per 100 trials.
     pub per_100_pct: f64,
-    /// Its 95% confidence interval (Student t, n - 2 df).
+    /// Its 95% confidence interval (Student t with n - 1 - points degrees
+    /// of freedom: a mean per point and the slope are fitted).
     pub per_100_ci_low_pct: f64,
     pub per_100_ci_high_pct: f64,
     /// What the line rises (or falls) from the first trial to the last.
@@ -134,33 +135,66 @@ fn drift(
         return None;
     }
     let relative: Vec<f64> = timed.iter().map(|(_, v)| *v).collect();
+    let points: Vec<Point> = timed.iter().map(|(r, _)| r.point()).collect();
     Some(Drift {
         engine: engine.to_string(),
         operation: op,
-        fit: drift_fit(&relative),
+        fit: drift_fit(&points, &relative),
         host: host_correlations(&timed),
         relative,
     })
 }
 
-/// The line through the relative times, in per cent; None for too few.
-fn drift_fit(relative: &[f64]) -> Option<DriftFit> {
+/// The slope of relative time against the place in the run, within
+/// points: each place less its point's mean place, as each time is over
+/// its point's mean time. Against the bare place, a point whose trials ran
+/// late would take the slowdown into its mean and hide it (a third of it
+/// with 3 repetitions, all of it with 1). In per cent; None for too few
+/// trials, or when no point has two.
+fn drift_fit(points: &[Point], relative: &[f64]) -> Option<DriftFit> {
     let n = relative.len();
     if n < MIN_TRIALS {
         return None;
     }
-    let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
-    let line = fit(&xs, relative)?;
+    let mut places: BTreeMap<Point, (f64, f64)> = BTreeMap::new();
+    for (place, point) in points.iter().enumerate() {
+        let (sum, count) = places.entry(*point).or_default();
+        (*sum, *count) = (*sum + place as f64, *count + 1.0);
+    }
+    let xs: Vec<f64> = points
+        .iter()
+        .enumerate()
+        .map(|(place, point)| place as f64 - places[point].0 / places[point].1)
+        .collect();
+    // One parameter per point's mean, one for the slope.
+    let df = n.checked_sub(places.len() + 1).filter(|df| *df > 0)?;
+    let sxx: f64 = xs.iter().map(|x| x * x).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    // Each point's relative times average exactly 1.
+    let slope = xs
+        .iter()
+        .zip(relative)
+        .map(|(x, y)| x * (y - 1.0))
+        .sum::<f64>()
+        / sxx;
+    let sse: f64 = xs
+        .iter()
+        .zip(relative)
+        .map(|(x, y)| (y - 1.0 - slope * x).powi(2))
+        .sum();
+    let half = t95(df) * (sse / df as f64 / sxx).sqrt();
     let per_100 = |slope: f64| 100.0 * 100.0 * slope;
-    let change_pct = 100.0 * line.slope * (n - 1) as f64;
-    let significant = line.slope_ci_low > 0.0 || line.slope_ci_high < 0.0;
+    let change_pct = 100.0 * slope * (n - 1) as f64;
     Some(DriftFit {
-        per_100_pct: per_100(line.slope),
-        per_100_ci_low_pct: per_100(line.slope_ci_low),
-        per_100_ci_high_pct: per_100(line.slope_ci_high),
+        per_100_pct: per_100(slope),
+        per_100_ci_low_pct: per_100(slope - half),
+        per_100_ci_high_pct: per_100(slope + half),
         change_pct,
-        intercept: line.intercept,
-        drifting: significant && change_pct.abs() >= NOTABLE_CHANGE_PCT,
+        // Through 1.0 at the run's middle place.
+        intercept: 1.0 - slope * (n - 1) as f64 / 2.0,
+        drifting: half < slope.abs() && change_pct.abs() >= NOTABLE_CHANGE_PCT,
     })
 }
 
@@ -252,9 +286,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_trend_over_the_run_is_flagged_with_its_sign_and_size() {
-        // +30% from the first trial to the last. Each point's mean takes in
-        // half of it (its trials are spread over the run), so relative to
-        // the means the times rise by 0.3 / 1.15 = 26%.
+        // +30% from the first trial to the last; relative to the points'
+        // means, which take in half of it on average, 0.3 / 1.15 = 26%.
         let d = checkpoint(&records(60, |x| 1.0 + 0.3 * x));
         let fit = d.fit.as_ref().unwrap();
         assert!(d.drifting(), "{fit:?}");

@@ -268,7 +268,7 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     match outcome {
         Ok(_) => {
             if let Some(a) = &analysis {
-                print!("{}", output::render_table(a));
+                print_summary(a);
             }
             println!("results: {}", dir.display());
             Ok(u8::from(!cleaned))
@@ -293,12 +293,21 @@ pub(super) async fn report(dir: &Path) -> Result<u8> {
     let stop = Stop::watch();
     let analysis = output::write_outputs(&ResultsDir::new(dir))?;
     stop.check_after_blocking().await?;
-    print!("{}", output::render_table(&analysis));
+    print_summary(&analysis);
     println!(
         "rebuilt the summary, figures and report in {}",
         dir.display()
     );
     Ok(0)
+}
+
+/// The summary table, then a warning per engine and operation whose
+/// times drifted over the run (as hyperfine warns about outliers).
+fn print_summary(analysis: &ckpt::analysis::Analysis) {
+    print!("{}", output::render_table(analysis));
+    for warning in output::drift_warnings(analysis) {
+        eprintln!("ckpt: warning: {warning}");
+    }
 }
 
 /// Arranges for CRIU to keep its statistics during the run (see

@@ -29,12 +29,14 @@ pub fn write_outputs(results: &ResultsDir) -> Result<Analysis> {
     results.write(ResultFile::Analysis, &serde_json::to_vec_pretty(&analysis)?)?;
     let figures = plot::write_figures(&analysis, results)?;
     let phases_svg = plot::write_phase_figures(&analysis, results)?;
+    let drift_svg = plot::write_drift_figure(&analysis, results)?;
     let report = Report {
         plan: &plan,
         env: &env,
         analysis: &analysis,
         figures: &figures,
         phases_svg: phases_svg.as_deref(),
+        drift_svg: drift_svg.as_deref(),
     };
     results.write(ResultFile::ReportMd, report.markdown().as_bytes())?;
     results.write(ResultFile::ReportHtml, report.html().as_bytes())?;
@@ -48,6 +50,15 @@ fn write_summary(results: &ResultsDir, analysis: &Analysis) -> Result<()> {
     }
     let bytes = csv.into_inner().context("writing summary.csv")?;
     results.write(ResultFile::Summary, &bytes)
+}
+
+/// What the terminal should warn about after the table: each engine and
+/// operation whose times drifted over the run.
+pub fn drift_warnings(analysis: &Analysis) -> Vec<String> {
+    if !analysis.drift.iter().any(|d| d.drifting()) {
+        return Vec::new();
+    }
+    report::steadiness_sentences(&analysis.drift)
 }
 
 /// The summary as a terminal table.

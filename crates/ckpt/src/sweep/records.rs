@@ -126,29 +126,27 @@ pub(crate) type HostColumn = (&'static str, fn(&TrialRecord) -> Option<f64>);
 
 /// Every host-state column, in the records' order.
 pub(crate) const HOST_COLUMNS: [HostColumn; 10] = [
-    ("host_memcg_dying", |r| r.host_memcg_dying.map(|v| v as f64)),
-    ("host_mounts", |r| r.host_mounts.map(|v| v as f64)),
-    ("host_netns", |r| r.host_netns.map(|v| v as f64)),
-    ("host_content_items", |r| {
-        r.host_content_items.map(|v| v as f64)
-    }),
-    ("host_dockerd_rss_kib", |r| {
-        r.host_dockerd_rss_kib.map(|v| v as f64)
-    }),
-    ("host_dockerd_cpu_ms", |r| {
-        r.host_dockerd_cpu_ms.map(|v| v as f64)
-    }),
+    ("host_memcg_dying", |r| number(r.host_memcg_dying)),
+    ("host_mounts", |r| number(r.host_mounts)),
+    ("host_netns", |r| number(r.host_netns)),
+    ("host_content_items", |r| number(r.host_content_items)),
+    ("host_dockerd_rss_kib", |r| number(r.host_dockerd_rss_kib)),
+    ("host_dockerd_cpu_ms", |r| number(r.host_dockerd_cpu_ms)),
     ("host_containerd_rss_kib", |r| {
-        r.host_containerd_rss_kib.map(|v| v as f64)
+        number(r.host_containerd_rss_kib)
     }),
     ("host_containerd_cpu_ms", |r| {
-        r.host_containerd_cpu_ms.map(|v| v as f64)
+        number(r.host_containerd_cpu_ms)
     }),
     ("host_mem_available_mib", |r| {
-        r.host_mem_available_mib.map(|v| v as f64)
+        number(r.host_mem_available_mib)
     }),
     ("host_load1", |r| r.host_load1),
 ];
+
+fn number(count: Option<u64>) -> Option<f64> {
+    count.map(|v| v as f64)
+}
 
 impl TrialRecord {
     /// A record with nothing measured yet (status failed until a trial
