@@ -147,3 +147,125 @@ fn a_slowdown_added_to_shipped_results_is_flagged_as_drift() {
         );
     }
 }
+
+/// A copy of a shipped directory whose env.json names `hostname` (None:
+/// as an older ckpt wrote it, without a host).
+fn copy_as_host(name: &str, hostname: Option<&str>) -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
+    let copy = copy_of(&root.join(name));
+    let env_path = copy.path().join("env.json");
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env_path).unwrap()).unwrap();
+    if let Some(hostname) = hostname {
+        env["host"] = serde_json::json!({"hostname": hostname, "machine": "0123456789abcdef"});
+    }
+    std::fs::write(&env_path, serde_json::to_vec(&env).unwrap()).unwrap();
+    copy
+}
+
+#[test]
+fn runs_of_several_hosts_make_one_report() {
+    let (alpha, beta) = (
+        copy_as_host("seed", Some("alpha")),
+        copy_as_host("seed", Some("beta")),
+    );
+    let old = copy_as_host("engines", None);
+    let out = tempfile::tempdir().unwrap();
+    let merged = ResultsDir::new(out.path().join("merged"));
+    let dirs = [alpha.path(), beta.path(), old.path()].map(Path::to_path_buf);
+    let analysis = ckpt::output::merge::write_merged(&dirs, &merged).unwrap();
+
+    // A line per host and engine: the seed's docker twice, and the engines
+    // sweep (no host in its env.json) under its directory's name.
+    let old_name = old
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut engines: Vec<String> = analysis.points.iter().map(|p| p.engine.clone()).collect();
+    engines.dedup();
+    engines.sort();
+    engines.dedup();
+    let mut expected: Vec<String> = ["docker@alpha", "docker@beta"].map(String::from).to_vec();
+    expected.extend(["criu", "docker", "podman", "runc"].map(|e| format!("{e}@{old_name}")));
+    expected.sort();
+    assert_eq!(engines, expected);
+    // Each host has its own drift, and both copies of the seed the same.
+    let restore = |engine: &str| {
+        let d = analysis
+            .drift
+            .iter()
+            .find(|d| d.engine == engine && d.operation == Operation::Restore);
+        d.unwrap().fit.clone().unwrap()
+    };
+    assert_eq!(restore("docker@alpha"), restore("docker@beta"));
+    assert_ne!(
+        restore("docker@alpha"),
+        restore(&format!("docker@{old_name}"))
+    );
+
+    for file in [
+        ResultFile::Summary,
+        ResultFile::Analysis,
+        ResultFile::ReportMd,
+        ResultFile::ReportHtml,
+        ResultFile::Svg("figure"),
+        ResultFile::Png("figure"),
+        ResultFile::Svg("drift"),
+    ] {
+        assert!(merged.has(file), "{file:?}");
+    }
+    assert!(!merged.has(ResultFile::Plan), "a merged report is no sweep");
+    let summary = std::fs::read_to_string(merged.file(ResultFile::Summary)).unwrap();
+    assert!(summary.contains("\ndocker@beta,10,"), "{summary}");
+    let figure = std::fs::read_to_string(merged.file(ResultFile::Svg("figure"))).unwrap();
+    assert!(
+        figure.contains("docker@alpha checkpoint"),
+        "a line per host"
+    );
+    let report = std::fs::read_to_string(merged.file(ResultFile::ReportMd)).unwrap();
+    assert!(
+        report.contains("The runs of 3 hosts are merged"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| alpha | 0123456789abcdef | Intel(R) Xeon(R) Processor | 2 |"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("| beta | {} | docker |", beta.path().display())),
+        "{report}"
+    );
+
+    // Written again over the same directory: a report is rebuilt, not refused.
+    ckpt::output::merge::write_merged(&dirs, &merged).unwrap();
+    // Never over a sweep's own directory.
+    let err = ckpt::output::merge::write_merged(&dirs, &ResultsDir::new(alpha.path())).unwrap_err();
+    assert!(err.to_string().contains("holds a sweep"), "{err:#}");
+}
+
+#[test]
+fn runs_that_measured_different_things_are_not_merged() {
+    let (seed, memory) = (
+        copy_as_host("seed", Some("a")),
+        copy_as_host("memory", Some("b")),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dirs = [seed.path(), memory.path()].map(Path::to_path_buf);
+    let err = ckpt::output::merge::write_merged(&dirs, &ResultsDir::new(out.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did not measure the same thing"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "swept axes: {} sweeps children, {} sweeps memory_mib",
+            seed.path().display(),
+            memory.path().display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("network:"), "{err}");
+    assert!(!out.path().join("report.md").exists());
+}

@@ -288,17 +288,37 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     }
 }
 
-pub(super) async fn report(dir: &Path) -> Result<u8> {
+pub(super) async fn report(dirs: &[PathBuf], output: Option<&Path>) -> Result<u8> {
+    let out = report_target(dirs, output)?;
     // A signal during the analysis waits for its outputs to be whole.
     let stop = Stop::watch();
-    let analysis = output::write_outputs(&ResultsDir::new(dir))?;
+    let analysis = match output {
+        None => output::write_outputs(&ResultsDir::new(out))?,
+        Some(_) => output::merge::write_merged(dirs, &ResultsDir::new(out))?,
+    };
     stop.check_after_blocking().await?;
     print_summary(&analysis);
-    println!(
-        "rebuilt the summary, figures and report in {}",
-        dir.display()
-    );
+    let what = if dirs.len() > 1 {
+        "wrote the merged"
+    } else {
+        "rebuilt the"
+    };
+    println!("{what} summary, figures and report in {}", out.display());
     Ok(0)
+}
+
+/// Where `ckpt report` writes: into the one directory it reads, or into
+/// --output, which several directories need (their report belongs to none
+/// of them).
+fn report_target<'a>(dirs: &'a [PathBuf], output: Option<&'a Path>) -> Result<&'a Path> {
+    match (dirs, output) {
+        (_, Some(out)) => Ok(out),
+        ([one], None) => Ok(one),
+        (many, None) => anyhow::bail!(
+            "{} directories make one report, which belongs to none of them: name a new directory for it with --output DIR",
+            many.len()
+        ),
+    }
 }
 
 /// The summary table, then a warning per engine and operation whose
@@ -341,5 +361,25 @@ fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_directories_need_an_output_directory() {
+        let (a, b) = (PathBuf::from("a"), PathBuf::from("b"));
+        let out = Path::new("out");
+        let one = std::slice::from_ref(&a);
+        assert_eq!(report_target(one, None).unwrap(), a);
+        assert_eq!(report_target(one, Some(out)).unwrap(), out);
+        assert_eq!(
+            report_target(&[a.clone(), b.clone()], Some(out)).unwrap(),
+            out
+        );
+        let err = report_target(&[a, b], None).unwrap_err();
+        assert!(err.to_string().contains("with --output DIR"), "{err}");
     }
 }

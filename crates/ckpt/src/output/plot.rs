@@ -817,6 +817,32 @@ pub(crate) fn write_drift_figure(analysis: &Analysis, dir: &ResultsDir) -> Resul
     write_both(dir, DRIFT, &Picture::Drift(&drifts)).map(Some)
 }
 
+/// One engine's operation in the drift figure.
+fn draw_drift_series<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Plane>,
+    d: &Drift,
+    color: RGBColor,
+) -> Result<()> {
+    let points = || d.relative.iter().enumerate().map(|(i, v)| (i as f64, *v));
+    chart
+        .draw_series(LineSeries::new(points(), color.mix(0.35).stroke_width(1)))
+        .map_err(plot_error)?;
+    chart
+        .draw_series(points().map(|p| Circle::new(p, 3, color.filled())))
+        .map_err(plot_error)?
+        .label(format!("{} {} (dashed: fit)", d.engine, d.operation.name()))
+        .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+    if let Some(fit) = &d.fit {
+        let last = d.relative.len() as f64 - 1.0;
+        let slope = fit.per_100_pct / 100.0 / 100.0;
+        let line = [(0.0, fit.intercept), (last, fit.intercept + slope * last)];
+        chart
+            .draw_series(DashedLineSeries::new(line, 6, 4, color.stroke_width(2)))
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
 /// Each engine's operation as points joined by a thin line, its fit
 /// dashed, and 1.0 (as fast as the point's mean) as a dark line: a steady
 /// machine scatters around it from the first trial to the last.
@@ -852,32 +878,6 @@ fn draw_drift<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, drifts: &[Drift
         draw_drift_series(&mut chart, d, COLORS[i % COLORS.len()])?;
     }
     finish(root, &mut chart, 13)
-}
-
-/// One engine's operation in the drift figure.
-fn draw_drift_series<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Plane>,
-    d: &Drift,
-    color: RGBColor,
-) -> Result<()> {
-    let points = || d.relative.iter().enumerate().map(|(i, v)| (i as f64, *v));
-    chart
-        .draw_series(LineSeries::new(points(), color.mix(0.35).stroke_width(1)))
-        .map_err(plot_error)?;
-    chart
-        .draw_series(points().map(|p| Circle::new(p, 3, color.filled())))
-        .map_err(plot_error)?
-        .label(format!("{} {} (dashed: fit)", d.engine, d.operation.name()))
-        .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
-    if let Some(fit) = &d.fit {
-        let last = d.relative.len() as f64 - 1.0;
-        let slope = fit.per_100_pct / 100.0 / 100.0;
-        let line = [(0.0, fit.intercept), (last, fit.intercept + slope * last)];
-        chart
-            .draw_series(DashedLineSeries::new(line, 6, 4, color.stroke_width(2)))
-            .map_err(plot_error)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

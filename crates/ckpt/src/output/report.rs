@@ -25,10 +25,64 @@ fn retry_delays_text(engine: EngineKind) -> String {
     }
 }
 
+/// The table of a merged report's runs.
+const RUN_COLUMNS: [&str; 7] = [
+    "host",
+    "directory",
+    "engines",
+    "measured per point",
+    "warm-ups per point",
+    "order",
+    "records",
+];
+
+/// The table of hosts of a merged report.
+const MACHINE_COLUMNS: [&str; 13] = [
+    "host",
+    "machine",
+    "CPU",
+    "cores",
+    "memory",
+    "OS",
+    "kernel",
+    "Docker",
+    "containerd",
+    "runc",
+    "CRIU",
+    "Podman",
+    "ckpt",
+];
+
+/// The steadiness table.
+const DRIFT_COLUMNS: [&str; 8] = [
+    "engine",
+    "operation",
+    "trials",
+    "drift (% per 100 trials)",
+    "95% CI",
+    "change over the run",
+    "moved with it",
+    "verdict",
+];
+
+/// One host's run in a report merged from several (`ckpt report DIR1
+/// DIR2 ...`): its records' engines carry `@<host>`.
+pub struct Run {
+    pub host: String,
+    pub dir: String,
+    pub env: Environment,
+    pub plan: SweepPlan,
+    /// Records, warm-ups and failures included.
+    pub trials: usize,
+}
+
 /// The parts of a report, rendered as Markdown or HTML.
 pub struct Report<'a> {
     pub plan: &'a SweepPlan,
+    /// The machine; empty in a merged report (see `runs`).
     pub env: &'a Environment,
+    /// Each host's run of a merged report; empty for one directory.
+    pub runs: &'a [Run],
     pub analysis: &'a Analysis,
     /// The figures written next to the report (inlined in the HTML).
     pub figures: &'a [Figure],
@@ -62,6 +116,16 @@ impl Report<'_> {
             "Checkpoint and restore time against {}",
             titles.join(" and ")
         )
+    }
+
+    /// The machine as bullets, or with several hosts a row per host.
+    fn system_block(&self) -> Block {
+        if self.runs.is_empty() {
+            return Block::Bullets(self.system());
+        }
+        let header = strings(&MACHINE_COLUMNS);
+        let rows = self.runs.iter().map(host_row).collect();
+        Block::Table(header, rows)
     }
 
     fn system(&self) -> Vec<String> {
@@ -127,6 +191,50 @@ impl Report<'_> {
         }
     }
 
+    /// How many trials ran per point, and in which order; with several
+    /// hosts, where to find that per run.
+    fn repetitions_text(&self) -> String {
+        let p = self.plan;
+        if !self.runs.is_empty() {
+            return format!(
+                "The runs of {} hosts are merged: every engine's label carries its host (`docker@host`), so each host has its \
+                 own points, fits, lines in the figures and drift. Each run's measured and warm-up trials per point (warm-ups \
+                 recorded, excluded from the statistics) and its order are in the table below.",
+                self.runs.len()
+            );
+        }
+        let order = match p.order {
+            crate::sweep::plan::Order::Sequential => "sequential".to_string(),
+            crate::sweep::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
+        };
+        format!(
+            "Per point {} measured trial(s) after {} warm-up trial(s) (recorded, excluded from the statistics), in {order} order.",
+            p.repeat, p.warmup
+        )
+    }
+
+    /// A row per host's run: where it is, what it ran, how many trials.
+    fn runs_table(&self) -> Block {
+        let header = strings(&RUN_COLUMNS);
+        let rows = self
+            .runs
+            .iter()
+            .map(|r| {
+                let engines: Vec<&str> = r.plan.engines.iter().map(|e| e.name()).collect();
+                vec![
+                    r.host.clone(),
+                    r.dir.clone(),
+                    engines.join(", "),
+                    r.plan.repeat.to_string(),
+                    r.plan.warmup.to_string(),
+                    format!("{:?}", r.plan.order).to_lowercase(),
+                    r.trials.to_string(),
+                ]
+            })
+            .collect();
+        Block::Table(header, rows)
+    }
+
     fn method(&self) -> String {
         let p = self.plan;
         let grid: Vec<String> = Axis::ALL
@@ -137,20 +245,13 @@ impl Report<'_> {
                 format!("{} in {{{}}}", a.name(), values.join(", "))
             })
             .collect();
-        let order = match p.order {
-            crate::sweep::plan::Order::Sequential => "sequential".to_string(),
-            crate::sweep::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
-        };
         format!(
-            "{} The grid: {} (every combination). Per point {} measured trial(s) after {} warm-up trial(s) (recorded, excluded \
-             from the statistics), in {} order. One trial: start the container, wait until the workload is ready, checkpoint \
-             (timed, wall time seen by the client), stop (timed), restore from the checkpoint (timed), verify, remove the \
-             container.{} Intervals are 95% confidence intervals of the mean (Student t).",
+            "{} The grid: {} (every combination). {} One trial: start the container, wait until the workload is ready, \
+             checkpoint (timed, wall time seen by the client), stop (timed), restore from the checkpoint (timed), verify, \
+             remove the container.{} Intervals are 95% confidence intervals of the mean (Student t).",
             self.workload_text(),
             grid.join("; "),
-            p.repeat,
-            p.warmup,
-            order,
+            self.repetitions_text(),
             self.network_text()
         )
     }
@@ -731,16 +832,7 @@ impl Report<'_> {
     /// A row per engine and operation: drift, its interval, the change
     /// over the run, the host column that moved with it, the verdict.
     fn drift_table(&self) -> Block {
-        let header = strings(&[
-            "engine",
-            "operation",
-            "trials",
-            "drift (% per 100 trials)",
-            "95% CI",
-            "change over the run",
-            "moved with it",
-            "verdict",
-        ]);
+        let header = strings(&DRIFT_COLUMNS);
         let rows = self
             .analysis
             .drift
@@ -832,12 +924,14 @@ impl Report<'_> {
     fn blocks(&self) -> Vec<Block> {
         let mut out = vec![
             Block::Heading("System details".into()),
-            Block::Bullets(self.system()),
+            self.system_block(),
             Block::Heading("Method".into()),
             Block::Para(self.method()),
-            Block::Heading("Results".into()),
-            self.table(),
         ];
+        if !self.runs.is_empty() {
+            out.push(self.runs_table());
+        }
+        out.extend([Block::Heading("Results".into()), self.table()]);
         out.extend(self.figure_blocks(|f| f.stem != crate::output::plot::SIZE));
         if !self.analysis.fits.is_empty() {
             out.push(Block::Heading("What drives the time".into()));
@@ -948,6 +1042,30 @@ impl Report<'_> {
         h.push_str("</body></html>\n");
         h
     }
+}
+
+/// A host's machine, for the table of hosts.
+fn host_row(run: &Run) -> Vec<String> {
+    let e = &run.env;
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    let machine = e.host.as_ref().and_then(|h| h.machine.clone());
+    vec![
+        run.host.clone(),
+        or(&machine),
+        or(&e.cpu_model),
+        e.cores.map_or("?".into(), |c| c.to_string()),
+        e.memory_bytes.map_or("unknown".into(), |b| {
+            format!("{:.1} GiB", b as f64 / 1073741824.0)
+        }),
+        or(&e.distro),
+        or(&e.kernel),
+        or(&e.docker),
+        or(&e.containerd),
+        or(&e.runc),
+        or(&e.criu),
+        or(&e.podman),
+        e.ckpt.clone(),
+    ]
 }
 
 /// One engine's operation in a word or three.
@@ -1193,6 +1311,7 @@ mod tests {
         Report {
             plan,
             env,
+            runs: &[],
             analysis,
             figures: &[],
             phases_svg: None,

@@ -87,13 +87,25 @@ impl ResultsDir {
     /// directory that already holds a sweep: that is what --resume is for,
     /// and overwriting results is never what the user meant.
     pub(crate) fn create(&self, plan: &SweepPlan, env: &Environment) -> Result<()> {
-        if self.has(ResultFile::Plan) || self.has(ResultFile::TrialsJsonl) {
+        if self.holds_sweep() {
             bail!(
                 "{} already holds a sweep: continue it with `ckpt sweep --resume {}`, or choose another --output",
                 self.dir.display(),
                 self.dir.display()
             );
         }
+        self.create_private()?;
+        self.write(ResultFile::Plan, &serde_json::to_vec_pretty(plan)?)?;
+        self.write(ResultFile::Env, &serde_json::to_vec_pretty(env)?)
+    }
+
+    /// Whether a sweep wrote here (its plan or its records).
+    pub(crate) fn holds_sweep(&self) -> bool {
+        self.has(ResultFile::Plan) || self.has(ResultFile::TrialsJsonl)
+    }
+
+    /// Creates the directory, or takes an existing one, mode 0700.
+    pub(crate) fn create_private(&self) -> Result<()> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -103,8 +115,7 @@ impl ResultsDir {
             })?;
         // A pre-existing directory keeps its mode unless we set it.
         let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
-        self.write(ResultFile::Plan, &serde_json::to_vec_pretty(plan)?)?;
-        self.write(ResultFile::Env, &serde_json::to_vec_pretty(env)?)
+        Ok(())
     }
 
     pub(crate) fn read_plan(&self) -> Result<SweepPlan> {
