@@ -298,10 +298,10 @@ pub(super) async fn report(dirs: &[PathBuf], output: Option<&Path>) -> Result<u8
     };
     stop.check_after_blocking().await?;
     print_summary(&analysis);
-    let what = if dirs.len() > 1 {
-        "wrote the merged"
-    } else {
-        "rebuilt the"
+    let what = match (dirs.len(), output) {
+        (1, None) => "rebuilt the",
+        (1, Some(_)) => "wrote the",
+        _ => "wrote the merged",
     };
     println!("{what} summary, figures and report in {}", out.display());
     Ok(0)

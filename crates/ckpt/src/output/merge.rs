@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 use super::report::Run;
 use crate::analysis::Analysis;
 use crate::host::envinfo::Environment;
-use crate::model::Axis;
+use crate::model::{Axis, Network};
 use crate::sweep::plan::SweepPlan;
 use crate::sweep::records::TrialRecord;
 use crate::sweep::results::ResultsDir;
@@ -189,8 +189,9 @@ fn differences(a: &Source, b: &Source) -> Vec<String> {
     }
     if a.plan.network != b.plan.network {
         out.push(format!(
-            "network: {an} runs Docker's containers with {:?}, {bn} with {:?}",
-            a.plan.network, b.plan.network
+            "network: {an} ran Docker's containers with --network {}, {bn} with --network {}",
+            network_flag(a.plan.network),
+            network_flag(b.plan.network)
         ));
     }
     out
@@ -202,6 +203,14 @@ fn axis_names(axes: &[Axis]) -> String {
     }
     let names: Vec<&str> = axes.iter().map(|a| a.name()).collect();
     names.join(" and ")
+}
+
+/// The network as `ckpt sweep --network` spells it.
+fn network_flag(network: Network) -> &'static str {
+    match network {
+        Network::Disabled => "disabled",
+        Network::None => "none",
+    }
 }
 
 fn workload_name(plan: &SweepPlan) -> String {
@@ -253,12 +262,12 @@ mod tests {
             "values along a swept axis may differ"
         );
         b.plan.memory_mib = vec![64];
-        b.plan.network = crate::model::Network::None;
+        b.plan.network = Network::None;
         assert_eq!(
             differences(&a, &b),
             [
                 "memory_mib: /r/a holds it at 0, /r/b at 64",
-                "network: /r/a runs Docker's containers with Disabled, /r/b with None"
+                "network: /r/a ran Docker's containers with --network disabled, /r/b with --network none"
             ]
         );
         b.plan.children = vec![1];
