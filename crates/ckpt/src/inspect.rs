@@ -269,7 +269,7 @@ impl Parts {
 
 /// Bytes in the largest binary unit that keeps the number at or above 1,
 /// as checkpointctl prints them: "512 B", "3.5 KiB", "1.2 MiB".
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

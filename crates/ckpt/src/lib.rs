@@ -9,9 +9,11 @@
 
 pub mod analysis;
 pub mod demo;
+pub mod diff;
 pub mod engine;
 pub mod host;
 pub mod inspect;
+pub mod migrate;
 pub mod model;
 pub mod output;
 pub mod run;

@@ -2,39 +2,22 @@
 //! still report and still resume: their plan.json and records keep reading.
 //! Needs no engine, so it runs in a plain `cargo test`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::{copy_dir, shipped_results};
 
 use ckpt::analysis::Operation;
 use ckpt::model::EngineKind;
 use ckpt::sweep::records::{Status, TrialRecord};
 use ckpt::sweep::results::{ResultFile, ResultsDir};
 
-fn shipped_results() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("plan.json").is_file())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 4, "docs/results holds the shipped sweeps");
-    dirs
-}
-
-/// A private copy: the report rewrites its outputs.
-fn copy_of(dir: &Path) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
-    }
-    copy
-}
-
 #[test]
 fn shipped_results_still_report() {
     for dir in shipped_results() {
-        let copy = copy_of(&dir);
+        // A private copy: the report rewrites its outputs.
+        let copy = copy_dir(&dir);
         let results = ResultsDir::new(copy.path());
         std::fs::remove_file(results.file(ResultFile::ReportMd)).unwrap();
         let analysis = ckpt::output::write_outputs(&results).unwrap();
@@ -55,7 +38,7 @@ fn shipped_results_still_report() {
 #[test]
 fn shipped_plans_resume_with_every_trial_done() {
     for dir in shipped_results() {
-        let copy = copy_of(&dir);
+        let copy = copy_dir(&dir);
         let prepared = ckpt::sweep::prepare_resume(copy.path()).unwrap();
         assert!(!prepared.plan.engines.is_empty());
         assert!(prepared.repaired_lines.is_empty(), "{}", dir.display());
@@ -128,7 +111,7 @@ fn checkpoint_drift(results: &ResultsDir) -> Vec<(String, bool, f64)> {
 fn a_slowdown_added_to_shipped_results_is_flagged_as_drift() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
     for name in ["seed", "threads-files"] {
-        let (plain, doctored) = (copy_of(&root.join(name)), copy_of(&root.join(name)));
+        let (plain, doctored) = (copy_dir(&root.join(name)), copy_dir(&root.join(name)));
         let doctored = ResultsDir::new(doctored.path());
         add_trend(&doctored);
         let before = checkpoint_drift(&ResultsDir::new(plain.path()));
@@ -152,7 +135,7 @@ fn a_slowdown_added_to_shipped_results_is_flagged_as_drift() {
 /// as an older ckpt wrote it, without a host).
 fn copy_as_host(name: &str, hostname: Option<&str>) -> tempfile::TempDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
-    let copy = copy_of(&root.join(name));
+    let copy = copy_dir(&root.join(name));
     let env_path = copy.path().join("env.json");
     let mut env: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&env_path).unwrap()).unwrap();

@@ -8,6 +8,8 @@
 
 pub mod drift;
 
+pub mod compare;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

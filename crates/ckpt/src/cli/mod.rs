@@ -1,10 +1,13 @@
 //! The `ckpt` command line: arguments, and a file per sub-command that
 //! wires the library's parts together for it.
 
+mod compare;
 mod demo;
+mod diff;
 mod doctor;
 mod gc;
 mod inspect;
+mod migrate;
 mod sweep;
 
 use std::path::PathBuf;
@@ -51,8 +54,16 @@ enum Command {
     },
     /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
     Inspect(inspect::InspectArgs),
+    /// Compare two results directories: time ratios and slopes with confidence intervals, Holm-corrected verdicts, environment differences
+    Compare(compare::CompareArgs),
+    /// What changed between two checkpoints of the same workload: processes, memory areas and pages, open files, sizes, CRIU statistics
+    Diff(diff::DiffArgs),
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,
+    /// Move a running container to another host (a throwaway one on this machine) and measure the downtime
+    Migrate(migrate::MigrateArgs),
+    /// The destination of migrations: receive, restore and check them (mutual TLS)
+    Serve(migrate::ServeArgs),
 }
 
 /// Parses a duration such as `4s` or `250ms` and refuses zero.
@@ -78,7 +89,11 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Sweep(args) => sweep::run(*args).await,
         Command::Report { dirs, output } => sweep::report(&dirs, output.as_deref()).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Compare(args) => compare::run(args).await,
+        Command::Diff(args) => diff::run(args).await,
         Command::Gc => gc::run().await,
+        Command::Migrate(args) => migrate::migrate(args).await,
+        Command::Serve(args) => migrate::serve(args).await,
     };
     // A signal between two steps ends the command like an error does
     // (everything it made is gone by then), with the signal's exit status.

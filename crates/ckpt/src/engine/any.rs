@@ -69,6 +69,23 @@ impl Engine for AnyEngine {
         forward!(self, e => e.restore(container, checkpoint).await)
     }
 
+    async fn checkpoint_for_migration(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+        pages: super::PageDestination,
+    ) -> Result<super::Dumped> {
+        forward!(self, e => e.checkpoint_for_migration(container, checkpoint, pages).await)
+    }
+
+    async fn restore_lazily(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        forward!(self, e => e.restore_lazily(container, checkpoint).await)
+    }
+
+    fn container_dir(&self, container: &Container) -> Option<std::path::PathBuf> {
+        forward!(self, e => e.container_dir(container))
+    }
+
     fn is_transient_restore_error(&self, message: &str) -> bool {
         forward!(self, e => e.is_transient_restore_error(message))
     }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::criu_stats::{PhaseStats, STATS_DUMP, STATS_RESTORE};
-use super::os::{logfile, rundir};
-use super::{Container, Engine, Image};
+use super::os::{logfile, rundir, status_fd};
+use super::{Container, Dumped, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, RunSpec};
 use crate::run::RunId;
 use crate::workload;
@@ -34,6 +34,9 @@ pub struct CriuEngine {
     /// when the run directory's filesystem is full.
     pids: Mutex<std::collections::HashMap<String, u32>>,
 }
+
+/// How long a lazy dump may take to start serving pages.
+const LAZY_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a killed tree may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,7 +106,59 @@ async fn criu_call(call: Call, images: PathBuf, work: PathBuf, what: String) -> 
     .map_err(|e| anyhow!("the CRIU call did not finish: {e}"))?
 }
 
+/// Runs the criu command line (migrations need its page-server and
+/// lazy-pages options, which CRIU's RPC can only give to a call that
+/// blocks until the last page has been fetched).
+async fn criu_cli(args: &[String], work: &Path, log: &str, what: &str) -> Result<()> {
+    let status = tokio::process::Command::new("criu")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .map_err(|e| anyhow!("{what} failed: cannot run criu ({e})"))?;
+    if !status.success() {
+        bail!("{what} failed: {}", criu_log_errors(&work.join(log)));
+    }
+    Ok(())
+}
+
+/// The lines of a CRIU log that say what failed.
+pub(crate) fn criu_log_errors(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE"))
+        .take(3)
+        .collect();
+    format!("CRIU said: {} (log: {})", errors.join(" | "), log.display())
+}
+
+/// `-D images -W work -o LOG -v4`, the options every criu call here takes.
+fn criu_dirs(images: &Path, work: &Path, log: &str) -> Vec<String> {
+    vec![
+        "-D".into(),
+        images.display().to_string(),
+        "-W".into(),
+        work.display().to_string(),
+        "-o".into(),
+        log.into(),
+        "-v4".into(),
+    ]
+}
+
 impl CriuEngine {
+    /// A destination host's engine, with a run directory of its own.
+    pub(crate) fn destination(run: &RunId) -> Result<CriuEngine> {
+        let engine = CriuEngine::new();
+        *engine
+            .dir
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))? = Some(rundir::create("criu", run)?);
+        Ok(engine)
+    }
+
     pub(crate) fn new() -> CriuEngine {
         // Orphans of our workload trees must come back to us to be reaped.
         crate::engine::os::proctree::become_subreaper();
@@ -268,6 +323,80 @@ impl Engine for CriuEngine {
 
     async fn logs(&self, container: &Container) -> Result<Vec<String>> {
         logfile::lines(&self.container_dir(container)?.join("out.log"))
+    }
+
+    async fn checkpoint_for_migration(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+        pages: PageDestination,
+    ) -> Result<Dumped> {
+        let (images, work) = self.dirs(container, checkpoint)?;
+        let pid = self.pid_of(container)?;
+        let tree: Vec<String> = workload_tree(pid).iter().map(u32::to_string).collect();
+        std::fs::write(
+            CriuEngine::container_dir(self, container)?.join("tree"),
+            tree.join(" "),
+        )?;
+        let mut args = vec!["dump".to_string(), "-t".into(), pid.to_string()];
+        args.extend(criu_dirs(&images, &work, "dump.log"));
+        let endpoint = |a: std::net::SocketAddr| {
+            [
+                "--address".to_string(),
+                a.ip().to_string(),
+                "--port".into(),
+                a.port().to_string(),
+            ]
+        };
+        match pages {
+            PageDestination::Images => {}
+            PageDestination::PageServer(a) => {
+                args.push("--page-server".into());
+                args.extend(endpoint(a));
+            }
+            PageDestination::Lazy(a) => {
+                args.push("--lazy-pages".into());
+                args.extend(endpoint(a));
+                args.extend(["--status-fd".into(), status_fd::STATUS_FD.to_string()]);
+            }
+        }
+        let what = format!(
+            "checkpointing process tree {} for migration",
+            container.name
+        );
+        let stats = PhaseStats::at(Some(&work), STATS_DUMP, None);
+        if matches!(pages, PageDestination::Lazy(_)) {
+            let mut command = tokio::process::Command::new("criu");
+            command
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let serving =
+                status_fd::spawn_until_ready(&mut command, LAZY_READY_TIMEOUT, &what).await?;
+            return Ok(Dumped {
+                stats,
+                serving: Some(serving),
+            });
+        }
+        criu_cli(&args, &work, "dump.log", &what).await?;
+        Ok(Dumped {
+            stats,
+            serving: None,
+        })
+    }
+
+    async fn restore_lazily(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        let (images, work) = self.dirs(container, checkpoint)?;
+        let mut args = vec!["restore".to_string(), "-d".into(), "--lazy-pages".into()];
+        args.extend(criu_dirs(&images, &work, "restore.log"));
+        let what = format!("restoring process tree {} lazily", container.name);
+        criu_cli(&args, &work, "restore.log", &what).await?;
+        Ok(PhaseStats::at(Some(&work), STATS_RESTORE, None))
+    }
+
+    fn container_dir(&self, container: &Container) -> Option<PathBuf> {
+        CriuEngine::container_dir(self, container).ok()
     }
 
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {

@@ -79,6 +79,40 @@ pub trait Engine {
     /// left its statistics of the restore.
     async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats>;
 
+    /// Checkpoints for a move to another host, memory pages going where
+    /// `pages` says. Only the daemon-less engines can: Docker and Podman
+    /// checkpoint into their own directories (stop-and-copy through
+    /// `checkpoint` and their storage).
+    async fn checkpoint_for_migration(
+        &self,
+        _container: &Container,
+        _checkpoint: &str,
+        _pages: PageDestination,
+    ) -> Result<Dumped> {
+        anyhow::bail!(
+            "the {} engine cannot migrate yet: use runc or criu",
+            self.name()
+        )
+    }
+
+    /// Restores a migrated checkpoint whose memory stayed at the source:
+    /// pages are fetched on demand by a `criu lazy-pages` daemon that
+    /// listens in the checkpoint's work directory.
+    async fn restore_lazily(
+        &self,
+        _container: &Container,
+        _checkpoint: &str,
+    ) -> Result<PhaseStats> {
+        anyhow::bail!("the {} engine cannot restore lazily", self.name())
+    }
+
+    /// Where everything of `container` lies that a destination needs:
+    /// `images/<checkpoint>/` and `work/<checkpoint>/`, and runc's
+    /// `config.json`. None for engines that keep it in a daemon.
+    fn container_dir(&self, _container: &Container) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Whether a failed restore is one the engine is known to recover from
     /// when asked again (the caller retries it on `restore_retry_delays`).
     fn is_transient_restore_error(&self, _message: &str) -> bool {
@@ -149,6 +183,26 @@ pub trait Engine {
     async fn healthy(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Where a migration's memory pages go during the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageDestination {
+    /// Into the image directory, copied with it (stop-and-copy).
+    Images,
+    /// Streamed to a CRIU page server at the destination.
+    PageServer(std::net::SocketAddr),
+    /// Kept at the source, served from this address until the destination
+    /// has fetched them all (post-copy).
+    Lazy(std::net::SocketAddr),
+}
+
+/// A migration dump that returned: CRIU's statistics, and for lazy pages
+/// the dump still serving memory (it exits once every page was fetched).
+#[derive(Debug)]
+pub struct Dumped {
+    pub stats: PhaseStats,
+    pub serving: Option<tokio::process::Child>,
 }
 
 /// How a restore went: retries after a transient error, the wall time of

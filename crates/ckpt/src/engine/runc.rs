@@ -19,8 +19,9 @@ use oci_spec::runtime::{Process, Root, Spec};
 use tokio::process::Command;
 
 use super::criu_stats::{PhaseStats, StatsCapture, STATS_DUMP, STATS_RESTORE};
+use super::os::status_fd;
 use super::os::{logfile, rundir};
-use super::{Container, Engine, Image};
+use super::{Container, Dumped, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, RunSpec};
 use crate::run::RunId;
 use crate::workload;
@@ -32,11 +33,32 @@ pub struct RuncEngine {
     /// /etc/criu/runc.conf redirects it (another engine of the same sweep
     /// arranged that): then they land in this shared directory.
     shared_stats: Option<std::sync::Arc<StatsCapture>>,
+    /// runc's state directory when not runc's default (a destination host
+    /// on this machine keeps its own).
+    root: Option<PathBuf>,
+    /// A read-only root breaks lazy restores (CRIU issue 575), so
+    /// migrations run their containers with a writable one.
+    writable_rootfs: bool,
+}
+
+/// Where a destination host's runc keeps its state, inside its run directory.
+const RUNC_ROOT: &str = "runc-root";
+/// How long a lazy dump may take to start serving pages.
+const LAZY_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// runc with its state under `root` when given (a destination host's own
+/// engine state), else in runc's default place.
+fn runc_command(root: Option<&Path>) -> Command {
+    let mut command = Command::new("runc");
+    if let Some(root) = root {
+        command.arg("--root").arg(root);
+    }
+    command
 }
 
 /// Runs runc and turns a failure into an error carrying runc's own words.
-async fn runc(args: &[&str], what: &str) -> Result<String> {
-    let out = Command::new("runc")
+async fn runc(root: Option<&Path>, args: &[&str], what: &str) -> Result<String> {
+    let out = runc_command(root)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -60,7 +82,80 @@ impl RuncEngine {
         RuncEngine {
             dir: Mutex::new(None),
             shared_stats,
+            root: None,
+            writable_rootfs: false,
         }
+    }
+
+    /// Containers with a writable root filesystem (migrations).
+    pub(crate) fn with_writable_rootfs(mut self) -> RuncEngine {
+        self.writable_rootfs = true;
+        self
+    }
+
+    /// A destination host's engine: its bundles in a run directory of its
+    /// own, its runc state beside them (runc's default place is the source
+    /// host's).
+    pub(crate) fn destination(run: &RunId) -> Result<RuncEngine> {
+        let dir = rundir::create("runc", run)?;
+        let root = dir.join(RUNC_ROOT);
+        rundir::make_private_dir(&root)?;
+        let mut engine = RuncEngine::new(None).with_writable_rootfs();
+        engine.dir = Mutex::new(Some(dir));
+        engine.root = Some(root);
+        Ok(engine)
+    }
+
+    /// `runc restore` from the bundle's images of `checkpoint`; `lazy`: the
+    /// memory comes from a lazy-pages daemon listening in the work directory.
+    async fn restore_with(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+        lazy: bool,
+    ) -> Result<PhaseStats> {
+        let bundle = self.bundle(container)?;
+        let images = bundle.join("images").join(checkpoint).display().to_string();
+        let work = bundle.join("work").join(checkpoint);
+        let work_arg = work.display().to_string();
+        let bundle_arg = bundle.display().to_string();
+        let what = format!(
+            "restoring container {} from checkpoint {checkpoint}",
+            container.name
+        );
+        let mut args = vec!["restore", "-d"];
+        if lazy {
+            args.push("--lazy-pages");
+        }
+        args.extend([
+            "--image-path",
+            &images,
+            "--work-path",
+            &work_arg,
+            "--bundle",
+            &bundle_arg,
+            &container.name,
+        ]);
+        self.detached(container, &args, &what).await?;
+        Ok(PhaseStats::at(
+            Some(&work),
+            STATS_RESTORE,
+            self.shared_stats.as_deref(),
+        ))
+    }
+
+    /// The images and work directories of one checkpoint, created private.
+    fn checkpoint_dirs(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+    ) -> Result<(PathBuf, PathBuf)> {
+        let bundle = self.bundle(container)?;
+        let images = bundle.join("images").join(checkpoint);
+        let work = bundle.join("work").join(checkpoint);
+        rundir::make_private_dir(&images)?;
+        rundir::make_private_dir(&work)?;
+        Ok((images, work))
     }
 
     fn run_dir(&self) -> Result<PathBuf> {
@@ -77,14 +172,15 @@ impl RuncEngine {
 
     /// The OCI configuration: the workload as PID 1 of a container with its
     /// own PID, mount, IPC, UTS and network namespaces and a read-only root.
-    fn config(rootfs: &Path, args: &[String]) -> Result<Spec> {
+    fn config(rootfs: &Path, args: &[String], readonly: bool) -> Result<Spec> {
         let mut spec = Spec::default();
         let mut process = Process::default();
         let mut argv = vec![workload::BINARY_IN_IMAGE.to_string()];
         argv.extend(args.iter().cloned());
         process.set_args(Some(argv)).set_terminal(Some(false));
         let mut root = Root::default();
-        root.set_path(rootfs.to_path_buf()).set_readonly(Some(true));
+        root.set_path(rootfs.to_path_buf())
+            .set_readonly(Some(readonly));
         spec.set_process(Some(process))
             .set_root(Some(root))
             .set_hostname(Some("ckpt".into()));
@@ -93,6 +189,7 @@ impl RuncEngine {
 
     async fn state_pid(&self, container: &Container) -> Result<u32> {
         let text = runc(
+            self.root.as_deref(),
             &["state", &container.name],
             &format!("asking runc about {}", container.name),
         )
@@ -120,7 +217,7 @@ impl RuncEngine {
         let (stdout, stderr) = (writer.try_clone()?, writer);
         // `status()`, not `output()`: tokio's output() would swap our pipe
         // for its own, which the container would then hold open for ever.
-        let status = Command::new("runc")
+        let status = runc_command(self.root.as_deref())
             .args(args)
             .current_dir(&bundle)
             .stdin(Stdio::null())
@@ -179,9 +276,13 @@ impl Engine for RuncEngine {
         };
         let bundle = self.bundle(&container)?;
         rundir::make_private_dir(&bundle)?;
-        Self::config(Path::new(&image.reference), &spec.args)?
-            .save(bundle.join("config.json"))
-            .map_err(|e| anyhow!("cannot write config.json for {}: {e}", spec.name))?;
+        Self::config(
+            Path::new(&image.reference),
+            &spec.args,
+            !self.writable_rootfs,
+        )?
+        .save(bundle.join("config.json"))
+        .map_err(|e| anyhow!("cannot write config.json for {}: {e}", spec.name))?;
         self.detached(
             &container,
             &["run", "-d", &spec.name],
@@ -209,14 +310,11 @@ impl Engine for RuncEngine {
     }
 
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
-        let bundle = self.bundle(container)?;
-        let images = bundle.join("images").join(checkpoint);
-        let work = bundle.join("work").join(checkpoint);
-        rundir::make_private_dir(&images)?;
-        rundir::make_private_dir(&work)?;
+        let (images, work) = self.checkpoint_dirs(container, checkpoint)?;
         let (images_arg, work_arg) = (images.display().to_string(), work.display().to_string());
         let what = format!("checkpointing container {}", container.name);
         runc(
+            self.root.as_deref(),
             &[
                 "checkpoint",
                 "--image-path",
@@ -239,6 +337,7 @@ impl Engine for RuncEngine {
         // The checkpoint killed the processes; runc keeps the stopped
         // container's state, which must go before a restore can reuse the id.
         runc(
+            self.root.as_deref(),
             &["delete", "--force", &container.name],
             &format!("stopping container {}", container.name),
         )
@@ -247,32 +346,57 @@ impl Engine for RuncEngine {
     }
 
     async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
-        let bundle = self.bundle(container)?;
-        let images = bundle.join("images").join(checkpoint).display().to_string();
-        let work = bundle.join("work").join(checkpoint);
-        let work_arg = work.display().to_string();
-        let bundle_arg = bundle.display().to_string();
-        let what = format!(
-            "restoring container {} from checkpoint {checkpoint}",
-            container.name
-        );
-        let args = [
-            "restore",
-            "-d",
-            "--image-path",
-            &images,
-            "--work-path",
-            &work_arg,
-            "--bundle",
-            &bundle_arg,
-            &container.name,
-        ];
-        self.detached(container, &args, &what).await?;
-        Ok(PhaseStats::at(
-            Some(&work),
-            STATS_RESTORE,
-            self.shared_stats.as_deref(),
-        ))
+        self.restore_with(container, checkpoint, false).await
+    }
+
+    async fn restore_lazily(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        self.restore_with(container, checkpoint, true).await
+    }
+
+    async fn checkpoint_for_migration(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+        pages: PageDestination,
+    ) -> Result<Dumped> {
+        let (images, work) = self.checkpoint_dirs(container, checkpoint)?;
+        let mut args: Vec<String> = ["checkpoint", "--image-path"].map(String::from).to_vec();
+        args.push(images.display().to_string());
+        args.extend(["--work-path".to_string(), work.display().to_string()]);
+        match pages {
+            PageDestination::Images => {}
+            PageDestination::PageServer(addr) => {
+                args.extend(["--page-server".to_string(), addr.to_string()])
+            }
+            PageDestination::Lazy(addr) => args.extend([
+                "--lazy-pages".to_string(),
+                "--page-server".to_string(),
+                addr.to_string(),
+                "--status-fd".to_string(),
+                status_fd::STATUS_FD.to_string(),
+            ]),
+        }
+        args.push(container.name.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let what = format!("checkpointing container {} for migration", container.name);
+        let stats = PhaseStats::at(Some(&work), STATS_DUMP, self.shared_stats.as_deref());
+        let serving = if matches!(pages, PageDestination::Lazy(_)) {
+            let mut command = runc_command(self.root.as_deref());
+            command
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            Some(status_fd::spawn_until_ready(&mut command, LAZY_READY_TIMEOUT, &what).await?)
+        } else {
+            runc(self.root.as_deref(), &args, &what).await?;
+            None
+        };
+        Ok(Dumped { stats, serving })
+    }
+
+    fn container_dir(&self, container: &Container) -> Option<PathBuf> {
+        self.bundle(container).ok()
     }
 
     async fn root_pid(&self, container: &Container) -> Result<u32> {
@@ -292,11 +416,15 @@ impl Engine for RuncEngine {
     async fn remove_container(&self, container: &Container) -> Result<()> {
         // `delete --force` kills a running container; a missing one is fine.
         let _ = runc(
+            self.root.as_deref(),
             &["delete", "--force", &container.name],
             "removing a container",
         )
         .await;
-        if runc(&["state", &container.name], "").await.is_ok() {
+        if runc(self.root.as_deref(), &["state", &container.name], "")
+            .await
+            .is_ok()
+        {
             bail!("runc could not remove container {}", container.name);
         }
         crate::engine::os::proctree::reap_exited_workloads();
@@ -329,11 +457,18 @@ async fn remove_runc_dir(dir: &Path) -> Result<usize> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(0);
     };
+    // A destination host's run keeps its own runc state beside its bundles.
+    let root = Some(dir.join(RUNC_ROOT)).filter(|r| r.exists());
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.path().join("config.json").exists() {
-            let _ = runc(&["delete", "--force", &name], "removing a container").await;
+            let _ = runc(
+                root.as_deref(),
+                &["delete", "--force", &name],
+                "removing a container",
+            )
+            .await;
             removed += 1;
         }
     }

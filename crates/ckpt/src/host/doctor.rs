@@ -83,6 +83,8 @@ pub async fn run_all() -> Vec<Check> {
             tool_version("podman", &["--version"]),
         ),
         Check::new("workload binary", all, workload_check()),
+        // Only `ckpt migrate --method lazy` needs it: a warning, not a failure.
+        Check::new("lazy pages", |_| false, lazy_pages_check()),
     ]
 }
 
@@ -248,6 +250,87 @@ pub(crate) fn explain_criu_check(output: &str) -> (String, String) {
             format!("see `criu check` output; {SETUP_FIX}"),
         )
     }
+}
+
+/// Where scripts/setup records the CRIU it built and the patches it carries.
+const CRIU_PATCH_MARKER: &str = "/usr/local/share/ckpt/criu-patches";
+/// The patch that lets CRIU's lazy page server work without
+/// CAP_SYS_RESOURCE (docs/criu-lazy-pages.md).
+const LAZY_PATCH: &str = "criu-4.1.1-lazy-pipe-size.patch";
+
+/// Lazy (post-copy) migration: userfaultfd with non-cooperative events,
+/// and a CRIU whose page server gets a pipe it can use. An unpatched CRIU
+/// 4.1.1 asks for a 4 MiB pipe, refused past fs.pipe-max-size without
+/// CAP_SYS_RESOURCE, and then fails ("page-pipe: splice: -1: Bad file
+/// descriptor").
+fn lazy_pages_check() -> Result<String, (String, String)> {
+    let (ok, text) = run_tool("criu", &["check", "--feature", "uffd-noncoop"])
+        .map_err(|e| (e, SETUP_FIX.to_string()))?;
+    if !ok || !text.contains("is supported") {
+        return Err((
+            "criu check --feature uffd-noncoop fails".into(),
+            "lazy migration needs a kernel with CONFIG_USERFAULTFD (Linux >= 4.11)".into(),
+        ));
+    }
+    let pipe_max = read_number("/proc/sys/fs/pipe-max-size").unwrap_or(0);
+    if has_sys_resource() || pipe_max >= 4 << 20 {
+        return Ok(format!(
+            "uffd-noncoop supported; fs.pipe-max-size {pipe_max}: any CRIU 4.x will do"
+        ));
+    }
+    let situation = format!("fs.pipe-max-size {pipe_max} and no CAP_SYS_RESOURCE");
+    if criu_carries_lazy_patch() {
+        Ok(format!(
+            "uffd-noncoop supported; {situation}, and CRIU carries {LAZY_PATCH}"
+        ))
+    } else {
+        Err((
+            format!("{situation}, and the installed CRIU lacks {LAZY_PATCH}: lazy migration fails"),
+            format!(
+                "{SETUP_FIX} (it builds CRIU with the patch), or raise fs.pipe-max-size to 4194304"
+            ),
+        ))
+    }
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// CAP_SYS_RESOURCE (bit 24) in this process's effective capabilities.
+fn has_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
+}
+
+/// Whether setup's marker lists the patch and describes the criu on PATH
+/// (by its checksum: a criu installed later over it does not count).
+fn criu_carries_lazy_patch() -> bool {
+    let Ok(marker) = std::fs::read_to_string(CRIU_PATCH_MARKER) else {
+        return false;
+    };
+    let listed = marker
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(LAZY_PATCH));
+    let recorded = marker
+        .lines()
+        .find_map(|l| l.strip_prefix("criu "))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("sha256=")));
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("criu"))
+            .find(|p| p.is_file())
+    });
+    let actual = on_path.and_then(|p| match run_tool("sha256sum", &[&p.to_string_lossy()]) {
+        Ok((true, out)) => out.split_whitespace().next().map(str::to_string),
+        _ => None,
+    });
+    listed && recorded.is_some() && recorded == actual.as_deref()
 }
 
 async fn docker_check() -> Check {

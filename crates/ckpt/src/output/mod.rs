@@ -3,6 +3,7 @@
 //! report from several hosts' directories (merge). Reads records and
 //! analyses only; never an engine.
 
+pub mod compare;
 pub mod merge;
 pub mod plot;
 pub mod report;

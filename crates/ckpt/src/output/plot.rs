@@ -46,7 +46,7 @@ pub(crate) fn figure_stem(analysis: &Analysis, axis: Axis) -> String {
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
-fn register_font() -> Result<()> {
+pub(super) fn register_font() -> Result<()> {
     static REGISTER: Once = Once::new();
     let mut result = Ok(());
     REGISTER.call_once(|| {
@@ -65,7 +65,7 @@ struct Series {
     fit: Option<(f64, f64)>,
 }
 
-const COLORS: [RGBColor; 8] = [
+pub(super) const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -253,7 +253,13 @@ enum Picture<'a> {
     Drift(&'a [Drift]),
 }
 
-impl Picture<'_> {
+/// A picture that can be drawn on any backend, at its own size.
+pub(super) trait Paint {
+    fn size(&self) -> (u32, u32);
+    fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
+}
+
+impl Paint for Picture<'_> {
     /// Pixels; the heat map stacks two rows of panels and needs the height.
     fn size(&self) -> (u32, u32) {
         match self {
@@ -274,7 +280,7 @@ impl Picture<'_> {
 }
 
 /// Draws the same picture as `<stem>.svg` and `<stem>.png`; returns the SVG.
-fn write_both(dir: &ResultsDir, stem: &str, picture: &Picture) -> Result<String> {
+pub(super) fn write_both(dir: &ResultsDir, stem: &str, picture: &impl Paint) -> Result<String> {
     let size = picture.size();
     let mut svg = String::new();
     {
@@ -296,7 +302,7 @@ type Plane = Cartesian2d<RangedCoordf64, RangedCoordf64>;
 
 /// The frame every chart but the heat map's panels shares: a caption and
 /// room for the axis labels and descriptions.
-fn plane<'a, DB: DrawingBackend>(
+pub(super) fn plane<'a, DB: DrawingBackend>(
     root: &'a DrawingArea<DB, Shift>,
     caption: &str,
     x: Range<f64>,
@@ -313,7 +319,7 @@ fn plane<'a, DB: DrawingBackend>(
 
 /// How far above the highest point the y axis goes, so that the legend
 /// (one line per series, top left) stays clear of the data.
-fn legend_headroom(series: usize) -> f64 {
+pub(super) fn legend_headroom(series: usize) -> f64 {
     // About 17 px per legend line in a plot area about 450 px high.
     let legend = (series as f64 * 17.0 + 12.0) / 450.0;
     1.05 / (1.0 - legend.min(0.6))
@@ -321,7 +327,7 @@ fn legend_headroom(series: usize) -> f64 {
 
 /// Draws the legend (top left, over a white veil) and writes the picture
 /// out: the last steps of every chart here.
-fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(super) fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     root: &DrawingArea<DB, Shift>,
     chart: &mut ChartContext<'a, DB, CT>,
     font_size: u32,
@@ -355,13 +361,13 @@ fn draw_axes<DB: DrawingBackend>(
         .map_err(plot_error)
 }
 
-fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(super) fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure failed: {e:?}")
 }
 
 /// A tick of an axis whose values are whole numbers (processes, MiB): "5",
 /// not "5.0"; a tick between two of them keeps its fraction.
-fn integer_label(v: &f64) -> String {
+pub(super) fn integer_label(v: &f64) -> String {
     if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {

@@ -27,6 +27,9 @@ pub enum ResultFile<'a> {
     Analysis,
     ReportMd,
     ReportHtml,
+    /// `ckpt compare --output`: the comparison of two sweeps.
+    CompareMd,
+    CompareJson,
     /// A figure, by stem: `<stem>.svg`.
     Svg(&'a str),
     /// The same figure as `<stem>.png`.
@@ -45,6 +48,8 @@ impl ResultFile<'_> {
             ResultFile::Analysis => "analysis.json".into(),
             ResultFile::ReportMd => "report.md".into(),
             ResultFile::ReportHtml => "report.html".into(),
+            ResultFile::CompareMd => "compare.md".into(),
+            ResultFile::CompareJson => "compare.json".into(),
             ResultFile::Svg(stem) => format!("{stem}.svg"),
             ResultFile::Png(stem) => format!("{stem}.png"),
         }
@@ -104,7 +109,7 @@ impl ResultsDir {
         self.has(ResultFile::Plan) || self.has(ResultFile::TrialsJsonl)
     }
 
-    /// Creates the directory, or takes an existing one, mode 0700.
+    /// Creates the directory, or makes an existing one, 0700.
     pub(crate) fn create_private(&self) -> Result<()> {
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -383,7 +383,7 @@ fn holds_state(record: &TrialRecord) -> bool {
 /// Asks every process of the forker to check its memory, threads and open
 /// files (SIGUSR1 to the parent, which passes it on) and waits for all
 /// their answers: memory, threads and files judged apart.
-async fn check_state<E: Engine>(
+pub(crate) async fn check_state<E: Engine>(
     engine: &E,
     container: &Container,
     pids: &[u32],

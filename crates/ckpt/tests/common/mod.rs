@@ -23,6 +23,39 @@ pub fn spawn_sweep(args: &[&str], dir: &std::path::Path) -> std::process::Child 
         .expect("ckpt runs")
 }
 
+/// The results directories shipped in docs/results, sorted.
+pub fn shipped_results() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("plan.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 4, "docs/results holds the shipped sweeps");
+    dirs
+}
+
+/// A copy of a directory's files in a new temporary directory.
+pub fn copy_dir(dir: &std::path::Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    copy
+}
+
+/// Runs ckpt and checks that it fails, without a panic, with `expected`
+/// in its error.
+pub fn assert_fails(args: &[&str], expected: &str) {
+    let out = run(args);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 pub fn run(args: &[&str]) -> Output {
     ckpt().args(args).output().expect("ckpt runs")
 }

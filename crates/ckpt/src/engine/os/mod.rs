@@ -4,3 +4,4 @@
 pub mod logfile;
 pub mod proctree;
 pub mod rundir;
+pub mod status_fd;

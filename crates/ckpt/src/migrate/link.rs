@@ -1,0 +1,172 @@
+//! A second host on this machine: a network namespace joined to this one by
+//! a veth pair, with addresses on that link only. The destination's `ckpt
+//! serve` runs inside it, so a migration's bytes really cross a link (whose
+//! rate `tbf` can limit; this kernel has no netem, so no delay is added and
+//! none is faked). Everything is named after the run and its pid, removed
+//! at the end, and by `ckpt gc` when the run died.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::run::{owner_alive, RunId};
+
+const PREFIX: &str = "ckpt-m";
+
+/// The two ends of the link.
+#[derive(Debug)]
+pub struct Link {
+    /// The destination's network namespace.
+    pub netns: String,
+    host_if: String,
+    pub host_addr: Ipv4Addr,
+    pub peer_addr: Ipv4Addr,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run `ip` (iproute2): install it")?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn tc(args: &[&str]) -> Result<()> {
+    let out = Command::new("tc")
+        .args(args)
+        .output()
+        .context("cannot run `tc` (iproute2): install it")?;
+    if !out.status.success() {
+        bail!(
+            "`tc {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Link {
+    /// Makes the namespace and the link; `rate` (tc's syntax, e.g. `1gbit`)
+    /// limits both directions.
+    pub fn create(run: &RunId, rate: Option<&str>) -> Result<Link> {
+        let tag = &run.as_str()[run.as_str().len() - 4..];
+        let subnet = u8::from_str_radix(&tag[2..], 16).unwrap_or(0);
+        let link = Link {
+            netns: format!("{PREFIX}{}-{tag}", std::process::id()),
+            host_if: format!("ckh{tag}"),
+            host_addr: Ipv4Addr::new(10, 231, subnet, 1),
+            peer_addr: Ipv4Addr::new(10, 231, subnet, 2),
+        };
+        if let Err(e) = link.set_up(rate) {
+            link.remove();
+            return Err(e.context("making the destination host (a network namespace)"));
+        }
+        Ok(link)
+    }
+
+    fn peer_if(&self) -> String {
+        self.host_if.replacen("ckh", "ckp", 1)
+    }
+
+    fn set_up(&self, rate: Option<&str>) -> Result<()> {
+        let (ns, host, peer) = (&self.netns, &self.host_if, &self.peer_if());
+        ip(&["netns", "add", ns])?;
+        ip(&["link", "add", host, "type", "veth", "peer", "name", peer])?;
+        ip(&["link", "set", peer, "netns", ns])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", self.host_addr),
+            "dev",
+            host,
+        ])?;
+        ip(&["link", "set", host, "up"])?;
+        let peer_addr = format!("{}/30", self.peer_addr);
+        for args in [
+            vec!["addr", "add", peer_addr.as_str(), "dev", peer],
+            vec!["link", "set", peer, "up"],
+            vec!["link", "set", "lo", "up"],
+        ] {
+            let mut full = vec!["-n", ns.as_str()];
+            full.extend(args);
+            ip(&full)?;
+        }
+        if let Some(rate) = rate {
+            // A token bucket per direction. Its burst must cover a timer
+            // tick at the rate (1 Gbit/s at 250 Hz: 500 KB), or it limits
+            // below the rate; 1 MB of burst, 50 ms of queue.
+            let shape = [
+                "root", "tbf", "rate", rate, "burst", "1mb", "latency", "50ms",
+            ];
+            tc(&[&["qdisc", "add", "dev", host][..], &shape].concat())?;
+            tc(&[&["-n", ns, "qdisc", "add", "dev", peer][..], &shape].concat())?;
+        }
+        Ok(())
+    }
+
+    /// Bytes that crossed the link so far, both directions.
+    pub fn bytes(&self) -> Result<u64> {
+        let read = |what: &str| -> Result<u64> {
+            let path = format!("/sys/class/net/{}/statistics/{what}", self.host_if);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {path}"))?
+                .trim()
+                .parse()
+                .with_context(|| format!("{path} holds no number"))
+        };
+        Ok(read("tx_bytes")? + read("rx_bytes")?)
+    }
+
+    /// Kills what still runs in the namespace and deletes it (the veth pair
+    /// goes with it). Idempotent.
+    pub fn remove(&self) {
+        remove_netns(&self.netns);
+        let _ = ip(&["link", "del", &self.host_if]);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn remove_netns(netns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", netns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: processes inside a namespace this run made.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _ = ip(&["netns", "del", netns]);
+}
+
+/// For `ckpt gc`: the namespaces of migrations whose ckpt process is gone.
+pub fn remove_orphans() -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if !owner_alive(Some(pid)) {
+            remove_netns(&name);
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,433 @@
+//! Migration: move a running container to another host and measure what
+//! its users see. The source checkpoints (memory pages into the images, to
+//! a CRIU page server at the destination, or left at the source for
+//! post-copy), sends the rest over a mutual-TLS link to `ckpt serve`, which
+//! restores and checks it. Downtime runs on the source's monotonic clock
+//! from the checkpoint request to the destination's "restored".
+
+pub mod link;
+pub mod serve;
+pub mod tls;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::engine::any::AnyEngine;
+use crate::engine::criu::CriuEngine;
+use crate::engine::runc::RuncEngine;
+use crate::engine::{Container, Engine, PageDestination};
+use crate::model::{EngineKind, ImageSpec, MigrationMethod, Point, RunSpec};
+use crate::run::{RunId, Stop};
+use link::Link;
+use serve::CHECKPOINT;
+use wire::Message;
+
+/// What to move, how, and over which link.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub engine: EngineKind,
+    pub method: MigrationMethod,
+    pub point: Point,
+    /// tc's rate syntax (`1gbit`), for the link to the throwaway host.
+    pub link_rate: Option<String>,
+}
+
+/// One step of a migration and how long it took.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub ms: f64,
+}
+
+/// What a migration measured and what the destination found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Migration {
+    pub engine: EngineKind,
+    pub method: MigrationMethod,
+    pub phases: Vec<Phase>,
+    /// From the checkpoint request to the destination's "restored".
+    pub downtime_ms: f64,
+    /// Until the source is gone and the last page has arrived.
+    pub total_ms: f64,
+    /// Bytes that crossed the link, both directions.
+    pub bytes_sent: u64,
+    /// The checkpoint's images on the source's disk (pages excluded when
+    /// they went elsewhere).
+    pub image_bytes: u64,
+    pub processes_before: usize,
+    pub check: Message,
+}
+
+impl Migration {
+    /// Same processes, and every one found its memory, threads and files.
+    pub fn verified(&self) -> bool {
+        matches!(&self.check, Message::Verified {
+            processes,
+            memory_ok: Some(true),
+            threads_ok: Some(true),
+            files_ok: Some(true),
+            problem: None,
+        } if *processes == self.processes_before)
+    }
+}
+
+/// The port `ckpt serve` listens on at the throwaway destination.
+const SERVE_PORT: u16 = 7207;
+/// The port the source's lazy dump serves pages on.
+const LAZY_PORT: u16 = 7208;
+/// How long `ckpt serve` may take to start listening.
+const SERVE_START: Duration = Duration::from_secs(15);
+
+/// Moves a fresh workload at `options.point` from this host to a throwaway
+/// host on this machine, and removes everything on both sides afterwards.
+pub async fn migrate_to_throwaway(
+    options: &MigrateOptions,
+    run: &RunId,
+    stop: &Stop,
+) -> Result<Migration> {
+    refuse_unsupported(options)?;
+    let dir = crate::engine::os::rundir::create("migrate", run)?;
+    let result = async {
+        let link = Link::create(run, options.link_rate.as_deref())?;
+        let (server, client) = tls::throwaway(&dir, link.peer_addr.into())?;
+        let mut serving = spawn_serve(&link, &server, &dir)?;
+        let source = match options.engine {
+            EngineKind::Criu => AnyEngine::Criu(CriuEngine::new()),
+            _ => AnyEngine::Runc(RuncEngine::new(None).with_writable_rootfs()),
+        };
+        let outcome = move_one(&source, options, run, stop, &link, &client).await;
+        let _ = source.remove_run(run).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), serving.wait()).await;
+        let _ = serving.kill().await;
+        // A destination that died kept its state: the throwaway host is
+        // ours, so its leftovers are too (those of dead runs only).
+        if let Err(e) = crate::engine::any::remove_orphans(options.engine).await {
+            eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
+        }
+        outcome
+    }
+    .await;
+    let _ = crate::engine::os::rundir::remove(&dir);
+    result
+}
+
+/// Refuses, before anything is made, what the engine cannot do.
+fn refuse_unsupported(options: &MigrateOptions) -> Result<()> {
+    if !options.engine.migration_methods().contains(&options.method) {
+        bail!(
+            "the {} engine cannot migrate with {}: it can with {}",
+            options.engine,
+            options.method.name(),
+            options
+                .engine
+                .migration_methods()
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if options.engine != EngineKind::Runc {
+        bail!(
+            "ckpt migrate moves runc containers; the {} engine is not supported yet",
+            options.engine
+        );
+    }
+    Ok(())
+}
+
+/// `ckpt serve` inside the destination's namespace, for one migration.
+fn spawn_serve(link: &Link, creds: &tls::Credentials, dir: &Path) -> Result<tokio::process::Child> {
+    let exe = std::env::current_exe().context("cannot find the ckpt executable")?;
+    let log = std::fs::File::create(dir.join("serve.log"))?;
+    // nsenter joins the network namespace only: `ip netns exec` would also
+    // mount a fresh /sys, hiding the cgroup mounts that runc needs.
+    tokio::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", link.netns))
+        .arg(exe)
+        .args([
+            "serve",
+            "--once",
+            "--listen",
+            &format!("{}:{SERVE_PORT}", link.peer_addr),
+        ])
+        .arg("--ca")
+        .arg(&creds.ca)
+        .arg("--cert")
+        .arg(&creds.cert)
+        .arg("--key")
+        .arg(&creds.key)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start ckpt serve in the destination's namespace")
+}
+
+/// Connects to `ckpt serve`, retrying while it starts (bounded).
+async fn connect(
+    addr: SocketAddr,
+    creds: &tls::Credentials,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(creds.client_config()?);
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let deadline = Instant::now() + SERVE_START;
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                return connector
+                    .connect(name, tcp)
+                    .await
+                    .with_context(|| format!("the TLS handshake with {addr} failed"))
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "ckpt serve at {addr} did not answer within {} s",
+                        SERVE_START.as_secs()
+                    )
+                })
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Starts the workload, waits until it is ready, and moves it.
+async fn move_one(
+    source: &AnyEngine,
+    options: &MigrateOptions,
+    run: &RunId,
+    stop: &Stop,
+    link: &Link,
+    creds: &tls::Credentials,
+) -> Result<Migration> {
+    let image = source.build_image(run, &ImageSpec::default()).await?;
+    let spec = RunSpec {
+        name: run.name("mover"),
+        args: crate::workload::forker_args(&options.point, 1000),
+        entrypoint: None,
+        network: Default::default(),
+    };
+    let container = source.run(run, &image, &spec).await?;
+    let ready = stop
+        .unless_stopped(source.wait_for_line(
+            &container,
+            0,
+            &crate::workload::is_ready,
+            Duration::from_secs(60),
+        ))
+        .await?;
+    let processes_before = crate::workload::ready_pids(&ready).map_or(0, |p| p.len());
+    stop.check()?;
+    let mut stream = connect(SocketAddr::new(link.peer_addr.into(), SERVE_PORT), creds).await?;
+    let dir = source
+        .container_dir(&container)
+        .context("the source keeps no files")?;
+    let hello = Message::Hello {
+        engine: options.engine,
+        method: options.method,
+        name: container.name.clone(),
+        point: options.point,
+        log: (options.engine == EngineKind::Criu).then(|| dir.join("out.log")),
+    };
+    wire::send(&mut stream, &hello).await?;
+    let bytes_before = link.bytes()?;
+    let mut mover = Mover {
+        source,
+        container: &container,
+        link,
+        phases: Vec::new(),
+    };
+    let (downtime, total) = mover.run(&mut stream, options.method).await?;
+    let check = wire::recv(&mut stream).await?;
+    let bytes_sent = link.bytes()?.saturating_sub(bytes_before);
+    wire::send(&mut stream, &Message::Finish).await?;
+    wire::expect(&mut stream, "done", |m| {
+        matches!(m, Message::Done).then_some(())
+    })
+    .await?;
+    let image_bytes = source
+        .container_dir(&container)
+        .and_then(|d| crate::engine::dir_size(&d.join("images").join(CHECKPOINT)))
+        .unwrap_or(0);
+    Ok(Migration {
+        engine: options.engine,
+        method: options.method,
+        phases: mover.phases,
+        downtime_ms: ms(downtime),
+        total_ms: ms(total),
+        bytes_sent,
+        image_bytes,
+        processes_before,
+        check,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The source's side of one move, phase by phase.
+struct Mover<'a> {
+    source: &'a AnyEngine,
+    container: &'a Container,
+    link: &'a Link,
+    phases: Vec<Phase>,
+}
+
+impl Mover<'_> {
+    async fn timed<T>(
+        &mut self,
+        name: &'static str,
+        step: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let result = step
+            .await
+            .with_context(|| format!("migration step '{name}'"))?;
+        self.phases.push(Phase {
+            name,
+            ms: ms(started.elapsed()),
+        });
+        Ok(result)
+    }
+
+    /// Sends the checkpoint and has the destination restore it.
+    async fn hand_over<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        lazy_from: Option<SocketAddr>,
+    ) -> Result<()> {
+        let dir = self
+            .source
+            .container_dir(self.container)
+            .context("no bundle")?;
+        self.timed("transfer", send_bundle(stream, &dir)).await?;
+        wire::send(stream, &Message::Restore { lazy_from }).await?;
+        self.timed(
+            "restore",
+            wire::expect(stream, "restored", |m| match m {
+                Message::Restored { processes } => Some(processes),
+                _ => None,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The destination failed. With stop-and-copy the whole checkpoint is
+    /// still here: the workload starts again at the source, nothing lost.
+    /// With a page server or lazy pages its memory has left the source.
+    async fn after_failed_hand_over(
+        &mut self,
+        method: MigrationMethod,
+        e: anyhow::Error,
+    ) -> anyhow::Error {
+        if method != MigrationMethod::Copy {
+            return e.context(format!(
+                "the destination failed during a {} migration: the workload's memory had left the source, so it is lost",
+                method.name()
+            ));
+        }
+        match self.source.restore(self.container, CHECKPOINT).await {
+            Ok(_) => e.context("the destination failed; the workload was restored at the source from its checkpoint, nothing lost"),
+            Err(again) => e.context(format!("the destination failed, and restoring at the source failed too: {again:#}")),
+        }
+    }
+
+    /// Runs the method's steps; returns (downtime, total).
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        method: MigrationMethod,
+    ) -> Result<(Duration, Duration)> {
+        let pages = match method {
+            MigrationMethod::Copy => PageDestination::Images,
+            MigrationMethod::PageServer => {
+                wire::send(stream, &Message::StartPageServer).await?;
+                let port = wire::expect(stream, "the page server's port", |m| match m {
+                    Message::PageServerReady { port } => Some(port),
+                    _ => None,
+                })
+                .await?;
+                PageDestination::PageServer(SocketAddr::new(self.link.peer_addr.into(), port))
+            }
+            MigrationMethod::Lazy => {
+                PageDestination::Lazy(SocketAddr::new(self.link.host_addr.into(), LAZY_PORT))
+            }
+        };
+        let started = Instant::now();
+        let (source, container) = (self.source, self.container);
+        let mut dumped = self
+            .timed(
+                "checkpoint",
+                source.checkpoint_for_migration(container, CHECKPOINT, pages),
+            )
+            .await?;
+        if dumped.serving.is_none() {
+            // The dump killed the processes; the source's runc forgets them.
+            self.timed("stop", source.stop(container)).await?;
+        }
+        let lazy_from = matches!(pages, PageDestination::Lazy(_))
+            .then_some(SocketAddr::new(self.link.host_addr.into(), LAZY_PORT));
+        if let Err(e) = self.hand_over(stream, lazy_from).await {
+            return Err(self.after_failed_hand_over(method, e).await);
+        }
+        let downtime = started.elapsed();
+        if let Some(mut serving) = dumped.serving.take() {
+            // Post-copy: the move ends when the last page has left.
+            let status = self
+                .timed("pages", async { Ok(serving.wait().await?) })
+                .await?;
+            if !status.success() {
+                bail!("the lazy dump's page transfer failed ({status}): the workload's memory is lost with it");
+            }
+            self.timed("stop", source.stop(container)).await?;
+        }
+        Ok((downtime, started.elapsed()))
+    }
+}
+
+/// Sends what the destination needs: config.json, the root filesystem the
+/// config names, and the checkpoint's images.
+async fn send_bundle<S: AsyncWrite + Unpin>(stream: &mut S, bundle: &Path) -> Result<u64> {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
+    let rootfs = PathBuf::from(
+        config["root"]["path"]
+            .as_str()
+            .context("config.json names no root")?,
+    );
+    let mut sent = 0;
+    let none = |_: &Path| false;
+    sent += wire::send_tree(
+        stream,
+        &bundle.join("images").join(CHECKPOINT),
+        &Path::new("images").join(CHECKPOINT),
+        &none,
+    )
+    .await?;
+    sent += wire::send_tree(stream, &rootfs, Path::new("rootfs"), &none).await?;
+    let only_config = |p: &Path| p.file_name() != Some("config.json".as_ref());
+    sent += wire::send_tree(stream, bundle, Path::new(""), &|p| {
+        only_config(p) || p.parent() != Some(bundle)
+    })
+    .await?;
+    Ok(sent)
+}
+
+/// For `ckpt gc`: the work directories (credentials) of dead migrations.
+pub fn remove_orphans() -> Result<usize> {
+    let dirs = crate::engine::os::rundir::orphans("migrate");
+    for dir in &dirs {
+        crate::engine::os::rundir::remove(dir)?;
+    }
+    Ok(dirs.len())
+}

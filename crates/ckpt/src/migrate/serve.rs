@@ -1,0 +1,366 @@
+//! `ckpt serve`: the destination half of a migration. It accepts only
+//! clients whose certificate comes from its CA (a failed handshake creates
+//! nothing), receives a checkpoint, restores it with its own engine state,
+//! checks the restored workload and removes it when the client is done.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::{Child, Command};
+
+use super::tls::Credentials;
+use super::wire::{self, Message};
+use crate::engine::any::AnyEngine;
+use crate::engine::criu::CriuEngine;
+use crate::engine::runc::RuncEngine;
+use crate::engine::{Container, Engine};
+use crate::model::{EngineKind, MigrationMethod, Point};
+use crate::run::RunId;
+
+/// The checkpoint's name on both hosts.
+pub(crate) const CHECKPOINT: &str = "migrated";
+
+/// Serves migrations on `listen` until `once` is done (a throwaway
+/// destination serves exactly one).
+pub async fn serve(listen: SocketAddr, creds: &Credentials, once: bool) -> Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(creds.server_config()?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!("ckpt serve: listening on {listen}");
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let mut stream = match acceptor.accept(tcp).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Nothing was created for it: the handshake comes first.
+                eprintln!("ckpt serve: refused {peer}: {e}");
+                continue;
+            }
+        };
+        let result = receive(&mut stream, listen.ip(), peer.ip()).await;
+        if let Err(e) = &result {
+            let message = format!("{e:#}");
+            eprintln!("ckpt serve: the migration from {peer} failed: {message}");
+            let _ = wire::send(&mut stream, &Message::Error { message }).await;
+        }
+        if once {
+            return result;
+        }
+    }
+}
+
+/// One migration, from the client's hello to its finish. Whatever it
+/// created is removed on every path.
+async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    own_ip: IpAddr,
+    peer_ip: IpAddr,
+) -> Result<()> {
+    let (kind, method, name, point, log) = wire::expect(stream, "a hello", |m| match m {
+        Message::Hello {
+            engine,
+            method,
+            name,
+            point,
+            log,
+        } => Some((engine, method, name, point, log)),
+        _ => None,
+    })
+    .await?;
+    let run = RunId::new();
+    let engine = match kind {
+        EngineKind::Runc => AnyEngine::Runc(RuncEngine::destination(&run)?),
+        EngineKind::Criu => AnyEngine::Criu(CriuEngine::destination(&run)?),
+        other => {
+            bail!("this destination restores runc containers and criu process trees, not {other}")
+        }
+    };
+    let mut host = Destination {
+        engine,
+        kind,
+        run,
+        container: Container {
+            id: format!("{name}-dest"),
+            name: format!("{name}-dest"),
+        },
+        source_log: log,
+        helpers: Vec::new(),
+    };
+    let result = host.take(stream, method, point, (own_ip, peer_ip)).await;
+    host.clean_up().await;
+    result?;
+    wire::send(stream, &Message::Done).await
+}
+
+/// The destination's state for one migration.
+struct Destination {
+    engine: AnyEngine,
+    kind: EngineKind,
+    run: RunId,
+    /// Where the process tree's output went at the source (criu engine).
+    source_log: Option<PathBuf>,
+    container: Container,
+    /// CRIU's page server or lazy-pages daemon, while they run.
+    helpers: Vec<Child>,
+}
+
+impl Destination {
+    fn bundle(&self) -> Result<PathBuf> {
+        self.engine
+            .container_dir(&self.container)
+            .context("the destination has no bundle")
+    }
+
+    fn images(&self) -> Result<PathBuf> {
+        Ok(self.bundle()?.join("images").join(CHECKPOINT))
+    }
+
+    fn work(&self) -> Result<PathBuf> {
+        Ok(self.bundle()?.join("work").join(CHECKPOINT))
+    }
+
+    /// Receives files and requests until the workload runs here, checks
+    /// it, then waits for the client's finish.
+    async fn take<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        method: MigrationMethod,
+        point: Point,
+        (own_ip, peer_ip): (IpAddr, IpAddr),
+    ) -> Result<()> {
+        for dir in [self.images()?, self.work()?] {
+            crate::engine::os::rundir::make_private_dir(&dir)?;
+        }
+        loop {
+            match wire::recv(stream).await? {
+                Message::StartPageServer if method == MigrationMethod::PageServer => {
+                    let port = self.start_page_server(own_ip)?;
+                    wire::send(stream, &Message::PageServerReady { port }).await?;
+                }
+                Message::File { path, size, mode } => {
+                    wire::recv_file(stream, &self.bundle()?, &path, size, mode).await?;
+                }
+                Message::Restore { lazy_from } => {
+                    let lazy_from = lazy_from.map(|a| SocketAddr::new(peer_ip, a.port()));
+                    let processes = self.restore(lazy_from).await?;
+                    wire::send(stream, &Message::Restored { processes }).await?;
+                    let verified = self.verify(point).await;
+                    wire::send(stream, &verified).await?;
+                }
+                Message::Finish => return Ok(()),
+                other => bail!("unexpected {other:?} during a {} migration", method.name()),
+            }
+        }
+    }
+
+    /// A CRIU page server for the dump's pages, on a free port.
+    fn start_page_server(&mut self, own_ip: IpAddr) -> Result<u16> {
+        let port = free_port(own_ip)?;
+        let child = Command::new("criu")
+            .arg("page-server")
+            .arg("--images-dir")
+            .arg(self.images()?)
+            .args([
+                "--address",
+                &own_ip.to_string(),
+                "--port",
+                &port.to_string(),
+            ])
+            .arg("-o")
+            .arg(self.work()?.join("page-server.log"))
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start criu page-server")?;
+        self.helpers.push(child);
+        wait_listening(SocketAddr::new(own_ip, port))?;
+        Ok(port)
+    }
+
+    /// Restores the received checkpoint; with `lazy_from`, its memory comes
+    /// from the source through a lazy-pages daemon. Returns the processes.
+    async fn restore(&mut self, lazy_from: Option<SocketAddr>) -> Result<usize> {
+        match self.kind {
+            EngineKind::Runc => self.point_config_at_own_rootfs()?,
+            _ => self.reopen_source_log()?,
+        }
+        // The page server exits once the dump has sent every page.
+        for helper in &mut self.helpers {
+            helper.wait().await?;
+        }
+        let restored = match lazy_from {
+            Some(source) => {
+                self.start_lazy_pages(source)?;
+                self.engine
+                    .restore_lazily(&self.container, CHECKPOINT)
+                    .await
+            }
+            None => self.engine.restore(&self.container, CHECKPOINT).await,
+        };
+        // CRIU's own words, from its log: it goes with the run directory.
+        let log = self.work()?.join("restore.log");
+        restored.map_err(|e| e.context(criu_errors(&log)))?;
+        Ok(self.engine.processes(&self.container).await?.len())
+    }
+
+    /// The lazy-pages daemon: serves the restored processes' page faults
+    /// from the source's memory. It listens in the checkpoint's work dir.
+    fn start_lazy_pages(&mut self, source: SocketAddr) -> Result<()> {
+        let child = Command::new("criu")
+            .args(["lazy-pages", "--page-server", "--address"])
+            .arg(source.ip().to_string())
+            .args(["--port", &source.port().to_string()])
+            .arg("--images-dir")
+            .arg(self.images()?)
+            .arg("--work-dir")
+            .arg(self.work()?)
+            .arg("-o")
+            .arg(self.work()?.join("lazy-pages.log"))
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start criu lazy-pages")?;
+        self.helpers.push(child);
+        wait_for_file(&self.work()?.join("lazy-pages.socket"))
+    }
+
+    /// A plain process tree's output file is restored at the path it had at
+    /// the source (CRIU reopens files by path): made there from the copy
+    /// that came along when that path does not exist on this host, and
+    /// read through this host's own `out.log`.
+    fn reopen_source_log(&self) -> Result<()> {
+        let source = self
+            .source_log
+            .as_ref()
+            .context("the client named no output file")?;
+        let own = self.bundle()?.join("out.log");
+        if !source.exists() {
+            std::fs::create_dir_all(source.parent().context("a log path without a directory")?)?;
+            std::fs::copy(&own, source)
+                .with_context(|| format!("cannot make {}", source.display()))?;
+        }
+        std::fs::remove_file(&own)?;
+        std::os::unix::fs::symlink(source, &own)?;
+        Ok(())
+    }
+
+    /// The source's config.json names the source's root filesystem: the
+    /// copy that came with it is this host's.
+    fn point_config_at_own_rootfs(&self) -> Result<()> {
+        let path = self.bundle()?.join("config.json");
+        let text = std::fs::read(&path).context("the client sent no config.json")?;
+        let mut config: serde_json::Value = serde_json::from_slice(&text)?;
+        config["root"]["path"] = serde_json::Value::String("rootfs".into());
+        std::fs::write(&path, serde_json::to_vec(&config)?)?;
+        Ok(())
+    }
+
+    /// Checks the restored workload as a sweep does: its processes, and
+    /// each one's memory, threads and files.
+    async fn verify(&self, point: Point) -> Message {
+        let pids = match self.engine.processes(&self.container).await {
+            Ok(pids) => pids,
+            Err(e) => return failed_check(0, format!("{e:#}")),
+        };
+        match crate::sweep::trial::check_state(
+            &self.engine,
+            &self.container,
+            &pids,
+            (point.threads, point.files),
+        )
+        .await
+        {
+            Ok(v) => Message::Verified {
+                processes: pids.len(),
+                memory_ok: Some(v.memory),
+                threads_ok: Some(v.threads),
+                files_ok: Some(v.files),
+                problem: v.problem,
+            },
+            Err(e) => failed_check(pids.len(), format!("{e:#}")),
+        }
+    }
+
+    async fn clean_up(&mut self) {
+        for helper in &mut self.helpers {
+            let _ = helper.kill().await;
+        }
+        if let Err(e) = self.engine.remove_run(&self.run).await {
+            eprintln!("ckpt serve: cleaning up {} failed: {e:#}", self.run);
+        }
+    }
+}
+
+/// The lines of a CRIU log that say what failed.
+fn criu_errors(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error"))
+        .take(3)
+        .collect();
+    format!("CRIU's log says: {}", errors.join(" | "))
+}
+
+fn failed_check(processes: usize, problem: String) -> Message {
+    Message::Verified {
+        processes,
+        memory_ok: None,
+        threads_ok: None,
+        files_ok: None,
+        problem: Some(problem),
+    }
+}
+
+/// A port nobody listens on now (the kernel picks it).
+fn free_port(ip: IpAddr) -> Result<u16> {
+    let probe = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
+    Ok(probe.local_addr()?.port())
+}
+
+/// How long CRIU's helpers may take to start listening.
+const HELPER_START: Duration = Duration::from_secs(10);
+
+/// Waits until something listens on `addr`'s port, read from this network
+/// namespace's socket table (connecting would be taken for the dump: CRIU's
+/// page server serves its first connection).
+fn wait_listening(addr: SocketAddr) -> Result<()> {
+    let deadline = std::time::Instant::now() + HELPER_START;
+    while !listening(addr.port()) {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "CRIU's page server did not listen on {addr} within {} s",
+                HELPER_START.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap_or_default();
+    let wanted = format!(":{port:04X}");
+    // Columns: sl, local address (hex ip:port), remote, state (0A: LISTEN).
+    table.lines().skip(1).any(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        cols.len() > 3 && cols[1].ends_with(&wanted) && cols[3] == "0A"
+    })
+}
+
+fn wait_for_file(path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + HELPER_START;
+    while !path.exists() {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "{} did not appear within {} s",
+                path.display(),
+                HELPER_START.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
