@@ -129,6 +129,10 @@ impl Engine for AnyEngine {
     async fn healthy(&self) -> Result<()> {
         forward!(self, e => e.healthy().await)
     }
+
+    fn incarnation(&self) -> Option<String> {
+        forward!(self, e => e.incarnation())
+    }
 }
 
 /// Opens the engines. Docker's daemon facts come back for env.json.

@@ -183,6 +183,13 @@ pub trait Engine {
     async fn healthy(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Which run of the engine's daemon answers (its pid): a trial that
+    /// failed while the daemon was replaced failed because of the outage,
+    /// even when the new daemon already answers. None without a daemon.
+    fn incarnation(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where a migration's memory pages go during the dump.

@@ -109,6 +109,7 @@ pub async fn run_trials<E: Engine>(
         let engine = &engines[spec.engine];
         bar.set_message(format!("{} N={}", engine.name(), spec.point.children));
         let image = images.get(engine, spec, &prepared.plan, run).await?;
+        let incarnation = engine.incarnation();
         let previous = leftover.take();
         let (removed, mut trial) = tokio::join!(
             remove_if_any(previous.as_ref()),
@@ -136,7 +137,8 @@ pub async fn run_trials<E: Engine>(
             stop.check()?;
         }
         if trial.record.status == Status::Failed {
-            trial.record.engine_unreachable = engine.healthy().await.is_err();
+            trial.record.engine_unreachable =
+                engine.healthy().await.is_err() || engine.incarnation() != incarnation;
         }
         writer.append(&trial.record)?;
         if trial.record.engine_unreachable {

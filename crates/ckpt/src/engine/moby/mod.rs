@@ -635,6 +635,17 @@ impl Engine for DockerEngine {
         Ok(stats)
     }
 
+    /// dockerd's pid from its pid file (Podman's service is ckpt's own:
+    /// it does not restart under a sweep).
+    fn incarnation(&self) -> Option<String> {
+        if self.flavor == Flavor::Podman {
+            return None;
+        }
+        std::fs::read_to_string("/var/run/docker.pid")
+            .ok()
+            .map(|p| p.trim().to_string())
+    }
+
     /// containerd's "content sha256:... already exists" when `start
     /// --checkpoint` uploads a checkpoint whose blob its content store still
     /// holds: the container stays stopped and the checkpoint intact.
