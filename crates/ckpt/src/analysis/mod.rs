@@ -6,9 +6,8 @@
 //! against resident memory, throughput); drift over the run (`drift`).
 //! Plain data in, plain data out.
 
-pub mod drift;
-
 pub mod compare;
+pub mod drift;
 
 use std::collections::BTreeMap;
 
