@@ -61,6 +61,10 @@ fn small_sweep_writes_everything_and_report_rebuilds_it() {
         );
         assert!(r["criu_pages_written"].as_u64().unwrap_or(0) > 0, "{r}");
         assert!(r["criu_restore_ms"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+        // The host's state beside the trial, dockerd's included.
+        assert!(r["host_mounts"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(r["host_dockerd_rss_kib"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(r["host_load1"].is_f64(), "{r}");
     }
     let csv = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7, "header and six rows");

@@ -3,9 +3,11 @@
 //! least-squares fit of time against that axis, the other axes held fixed;
 //! the correlation between checkpoint and restore time; outliers within a
 //! point (MAD rule) and points off the fit; derived metrics (checkpoint size
-//! against resident memory, throughput). Plain data in, plain data out.
+//! against resident memory, throughput); drift over the run (`drift`).
+//! Plain data in, plain data out.
 
 pub mod compare;
+pub mod drift;
 
 use std::collections::BTreeMap;
 
@@ -381,6 +383,9 @@ pub struct Analysis {
     pub overhead: Option<Stats>,
     /// Distinct image sizes seen (one value: the size did not change).
     pub image_sizes: Vec<u64>,
+    /// Per engine and operation, whether times drifted over the run.
+    #[serde(default)]
+    pub drift: Vec<drift::Drift>,
 }
 
 impl Analysis {
@@ -483,6 +488,7 @@ pub(crate) fn analyse(records: &[TrialRecord]) -> Analysis {
     let swept = swept_axes(records);
     let (fits, off_fit) = all_fits(records, &engines, &swept, &points);
     Analysis {
+        drift: drift::drifts(records, &points),
         phases: phases(&groups),
         points,
         swept,

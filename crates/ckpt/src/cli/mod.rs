@@ -43,10 +43,14 @@ enum Command {
     },
     /// The seed's experiment (checkpoint and restore time against the number of child processes), or any grid over processes, memory, threads, open files and image size, on your own image too
     Sweep(Box<sweep::SweepArgs>),
-    /// Rebuild summary, figures and report of a results directory (no engine needed)
+    /// Rebuild summary, figures and report of a results directory, or make one report from several hosts' directories (no engine needed)
     Report {
-        /// A directory written by `ckpt sweep`
-        dir: PathBuf,
+        /// Directories written by `ckpt sweep`; several (runs on several hosts) make one report in --output
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the report instead of into the directory itself; needed with several directories
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
     Inspect(inspect::InspectArgs),
@@ -83,7 +87,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Demo(args) => demo::run(args).await,
         Command::Doctor { json } => doctor::run(json).await,
         Command::Sweep(args) => sweep::run(*args).await,
-        Command::Report { dir } => sweep::report(&dir).await,
+        Command::Report { dirs, output } => sweep::report(&dirs, output.as_deref()).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Compare(args) => compare::run(args).await,
         Command::Diff(args) => diff::run(args).await,

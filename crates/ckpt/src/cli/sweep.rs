@@ -268,7 +268,7 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     match outcome {
         Ok(_) => {
             if let Some(a) = &analysis {
-                print!("{}", output::render_table(a));
+                print_summary(a);
             }
             println!("results: {}", dir.display());
             Ok(u8::from(!cleaned))
@@ -288,17 +288,46 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     }
 }
 
-pub(super) async fn report(dir: &Path) -> Result<u8> {
+pub(super) async fn report(dirs: &[PathBuf], output: Option<&Path>) -> Result<u8> {
+    let out = report_target(dirs, output)?;
     // A signal during the analysis waits for its outputs to be whole.
     let stop = Stop::watch();
-    let analysis = output::write_outputs(&ResultsDir::new(dir))?;
+    let analysis = match output {
+        None => output::write_outputs(&ResultsDir::new(out))?,
+        Some(_) => output::merge::write_merged(dirs, &ResultsDir::new(out))?,
+    };
     stop.check_after_blocking().await?;
-    print!("{}", output::render_table(&analysis));
-    println!(
-        "rebuilt the summary, figures and report in {}",
-        dir.display()
-    );
+    print_summary(&analysis);
+    let what = match (dirs.len(), output) {
+        (1, None) => "rebuilt the",
+        (1, Some(_)) => "wrote the",
+        _ => "wrote the merged",
+    };
+    println!("{what} summary, figures and report in {}", out.display());
     Ok(0)
+}
+
+/// Where `ckpt report` writes: into the one directory it reads, or into
+/// --output, which several directories need (their report belongs to none
+/// of them).
+fn report_target<'a>(dirs: &'a [PathBuf], output: Option<&'a Path>) -> Result<&'a Path> {
+    match (dirs, output) {
+        (_, Some(out)) => Ok(out),
+        ([one], None) => Ok(one),
+        (many, None) => anyhow::bail!(
+            "{} directories make one report, which belongs to none of them: name a new directory for it with --output DIR",
+            many.len()
+        ),
+    }
+}
+
+/// The summary table, then a warning per engine and operation whose
+/// times drifted over the run (as hyperfine warns about outliers).
+fn print_summary(analysis: &ckpt::analysis::Analysis) {
+    print!("{}", output::render_table(analysis));
+    for warning in output::drift_warnings(analysis) {
+        eprintln!("ckpt: warning: {warning}");
+    }
 }
 
 /// Arranges for CRIU to keep its statistics during the run (see
@@ -332,5 +361,25 @@ fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_directories_need_an_output_directory() {
+        let (a, b) = (PathBuf::from("a"), PathBuf::from("b"));
+        let out = Path::new("out");
+        let one = std::slice::from_ref(&a);
+        assert_eq!(report_target(one, None).unwrap(), a);
+        assert_eq!(report_target(one, Some(out)).unwrap(), out);
+        assert_eq!(
+            report_target(&[a.clone(), b.clone()], Some(out)).unwrap(),
+            out
+        );
+        let err = report_target(&[a, b], None).unwrap_err();
+        assert!(err.to_string().contains("with --output DIR"), "{err}");
     }
 }

@@ -26,6 +26,48 @@ pub struct Environment {
     /// for checkpoint throughput.
     #[serde(default)]
     pub memcpy_mib_per_s: Option<f64>,
+    /// Which machine, so that `ckpt report` can tell hosts apart when it
+    /// merges their runs (None in directories of an older ckpt).
+    #[serde(default)]
+    pub host: Option<HostId>,
+}
+
+/// A machine's name and identity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostId {
+    pub hostname: Option<String>,
+    /// 16 hex digits derived from /etc/machine-id, never the ID itself:
+    /// machine-id(5) asks that it stay confidential, and results are
+    /// shared. Two runs with the same value ran on the same installation.
+    pub machine: Option<String>,
+}
+
+impl HostId {
+    pub(crate) fn read() -> HostId {
+        let trimmed = |path: &str| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        HostId {
+            hostname: trimmed("/proc/sys/kernel/hostname"),
+            machine: trimmed("/etc/machine-id").map(|id| machine_digest(&id)),
+        }
+    }
+}
+
+/// ckpt's own digest of the machine ID: stable across builds and
+/// machines, and its 64 bits cannot give back the 128 of the ID.
+fn machine_digest(machine_id: &str) -> String {
+    format!("{:016x}", fnv1a(&format!("ckpt-host:{machine_id}")))
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// What this machine can hold now: available memory, and free space on
@@ -115,6 +157,7 @@ impl Environment {
             podman: first_line("podman", "--version"),
             ckpt: env!("CARGO_PKG_VERSION").to_string(),
             memcpy_mib_per_s: if bandwidth { memcpy_bandwidth() } else { None },
+            host: Some(HostId::read()),
         }
     }
 }
@@ -157,6 +200,20 @@ mod tests {
             Some("\"Debian\"")
         );
         assert_eq!(field("a: b", "c", ':'), None);
+    }
+
+    #[test]
+    fn names_this_host_without_its_machine_id() {
+        let host = HostId::read();
+        assert!(host.hostname.is_some());
+        let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        if let Some(machine) = &host.machine {
+            assert_eq!(machine.len(), 16);
+            assert!(!id.contains(machine.as_str()) && *machine == machine_digest(id.trim()));
+        }
+        // FNV-1a's published test values.
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

@@ -1,44 +1,73 @@
 //! What a results directory turns into: the summary, figures (plot), the
-//! report in Markdown and HTML (report) and the terminal table. Reads
-//! records and analyses only; never an engine.
+//! report in Markdown and HTML (report) and the terminal table; and one
+//! report from several hosts' directories (merge). Reads records and
+//! analyses only; never an engine.
 
 pub mod compare;
+pub mod merge;
 pub mod plot;
 pub mod report;
 
 use anyhow::{Context, Result};
 
 use crate::analysis::{self, Analysis};
+use crate::host::envinfo::Environment;
+use crate::sweep::plan::SweepPlan;
+use crate::sweep::records::TrialRecord;
 use crate::sweep::results::{ResultFile, ResultsDir};
-use report::Report;
+use report::{Report, Run};
 
 /// Reads a results directory and writes summary.csv, analysis.json, the
 /// figures, report.md and report.html. Needs no engine.
 pub fn write_outputs(results: &ResultsDir) -> Result<Analysis> {
     let plan = results.read_plan()?;
     let env = results.read_env();
+    let records = read_records(results)?;
+    write_report(results, &records, (&plan, &env, &[]))
+}
+
+/// A directory's records; lines that cannot be read are skipped, with a
+/// word (a line cut by a crash).
+fn read_records(results: &ResultsDir) -> Result<Vec<TrialRecord>> {
     let back = results.read_records()?;
     if !back.dropped_lines.is_empty() {
         eprintln!(
             "ckpt: skipped unreadable line(s) {:?} of {} (cut by a crash?)",
             back.dropped_lines,
-            ResultFile::TrialsJsonl.name()
+            results.file(ResultFile::TrialsJsonl).display()
         );
     }
-    let analysis = analysis::analyse(&back.records);
-    write_summary(results, &analysis)?;
-    results.write(ResultFile::Analysis, &serde_json::to_vec_pretty(&analysis)?)?;
-    let figures = plot::write_figures(&analysis, results)?;
-    let phases_svg = plot::write_phase_figures(&analysis, results)?;
+    Ok(back.records)
+}
+
+/// Where the records come from, as the report tells it: the plan, the
+/// machine, and each host's run when they were merged from several.
+type Provenance<'a> = (&'a SweepPlan, &'a Environment, &'a [Run]);
+
+/// Analyses the records and writes summary.csv, analysis.json, the
+/// figures, report.md and report.html into `out`.
+fn write_report(
+    out: &ResultsDir,
+    records: &[TrialRecord],
+    (plan, env, runs): Provenance,
+) -> Result<Analysis> {
+    let analysis = analysis::analyse(records);
+    write_summary(out, &analysis)?;
+    out.write(ResultFile::Analysis, &serde_json::to_vec_pretty(&analysis)?)?;
+    let figures = plot::write_figures(&analysis, out)?;
+    let phases_svg = plot::write_phase_figures(&analysis, out)?;
+    let drift_svg = plot::write_drift_figure(&analysis, out)?;
     let report = Report {
-        plan: &plan,
-        env: &env,
+        plan,
+        env,
+        runs,
         analysis: &analysis,
         figures: &figures,
         phases_svg: phases_svg.as_deref(),
+        drift_svg: drift_svg.as_deref(),
     };
-    results.write(ResultFile::ReportMd, report.markdown().as_bytes())?;
-    results.write(ResultFile::ReportHtml, report.html().as_bytes())?;
+    out.write(ResultFile::ReportMd, report.markdown().as_bytes())?;
+    out.write(ResultFile::ReportHtml, report.html().as_bytes())?;
     Ok(analysis)
 }
 
@@ -51,10 +80,25 @@ fn write_summary(results: &ResultsDir, analysis: &Analysis) -> Result<()> {
     results.write(ResultFile::Summary, &bytes)
 }
 
+/// What the terminal should warn about after the table: each engine and
+/// operation whose times drifted over the run.
+pub fn drift_warnings(analysis: &Analysis) -> Vec<String> {
+    if !analysis.drift.iter().any(|d| d.drifting()) {
+        return Vec::new();
+    }
+    report::steadiness_sentences(&analysis.drift)
+}
+
 /// The summary as a terminal table.
 pub fn render_table(analysis: &Analysis) -> String {
+    // Merged hosts' engines (`docker@host`) are longer than an engine's name.
+    let w = analysis
+        .points
+        .iter()
+        .map(|p| p.engine.len())
+        .fold(8, usize::max);
     let mut out = format!(
-        "{:<8} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
+        "{:<w$} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
         "engine", "point", "n", "checkpoint", "95% CI", "restore", "95% CI"
     );
     let restore: Vec<_> = analysis
@@ -77,7 +121,7 @@ pub fn render_table(analysis: &Analysis) -> String {
             )
         });
         out.push_str(&format!(
-            "{:<8} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
+            "{:<w$} {:>24} {:>4}  {:>12} {:>19}  {:>12} {:>19}\n",
             c.engine,
             analysis.label(&c.point()),
             c.n,

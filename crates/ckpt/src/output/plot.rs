@@ -18,6 +18,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::analysis::drift::Drift;
 use crate::analysis::{self, Analysis, Operation, PhaseSummary};
 use crate::model::{Axis, Point};
 use crate::sweep::results::{ResultFile, ResultsDir};
@@ -205,13 +206,14 @@ fn draw_size<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, analysis: &Analy
         0.0..top,
         0.0..top,
     )?;
-    chart
-        .configure_mesh()
-        .x_desc("Resident memory of the container's processes (MiB)")
-        .y_desc("Checkpoint size (MiB)")
-        .axis_desc_style(("sans-serif", 15))
-        .draw()
-        .map_err(plot_error)?;
+    draw_axes(
+        &mut chart,
+        (
+            "Resident memory of the container's processes (MiB)",
+            "Checkpoint size (MiB)",
+        ),
+        false,
+    )?;
     chart
         .draw_series(DashedLineSeries::new(
             [(0.0, 0.0), (top, top)],
@@ -248,6 +250,7 @@ enum Picture<'a> {
     Heat(&'a Analysis, (Axis, Axis)),
     Phases(&'a Analysis),
     Size(&'a Analysis),
+    Drift(&'a [Drift]),
 }
 
 /// A picture that can be drawn on any backend, at its own size.
@@ -271,6 +274,7 @@ impl Paint for Picture<'_> {
             Picture::Heat(analysis, axes) => draw_heatmap(root, analysis, *axes),
             Picture::Phases(analysis) => draw_phases(root, analysis),
             Picture::Size(analysis) => draw_size(root, analysis),
+            Picture::Drift(drifts) => draw_drift(root, drifts),
         }
     }
 }
@@ -339,6 +343,24 @@ pub(super) fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     root.present().map_err(plot_error)
 }
 
+/// The grid and the axes' titles of a `plane`; `whole_x` when the x axis
+/// counts things (processes, trials), so its ticks read "5", not "5.0".
+fn draw_axes<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Plane>,
+    (x_desc, y_desc): (&str, &str),
+    whole_x: bool,
+) -> Result<()> {
+    let mut mesh = chart.configure_mesh();
+    if whole_x {
+        mesh.x_label_formatter(&integer_label);
+    }
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(plot_error)
+}
+
 pub(super) fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure failed: {e:?}")
 }
@@ -373,14 +395,7 @@ fn draw<DB: DrawingBackend>(
         0.0..x_max * 1.05,
         0.0..y_max * legend_headroom(all.len()),
     )?;
-    chart
-        .configure_mesh()
-        .x_label_formatter(&integer_label)
-        .x_desc(capitalised(axis.title()))
-        .y_desc("Time (ms)")
-        .axis_desc_style(("sans-serif", 15))
-        .draw()
-        .map_err(plot_error)?;
+    draw_axes(&mut chart, (&capitalised(axis.title()), "Time (ms)"), true)?;
     for s in all {
         draw_line(&mut chart, s, x_max)?;
     }
@@ -788,6 +803,87 @@ fn draw_stacks<DB: DrawingBackend>(
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
     }
     Ok(())
+}
+
+pub(crate) const DRIFT: &str = "drift";
+
+/// Writes drift.svg and drift.png (relative time against the trial's place
+/// in the run); returns the SVG, or None when no engine has two trials.
+pub(crate) fn write_drift_figure(analysis: &Analysis, dir: &ResultsDir) -> Result<Option<String>> {
+    let drifts: Vec<Drift> = analysis
+        .drift
+        .iter()
+        .filter(|d| d.relative.len() >= 2)
+        .cloned()
+        .collect();
+    if drifts.is_empty() {
+        return Ok(None);
+    }
+    register_font()?;
+    write_both(dir, DRIFT, &Picture::Drift(&drifts)).map(Some)
+}
+
+/// One engine's operation in the drift figure.
+fn draw_drift_series<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Plane>,
+    d: &Drift,
+    color: RGBColor,
+) -> Result<()> {
+    let points = || d.relative.iter().enumerate().map(|(i, v)| (i as f64, *v));
+    chart
+        .draw_series(LineSeries::new(points(), color.mix(0.35).stroke_width(1)))
+        .map_err(plot_error)?;
+    chart
+        .draw_series(points().map(|p| Circle::new(p, 3, color.filled())))
+        .map_err(plot_error)?
+        .label(format!("{} {} (dashed: fit)", d.engine, d.operation.name()))
+        .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+    if let Some(fit) = &d.fit {
+        let last = d.relative.len() as f64 - 1.0;
+        let slope = fit.per_100_pct / 100.0 / 100.0;
+        let line = [(0.0, fit.intercept), (last, fit.intercept + slope * last)];
+        chart
+            .draw_series(DashedLineSeries::new(line, 6, 4, color.stroke_width(2)))
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+/// Each engine's operation as points joined by a thin line, its fit
+/// dashed, and 1.0 (as fast as the point's mean) as a dark line: a steady
+/// machine scatters around it from the first trial to the last.
+fn draw_drift<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, drifts: &[Drift]) -> Result<()> {
+    root.fill(&WHITE).map_err(plot_error)?;
+    let all = || drifts.iter().flat_map(|d| d.relative.iter().copied());
+    let (low, high) = all().fold((1.0f64, 1.0f64), |(l, h), v| (l.min(v), h.max(v)));
+    let last = drifts.iter().map(|d| d.relative.len()).max().unwrap_or(1) as f64 - 1.0;
+    // At least 0.95..1.05, so that a steady run does not look jagged.
+    let bottom = (low.min(0.95) - 0.02).max(0.0);
+    let top = bottom + (high.max(1.05) - bottom) * legend_headroom(drifts.len());
+    let mut chart = plane(
+        root,
+        "Steadiness: each trial's time over its point's mean, in run order",
+        -0.5..last.max(1.0) + 0.5,
+        bottom..top,
+    )?;
+    draw_axes(
+        &mut chart,
+        (
+            "Measured trial of the engine, in the order they ran",
+            "Time / its point's mean",
+        ),
+        true,
+    )?;
+    chart
+        .draw_series(LineSeries::new(
+            [(-0.5, 1.0), (last + 0.5, 1.0)],
+            BLACK.mix(0.7).stroke_width(2),
+        ))
+        .map_err(plot_error)?;
+    for (i, d) in drifts.iter().enumerate() {
+        draw_drift_series(&mut chart, d, COLORS[i % COLORS.len()])?;
+    }
+    finish(root, &mut chart, 13)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use crate::analysis::drift::{self, Drift};
 use crate::analysis::{self, Analysis, Operation, OperationFit, PointSummary};
 use crate::host::envinfo::Environment;
 use crate::model::{Axis, EngineKind};
@@ -24,14 +25,69 @@ fn retry_delays_text(engine: EngineKind) -> String {
     }
 }
 
+/// The table of a merged report's runs.
+const RUN_COLUMNS: [&str; 7] = [
+    "host",
+    "directory",
+    "engines",
+    "measured per point",
+    "warm-ups per point",
+    "order",
+    "records",
+];
+
+/// The table of hosts of a merged report.
+const MACHINE_COLUMNS: [&str; 13] = [
+    "host",
+    "machine",
+    "CPU",
+    "cores",
+    "memory",
+    "OS",
+    "kernel",
+    "Docker",
+    "containerd",
+    "runc",
+    "CRIU",
+    "Podman",
+    "ckpt",
+];
+
+/// The steadiness table.
+const DRIFT_COLUMNS: [&str; 8] = [
+    "engine",
+    "operation",
+    "trials",
+    "drift (% per 100 trials)",
+    "95% CI",
+    "change over the run",
+    "moved with it",
+    "verdict",
+];
+
+/// One host's run in a report merged from several (`ckpt report DIR1
+/// DIR2 ...`): its records' engines carry `@<host>`.
+pub struct Run {
+    pub host: String,
+    pub dir: String,
+    pub env: Environment,
+    pub plan: SweepPlan,
+    /// Records, warm-ups and failures included.
+    pub trials: usize,
+}
+
 /// The parts of a report, rendered as Markdown or HTML.
 pub struct Report<'a> {
     pub plan: &'a SweepPlan,
+    /// The machine; empty in a merged report (see `runs`).
     pub env: &'a Environment,
+    /// Each host's run of a merged report; empty for one directory.
+    pub runs: &'a [Run],
     pub analysis: &'a Analysis,
     /// The figures written next to the report (inlined in the HTML).
     pub figures: &'a [Figure],
     pub phases_svg: Option<&'a str>,
+    pub drift_svg: Option<&'a str>,
 }
 
 /// One piece of the report.
@@ -60,6 +116,16 @@ impl Report<'_> {
             "Checkpoint and restore time against {}",
             titles.join(" and ")
         )
+    }
+
+    /// The machine as bullets, or with several hosts a row per host.
+    fn system_block(&self) -> Block {
+        if self.runs.is_empty() {
+            return Block::Bullets(self.system());
+        }
+        let header = strings(&MACHINE_COLUMNS);
+        let rows = self.runs.iter().map(host_row).collect();
+        Block::Table(header, rows)
     }
 
     fn system(&self) -> Vec<String> {
@@ -125,6 +191,50 @@ impl Report<'_> {
         }
     }
 
+    /// How many trials ran per point, and in which order; with several
+    /// hosts, where to find that per run.
+    fn repetitions_text(&self) -> String {
+        let p = self.plan;
+        if !self.runs.is_empty() {
+            return format!(
+                "The runs of {} hosts are merged: every engine's label carries its host (`docker@host`), so each host has its \
+                 own points, fits, lines in the figures and drift. Each run's measured and warm-up trials per point (warm-ups \
+                 recorded, excluded from the statistics) and its order are in the table below.",
+                self.runs.len()
+            );
+        }
+        let order = match p.order {
+            crate::sweep::plan::Order::Sequential => "sequential".to_string(),
+            crate::sweep::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
+        };
+        format!(
+            "Per point {} measured trial(s) after {} warm-up trial(s) (recorded, excluded from the statistics), in {order} order.",
+            p.repeat, p.warmup
+        )
+    }
+
+    /// A row per host's run: where it is, what it ran, how many trials.
+    fn runs_table(&self) -> Block {
+        let header = strings(&RUN_COLUMNS);
+        let rows = self
+            .runs
+            .iter()
+            .map(|r| {
+                let engines: Vec<&str> = r.plan.engines.iter().map(|e| e.name()).collect();
+                vec![
+                    r.host.clone(),
+                    r.dir.clone(),
+                    engines.join(", "),
+                    r.plan.repeat.to_string(),
+                    r.plan.warmup.to_string(),
+                    format!("{:?}", r.plan.order).to_lowercase(),
+                    r.trials.to_string(),
+                ]
+            })
+            .collect();
+        Block::Table(header, rows)
+    }
+
     fn method(&self) -> String {
         let p = self.plan;
         let grid: Vec<String> = Axis::ALL
@@ -135,20 +245,13 @@ impl Report<'_> {
                 format!("{} in {{{}}}", a.name(), values.join(", "))
             })
             .collect();
-        let order = match p.order {
-            crate::sweep::plan::Order::Sequential => "sequential".to_string(),
-            crate::sweep::plan::Order::Shuffled => format!("shuffled (seed {})", p.seed),
-        };
         format!(
-            "{} The grid: {} (every combination). Per point {} measured trial(s) after {} warm-up trial(s) (recorded, excluded \
-             from the statistics), in {} order. One trial: start the container, wait until the workload is ready, checkpoint \
-             (timed, wall time seen by the client), stop (timed), restore from the checkpoint (timed), verify, remove the \
-             container.{} Intervals are 95% confidence intervals of the mean (Student t).",
+            "{} The grid: {} (every combination). {} One trial: start the container, wait until the workload is ready, \
+             checkpoint (timed, wall time seen by the client), stop (timed), restore from the checkpoint (timed), verify, \
+             remove the container.{} Intervals are 95% confidence intervals of the mean (Student t).",
             self.workload_text(),
             grid.join("; "),
-            p.repeat,
-            p.warmup,
-            order,
+            self.repetitions_text(),
             self.network_text()
         )
     }
@@ -182,6 +285,11 @@ impl Report<'_> {
         );
         out.extend(self.off_fit_sentences());
         out.extend(self.outlier_sentence());
+        out.extend(
+            steadiness_sentences(&a.drift)
+                .iter()
+                .map(|s| format!("{}.", capitalised(s))),
+        );
         out.push(self.trials_sentence());
         out.extend(self.memory_check_sentence());
         out.extend(self.overhead_sentence());
@@ -516,7 +624,7 @@ impl Report<'_> {
 
     /// Every fit: engine, operation, axis, what was held fixed, slope.
     fn slope_table(&self) -> Block {
-        let header = [
+        let header = strings(&[
             "engine",
             "operation",
             "axis",
@@ -526,9 +634,7 @@ impl Report<'_> {
             "intercept (ms)",
             "R²",
             "change over the range",
-        ]
-        .map(String::from)
-        .to_vec();
+        ]);
         let rows = self
             .analysis
             .fits
@@ -691,6 +797,74 @@ impl Report<'_> {
         Block::Table(header, rows)
     }
 
+    /// "Steadiness": how each engine's times moved over the run, a row per
+    /// engine and operation, and the figure.
+    fn steadiness_blocks(&self) -> Vec<Block> {
+        let mut out = vec![
+            Block::Heading("Steadiness".into()),
+            Block::Para(format!(
+                "Whether the machine stayed the same over the run: each measured trial's time divided by its point's mean \
+                 (1.0: as fast as its point on average), against the trial's place among its engine's measured trials in the \
+                 order they started, and a least-squares line through them. The drift is the line's slope per 100 trials; \
+                 the change over the run is what it rises from the first trial to the last. Times drift when the slope's 95% \
+                 confidence interval excludes 0 and the change is at least {:.0}%; with fewer than {} trials there is no \
+                 verdict. Drift that a shuffled order spreads over every point widens their intervals; a sequential order \
+                 hides it in the points' means. Beside each trial ckpt records the host's state (the `host_` columns of the \
+                 records); the column whose correlation with the relative time is largest is named when |r| >= {:.1} \
+                 (the daemons' CPU times only ever grow, so they follow the run's order whatever the cause).",
+                drift::NOTABLE_CHANGE_PCT,
+                drift::MIN_TRIALS,
+                drift::MOVED_WITH_R
+            )),
+            self.drift_table(),
+        ];
+        if let Some(svg) = self.drift_svg {
+            let number = self.figures.len() + 1 + usize::from(self.phases_svg.is_some());
+            out.push(Block::Figure(
+                crate::output::plot::DRIFT.into(),
+                format!("Fig {number} - each measured trial's time over its point's mean, in the order the trials ran (dashed: the fitted lines; solid black: 1.0, the point's mean)."),
+                svg.to_string(),
+            ));
+        }
+        out
+    }
+
+    /// A row per engine and operation: drift, its interval, the change
+    /// over the run, the host column that moved with it, the verdict.
+    fn drift_table(&self) -> Block {
+        let header = strings(&DRIFT_COLUMNS);
+        let rows = self
+            .analysis
+            .drift
+            .iter()
+            .map(|d| {
+                let mut row = vec![
+                    d.engine.clone(),
+                    d.operation.name().to_string(),
+                    d.relative.len().to_string(),
+                ];
+                row.extend(match &d.fit {
+                    Some(f) => [
+                        format!("{:+.1}", f.per_100_pct),
+                        format!(
+                            "{:+.1} to {:+.1}",
+                            f.per_100_ci_low_pct, f.per_100_ci_high_pct
+                        ),
+                        format!("{:+.1}%", f.change_pct),
+                    ],
+                    None => ["-", "-", "-"].map(String::from),
+                });
+                row.push(
+                    d.moved_with()
+                        .map_or("-".into(), |h| format!("{} (r = {:.2})", h.column, h.r)),
+                );
+                row.push(drift_verdict(d).into());
+                row
+            })
+            .collect();
+        Block::Table(header, rows)
+    }
+
     /// The figures against each axis (and the heat map), numbered.
     /// Each figure goes under the section it belongs to; they are numbered
     /// in the order `plot` made them.
@@ -750,12 +924,14 @@ impl Report<'_> {
     fn blocks(&self) -> Vec<Block> {
         let mut out = vec![
             Block::Heading("System details".into()),
-            Block::Bullets(self.system()),
+            self.system_block(),
             Block::Heading("Method".into()),
             Block::Para(self.method()),
-            Block::Heading("Results".into()),
-            self.table(),
         ];
+        if !self.runs.is_empty() {
+            out.push(self.runs_table());
+        }
+        out.extend([Block::Heading("Results".into()), self.table()]);
         out.extend(self.figure_blocks(|f| f.stem != crate::output::plot::SIZE));
         if !self.analysis.fits.is_empty() {
             out.push(Block::Heading("What drives the time".into()));
@@ -792,6 +968,9 @@ impl Report<'_> {
             out.push(Block::Heading("Cost of each layer".into()));
             out.push(Block::Para("What each engine adds on top of the one below it (difference of mean times; plain CRIU on a process tree is the floor):".into()));
             out.push(self.layer_table());
+        }
+        if !self.analysis.drift.is_empty() {
+            out.extend(self.steadiness_blocks());
         }
         out.push(Block::Heading("Observations".into()));
         out.push(Block::Numbered(self.observations()));
@@ -865,6 +1044,90 @@ impl Report<'_> {
     }
 }
 
+/// A host's machine, for the table of hosts.
+fn host_row(run: &Run) -> Vec<String> {
+    let e = &run.env;
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    let machine = e.host.as_ref().and_then(|h| h.machine.clone());
+    vec![
+        run.host.clone(),
+        or(&machine),
+        or(&e.cpu_model),
+        e.cores.map_or("?".into(), |c| c.to_string()),
+        e.memory_bytes.map_or("unknown".into(), |b| {
+            format!("{:.1} GiB", b as f64 / 1073741824.0)
+        }),
+        or(&e.distro),
+        or(&e.kernel),
+        or(&e.docker),
+        or(&e.containerd),
+        or(&e.runc),
+        or(&e.criu),
+        or(&e.podman),
+        e.ckpt.clone(),
+    ]
+}
+
+/// One engine's operation in a word or three.
+fn drift_verdict(d: &Drift) -> &'static str {
+    match &d.fit {
+        None => "too few trials to tell",
+        Some(f) if f.drifting => "drifting",
+        Some(_) => "no drift detected",
+    }
+}
+
+/// What the run's steadiness says, in sentences that start in lower case
+/// (they also end `ckpt: warning: ` on the terminal): one per drifting
+/// engine and operation; or that times were steady; or that there were
+/// too few trials to tell; nothing without measured trials.
+pub(crate) fn steadiness_sentences(drifts: &[Drift]) -> Vec<String> {
+    let drifting: Vec<String> = drifts
+        .iter()
+        .filter(|d| d.drifting())
+        .filter_map(drift_sentence)
+        .collect();
+    if !drifting.is_empty() {
+        return drifting;
+    }
+    if drifts.iter().any(|d| d.fit.is_some()) {
+        vec![format!(
+            "times were steady over the run (no drift beyond {:.0}% detected)",
+            drift::NOTABLE_CHANGE_PCT
+        )]
+    } else if drifts.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "too few measured trials per engine (fewer than {}) to tell whether times drifted over the run",
+            drift::MIN_TRIALS
+        )]
+    }
+}
+
+/// "the machine was not steady: docker checkpoint times rose by 26% ...".
+fn drift_sentence(d: &Drift) -> Option<String> {
+    let f = d.fit.as_ref()?;
+    let direction = if f.change_pct > 0.0 { "rose" } else { "fell" };
+    let moved = match d.moved_with() {
+        Some(h) => format!("; {} moved with it (r = {:.2})", h.column, h.r),
+        None if !d.host.is_empty() => format!(
+            "; none of the recorded host state moved with it (|r| < {:.1})",
+            drift::MOVED_WITH_R
+        ),
+        None => String::new(),
+    };
+    Some(format!(
+        "the machine was not steady: {} {} times {direction} by {:.0}% over the run ({:+.1}% per 100 trials, 95% CI {:+.1}..{:+.1}){moved}",
+        d.engine,
+        d.operation.name(),
+        f.change_pct.abs(),
+        f.per_100_pct,
+        f.per_100_ci_low_pct,
+        f.per_100_ci_high_pct
+    ))
+}
+
 /// How strongly an engine's checkpoint and restore times go together.
 fn correlation_sentence(engine: &str, r: f64) -> String {
     let strength = match r.abs() {
@@ -920,6 +1183,11 @@ fn html_table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     h.push_str("</table>\n");
     h
+}
+
+/// A table's header from its titles.
+fn strings(titles: &[&str]) -> Vec<String> {
+    titles.iter().map(|t| t.to_string()).collect()
 }
 
 pub(crate) fn escape(text: &str) -> String {
@@ -997,13 +1265,7 @@ mod tests {
         assert_eq!(analysis.swept, vec![Axis::MemoryMib, Axis::FillerMib]);
         let plan = plan();
         let env = Environment::default();
-        let report = Report {
-            plan: &plan,
-            env: &env,
-            analysis: &analysis,
-            figures: &[],
-            phases_svg: None,
-        };
+        let report = bare(&plan, &env, &analysis);
         let drivers = report.drivers();
         let memory: Vec<&String> = drivers.iter().filter(|d| d.starts_with("Memory")).collect();
         let filler: Vec<&String> = drivers
@@ -1042,6 +1304,71 @@ mod tests {
             ..report
         };
         assert!(report.method().contains("`--network none`"));
+    }
+
+    /// A report without figures.
+    fn bare<'a>(plan: &'a SweepPlan, env: &'a Environment, analysis: &'a Analysis) -> Report<'a> {
+        Report {
+            plan,
+            env,
+            runs: &[],
+            analysis,
+            figures: &[],
+            phases_svg: None,
+            drift_svg: None,
+        }
+    }
+
+    /// The report of `records` with the seed's plan, in Markdown.
+    fn markdown_of(records: &[TrialRecord]) -> String {
+        let analysis = crate::analysis::analyse(records);
+        let plan = SweepPlan {
+            children: vec![1, 5, 10, 15, 20],
+            memory_mib: vec![0],
+            filler_mib: vec![0],
+            repeat: 12,
+            ..plan()
+        };
+        let env = Environment::default();
+        let report = Report {
+            drift_svg: Some("<svg/>"),
+            ..bare(&plan, &env, &analysis)
+        };
+        report.markdown()
+    }
+
+    #[test]
+    fn warns_about_drift_and_names_the_host_column_that_moved_with_it() {
+        use crate::analysis::drift::tests::records as run;
+        let steady = markdown_of(&run(60, |_| 1.0));
+        assert!(steady.contains("## Steadiness"), "{steady}");
+        assert!(
+            steady.contains("Times were steady over the run (no drift beyond 5% detected)."),
+            "{steady}"
+        );
+        assert!(!steady.contains("not steady"), "{steady}");
+        assert!(steady.contains("](drift.svg)"), "{steady}");
+
+        let rising = markdown_of(&run(60, |x| 1.0 + 0.3 * x));
+        let sentence = rising
+            .lines()
+            .find(|l| l.contains("The machine was not steady: docker checkpoint times rose by 2"))
+            .unwrap_or_else(|| panic!("{rising}"));
+        assert!(
+            sentence.contains("per 100 trials, 95% CI +")
+                && sentence.ends_with("); host_mounts moved with it (r = 0.99)."),
+            "{sentence}"
+        );
+        assert!(
+            rising.contains("| docker | checkpoint | 60 | +4"),
+            "{rising}"
+        );
+        assert!(rising.contains("| drifting |"), "{rising}");
+
+        let few = markdown_of(&run(7, |x| 1.0 + 0.3 * x));
+        assert!(few.contains("too few trials to tell"), "{few}");
+        assert!(few.contains("Too few measured trials per engine"), "{few}");
+        assert!(!few.contains("not steady"), "{few}");
     }
 
     #[test]

@@ -257,11 +257,12 @@ async fn remove_if_any<E: Engine>(leftover: Option<&(&E, Container)>) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sweep::plan::Order;
 
-    fn plan() -> SweepPlan {
+    /// Docker, N = 1 and 3, 2 repetitions after 1 warm-up, in grid order.
+    pub(crate) fn plan() -> SweepPlan {
         SweepPlan {
             engines: vec![crate::model::EngineKind::Docker],
             children: vec![1, 3],

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::state::HostState;
+
 /// Outcome of one trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +89,63 @@ pub struct TrialRecord {
     /// resumed sweep runs the trial again; this record stays.
     #[serde(default)]
     pub engine_unreachable: bool,
+    /// The host's state at the end of the trial (host::state), read in
+    /// ckpt's own time: what can make an engine slower over a long run.
+    /// None in records written before ckpt read it, or where it could not
+    /// be read. Memory cgroups removed but not yet freed by the kernel.
+    #[serde(default)]
+    pub host_memcg_dying: Option<u64>,
+    /// Mounts (lines of /proc/self/mountinfo).
+    #[serde(default)]
+    pub host_mounts: Option<u64>,
+    /// Network namespace files (/run/docker/netns, /run/netns).
+    #[serde(default)]
+    pub host_netns: Option<u64>,
+    /// Blobs in containerd's content stores.
+    #[serde(default)]
+    pub host_content_items: Option<u64>,
+    #[serde(default)]
+    pub host_dockerd_rss_kib: Option<u64>,
+    /// dockerd's CPU time since it started (user + system).
+    #[serde(default)]
+    pub host_dockerd_cpu_ms: Option<u64>,
+    #[serde(default)]
+    pub host_containerd_rss_kib: Option<u64>,
+    #[serde(default)]
+    pub host_containerd_cpu_ms: Option<u64>,
+    #[serde(default)]
+    pub host_mem_available_mib: Option<u64>,
+    /// 1-minute load average.
+    #[serde(default)]
+    pub host_load1: Option<f64>,
+}
+
+/// A host-state column of the records, by name, and its value as a number
+/// (for correlating it with time).
+pub(crate) type HostColumn = (&'static str, fn(&TrialRecord) -> Option<f64>);
+
+/// Every host-state column, in the records' order.
+pub(crate) const HOST_COLUMNS: [HostColumn; 10] = [
+    ("host_memcg_dying", |r| number(r.host_memcg_dying)),
+    ("host_mounts", |r| number(r.host_mounts)),
+    ("host_netns", |r| number(r.host_netns)),
+    ("host_content_items", |r| number(r.host_content_items)),
+    ("host_dockerd_rss_kib", |r| number(r.host_dockerd_rss_kib)),
+    ("host_dockerd_cpu_ms", |r| number(r.host_dockerd_cpu_ms)),
+    ("host_containerd_rss_kib", |r| {
+        number(r.host_containerd_rss_kib)
+    }),
+    ("host_containerd_cpu_ms", |r| {
+        number(r.host_containerd_cpu_ms)
+    }),
+    ("host_mem_available_mib", |r| {
+        number(r.host_mem_available_mib)
+    }),
+    ("host_load1", |r| r.host_load1),
+];
+
+fn number(count: Option<u64>) -> Option<f64> {
+    count.map(|v| v as f64)
 }
 
 impl TrialRecord {
@@ -137,7 +196,31 @@ impl TrialRecord {
             status: Status::Failed,
             error: None,
             engine_unreachable: false,
+            host_memcg_dying: None,
+            host_mounts: None,
+            host_netns: None,
+            host_content_items: None,
+            host_dockerd_rss_kib: None,
+            host_dockerd_cpu_ms: None,
+            host_containerd_rss_kib: None,
+            host_containerd_cpu_ms: None,
+            host_mem_available_mib: None,
+            host_load1: None,
         }
+    }
+
+    /// Keeps the host's state beside the trial's times.
+    pub(crate) fn set_host(&mut self, state: &HostState) {
+        self.host_memcg_dying = state.memcg_dying;
+        self.host_mounts = state.mounts;
+        self.host_netns = state.netns;
+        self.host_content_items = state.content_items;
+        self.host_dockerd_rss_kib = state.dockerd.map(|d| d.rss_kib);
+        self.host_dockerd_cpu_ms = state.dockerd.map(|d| d.cpu_ms);
+        self.host_containerd_rss_kib = state.containerd.map(|d| d.rss_kib);
+        self.host_containerd_cpu_ms = state.containerd.map(|d| d.cpu_ms);
+        self.host_mem_available_mib = state.mem_available_mib;
+        self.host_load1 = state.load1;
     }
 
     /// The grid point this trial measured.

@@ -92,7 +92,7 @@ impl ResultsDir {
     /// directory that already holds a sweep: that is what --resume is for,
     /// and overwriting results is never what the user meant.
     pub(crate) fn create(&self, plan: &SweepPlan, env: &Environment) -> Result<()> {
-        if self.has(ResultFile::Plan) || self.has(ResultFile::TrialsJsonl) {
+        if self.holds_sweep() {
             bail!(
                 "{} already holds a sweep: continue it with `ckpt sweep --resume {}`, or choose another --output",
                 self.dir.display(),
@@ -102,6 +102,11 @@ impl ResultsDir {
         self.create_private()?;
         self.write(ResultFile::Plan, &serde_json::to_vec_pretty(plan)?)?;
         self.write(ResultFile::Env, &serde_json::to_vec_pretty(env)?)
+    }
+
+    /// Whether a sweep wrote here (its plan or its records).
+    pub(crate) fn holds_sweep(&self) -> bool {
+        self.has(ResultFile::Plan) || self.has(ResultFile::TrialsJsonl)
     }
 
     /// Creates the directory, or makes an existing one, 0700.
@@ -429,6 +434,7 @@ mod tests {
     fn new_columns_are_written_and_an_old_csv_gets_them_before_new_rows() {
         let mut record = sample(1);
         (record.memory_ok, record.threads_ok, record.files_ok) = (Some(true), Some(false), None);
+        (record.host_mounts, record.host_load1) = (Some(22), Some(0.5));
         let line = serde_json::to_string(&record).unwrap();
         assert!(
             line.contains(r#""memory_ok":true,"threads_ok":false,"files_ok":null"#),
@@ -445,6 +451,12 @@ mod tests {
         let text = std::fs::read_to_string(results.file(ResultFile::TrialsCsv)).unwrap();
         let header = text.lines().next().unwrap();
         assert!(header.contains(",memory_ok,threads_ok,files_ok,"), "{text}");
+        assert!(
+            header.ends_with(",engine_unreachable,host_memcg_dying,host_mounts,host_netns,host_content_items,\
+                host_dockerd_rss_kib,host_dockerd_cpu_ms,host_containerd_rss_kib,host_containerd_cpu_ms,\
+                host_mem_available_mib,host_load1"),
+            "{text}"
+        );
         let rows: Vec<TrialRecord> = csv::Reader::from_reader(text.as_bytes())
             .deserialize()
             .collect::<Result<_, _>>()

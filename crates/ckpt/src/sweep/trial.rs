@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::engine::{self, Container, Engine, Image};
+use crate::host::state::HostState;
 use crate::model::Network;
 use crate::run::{Interrupted, RunId, Stop};
 use crate::sweep::plan::TrialSpec;
@@ -218,7 +219,8 @@ async fn wait_for_user<E: Engine>(
 }
 
 /// The measured part: checkpoint, stop, restore, verify. Does nothing for
-/// a trial that already failed. The record is complete afterwards; the
+/// a trial that already failed. Then reads the host's state into the
+/// record, failed or not. The record is complete afterwards; the
 /// container is left for the caller to remove.
 pub(crate) async fn measure<E: Engine>(
     engine: &E,
@@ -231,6 +233,11 @@ pub(crate) async fn measure<E: Engine>(
             trial.fail("trial", e);
         }
     }
+    // Once per trial, in ckpt's own time after the timed calls: the
+    // previous trial's container is gone and this one still runs, the same
+    // moment in every trial, so the values compare from trial to trial.
+    let state = trial.clock.own(async { HostState::read() }).await;
+    trial.record.set_host(&state);
     trial.record.overhead_ms = trial.clock.overhead_ms();
 }
 
