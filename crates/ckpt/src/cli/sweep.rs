@@ -12,7 +12,7 @@ use ckpt::engine::any;
 use ckpt::engine::criu_stats::{self, StatsCapture};
 use ckpt::host::doctor;
 use ckpt::host::envinfo::{self, Environment};
-use ckpt::model::{EngineKind, Network};
+use ckpt::model::{EngineKind, Network, StatsSource};
 use ckpt::output;
 use ckpt::run::{self as cleanup, Interrupted, RunId, Stop};
 use ckpt::sweep as sweeping;
@@ -215,7 +215,7 @@ pub(super) async fn run(args: SweepArgs) -> Result<u8> {
     doctor::require_engines(start.engines()).await?;
     stop.check()?;
     // `capture` puts /etc/criu/runc.conf back when it drops, on every path.
-    let capture = keep_criu_statistics(&run);
+    let capture = keep_criu_statistics(&run, start.engines());
     let (engines, facts) = any::open(start.engines(), &run, capture.clone()).await?;
     stop.check()?;
     sweeping::check_user_image(&engines, start.plan(), &run).await?;
@@ -332,7 +332,7 @@ fn print_summary(analysis: &ckpt::analysis::Analysis) {
 
 /// Arranges for CRIU to keep its statistics during the run (see
 /// `criu_stats`); says why the records will lack them when it cannot.
-fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
+fn keep_criu_statistics(run: &RunId, engines: &[EngineKind]) -> Option<Arc<StatsCapture>> {
     // A killed run's line would otherwise cost this run, and every later
     // one, CRIU's phases.
     match criu_stats::remove_orphans() {
@@ -345,6 +345,11 @@ fn keep_criu_statistics(run: &RunId) -> Option<Arc<StatsCapture>> {
             "ckpt: cannot take back the lines of dead ckpt runs from {} ({e:#})",
             criu_stats::RUNC_CONF
         ),
+    }
+    // Only the daemons delete CRIU's work directory: runc and criu keep
+    // their statistics in their own, and the host-wide file stays untouched.
+    if !engines.iter().any(|e| e.stats_source() == StatsSource::RuncConf) {
+        return None;
     }
     match StatsCapture::install(run) {
         Ok(Some(capture)) => Some(Arc::new(capture)),
