@@ -382,10 +382,14 @@ fn signals_before_the_first_trial_leave_nothing() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{stderr}");
+        // At 0 ms the signal may land before ckpt's main has run (and so
+        // before it made anything): the default action ends it then.
+        use std::os::unix::process::ExitStatusExt;
         assert!(
-            matches!(out.status.code(), Some(0) | Some(130) | Some(143)),
+            matches!(out.status.code(), Some(0) | Some(130) | Some(143))
+                || out.status.signal() == Some(signal),
             "round {round}: {:?} {stderr}",
-            out.status.code()
+            out.status
         );
         assert_eq!(
             ckpt_objects(),

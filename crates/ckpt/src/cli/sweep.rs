@@ -348,7 +348,10 @@ fn keep_criu_statistics(run: &RunId, engines: &[EngineKind]) -> Option<Arc<Stats
     }
     // Only the daemons delete CRIU's work directory: runc and criu keep
     // their statistics in their own, and the host-wide file stays untouched.
-    if !engines.iter().any(|e| e.stats_source() == StatsSource::RuncConf) {
+    if !engines
+        .iter()
+        .any(|e| e.stats_source() == StatsSource::RuncConf)
+    {
         return None;
     }
     match StatsCapture::install(run) {
