@@ -18,4 +18,5 @@ pub mod model;
 pub mod output;
 pub mod run;
 pub mod sweep;
+pub mod verify;
 pub mod workload;

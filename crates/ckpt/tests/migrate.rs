@@ -321,3 +321,54 @@ async fn connect_when_listening(addr: &str) -> tokio::net::TcpStream {
         }
     }
 }
+
+/// Migration as a sweep operation: the method is a category of the grid,
+/// every trial a verified move, the report a Migration section and figure.
+#[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
+fn a_sweep_of_migrations_records_downtime_per_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("moves");
+    let out = ckpt()
+        .args([
+            "sweep",
+            "--migrate",
+            "copy,page-server",
+            "--engine",
+            "runc,criu",
+        ])
+        .args([
+            "--children",
+            "1",
+            "--memory-mib",
+            "0,16",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--output",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let records = common::records(&dir);
+    assert_eq!(records.len(), 8, "2 engines x 2 methods x 2 points");
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert!(r["downtime_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["bytes_sent"].as_u64().unwrap() > 0, "{r}");
+        assert!(
+            ["copy", "page-server"].contains(&r["method"].as_str().unwrap()),
+            "{r}"
+        );
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Migration") && report.contains("runc+page-server"),
+        "{report}"
+    );
+    assert!(dir.join("migration.svg").exists());
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+}

@@ -247,6 +247,7 @@ pub(crate) mod tests {
                     },
                     repetition: (i / 5) as u32,
                     warmup: false,
+                    method: None,
                 };
                 let at = DateTime::from_timestamp(1_790_000_000 + i as i64, 0).unwrap();
                 let factor = (1.0 + noise.gen_range(-0.01..0.01)) * trend(i as f64 / n as f64);

@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod drift;
+pub mod migration;
 
 use std::collections::BTreeMap;
 
@@ -386,6 +387,12 @@ pub struct Analysis {
     /// Per engine and operation, whether times drifted over the run.
     #[serde(default)]
     pub drift: Vec<drift::Drift>,
+    /// Migration trials: downtime per method and point, and its growth
+    /// with memory.
+    #[serde(default)]
+    pub migrations: Vec<migration::MigrationSummary>,
+    #[serde(default)]
+    pub downtime_fits: Vec<migration::DowntimeFit>,
 }
 
 impl Analysis {
@@ -487,7 +494,10 @@ pub(crate) fn analyse(records: &[TrialRecord]) -> Analysis {
     let engines = engines(&groups);
     let swept = swept_axes(records);
     let (fits, off_fit) = all_fits(records, &engines, &swept, &points);
+    let migrations = migration::summarise(records);
     Analysis {
+        downtime_fits: migration::fits(&migrations),
+        migrations,
         drift: drift::drifts(records, &points),
         phases: phases(&groups),
         points,
@@ -922,6 +932,7 @@ mod tests {
             },
             repetition: 0,
             warmup: false,
+            method: None,
         };
         TrialRecord {
             image_bytes: Some(1000),

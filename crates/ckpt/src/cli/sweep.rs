@@ -12,7 +12,7 @@ use ckpt::engine::any;
 use ckpt::engine::criu_stats::{self, StatsCapture};
 use ckpt::host::doctor;
 use ckpt::host::envinfo::{self, Environment};
-use ckpt::model::{EngineKind, Network, StatsSource};
+use ckpt::model::{EngineKind, MigrationMethod, Network, StatsSource};
 use ckpt::output;
 use ckpt::run::{self as cleanup, Interrupted, RunId, Stop};
 use ckpt::sweep as sweeping;
@@ -82,6 +82,9 @@ pub(super) struct SweepArgs {
     /// With --resume: run again every trial that failed, not only those whose engine was unreachable
     #[arg(long, requires = "resume")]
     retry_failed: bool,
+    /// Every trial moves the container to a throwaway host by these methods (runc, criu), instead of checkpoint, stop and restore here
+    #[arg(long, value_enum, value_delimiter = ',')]
+    migrate: Vec<MigrationMethod>,
     /// Run a plan estimated to take more than a day
     #[arg(long)]
     accept_long: bool,
@@ -161,6 +164,7 @@ impl Start {
             order: args.order,
             network: args.network,
             seed: args.seed.unwrap_or_else(rand::random),
+            migrate: args.migrate.clone(),
         };
         plan.validate()?;
         ckpt::workload::Workload::new(plan.workload.as_ref(), &plan.swept_axes())?;

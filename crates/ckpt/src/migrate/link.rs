@@ -58,8 +58,14 @@ impl Link {
     /// Makes the namespace and the link; `rate` (tc's syntax, e.g. `1gbit`)
     /// limits both directions.
     pub fn create(run: &RunId, rate: Option<&str>) -> Result<Link> {
-        let tag = &run.as_str()[run.as_str().len() - 4..];
-        let subnet = u8::from_str_radix(&tag[2..], 16).unwrap_or(0);
+        // A run may make several hosts (a sweep over two engines): each
+        // gets its own names and subnet.
+        static MADE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        let slot = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}{slot}", &run.as_str()[run.as_str().len() - 4..]);
+        let subnet = u8::from_str_radix(&tag[2..4], 16)
+            .unwrap_or(0)
+            .wrapping_add(slot);
         let link = Link {
             netns: format!("{PREFIX}{}-{tag}", std::process::id()),
             host_if: format!("ckh{tag}"),

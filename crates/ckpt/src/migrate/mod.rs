@@ -11,7 +11,7 @@ pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -91,29 +91,110 @@ pub async fn migrate_to_throwaway(
     stop: &Stop,
 ) -> Result<Migration> {
     refuse_unsupported(options)?;
-    let dir = crate::engine::os::rundir::create("migrate", run)?;
-    let result = async {
-        let link = Link::create(run, options.link_rate.as_deref())?;
-        let (server, client) = tls::throwaway(&dir, link.peer_addr.into())?;
-        let mut serving = spawn_serve(&link, &server, &dir)?;
-        let source = match options.engine {
+    let session = Session::open(options.engine, run, options.link_rate.as_deref(), true).await?;
+    let outcome = session
+        .move_one(options.method, options.point, &run.name("mover"), run, stop)
+        .await;
+    session.close(run).await;
+    outcome
+}
+
+/// A throwaway destination host with its `ckpt serve`, and the source's
+/// engine: one migration's, or all the migration trials of a sweep.
+pub struct Session {
+    dir: PathBuf,
+    link: Link,
+    client: tls::Credentials,
+    serving: tokio::process::Child,
+    source: AnyEngine,
+    kind: EngineKind,
+}
+
+impl Session {
+    /// Makes the host, its credentials and its server; `once`: the server
+    /// serves a single migration.
+    pub async fn open(
+        kind: EngineKind,
+        run: &RunId,
+        link_rate: Option<&str>,
+        once: bool,
+    ) -> Result<Session> {
+        let dir = crate::engine::os::rundir::create("migrate", run)?;
+        let made = (|| -> Result<_> {
+            let link = Link::create(run, link_rate)?;
+            // One directory per host: a sweep over two engines makes two.
+            let own = dir.join(&link.netns);
+            crate::engine::os::rundir::make_private_dir(&own)?;
+            let (server, client) = tls::throwaway(&own, link.peer_addr.into())?;
+            let serving = spawn_serve(&link, &server, &own, once)?;
+            Ok((link, client, serving))
+        })();
+        let (link, client, serving) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                let _ = crate::engine::os::rundir::remove(&dir);
+                return Err(e);
+            }
+        };
+        let source = match kind {
             EngineKind::Criu => AnyEngine::Criu(CriuEngine::new()),
             _ => AnyEngine::Runc(RuncEngine::new(None).with_writable_rootfs()),
         };
-        let outcome = move_one(&source, options, run, stop, &link, &client).await;
-        let _ = source.remove_run(run).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), serving.wait()).await;
-        let _ = serving.kill().await;
+        Ok(Session {
+            dir,
+            link,
+            client,
+            serving,
+            source,
+            kind,
+        })
+    }
+
+    /// Starts a workload at `point` named `name`, moves it by `method`, and
+    /// removes it from the source.
+    pub async fn move_one(
+        &self,
+        method: MigrationMethod,
+        point: Point,
+        name: &str,
+        run: &RunId,
+        stop: &Stop,
+    ) -> Result<Migration> {
+        let options = MigrateOptions {
+            engine: self.kind,
+            method,
+            point,
+            link_rate: None,
+        };
+        move_one(
+            &self.source,
+            &options,
+            name,
+            run,
+            stop,
+            &self.link,
+            &self.client,
+        )
+        .await
+    }
+
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// Removes both hosts' state, the server, the link and the credentials.
+    pub async fn close(mut self, run: &RunId) {
+        let _ = self.source.remove_run(run).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.serving.wait()).await;
+        let _ = self.serving.kill().await;
         // A destination that died kept its state: the throwaway host is
         // ours, so its leftovers are too (those of dead runs only).
-        if let Err(e) = crate::engine::any::remove_orphans(options.engine).await {
+        if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
             eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
         }
-        outcome
+        self.link.remove();
+        let _ = crate::engine::os::rundir::remove(&self.dir);
     }
-    .await;
-    let _ = crate::engine::os::rundir::remove(&dir);
-    result
 }
 
 /// Refuses, before anything is made, what the engine cannot do.
@@ -145,7 +226,12 @@ fn refuse_unsupported(options: &MigrateOptions) -> Result<()> {
 }
 
 /// `ckpt serve` inside the destination's namespace, for one migration.
-fn spawn_serve(link: &Link, creds: &tls::Credentials, dir: &Path) -> Result<tokio::process::Child> {
+fn spawn_serve(
+    link: &Link,
+    creds: &tls::Credentials,
+    dir: &Path,
+    once: bool,
+) -> Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the ckpt executable")?;
     let log = std::fs::File::create(dir.join("serve.log"))?;
     // nsenter joins the network namespace only: `ip netns exec` would also
@@ -153,12 +239,9 @@ fn spawn_serve(link: &Link, creds: &tls::Credentials, dir: &Path) -> Result<toki
     tokio::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", link.netns))
         .arg(exe)
-        .args([
-            "serve",
-            "--once",
-            "--listen",
-            &format!("{}:{SERVE_PORT}", link.peer_addr),
-        ])
+        .arg("serve")
+        .args(once.then_some("--once"))
+        .args(["--listen", &format!("{}:{SERVE_PORT}", link.peer_addr)])
         .arg("--ca")
         .arg(&creds.ca)
         .arg("--cert")
@@ -206,6 +289,7 @@ async fn connect(
 async fn move_one(
     source: &AnyEngine,
     options: &MigrateOptions,
+    name: &str,
     run: &RunId,
     stop: &Stop,
     link: &Link,
@@ -213,7 +297,7 @@ async fn move_one(
 ) -> Result<Migration> {
     let image = source.build_image(run, &ImageSpec::default()).await?;
     let spec = RunSpec {
-        name: run.name("mover"),
+        name: name.to_string(),
         args: crate::workload::forker_args(&options.point, 1000),
         entrypoint: None,
         network: Default::default(),

@@ -264,7 +264,7 @@ impl Destination {
             Ok(pids) => pids,
             Err(e) => return failed_check(0, format!("{e:#}")),
         };
-        match crate::sweep::trial::check_state(
+        match crate::verify::check_state(
             &self.engine,
             &self.container,
             &pids,

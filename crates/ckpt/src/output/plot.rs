@@ -165,6 +165,22 @@ pub(crate) fn write_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Vec
             svg,
         });
     }
+    if analysis
+        .migrations
+        .iter()
+        .map(|m| m.memory_mib)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        >= 2
+    {
+        let all = downtime_series(analysis);
+        let svg = write_both(dir, MIGRATION, &Picture::Downtime(&all))?;
+        figures.push(Figure {
+            stem: MIGRATION.into(),
+            caption: "migration downtime against the memory each process holds, a line per engine and method: means with 95% confidence intervals".into(),
+            svg,
+        });
+    }
     if size_points(analysis).len() >= 2 {
         let svg = write_both(dir, SIZE, &Picture::Size(analysis))?;
         figures.push(Figure {
@@ -174,6 +190,41 @@ pub(crate) fn write_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Vec
         });
     }
     Ok(figures)
+}
+
+/// The migration figure's file stem.
+pub(crate) const MIGRATION: &str = "migration";
+
+/// Downtime against memory, a series per engine and method.
+fn downtime_series(analysis: &Analysis) -> Vec<Series> {
+    let mut labels: Vec<&str> = analysis
+        .migrations
+        .iter()
+        .map(|m| m.engine.as_str())
+        .collect();
+    labels.dedup();
+    labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, label)| Series {
+            label: label.to_string(),
+            color: COLORS[i % COLORS.len()],
+            points: analysis
+                .migrations
+                .iter()
+                .filter(|m| m.engine == label)
+                .map(|m| {
+                    (
+                        f64::from(m.memory_mib),
+                        m.downtime.mean,
+                        m.downtime.ci_low,
+                        m.downtime.ci_high,
+                    )
+                })
+                .collect(),
+            fit: None,
+        })
+        .collect()
 }
 
 /// (engine, resident MiB, checkpoint MiB) of every point that has both.
@@ -247,6 +298,7 @@ fn draw_size<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, analysis: &Analy
 /// What a figure shows; drawn the same way on every backend.
 enum Picture<'a> {
     Lines(&'a [Series], Axis),
+    Downtime(&'a [Series]),
     Heat(&'a Analysis, (Axis, Axis)),
     Phases(&'a Analysis),
     Size(&'a Analysis),
@@ -270,7 +322,18 @@ impl Paint for Picture<'_> {
 
     fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         match self {
-            Picture::Lines(all, axis) => draw(root, all, *axis),
+            Picture::Lines(all, axis) => draw(
+                root,
+                all,
+                *axis,
+                &format!("Checkpoint and restore time against {}", axis.title()),
+            ),
+            Picture::Downtime(all) => draw(
+                root,
+                all,
+                Axis::MemoryMib,
+                "Migration downtime against memory",
+            ),
             Picture::Heat(analysis, axes) => draw_heatmap(root, analysis, *axes),
             Picture::Phases(analysis) => draw_phases(root, analysis),
             Picture::Size(analysis) => draw_size(root, analysis),
@@ -379,6 +442,7 @@ fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     all: &[Series],
     axis: Axis,
+    title: &str,
 ) -> Result<()> {
     root.fill(&WHITE).map_err(plot_error)?;
     let x_max = all
@@ -391,7 +455,7 @@ fn draw<DB: DrawingBackend>(
         .fold(1.0, f64::max);
     let mut chart = plane(
         root,
-        &format!("Checkpoint and restore time against {}", axis.title()),
+        title,
         0.0..x_max * 1.05,
         0.0..y_max * legend_headroom(all.len()),
     )?;

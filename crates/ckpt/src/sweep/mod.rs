@@ -104,9 +104,16 @@ pub async fn run_trials<E: Engine>(
     let bar = progress::bar(todo.len());
     let total = prepared.plan.trials().len();
     let mut leftover: Option<(&E, Container)> = None;
+    let mut moves = Moves::default();
     for spec in &todo {
         stop.check()?;
         let engine = &engines[spec.engine];
+        if let Some(method) = spec.method {
+            let record = moves.trial(engine.kind(), method, spec, run, stop).await?;
+            writer.append(&record)?;
+            report_trial(&bar, spec.index, total, &record);
+            continue;
+        }
         bar.set_message(format!("{} N={}", engine.name(), spec.point.children));
         let image = images.get(engine, spec, &prepared.plan, run).await?;
         let incarnation = engine.incarnation();
@@ -144,23 +151,72 @@ pub async fn run_trials<E: Engine>(
         if trial.record.engine_unreachable {
             wait_until_healthy(engine, stop).await?;
         }
-        if bar.is_hidden() {
-            eprintln!(
-                "[{}/{total}] {}",
-                spec.index + 1,
-                progress::one_line(&trial.record)
-            );
-        } else {
-            bar.println(progress::one_line(&trial.record));
-            bar.inc(1);
-        }
+        report_trial(&bar, spec.index, total, &trial.record);
     }
     bar.finish_and_clear();
+    moves.close(run).await;
     remove_if_any(leftover.as_ref()).await?;
     for ((engine, _), image) in &images.built {
         engines[*engine].remove_image(image).await?;
     }
     Ok(todo.len())
+}
+
+/// One line per trial: above the progress bar, or alone without a terminal.
+fn report_trial(bar: &indicatif::ProgressBar, index: usize, total: usize, record: &TrialRecord) {
+    if bar.is_hidden() {
+        eprintln!("[{}/{total}] {}", index + 1, progress::one_line(record));
+    } else {
+        bar.println(progress::one_line(record));
+        bar.inc(1);
+    }
+}
+
+/// The migration trials' throwaway host, made at the first one and shared
+/// by all (one per engine kind).
+#[derive(Default)]
+struct Moves {
+    sessions: Vec<crate::migrate::Session>,
+}
+
+impl Moves {
+    async fn trial(
+        &mut self,
+        kind: crate::model::EngineKind,
+        method: crate::model::MigrationMethod,
+        spec: &TrialSpec,
+        run: &RunId,
+        stop: &Stop,
+    ) -> Result<TrialRecord> {
+        if !self.sessions.iter().any(|s| s.kind() == kind) {
+            let session = crate::migrate::Session::open(kind, run, None, false).await?;
+            self.sessions.push(session);
+        }
+        let session = self
+            .sessions
+            .iter()
+            .find(|s| s.kind() == kind)
+            .expect("opened above");
+        let label = format!("{kind}+{}", method.name());
+        let mut record = TrialRecord::new(run.as_str(), spec, &label);
+        record.started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let name = run.name(&format!("t{}-move", spec.index));
+        match session.move_one(method, spec.point, &name, run, stop).await {
+            Ok(moved) => record.fill_from_migration(&moved),
+            Err(e) => {
+                stop.check()?;
+                record.status = Status::Failed;
+                record.error = Some(format!("{e:#}"));
+            }
+        }
+        Ok(record)
+    }
+
+    async fn close(self, run: &RunId) {
+        for session in self.sessions {
+            session.close(run).await;
+        }
+    }
 }
 
 /// Refuses a sweep over a user's image that an engine does not have, before
@@ -276,6 +332,7 @@ pub(crate) mod tests {
             order: Order::Sequential,
             network: crate::model::Network::Disabled,
             seed: 1,
+            migrate: Vec::new(),
         }
     }
 

@@ -6,7 +6,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Axis, Capacity, EngineKind, Network, Point, ProcessLimits, STATE_ROOT};
+use crate::model::{
+    Axis, Capacity, EngineKind, MigrationMethod, Network, Point, ProcessLimits, STATE_ROOT,
+};
 use crate::workload::UserWorkload;
 
 /// The seed's grid: 1, 5, 10, ..., 50 child processes.
@@ -155,6 +157,11 @@ pub struct SweepPlan {
     pub network: Network,
     /// Seed of the shuffle, so a resumed sweep keeps the same order.
     pub seed: u64,
+    /// Empty: every trial checkpoints and restores on this host. Else every
+    /// trial moves its container to a throwaway host by one of these
+    /// methods, a category of the grid like the engine.
+    #[serde(default)]
+    pub migrate: Vec<MigrationMethod>,
 }
 
 /// Refuses, before anything is expanded or created, a grid whose largest
@@ -202,6 +209,9 @@ pub struct TrialSpec {
     /// Repetition number within the point (warm-ups count separately).
     pub repetition: u32,
     pub warmup: bool,
+    /// The migration method of a migration trial.
+    #[serde(default)]
+    pub method: Option<MigrationMethod>,
 }
 
 impl SweepPlan {
@@ -220,6 +230,7 @@ impl SweepPlan {
         if self.engines.is_empty() {
             bail!("no engine: give at least one to --engine");
         }
+        self.check_migration()?;
         let trials = self.trial_count();
         if trials > MAX_TRIALS {
             bail!(
@@ -295,6 +306,39 @@ impl SweepPlan {
         }
     }
 
+    /// The migration methods a trial can have: none when not migrating.
+    fn methods(&self) -> Vec<Option<MigrationMethod>> {
+        if self.migrate.is_empty() {
+            vec![None]
+        } else {
+            self.migrate.iter().copied().map(Some).collect()
+        }
+    }
+
+    /// Refuses migration methods an engine cannot do, before anything runs.
+    fn check_migration(&self) -> Result<()> {
+        for engine in &self.engines {
+            for method in &self.migrate {
+                if !engine.migration_methods().contains(method) {
+                    bail!(
+                        "--migrate {}: the {engine} engine cannot migrate that way",
+                        method.name()
+                    );
+                }
+                if *engine == EngineKind::Criu && *method == MigrationMethod::Lazy {
+                    bail!("--migrate lazy on the criu engine needs a destination on another machine (the frozen source and the restored tree would want the same pids)");
+                }
+            }
+            if !self.migrate.is_empty() && engine.has_daemon() {
+                bail!("--migrate moves runc containers and criu process trees; drop {engine} from --engine");
+            }
+        }
+        if !self.migrate.is_empty() && self.workload.is_some() {
+            bail!("--migrate moves ckpt's own workload, not --image");
+        }
+        Ok(())
+    }
+
     /// How many trials the plan holds, from the axes' lengths (nothing is
     /// expanded, so an absurd plan costs nothing to count).
     pub fn trial_count(&self) -> u128 {
@@ -302,7 +346,10 @@ impl SweepPlan {
             .iter()
             .map(|a| self.values(*a).len() as u128)
             .product();
-        points * self.engines.len() as u128 * u128::from(self.repeat + self.warmup)
+        points
+            * self.engines.len() as u128
+            * self.migrate.len().max(1) as u128
+            * u128::from(self.repeat + self.warmup)
     }
 
     /// The plan's wall time as each engine's cost model predicts it. The
@@ -314,7 +361,7 @@ impl SweepPlan {
         let processes: f64 = self.children.iter().map(|n| f64::from(*n) + 1.0).sum();
         let memory: f64 = self.memory_mib.iter().map(|m| f64::from(*m)).sum();
         let rest = points / (count(Axis::Children) * count(Axis::MemoryMib));
-        let runs = f64::from(self.repeat + self.warmup);
+        let runs = f64::from(self.repeat + self.warmup) * self.migrate.len().max(1) as f64;
         let seconds: f64 = self
             .engines
             .iter()
@@ -364,13 +411,16 @@ impl SweepPlan {
         for point in self.points() {
             for repetition in 0..reps {
                 for engine in 0..self.engines.len() {
-                    out.push(TrialSpec {
-                        index: 0,
-                        engine,
-                        point,
-                        repetition,
-                        warmup,
-                    });
+                    for method in self.methods() {
+                        out.push(TrialSpec {
+                            index: 0,
+                            engine,
+                            point,
+                            repetition,
+                            warmup,
+                            method,
+                        });
+                    }
                 }
             }
         }
@@ -453,6 +503,7 @@ mod tests {
             order,
             network: Network::Disabled,
             seed: 7,
+            migrate: Vec::new(),
         }
     }
 
@@ -666,6 +717,33 @@ mod tests {
         assert_eq!(p.trial_count(), 4_000_000);
         let err = format!("{:#}", p.validate().unwrap_err());
         assert!(err.contains("4000000 trials"), "{err}");
+    }
+
+    #[test]
+    fn migration_methods_are_a_category_and_checked_against_the_engines() {
+        let mut p = plan(Order::Sequential);
+        p.engines = vec![EngineKind::Runc, EngineKind::Criu];
+        p.migrate = vec![MigrationMethod::Copy, MigrationMethod::PageServer];
+        p.validate().unwrap();
+        // 3 points x (1 warm-up + 3) x 2 engines x 2 methods.
+        assert_eq!(p.trial_count(), 48);
+        assert_eq!(p.trials().len(), 48);
+        assert_eq!(
+            p.trials()
+                .iter()
+                .filter(|t| t.method == Some(MigrationMethod::PageServer))
+                .count(),
+            24
+        );
+        p.migrate.push(MigrationMethod::Lazy);
+        assert!(format!("{:#}", p.validate().unwrap_err()).contains("criu"));
+        p.engines = vec![EngineKind::Docker];
+        p.migrate = vec![MigrationMethod::Copy];
+        assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker"));
+        // Plans written before migration existed read as plans without it.
+        let old = r#"{"engines":["docker"],"children":[1],"repeat":1,"warmup":0,"order":"sequential","seed":3}"#;
+        let old: SweepPlan = serde_json::from_str(old).unwrap();
+        assert!(old.migrate.is_empty() && old.trials().iter().all(|t| t.method.is_none()));
     }
 
     #[test]

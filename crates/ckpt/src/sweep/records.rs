@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::MigrationMethod;
+
 use crate::host::state::HostState;
 
 /// Outcome of one trial.
@@ -84,6 +86,18 @@ pub struct TrialRecord {
     pub overhead_ms: f64,
     pub status: Status,
     pub error: Option<String>,
+    /// A migration trial's method (empty for checkpoint/restore on one host).
+    #[serde(default)]
+    pub method: Option<MigrationMethod>,
+    /// From the checkpoint request to the destination's "restored".
+    #[serde(default)]
+    pub downtime_ms: Option<f64>,
+    /// Until the source is gone and the last page has arrived.
+    #[serde(default)]
+    pub total_ms: Option<f64>,
+    /// Bytes that crossed the link between the two hosts.
+    #[serde(default)]
+    pub bytes_sent: Option<u64>,
     /// A failed trial whose engine did not answer right after the failure
     /// (a daemon died): the failure says nothing about checkpointing, so a
     /// resumed sweep runs the trial again; this record stays.
@@ -196,6 +210,10 @@ impl TrialRecord {
             status: Status::Failed,
             error: None,
             engine_unreachable: false,
+            method: spec.method,
+            downtime_ms: None,
+            total_ms: None,
+            bytes_sent: None,
             host_memcg_dying: None,
             host_mounts: None,
             host_netns: None,
@@ -232,6 +250,39 @@ impl TrialRecord {
             files: self.files,
             filler_mib: self.filler_mib,
         }
+    }
+
+    /// A migration's measurements: the dump and the destination's restore
+    /// as checkpoint and restore, its downtime, total time and bytes, and
+    /// the destination's check.
+    pub(crate) fn fill_from_migration(&mut self, m: &crate::migrate::Migration) {
+        let phase = |name: &str| m.phases.iter().find(|p| p.name == name).map(|p| p.ms);
+        self.checkpoint_ms = phase("checkpoint");
+        self.stop_ms = phase("stop");
+        self.restore_ms = phase("restore");
+        self.downtime_ms = Some(m.downtime_ms);
+        self.total_ms = Some(m.total_ms);
+        self.bytes_sent = Some(m.bytes_sent);
+        self.checkpoint_bytes = Some(m.image_bytes);
+        self.processes_before = Some(m.processes_before as u32);
+        if let crate::migrate::wire::Message::Verified {
+            processes,
+            memory_ok,
+            threads_ok,
+            files_ok,
+            problem,
+        } = &m.check
+        {
+            self.processes_after = Some(*processes as u32);
+            (self.memory_ok, self.threads_ok, self.files_ok) = (*memory_ok, *threads_ok, *files_ok);
+            self.error = problem.clone();
+        }
+        self.verified = m.verified();
+        self.status = if self.verified {
+            Status::Ok
+        } else {
+            Status::Unverified
+        };
     }
 
     /// True for trials that count in the statistics.

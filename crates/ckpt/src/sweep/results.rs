@@ -263,6 +263,7 @@ fn csv_header() -> Result<csv::StringRecord> {
         point: crate::model::Point::default(),
         repetition: 0,
         warmup: false,
+        method: None,
     };
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.serialize(TrialRecord::new("", &spec, ""))?;
@@ -338,6 +339,7 @@ mod tests {
             },
             repetition: 0,
             warmup: false,
+            method: None,
         };
         TrialRecord {
             started_at: "2026-01-01T00:00:00Z".into(),

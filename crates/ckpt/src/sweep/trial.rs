@@ -15,15 +15,13 @@ use crate::model::Network;
 use crate::run::{Interrupted, RunId, Stop};
 use crate::sweep::plan::TrialSpec;
 use crate::sweep::records::{Status, TrialRecord};
-use crate::workload::{self, StateReport, StateVerdict, Workload};
+use crate::verify::CHECK_TIMEOUT;
+use crate::workload::{self, Workload};
 
 /// Interval at which the forker's processes print their pid.
 const WORKLOAD_INTERVAL_MS: u64 = 1000;
 /// How long a workload may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a restored workload may take to answer its check (checking a
-/// GiB of memory in each of many processes takes a while on 2 cores).
-const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Times a trial: engine calls (and the waits on the workload) are timed
 /// one by one for the record; ckpt's own work between them (reading
@@ -332,7 +330,7 @@ async fn check_after_restore<E: Engine>(
         Workload::Forker if holds_state(&trial.record) => {
             let (verdict, _) = trial
                 .clock
-                .time(check_state(
+                .time(crate::verify::check_state(
                     engine,
                     container,
                     &trial.before,
@@ -378,43 +376,6 @@ async fn check_after_restore<E: Engine>(
 /// beyond their pids: memory, threads or open files.
 fn holds_state(record: &TrialRecord) -> bool {
     record.memory_mib > 0 || record.threads > 0 || record.files > 0
-}
-
-/// Asks every process of the forker to check its memory, threads and open
-/// files (SIGUSR1 to the parent, which passes it on) and waits for all
-/// their answers: memory, threads and files judged apart.
-pub(crate) async fn check_state<E: Engine>(
-    engine: &E,
-    container: &Container,
-    pids: &[u32],
-    (threads, files): (u32, u32),
-) -> Result<StateVerdict> {
-    let is_report = |l: &str| StateReport::parse(l).is_ok();
-    // Answers to earlier requests (none in a sweep) would be counted twice.
-    let earlier = engine
-        .logs(container)
-        .await?
-        .iter()
-        .filter(|l| is_report(l))
-        .count();
-    engine.signal(container, libc::SIGUSR1).await?;
-    engine
-        .wait_for_line(
-            container,
-            earlier + pids.len() - 1,
-            &is_report,
-            CHECK_TIMEOUT,
-        )
-        .await
-        .context("waiting for the restored processes to check their memory, threads and files")?;
-    let reports: Vec<StateReport> = engine
-        .logs(container)
-        .await?
-        .iter()
-        .filter_map(|l| StateReport::parse(l).ok())
-        .skip(earlier)
-        .collect();
-    Ok(StateVerdict::judge(&reports, pids, threads, files))
 }
 
 /// The same set of pids, whatever the order.
