@@ -887,13 +887,38 @@ pub(crate) fn write_drift_figure(analysis: &Analysis, dir: &ResultsDir) -> Resul
     write_both(dir, DRIFT, &Picture::Drift(&drifts)).map(Some)
 }
 
+/// The most dots a series of the drift figure gets: its 900 px hold about
+/// 400 dots of 6 px side by side. Beyond that they only hide each other,
+/// and 100,000 trials made a 20 MB SVG (inlined in report.html).
+const DRIFT_DOTS: usize = 400;
+
+/// How many consecutive trials each dot of the drift figure stands for:
+/// 1 while every series has at most `DRIFT_DOTS` trials.
+pub(crate) fn drift_run_length(drifts: &[Drift]) -> usize {
+    let longest = drifts.iter().map(|d| d.relative.len()).max().unwrap_or(0);
+    longest.div_ceil(DRIFT_DOTS).max(1)
+}
+
+/// A series' dots: the mean relative time of each `run` consecutive
+/// trials, at their middle place (with `run` 1, each trial as it is).
+fn drift_dots(relative: &[f64], run: usize) -> Vec<(f64, f64)> {
+    relative
+        .chunks(run)
+        .enumerate()
+        .map(|(i, trials)| {
+            let place = (i * run) as f64 + (trials.len() - 1) as f64 / 2.0;
+            (place, trials.iter().sum::<f64>() / trials.len() as f64)
+        })
+        .collect()
+}
+
 /// One engine's operation in the drift figure.
 fn draw_drift_series<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Plane>,
-    d: &Drift,
+    (d, dots): (&Drift, &[(f64, f64)]),
     color: RGBColor,
 ) -> Result<()> {
-    let points = || d.relative.iter().enumerate().map(|(i, v)| (i as f64, *v));
+    let points = || dots.iter().copied();
     chart
         .draw_series(LineSeries::new(points(), color.mix(0.35).stroke_width(1)))
         .map_err(plot_error)?;
@@ -918,7 +943,12 @@ fn draw_drift_series<DB: DrawingBackend>(
 /// machine scatters around it from the first trial to the last.
 fn draw_drift<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, drifts: &[Drift]) -> Result<()> {
     root.fill(&WHITE).map_err(plot_error)?;
-    let all = || drifts.iter().flat_map(|d| d.relative.iter().copied());
+    let run = drift_run_length(drifts);
+    let dots: Vec<Vec<(f64, f64)>> = drifts
+        .iter()
+        .map(|d| drift_dots(&d.relative, run))
+        .collect();
+    let all = || dots.iter().flatten().map(|(_, v)| *v);
     let (low, high) = all().fold((1.0f64, 1.0f64), |(l, h), v| (l.min(v), h.max(v)));
     let last = drifts.iter().map(|d| d.relative.len()).max().unwrap_or(1) as f64 - 1.0;
     // At least 0.95..1.05, so that a steady run does not look jagged.
@@ -944,8 +974,8 @@ fn draw_drift<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, drifts: &[Drift
             BLACK.mix(0.7).stroke_width(2),
         ))
         .map_err(plot_error)?;
-    for (i, d) in drifts.iter().enumerate() {
-        draw_drift_series(&mut chart, d, COLORS[i % COLORS.len()])?;
+    for (i, (d, dots)) in drifts.iter().zip(&dots).enumerate() {
+        draw_drift_series(&mut chart, (d, dots), COLORS[i % COLORS.len()])?;
     }
     finish(root, &mut chart, 13)
 }
@@ -953,6 +983,31 @@ fn draw_drift<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, drifts: &[Drift
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_drift_series_are_drawn_as_means_of_runs_of_trials() {
+        let relative = [1.0, 1.2, 0.9, 1.1, 1.3];
+        assert_eq!(
+            drift_dots(&relative, 1),
+            vec![(0.0, 1.0), (1.0, 1.2), (2.0, 0.9), (3.0, 1.1), (4.0, 1.3)],
+            "one trial a dot, as it is"
+        );
+        let dots = drift_dots(&relative, 2);
+        assert_eq!(
+            dots.iter().map(|d| d.0).collect::<Vec<_>>(),
+            [0.5, 2.5, 4.0]
+        );
+        assert!((dots[0].1 - 1.1).abs() < 1e-12 && (dots[2].1 - 1.3).abs() < 1e-12);
+        let drift = |n: usize| Drift {
+            engine: "docker".into(),
+            operation: crate::analysis::Operation::Checkpoint,
+            relative: vec![1.0; n],
+            fit: None,
+            host: Vec::new(),
+        };
+        assert_eq!(drift_run_length(&[drift(3), drift(DRIFT_DOTS)]), 1);
+        assert_eq!(drift_run_length(&[drift(3), drift(25_000)]), 63);
+    }
 
     #[test]
     fn integer_axes_label_whole_numbers_without_a_fraction() {

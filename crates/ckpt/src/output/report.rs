@@ -881,11 +881,19 @@ impl Report<'_> {
             let number = self.figures.len() + 1 + usize::from(self.phases_svg.is_some());
             out.push(Block::Figure(
                 crate::output::plot::DRIFT.into(),
-                format!("Fig {number} - each measured trial's time over its point's mean, in the order the trials ran (dashed: the fitted lines; solid black: 1.0, the point's mean)."),
+                format!("Fig {number} - each measured trial's time over its point's mean, in the order the trials ran{} (dashed: the fitted lines; solid black: 1.0, the point's mean).", self.drift_dots_text()),
                 svg.to_string(),
             ));
         }
         out
+    }
+
+    /// What a dot of the drift figure is when it is not one trial.
+    fn drift_dots_text(&self) -> String {
+        match crate::output::plot::drift_run_length(&self.analysis.drift) {
+            1 => String::new(),
+            run => format!("; each dot is the mean of {run} consecutive trials"),
+        }
     }
 
     /// A row per engine and operation: drift, its interval, the change
@@ -1412,6 +1420,15 @@ mod tests {
         );
         assert!(!steady.contains("not steady"), "{steady}");
         assert!(steady.contains("](drift.svg)"), "{steady}");
+        assert!(
+            !steady.contains("consecutive"),
+            "a dot is a trial: {steady}"
+        );
+        let long = markdown_of(&run(1000, |_| 1.0));
+        assert!(
+            long.contains("each dot is the mean of 3 consecutive trials"),
+            "{long}"
+        );
 
         let rising = markdown_of(&run(60, |x| 1.0 + 0.3 * x));
         let sentence = rising

@@ -19,15 +19,15 @@ use crate::model::ImageSpec;
 use crate::run::{RunId, Stop};
 use crate::workload::Workload;
 use plan::{SweepPlan, TrialSpec};
-use records::{Status, TrialRecord};
+use records::{DoneTrial, Status, TrialRecord};
 use results::ResultsDir;
 
-/// A results directory ready for trials: its plan, and the records of the
-/// trials already done (when resuming).
+/// A results directory ready for trials: its plan, and the trials already
+/// done (when resuming).
 pub struct Prepared {
     pub results: ResultsDir,
     pub plan: SweepPlan,
-    pub done: Vec<TrialRecord>,
+    pub done: Vec<DoneTrial>,
     /// Record lines dropped because they were cut (reported to the user).
     pub repaired_lines: Vec<usize>,
     /// Run again the trials that failed for any reason (`--retry-failed`).
@@ -53,12 +53,12 @@ pub fn prepare_new(dir: &Path, plan: SweepPlan, env: &Environment) -> Result<Pre
 pub fn prepare_resume(dir: &Path) -> Result<Prepared> {
     let results = ResultsDir::new(dir);
     let plan = results.read_plan()?;
-    let back = results.repair_records()?;
+    let resumed = results.repair_records()?;
     Ok(Prepared {
         results,
         plan,
-        done: back.records,
-        repaired_lines: back.dropped_lines,
+        done: resumed.done,
+        repaired_lines: resumed.dropped_lines,
         retry_failed: false,
     })
 }
@@ -66,7 +66,7 @@ pub fn prepare_resume(dir: &Path) -> Result<Prepared> {
 /// The trials of the plan still to run: those without a record, those whose
 /// only records failed because the engine was unreachable, and, with
 /// `retry_failed`, those whose only records failed.
-pub fn remaining(plan: &SweepPlan, done: &[TrialRecord], retry_failed: bool) -> Vec<TrialSpec> {
+pub fn remaining(plan: &SweepPlan, done: &[DoneTrial], retry_failed: bool) -> Vec<TrialSpec> {
     // A trial is done once it has a record that ran against a live engine
     // (or, with `retry_failed`, once it has one that did not fail at all).
     let finished: std::collections::HashSet<usize> = done
@@ -316,6 +316,7 @@ async fn remove_if_any<E: Engine>(leftover: Option<&(&E, Container)>) -> Result<
 pub(crate) mod tests {
     use super::*;
     use crate::sweep::plan::Order;
+    use crate::sweep::records::TrialRecord;
 
     /// Docker, N = 1 and 3, 2 repetitions after 1 warm-up, in grid order.
     pub(crate) fn plan() -> SweepPlan {
@@ -371,12 +372,12 @@ pub(crate) mod tests {
         let p = plan();
         let all = p.trials();
         assert_eq!(all.len(), 6);
-        let done: Vec<TrialRecord> = all[..2]
+        let done: Vec<DoneTrial> = all[..2]
             .iter()
             .map(|t| {
                 let mut r: TrialRecord = serde_json::from_str(SAMPLE).unwrap();
                 r.trial = t.index;
-                r
+                DoneTrial::from(&r)
             })
             .collect();
         let left: Vec<usize> = remaining(&p, &done, false)
@@ -397,10 +398,10 @@ pub(crate) mod tests {
         assert_eq!(left, vec![1, 2, 3, 4, 5]);
         let left: Vec<usize> = remaining(&p, &more, true).iter().map(|t| t.index).collect();
         assert_eq!(left, vec![0, 1, 2, 3, 4, 5]);
-        more.push(TrialRecord {
+        more.push(DoneTrial {
             engine_unreachable: false,
             status: Status::Ok,
-            ..more[1].clone()
+            ..more[1]
         });
         let left: Vec<usize> = remaining(&p, &more, false)
             .iter()

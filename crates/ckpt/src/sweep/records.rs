@@ -134,6 +134,27 @@ pub struct TrialRecord {
     pub host_load1: Option<f64>,
 }
 
+/// What resuming needs of a record: whether its trial still has to run.
+/// A resumed sweep keeps this (16 bytes) instead of the record (about 700),
+/// so that its closing report, which reads every record again, does not
+/// find them all in memory twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoneTrial {
+    pub trial: usize,
+    pub status: Status,
+    pub engine_unreachable: bool,
+}
+
+impl From<&TrialRecord> for DoneTrial {
+    fn from(record: &TrialRecord) -> DoneTrial {
+        DoneTrial {
+            trial: record.trial,
+            status: record.status,
+            engine_unreachable: record.engine_unreachable,
+        }
+    }
+}
+
 /// A host-state column of the records, by name, and its value as a number
 /// (for correlating it with time).
 pub(crate) type HostColumn = (&'static str, fn(&TrialRecord) -> Option<f64>);

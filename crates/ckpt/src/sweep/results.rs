@@ -4,14 +4,14 @@
 //! line cut by a crash on resume. A crash loses at most the trial in flight.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::plan::SweepPlan;
-use super::records::TrialRecord;
+use super::records::{DoneTrial, TrialRecord};
 use crate::host::envinfo::Environment;
 
 /// A file of a results directory.
@@ -148,6 +148,24 @@ impl ResultsDir {
     /// Reads trials.jsonl. Unparseable lines are skipped and reported, never
     /// fatal: a sweep's other results are still good.
     pub(crate) fn read_records(&self) -> Result<ReadBack> {
+        let mut records = Vec::new();
+        let dropped_lines = self.each_record(|_, record| {
+            records.push(record);
+            Ok(())
+        })?;
+        Ok(ReadBack {
+            records,
+            dropped_lines,
+        })
+    }
+
+    /// Hands each readable record of trials.jsonl, with its line, to
+    /// `visit`, one at a time; returns the numbers of the lines that did
+    /// not parse.
+    fn each_record(
+        &self,
+        mut visit: impl FnMut(&str, TrialRecord) -> Result<()>,
+    ) -> Result<Vec<usize>> {
         let path = self.file(ResultFile::TrialsJsonl);
         let file = File::open(&path).with_context(|| {
             format!(
@@ -156,67 +174,105 @@ impl ResultsDir {
                 self.dir.display()
             )
         })?;
-        let mut back = ReadBack::default();
+        let mut dropped = Vec::new();
         for (number, line) in BufReader::new(file).lines().enumerate() {
             let line = line.with_context(|| format!("reading {}", path.display()))?;
             if line.trim().is_empty() {
                 continue;
             }
             match serde_json::from_str(&line) {
-                Ok(record) => back.records.push(record),
-                Err(_) => back.dropped_lines.push(number + 1),
+                Ok(record) => visit(&line, record)?,
+                Err(_) => dropped.push(number + 1),
             }
         }
-        Ok(back)
+        Ok(dropped)
     }
 
-    /// The records of an interrupted sweep, for resuming it: cut lines are
+    /// The trials of an interrupted sweep, for resuming it: cut lines are
     /// dropped and both record files rewritten without them, so that new
-    /// records are not appended after a broken line. trials.csv is rebuilt
-    /// from the JSON lines when either file was cut.
-    pub(crate) fn repair_records(&self) -> Result<ReadBack> {
+    /// records are not appended after a broken line; trials.csv is rebuilt
+    /// from the JSON lines when it was cut or misses rows, and gets today's
+    /// columns when an older ckpt wrote it.
+    ///
+    /// A crash cuts what a sweep was appending, so it shows at the files'
+    /// ends, and an older ckpt's CSV shows in its header: both are seen
+    /// before the JSON lines are read, and the one pass over them then
+    /// writes the new files. Records are never all held: at 100,000 they
+    /// would take 80 MB, and the resumed sweep's report reads them again.
+    pub(crate) fn repair_records(&self) -> Result<Resumed> {
         if !self.has(ResultFile::TrialsJsonl) {
-            return Ok(ReadBack::default());
+            return Ok(Resumed::default());
         }
-        let back = self.read_records()?;
-        let csv_rows = self.count_csv_rows();
-        let csv_cut = csv_rows != Some(back.records.len()) && self.has(ResultFile::TrialsCsv);
-        if !back.dropped_lines.is_empty() || csv_cut {
-            self.rewrite_records(&back.records)?;
+        let csv = self.csv_rows()?;
+        let damaged = csv.as_ref().is_some_and(|c| c.cut || !c.current)
+            || !ends_with_newline(&self.file(ResultFile::TrialsJsonl))?;
+        let mut resumed = self.resume_pass(damaged)?;
+        let csv_rows = csv.as_ref().map(|c| c.complete);
+        let csv_differs = csv_rows.is_some_and(|rows| rows != resumed.done.len());
+        if !damaged && (csv_differs || !resumed.dropped_lines.is_empty()) {
+            // The files disagree where their ends do not show it: a crash
+            // between a CSV row and its JSON line, or an edit. A second pass.
+            resumed = self.resume_pass(true)?;
         }
-        if csv_cut && back.dropped_lines.is_empty() {
+        if csv_differs && resumed.dropped_lines.is_empty() {
             eprintln!(
                 "ckpt: repaired {}: it held {} complete row(s) for {} record(s); rebuilt from {}",
                 ResultFile::TrialsCsv.name(),
                 csv_rows.unwrap_or(0),
-                back.records.len(),
+                resumed.done.len(),
                 ResultFile::TrialsJsonl.name()
             );
         }
-        Ok(back)
+        Ok(resumed)
     }
 
-    /// Complete data rows of trials.csv (a row cut short does not count).
-    fn count_csv_rows(&self) -> Option<usize> {
-        let mut reader = csv::Reader::from_path(self.file(ResultFile::TrialsCsv)).ok()?;
-        Some(
-            reader
-                .deserialize::<TrialRecord>()
-                .filter(Result::is_ok)
-                .count(),
-        )
-    }
-
-    fn rewrite_records(&self, records: &[TrialRecord]) -> Result<()> {
-        for file in [ResultFile::TrialsCsv, ResultFile::TrialsJsonl] {
-            let path = self.file(file);
-            if path.exists() {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
+    /// One pass over trials.jsonl keeping what resuming needs of each
+    /// record; with `rewrite`, its readable lines and their CSV rows also go
+    /// to new files that replace both record files at the end.
+    fn resume_pass(&self, rewrite: bool) -> Result<Resumed> {
+        let mut out = rewrite.then(|| Rewrite::start(self)).transpose()?;
+        let mut done = Vec::new();
+        let dropped_lines = self.each_record(|line, record| {
+            done.push(DoneTrial::from(&record));
+            match &mut out {
+                Some(out) => out.push(line, &record),
+                None => Ok(()),
             }
+        })?;
+        if let Some(out) = out {
+            out.finish(self)?;
         }
-        let mut writer = self.record_writer()?;
-        records.iter().try_for_each(|r| writer.append(r))
+        Ok(Resumed {
+            done,
+            dropped_lines,
+        })
+    }
+
+    /// What trials.csv holds, read as plain rows (counting needs no
+    /// parsing); None when there is none.
+    fn csv_rows(&self) -> Result<Option<CsvRows>> {
+        let path = self.file(ResultFile::TrialsCsv);
+        let Ok(mut reader) = csv::Reader::from_path(&path) else {
+            return Ok(None);
+        };
+        let current = *reader.headers()? == csv_header()?;
+        // A row of the wrong length (one cut short) is not complete.
+        let (mut complete, mut last_ok) = (0, false);
+        for row in reader.byte_records() {
+            last_ok = row.is_ok();
+            complete += usize::from(last_ok);
+        }
+        // Rows end with a newline: a last row without one was cut in its
+        // last field, which no reader can tell from a short value.
+        let cut = !ends_with_newline(&path)?;
+        if cut && last_ok {
+            complete -= 1;
+        }
+        Ok(Some(CsvRows {
+            complete,
+            current,
+            cut,
+        }))
     }
 
     /// Appends records to trials.csv and trials.jsonl.
@@ -236,14 +292,8 @@ impl ResultsDir {
     /// Writes a whole file, 0600.
     pub(crate) fn write(&self, file: ResultFile, contents: &[u8]) -> Result<()> {
         let path = self.file(file);
-        let mut out = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        out.write_all(contents)
+        open_new(&path)?
+            .write_all(contents)
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
@@ -276,28 +326,120 @@ fn csv_header() -> Result<csv::StringRecord> {
 /// Rewrites a trials.csv written before a column was added (a resumed
 /// sweep of an older ckpt) with today's columns, so that new rows do not
 /// land under an old header. Rows that do not parse (a cut last row) are
-/// dropped, as when resuming.
+/// dropped, as when resuming. (With trials.jsonl beside it, resuming has
+/// already rebuilt it from there.)
 fn upgrade_csv(path: &Path) -> Result<()> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     if *reader.headers()? == csv_header()? {
         return Ok(());
     }
-    let records: Vec<TrialRecord> = reader.deserialize().filter_map(Result::ok).collect();
-    let upgraded = path.with_extension("csv.new");
-    let _ = std::fs::remove_file(&upgraded);
-    let mut writer = csv::Writer::from_writer(open_append(&upgraded)?);
-    for record in &records {
+    let upgraded = replacement(path);
+    let mut writer = csv::Writer::from_writer(open_new(&upgraded)?);
+    // A row at a time: an old sweep can be large.
+    for record in reader.deserialize::<TrialRecord>().filter_map(Result::ok) {
         writer.serialize(record).context("writing trials.csv")?;
     }
     writer.flush().context("flushing trials.csv")?;
     std::fs::rename(&upgraded, path).with_context(|| format!("replacing {}", path.display()))
 }
 
+/// What resuming needs of the records already written.
+#[derive(Debug, Default)]
+pub(crate) struct Resumed {
+    pub done: Vec<DoneTrial>,
+    /// Lines that could not be parsed (a cut last line after power loss).
+    pub dropped_lines: Vec<usize>,
+}
+
+/// trials.csv read as plain rows.
+struct CsvRows {
+    /// Rows of the header's length that end with a newline.
+    complete: usize,
+    /// The header is today's.
+    current: bool,
+    /// The last row was cut short.
+    cut: bool,
+}
+
+/// Whether a file is empty or ends with a newline: records are appended a
+/// line at a time, so anything else ends in a line cut short.
+fn ends_with_newline(path: &Path) -> Result<bool> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(true);
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(last[0] == b'\n')
+}
+
+/// Where the new version of a record file is written before it replaces
+/// the old one: `trials.csv.new`.
+fn replacement(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    name.into()
+}
+
+/// Both record files written anew beside the old ones, and renamed over
+/// them once whole: a crash while repairing leaves the old files, to be
+/// repaired again.
+struct Rewrite {
+    csv: csv::Writer<File>,
+    jsonl: BufWriter<File>,
+}
+
+impl Rewrite {
+    fn start(dir: &ResultsDir) -> Result<Rewrite> {
+        let csv = open_new(&replacement(&dir.file(ResultFile::TrialsCsv)))?;
+        let jsonl = open_new(&replacement(&dir.file(ResultFile::TrialsJsonl)))?;
+        Ok(Rewrite {
+            csv: csv::Writer::from_writer(csv),
+            jsonl: BufWriter::new(jsonl),
+        })
+    }
+
+    /// A readable record: its JSON line as it was, its CSV row in today's
+    /// columns.
+    fn push(&mut self, line: &str, record: &TrialRecord) -> Result<()> {
+        self.csv.serialize(record).context("writing trials.csv")?;
+        self.jsonl
+            .write_all(line.as_bytes())
+            .and_then(|()| self.jsonl.write_all(b"\n"))
+            .context("writing trials.jsonl")
+    }
+
+    fn finish(mut self, dir: &ResultsDir) -> Result<()> {
+        self.csv.flush().context("writing trials.csv")?;
+        self.jsonl.flush().context("writing trials.jsonl")?;
+        for file in [ResultFile::TrialsCsv, ResultFile::TrialsJsonl] {
+            let path = dir.file(file);
+            std::fs::rename(replacement(&path), &path)
+                .with_context(|| format!("replacing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Appends records to both files, flushing after every record.
 pub struct RecordWriter {
     csv: csv::Writer<File>,
     jsonl: File,
+}
+
+/// Creates a result file 0600, or empties it.
+fn open_new(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Opens a result file for appending, created 0600.
@@ -359,22 +501,53 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_round_trip_and_cut_lines_are_dropped() {
+    /// A directory with `n` sample records in both files, as a sweep
+    /// writes them.
+    fn written(n: usize) -> (tempfile::TempDir, ResultsDir) {
         let dir = tempfile::tempdir().unwrap();
         let results = ResultsDir::new(dir.path());
         let mut w = results.record_writer().unwrap();
-        w.append(&sample(0)).unwrap();
-        w.append(&sample(1)).unwrap();
-        drop(w);
-        // Power loss: half a line at the end.
+        (0..n).for_each(|i| w.append(&sample(i)).unwrap());
+        (dir, results)
+    }
+
+    /// Appends raw text to one of the record files (a crash's leftovers).
+    fn append_raw(results: &ResultsDir, file: ResultFile, text: &[u8]) {
         let mut f = OpenOptions::new()
             .append(true)
-            .open(results.file(ResultFile::TrialsJsonl))
+            .open(results.file(file))
             .unwrap();
-        f.write_all(b"{\"run_id\":\"r\",\"tri").unwrap();
+        f.write_all(text).unwrap();
+    }
+
+    /// A sample's CSV row, without a header.
+    fn csv_row(trial: usize) -> Vec<u8> {
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        w.serialize(sample(trial)).unwrap();
+        w.into_inner().unwrap()
+    }
+
+    fn done(trials: std::ops::Range<usize>) -> Vec<DoneTrial> {
+        trials.map(|i| DoneTrial::from(&sample(i))).collect()
+    }
+
+    fn csv_rows(results: &ResultsDir) -> usize {
+        results.csv_rows().unwrap().unwrap().complete
+    }
+
+    #[test]
+    fn records_round_trip_and_cut_lines_are_dropped() {
+        let (_dir, results) = written(2);
+        // Power loss: half a line at the end.
+        append_raw(
+            &results,
+            ResultFile::TrialsJsonl,
+            b"{\"run_id\":\"r\",\"tri",
+        );
         let back = results.repair_records().unwrap();
-        assert_eq!(back.records, vec![sample(0), sample(1)]);
+        assert_eq!(back.done, done(0..2));
         assert_eq!(back.dropped_lines, vec![3]);
 
         let again = results.read_records().unwrap();
@@ -387,18 +560,48 @@ mod tests {
 
     #[test]
     fn a_cut_csv_row_is_rebuilt_from_the_json_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let results = ResultsDir::new(dir.path());
-        let mut w = results.record_writer().unwrap();
-        w.append(&sample(0)).unwrap();
-        w.append(&sample(1)).unwrap();
-        drop(w);
+        let (_dir, results) = written(2);
         let csv_path = results.file(ResultFile::TrialsCsv);
         let csv = std::fs::read_to_string(&csv_path).unwrap();
         std::fs::write(&csv_path, &csv[..csv.len() - 20]).unwrap();
         let back = results.repair_records().unwrap();
-        assert_eq!(back.records.len(), 2);
-        assert_eq!(results.count_csv_rows(), Some(2));
+        assert_eq!(back.done.len(), 2);
+        assert_eq!(csv_rows(&results), 2);
+    }
+
+    #[test]
+    fn an_intact_directory_is_left_as_it_is() {
+        let (dir, results) = written(3);
+        let files = [ResultFile::TrialsCsv, ResultFile::TrialsJsonl];
+        let before = files.map(|f| std::fs::read(results.file(f)).unwrap());
+        let back = results.repair_records().unwrap();
+        assert_eq!((back.done, back.dropped_lines), (done(0..3), vec![]));
+        assert_eq!(
+            files.map(|f| std::fs::read(results.file(f)).unwrap()),
+            before
+        );
+        let names = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(names, 2, "no new file is left behind");
+    }
+
+    #[test]
+    fn a_crash_between_a_csv_row_and_its_json_line_is_repaired() {
+        // The row is whole, its JSON line was never written: both files
+        // end whole, and only their counts tell.
+        let (_dir, results) = written(2);
+        append_raw(&results, ResultFile::TrialsCsv, &csv_row(2));
+        let back = results.repair_records().unwrap();
+        assert_eq!((back.done, back.dropped_lines), (done(0..2), vec![]));
+        assert_eq!(csv_rows(&results), 2);
+
+        // The row cut in its last field: of the right length, but without
+        // its newline.
+        let row = csv_row(2);
+        append_raw(&results, ResultFile::TrialsCsv, &row[..row.len() - 1]);
+        assert_eq!(csv_rows(&results), 2);
+        assert_eq!(results.repair_records().unwrap().done, done(0..2));
+        let csv = std::fs::read(results.file(ResultFile::TrialsCsv)).unwrap();
+        assert!(csv.ends_with(b"\n") && !results.csv_rows().unwrap().unwrap().cut);
     }
 
     /// A record as ckpt wrote it before threads_ok and files_ok (from
@@ -429,7 +632,29 @@ mod tests {
         .unwrap();
         std::fs::write(results.file(ResultFile::TrialsCsv), OLD_CSV).unwrap();
         assert_eq!(results.read_records().unwrap().records.len(), 1);
-        assert_eq!(results.count_csv_rows(), Some(1));
+        let rows = results.csv_rows().unwrap().unwrap();
+        assert_eq!((rows.complete, rows.current), (1, false));
+    }
+
+    #[test]
+    fn resuming_an_older_sweep_gives_its_csv_todays_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        let jsonl = format!("{OLD_JSON}\n");
+        std::fs::write(results.file(ResultFile::TrialsJsonl), &jsonl).unwrap();
+        std::fs::write(results.file(ResultFile::TrialsCsv), OLD_CSV).unwrap();
+        let back = results.repair_records().unwrap();
+        assert_eq!(back.done.len(), 1);
+        let rows = results.csv_rows().unwrap().unwrap();
+        assert_eq!((rows.complete, rows.current), (1, true));
+        let csv: Vec<TrialRecord> = csv::Reader::from_path(results.file(ResultFile::TrialsCsv))
+            .unwrap()
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(csv, vec![serde_json::from_str(OLD_JSON).unwrap()]);
+        let kept = std::fs::read_to_string(results.file(ResultFile::TrialsJsonl)).unwrap();
+        assert_eq!(kept, jsonl, "the JSON lines are kept as they were");
     }
 
     #[test]
