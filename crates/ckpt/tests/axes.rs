@@ -218,7 +218,12 @@ fn remove_image(tag: &str) {
     let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
 }
 
-const LOOP: &str = "/bin/busybox sh -c 'echo ready with {children}; i=0; while true; do i=$((i+1)); echo tick $i; /bin/busybox sleep 0.2; done'";
+/// A shell that ticks every second, its `sleep` running in the background
+/// while the shell waits. It says ready once the first sleep runs, so that
+/// the processes ckpt sees before the checkpoint (shell and sleep) are the
+/// ones it checkpoints: saying it before the first fork let ckpt list the
+/// shell alone and then find a sleep after the restore.
+const LOOP: &str = "/bin/busybox sh -c 'i=0; while true; do i=$((i+1)); echo tick $i; /bin/busybox sleep 1 & [ $i = 1 ] && echo ready with {children}; wait; done'";
 
 /// Sweeps the busybox loop as a user's workload, one trial per point, on
 /// an image built for it and removed afterwards. Returns whether the sweep
