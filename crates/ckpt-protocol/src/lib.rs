@@ -460,13 +460,17 @@ impl Role {
     }
 }
 
-/// A forker process is alive: `ckpt child pid=P tick=T` (or `parent`).
-/// The Python seed's children print no tick.
+/// A forker process is alive: `ckpt child pid=P tick=T t_us=U` (or
+/// `parent`), `t_us` the wall clock in microseconds since the epoch, so
+/// that the gap a migration makes in the ticks can be measured across two
+/// hosts' logs. The Python seed's children print no tick; older workloads
+/// no time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tick {
     pub role: Role,
     pub pid: u32,
     pub tick: Option<u64>,
+    pub at_us: Option<u64>,
 }
 
 impl Tick {
@@ -490,6 +494,7 @@ impl Tick {
             },
             pid: fields.required("pid")?,
             tick: fields.optional("tick")?,
+            at_us: fields.optional("t_us")?,
         })
     }
 }
@@ -499,6 +504,9 @@ impl fmt::Display for Tick {
         write!(f, "{PREFIX} {} pid={}", self.role.kind(), self.pid)?;
         if let Some(tick) = self.tick {
             write!(f, " tick={tick}")?;
+        }
+        if let Some(at) = self.at_us {
+            write!(f, " t_us={at}")?;
         }
         Ok(())
     }
@@ -694,11 +702,13 @@ mod tests {
                 role: Role::Parent,
                 pid: 1,
                 tick: Some(4),
+                at_us: Some(1_795_000_000_123_456),
             }),
             Line::Tick(Tick {
                 role: Role::Child,
                 pid: 7,
                 tick: None,
+                at_us: None,
             }),
             Line::State(StateReport {
                 pid: 7,

@@ -276,6 +276,10 @@ fn report_forever(role: Role, options: &Options, held: &Held, children: &[u32]) 
                 role,
                 pid,
                 tick: Some(tick),
+                at_us: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_micros() as u64),
             });
         }
     }

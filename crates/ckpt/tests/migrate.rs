@@ -71,6 +71,13 @@ fn copy_and_page_server_move_runc_containers_and_criu_trees_verified_leaving_not
             downtime > 0.0 && downtime <= m["total_ms"].as_f64().unwrap(),
             "{m}"
         );
+        // The workload ticks every 10 ms: across the move its users saw one
+        // pause, longer than a tick and no longer than the move.
+        let gap = m["gap_ms"].as_f64().unwrap();
+        assert!(
+            gap > 10.0 && gap <= m["total_ms"].as_f64().unwrap() + 100.0,
+            "{m}"
+        );
         // 3 processes x 32 MiB crossed the link, one way or another.
         assert!(m["bytes_sent"].as_u64().unwrap() > 96 << 20, "{m} {stderr}");
         assert!(

@@ -15,6 +15,9 @@ pub struct MigrationSummary {
     pub memory_mib: u32,
     pub downtime: Stats,
     pub total: Stats,
+    /// The longest pause in the workload's ticks across the move.
+    #[serde(default)]
+    pub gap: Option<Stats>,
     pub bytes_mean: f64,
 }
 
@@ -53,6 +56,7 @@ pub(crate) fn summarise(records: &[TrialRecord]) -> Vec<MigrationSummary> {
             Some(MigrationSummary {
                 downtime: describe(&values(|r| r.downtime_ms))?,
                 total: describe(&values(|r| r.total_ms))?,
+                gap: describe(&values(|r| r.gap_ms)),
                 bytes_mean: bytes.iter().sum::<f64>() / bytes.len().max(1) as f64,
                 engine,
                 children,

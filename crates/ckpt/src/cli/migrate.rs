@@ -90,8 +90,12 @@ fn describe(m: &Migration) -> String {
         out.push_str(&format!("  {:<12} {:>9.1} ms\n", phase.name, phase.ms));
     }
     out.push_str(&format!(
-        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  bytes sent   {:>9} ({} of images on the source)\n",
-        m.downtime_ms, m.total_ms, m.bytes_sent, m.image_bytes
+        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  ticks' gap   {:>9} ms\n  bytes sent   {:>9} ({} of images on the source)\n",
+        m.downtime_ms,
+        m.total_ms,
+        m.gap_ms.map_or("-".to_string(), |g| format!("{g:.1}")),
+        m.bytes_sent,
+        m.image_bytes
     ));
     let verdict = if m.verified() {
         format!("verified: the same {} processes run at the destination, memory, threads and files intact", m.processes_before)

@@ -60,6 +60,10 @@ pub struct Migration {
     /// they went elsewhere).
     pub image_bytes: u64,
     pub processes_before: usize,
+    /// The longest interval between two consecutive ticks of the
+    /// workload's first process across the move (it ticks every 10 ms):
+    /// the pause its users saw.
+    pub gap_ms: Option<f64>,
     pub check: Message,
 }
 
@@ -72,8 +76,37 @@ impl Migration {
             threads_ok: Some(true),
             files_ok: Some(true),
             problem: None,
+            ..
         } if *processes == self.processes_before)
     }
+}
+
+/// How often the moved workload ticks.
+const TICK_MS: u64 = 10;
+
+/// The wall-clock times of the first process's ticks in `lines`.
+pub(crate) fn tick_times(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| crate::workload::Tick::parse(l).ok())
+        .filter(|t| t.role == crate::workload::Role::Parent)
+        .filter_map(|t| t.at_us)
+        .collect()
+}
+
+/// The longest interval between consecutive ticks of the source's and the
+/// destination's logs together (one host's log may hold the other's
+/// lines: a plain process tree writes to one file by path).
+fn longest_gap_ms(source: &[u64], destination: &[u64]) -> Option<f64> {
+    let mut all: Vec<u64> = source.iter().chain(destination).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    if destination.is_empty() || source.is_empty() {
+        return None;
+    }
+    all.windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1000.0)
+        .reduce(f64::max)
 }
 
 /// The port `ckpt serve` listens on at the throwaway destination.
@@ -298,14 +331,31 @@ async fn move_one(
     let image = source.build_image(run, &ImageSpec::default()).await?;
     let spec = RunSpec {
         name: name.to_string(),
-        args: crate::workload::forker_args(&options.point, 1000),
+        // Ticks every 10 ms: the gap across the move is measured in them.
+        args: crate::workload::forker_args(&options.point, TICK_MS),
         entrypoint: None,
         network: Default::default(),
     };
     let container = source.run(run, &image, &spec).await?;
+    let moved = move_running(source, &container, options, stop, link, creds).await;
+    // The source's copy goes at once: a sweep moves many, each with its
+    // checkpoint beside it.
+    let _ = source.remove_container(&container).await;
+    moved
+}
+
+/// Moves `container` once it is ready.
+async fn move_running(
+    source: &AnyEngine,
+    container: &Container,
+    options: &MigrateOptions,
+    stop: &Stop,
+    link: &Link,
+    creds: &tls::Credentials,
+) -> Result<Migration> {
     let ready = stop
         .unless_stopped(source.wait_for_line(
-            &container,
+            container,
             0,
             &crate::workload::is_ready,
             Duration::from_secs(60),
@@ -315,7 +365,7 @@ async fn move_one(
     stop.check()?;
     let mut stream = connect(SocketAddr::new(link.peer_addr.into(), SERVE_PORT), creds).await?;
     let dir = source
-        .container_dir(&container)
+        .container_dir(container)
         .context("the source keeps no files")?;
     let hello = Message::Hello {
         engine: options.engine,
@@ -328,12 +378,17 @@ async fn move_one(
     let bytes_before = link.bytes()?;
     let mut mover = Mover {
         source,
-        container: &container,
+        container,
         link,
         phases: Vec::new(),
     };
     let (downtime, total) = mover.run(&mut stream, options.method).await?;
     let check = wire::recv(&mut stream).await?;
+    let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
+    let gap_ms = match &check {
+        Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
+        _ => None,
+    };
     let bytes_sent = link.bytes()?.saturating_sub(bytes_before);
     wire::send(&mut stream, &Message::Finish).await?;
     wire::expect(&mut stream, "done", |m| {
@@ -341,7 +396,7 @@ async fn move_one(
     })
     .await?;
     let image_bytes = source
-        .container_dir(&container)
+        .container_dir(container)
         .and_then(|d| crate::engine::dir_size(&d.join("images").join(CHECKPOINT)))
         .unwrap_or(0);
     Ok(Migration {
@@ -353,6 +408,7 @@ async fn move_one(
         bytes_sent,
         image_bytes,
         processes_before,
+        gap_ms,
         check,
     })
 }
@@ -522,4 +578,23 @@ pub fn remove_orphans() -> Result<usize> {
         crate::engine::os::rundir::remove(dir)?;
     }
     Ok(dirs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gap_is_the_longest_pause_across_both_logs() {
+        let source = [1_000, 11_000, 21_000];
+        let destination = [21_000, 480_000, 490_000];
+        assert_eq!(longest_gap_ms(&source, &destination), Some(459.0));
+        assert_eq!(longest_gap_ms(&source, &[]), None);
+        let lines = vec![
+            "ckpt parent pid=1 tick=1 t_us=5".to_string(),
+            "ckpt child pid=2 tick=1 t_us=6".to_string(),
+            "ckpt parent pid=1 tick=2".to_string(),
+        ];
+        assert_eq!(tick_times(&lines), vec![5]);
+    }
 }

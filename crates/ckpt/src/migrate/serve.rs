@@ -278,6 +278,9 @@ impl Destination {
                 threads_ok: Some(v.threads),
                 files_ok: Some(v.files),
                 problem: v.problem,
+                ticks_us: super::tick_times(
+                    &self.engine.logs(&self.container).await.unwrap_or_default(),
+                ),
             },
             Err(e) => failed_check(pids.len(), format!("{e:#}")),
         }
@@ -311,6 +314,7 @@ fn failed_check(processes: usize, problem: String) -> Message {
         threads_ok: None,
         files_ok: None,
         problem: Some(problem),
+        ticks_us: Vec::new(),
     }
 }
 

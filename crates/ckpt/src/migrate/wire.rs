@@ -46,6 +46,9 @@ pub enum Message {
         threads_ok: Option<bool>,
         files_ok: Option<bool>,
         problem: Option<String>,
+        /// When the restored workload's first process ticked here (wall
+        /// clock, microseconds), for the gap its users saw.
+        ticks_us: Vec<u64>,
     },
     /// Client: the move is over; remove what you made.
     Finish,

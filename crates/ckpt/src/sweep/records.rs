@@ -98,6 +98,10 @@ pub struct TrialRecord {
     /// Bytes that crossed the link between the two hosts.
     #[serde(default)]
     pub bytes_sent: Option<u64>,
+    /// The longest pause between the workload's ticks (every 10 ms) across
+    /// the move: what its users saw.
+    #[serde(default)]
+    pub gap_ms: Option<f64>,
     /// A failed trial whose engine did not answer right after the failure
     /// (a daemon died): the failure says nothing about checkpointing, so a
     /// resumed sweep runs the trial again; this record stays.
@@ -235,6 +239,7 @@ impl TrialRecord {
             downtime_ms: None,
             total_ms: None,
             bytes_sent: None,
+            gap_ms: None,
             host_memcg_dying: None,
             host_mounts: None,
             host_netns: None,
@@ -286,12 +291,14 @@ impl TrialRecord {
         self.bytes_sent = Some(m.bytes_sent);
         self.checkpoint_bytes = Some(m.image_bytes);
         self.processes_before = Some(m.processes_before as u32);
+        self.gap_ms = m.gap_ms;
         if let crate::migrate::wire::Message::Verified {
             processes,
             memory_ok,
             threads_ok,
             files_ok,
             problem,
+            ..
         } = &m.check
         {
             self.processes_after = Some(*processes as u32);

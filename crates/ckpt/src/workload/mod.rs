@@ -6,7 +6,7 @@ pub mod template;
 
 use std::path::{Path, PathBuf};
 
-pub use ckpt_protocol::{continuity, Continuity, FibStep, StateReport, StateVerdict};
+pub use ckpt_protocol::{continuity, Continuity, FibStep, Role, StateReport, StateVerdict, Tick};
 
 use anyhow::{bail, Context, Result};
 

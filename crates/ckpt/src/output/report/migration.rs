@@ -14,6 +14,7 @@ impl Report<'_> {
             "downtime (ms)",
             "95% CI",
             "total (ms)",
+            "gap (ms)",
             "MB on the link",
         ]);
         let rows = self
@@ -29,6 +30,9 @@ impl Report<'_> {
                     format!("{:.1}", m.downtime.mean),
                     format!("{:.1}..{:.1}", m.downtime.ci_low, m.downtime.ci_high),
                     format!("{:.1}", m.total.mean),
+                    m.gap
+                        .as_ref()
+                        .map_or("-".into(), |g| format!("{:.1}", g.mean)),
                     format!("{:.1}", m.bytes_mean / 1e6),
                 ]
             })
@@ -50,7 +54,8 @@ impl Report<'_> {
                 "Every trial moved its container to a throwaway host (a network namespace joined by a veth pair, mutual TLS) \
                  and the destination checked its processes, memory, threads and files. Downtime runs on the source's clock \
                  from the checkpoint request to the destination's \"restored\"; total until the source is gone and the last \
-                 page has arrived (they differ for post-copy); bytes are the link's counters, both directions. In this \
+                 page has arrived (they differ for post-copy); the gap is the longest pause between the workload's ticks (every \
+                 10 ms, wall clock) across the move, what its users saw; bytes are the link's counters, both directions. In this \
                  section and in the tables above, a method's checkpoint is its dump and its restore is the destination's."
                     .into(),
             ),
