@@ -247,8 +247,8 @@ async fn serve_refuses_clients_without_valid_credentials() {
     let theirs = dir.path().join("theirs");
     std::fs::create_dir_all(&ours).unwrap();
     std::fs::create_dir_all(&theirs).unwrap();
-    let (server, _) = ckpt::migrate::tls::throwaway(&ours, ip).unwrap();
-    let (_, stranger) = ckpt::migrate::tls::throwaway(&theirs, ip).unwrap();
+    let (server, _) = ckpt::migrate::tls::throwaway(&ours, &[ip]).unwrap();
+    let (_, stranger) = ckpt::migrate::tls::throwaway(&theirs, &[ip]).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

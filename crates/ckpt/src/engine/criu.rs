@@ -33,6 +33,8 @@ pub struct CriuEngine {
     /// Root pid of each tree, kept in memory too: removal must work even
     /// when the run directory's filesystem is full.
     pids: Mutex<std::collections::HashMap<String, u32>>,
+    /// Added to a migration dump that talks to another host (TLS).
+    migration_options: Vec<String>,
 }
 
 /// How long a lazy dump may take to start serving pages.
@@ -159,12 +161,19 @@ impl CriuEngine {
         Ok(engine)
     }
 
+    /// Options for every migration dump's connections (a migration's TLS).
+    pub(crate) fn with_criu_options(mut self, options: Vec<String>) -> CriuEngine {
+        self.migration_options = options;
+        self
+    }
+
     pub(crate) fn new() -> CriuEngine {
         // Orphans of our workload trees must come back to us to be reaped.
         crate::engine::os::proctree::become_subreaper();
         CriuEngine {
             dir: Mutex::new(None),
             pids: Mutex::new(std::collections::HashMap::new()),
+            migration_options: Vec::new(),
         }
     }
 
@@ -353,11 +362,13 @@ impl Engine for CriuEngine {
             PageDestination::PageServer(a) => {
                 args.push("--page-server".into());
                 args.extend(endpoint(a));
+                args.extend(self.migration_options.iter().cloned());
             }
             PageDestination::Lazy(a) => {
                 args.push("--lazy-pages".into());
                 args.extend(endpoint(a));
                 args.extend(["--status-fd".into(), status_fd::STATUS_FD.to_string()]);
+                args.extend(self.migration_options.iter().cloned());
             }
         }
         let what = format!(

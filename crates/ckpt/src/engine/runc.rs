@@ -39,6 +39,9 @@ pub struct RuncEngine {
     /// A read-only root breaks lazy restores (CRIU issue 575), so
     /// migrations run their containers with a writable one.
     writable_rootfs: bool,
+    /// A CRIU configuration file for this engine's containers (runc's
+    /// `org.criu.config` annotation): a migration's TLS options.
+    criu_config: Option<PathBuf>,
 }
 
 /// Where a destination host's runc keeps its state, inside its run directory.
@@ -84,7 +87,15 @@ impl RuncEngine {
             shared_stats,
             root: None,
             writable_rootfs: false,
+            criu_config: None,
         }
+    }
+
+    /// Containers whose CRIU reads `path` too (runc passes CRIU no TLS
+    /// options; a migration's page transfers need them).
+    pub(crate) fn with_criu_config(mut self, path: PathBuf) -> RuncEngine {
+        self.criu_config = Some(path);
+        self
     }
 
     /// Containers with a writable root filesystem (migrations).
@@ -172,7 +183,8 @@ impl RuncEngine {
 
     /// The OCI configuration: the workload as PID 1 of a container with its
     /// own PID, mount, IPC, UTS and network namespaces and a read-only root.
-    fn config(rootfs: &Path, args: &[String], readonly: bool) -> Result<Spec> {
+    fn config(&self, rootfs: &Path, args: &[String]) -> Result<Spec> {
+        let readonly = !self.writable_rootfs;
         let mut spec = Spec::default();
         let mut process = Process::default();
         let mut argv = vec![workload::BINARY_IN_IMAGE.to_string()];
@@ -184,6 +196,10 @@ impl RuncEngine {
         spec.set_process(Some(process))
             .set_root(Some(root))
             .set_hostname(Some("ckpt".into()));
+        if let Some(conf) = &self.criu_config {
+            let annotation = ("org.criu.config".to_string(), conf.display().to_string());
+            spec.set_annotations(Some([annotation].into_iter().collect()));
+        }
         Ok(spec)
     }
 
@@ -276,13 +292,9 @@ impl Engine for RuncEngine {
         };
         let bundle = self.bundle(&container)?;
         rundir::make_private_dir(&bundle)?;
-        Self::config(
-            Path::new(&image.reference),
-            &spec.args,
-            !self.writable_rootfs,
-        )?
-        .save(bundle.join("config.json"))
-        .map_err(|e| anyhow!("cannot write config.json for {}: {e}", spec.name))?;
+        self.config(Path::new(&image.reference), &spec.args)?
+            .save(bundle.join("config.json"))
+            .map_err(|e| anyhow!("cannot write config.json for {}: {e}", spec.name))?;
         self.detached(
             &container,
             &["run", "-d", &spec.name],

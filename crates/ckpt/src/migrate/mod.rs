@@ -158,11 +158,16 @@ impl Session {
             // One directory per host: a sweep over two engines makes two.
             let own = dir.join(&link.netns);
             crate::engine::os::rundir::make_private_dir(&own)?;
-            let (server, client) = tls::throwaway(&own, link.peer_addr.into())?;
+            let ips = [link.peer_addr.into(), link.host_addr.into()];
+            let (server, client) = tls::throwaway(&own, &ips)?;
+            // CRIU's own connections use the same credentials: runc reads
+            // them from a configuration file its containers name.
+            let criu_conf = own.join("criu-tls.conf");
+            std::fs::write(&criu_conf, client.criu_config())?;
             let serving = spawn_serve(&link, &server, &own, once)?;
-            Ok((link, client, serving))
+            Ok((link, client, serving, criu_conf))
         })();
-        let (link, client, serving) = match made {
+        let (link, client, serving, criu_conf) = match made {
             Ok(made) => made,
             Err(e) => {
                 let _ = crate::engine::os::rundir::remove(&dir);
@@ -170,8 +175,14 @@ impl Session {
             }
         };
         let source = match kind {
-            EngineKind::Criu => AnyEngine::Criu(CriuEngine::new()),
-            _ => AnyEngine::Runc(RuncEngine::new(None).with_writable_rootfs()),
+            EngineKind::Criu => {
+                AnyEngine::Criu(CriuEngine::new().with_criu_options(client.criu_options()))
+            }
+            _ => AnyEngine::Runc(
+                RuncEngine::new(None)
+                    .with_writable_rootfs()
+                    .with_criu_config(criu_conf),
+            ),
         };
         Ok(Session {
             dir,

@@ -41,7 +41,7 @@ pub async fn serve(listen: SocketAddr, creds: &Credentials, once: bool) -> Resul
                 continue;
             }
         };
-        let result = receive(&mut stream, listen.ip(), peer.ip()).await;
+        let result = receive(&mut stream, listen.ip(), peer.ip(), creds.criu_options()).await;
         if let Err(e) = &result {
             let message = format!("{e:#}");
             eprintln!("ckpt serve: the migration from {peer} failed: {message}");
@@ -59,6 +59,7 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     own_ip: IpAddr,
     peer_ip: IpAddr,
+    criu_tls: Vec<String>,
 ) -> Result<()> {
     let (kind, method, name, point, log) = wire::expect(stream, "a hello", |m| match m {
         Message::Hello {
@@ -88,6 +89,7 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
             name: format!("{name}-dest"),
         },
         source_log: log,
+        criu_tls,
         helpers: Vec::new(),
     };
     let result = host.take(stream, method, point, (own_ip, peer_ip)).await;
@@ -103,6 +105,9 @@ struct Destination {
     run: RunId,
     /// Where the process tree's output went at the source (criu engine).
     source_log: Option<PathBuf>,
+    /// This host's credentials as CRIU's options, for the page server and
+    /// the lazy-pages daemon.
+    criu_tls: Vec<String>,
     container: Container,
     /// CRIU's page server or lazy-pages daemon, while they run.
     helpers: Vec<Child>,
@@ -170,6 +175,7 @@ impl Destination {
                 "--port",
                 &port.to_string(),
             ])
+            .args(&self.criu_tls)
             .arg("-o")
             .arg(self.work()?.join("page-server.log"))
             .kill_on_drop(true)
@@ -217,6 +223,7 @@ impl Destination {
             .arg(self.images()?)
             .arg("--work-dir")
             .arg(self.work()?)
+            .args(&self.criu_tls)
             .arg("-o")
             .arg(self.work()?.join("lazy-pages.log"))
             .kill_on_drop(true)
@@ -253,6 +260,10 @@ impl Destination {
         let text = std::fs::read(&path).context("the client sent no config.json")?;
         let mut config: serde_json::Value = serde_json::from_slice(&text)?;
         config["root"]["path"] = serde_json::Value::String("rootfs".into());
+        // The source's CRIU configuration (its credentials) is the source's.
+        if let Some(annotations) = config["annotations"].as_object_mut() {
+            annotations.remove("org.criu.config");
+        }
         std::fs::write(&path, serde_json::to_vec(&config)?)?;
         Ok(())
     }

@@ -23,8 +23,11 @@ pub struct Credentials {
 }
 
 /// Makes a CA and two certificates in `dir` (files 0600): one for the
-/// server at `server_ip`, one for the client. Returns (server, client).
-pub fn throwaway(dir: &Path, server_ip: IpAddr) -> Result<(Credentials, Credentials)> {
+/// server, one for the client, each naming every address in `ips` and fit
+/// for both roles: CRIU's own connections run the other way (in post-copy
+/// the source serves the pages) and check the peer against the address
+/// they use. Returns (server, client).
+pub fn throwaway(dir: &Path, ips: &[IpAddr]) -> Result<(Credentials, Credentials)> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         SanType,
@@ -38,12 +41,15 @@ pub fn throwaway(dir: &Path, server_ip: IpAddr) -> Result<(Credentials, Credenti
     let ca = ca_params.self_signed(&ca_key)?;
     let ca_path = dir.join("ca.pem");
     write_private(&ca_path, ca.pem().as_bytes())?;
-    let issue = |name: &str, purpose: ExtendedKeyUsagePurpose| -> Result<Credentials> {
+    let issue = |name: &str| -> Result<Credentials> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
-        params.subject_alt_names = vec![SanType::IpAddress(server_ip)];
-        params.extended_key_usages = vec![purpose];
+        params.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let cert = params.signed_by(&key, &ca, &ca_key)?;
         let creds = Credentials {
             ca: ca_path.clone(),
@@ -54,8 +60,8 @@ pub fn throwaway(dir: &Path, server_ip: IpAddr) -> Result<(Credentials, Credenti
         write_private(&creds.key, key.serialize_pem().as_bytes())?;
         Ok(creds)
     };
-    let server = issue("server", ExtendedKeyUsagePurpose::ServerAuth)?;
-    let client = issue("client", ExtendedKeyUsagePurpose::ClientAuth)?;
+    let server = issue("server")?;
+    let client = issue("client")?;
     Ok((server, client))
 }
 
@@ -76,6 +82,33 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl Credentials {
+    /// The same credentials for CRIU's own connections (its page server
+    /// and lazy-pages daemon), as command-line options.
+    pub fn criu_options(&self) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--tls".into(),
+            "--tls-cacert".into(),
+            path(&self.ca),
+            "--tls-cert".into(),
+            path(&self.cert),
+            "--tls-key".into(),
+            path(&self.key),
+        ]
+    }
+
+    /// The same as a CRIU configuration file's lines (for runc, which
+    /// passes no TLS options to CRIU but reads the file a container's
+    /// `org.criu.config` annotation names).
+    pub fn criu_config(&self) -> String {
+        format!(
+            "tls\ntls-cacert {}\ntls-cert {}\ntls-key {}\n",
+            self.ca.display(),
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+
     fn roots(&self) -> Result<rustls::RootCertStore> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.ca)
