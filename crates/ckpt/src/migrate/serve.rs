@@ -208,7 +208,7 @@ impl Destination {
         };
         // CRIU's own words, from its log: it goes with the run directory.
         let log = self.work()?.join("restore.log");
-        restored.map_err(|e| e.context(criu_errors(&log)))?;
+        restored.map_err(|e| e.context(crate::engine::criu::criu_log_errors(&log)))?;
         Ok(self.engine.processes(&self.container).await?.len())
     }
 
@@ -307,17 +307,6 @@ impl Destination {
     }
 }
 
-/// The lines of a CRIU log that say what failed.
-fn criu_errors(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("Error"))
-        .take(3)
-        .collect();
-    format!("CRIU's log says: {}", errors.join(" | "))
-}
-
 fn failed_check(processes: usize, problem: String) -> Message {
     Message::Verified {
         processes,
@@ -338,21 +327,26 @@ fn free_port(ip: IpAddr) -> Result<u16> {
 /// How long CRIU's helpers may take to start listening.
 const HELPER_START: Duration = Duration::from_secs(10);
 
-/// Waits until something listens on `addr`'s port, read from this network
-/// namespace's socket table (connecting would be taken for the dump: CRIU's
-/// page server serves its first connection).
-fn wait_listening(addr: SocketAddr) -> Result<()> {
+/// Waits, at most HELPER_START, until `ready` holds; `what` names the wait.
+fn wait_until(what: &str, ready: impl Fn() -> bool) -> Result<()> {
     let deadline = std::time::Instant::now() + HELPER_START;
-    while !listening(addr.port()) {
+    while !ready() {
         if std::time::Instant::now() > deadline {
-            bail!(
-                "CRIU's page server did not listen on {addr} within {} s",
-                HELPER_START.as_secs()
-            );
+            bail!("{what} within {} s", HELPER_START.as_secs());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
+}
+
+/// Waits until something listens on `addr`'s port, read from this network
+/// namespace's socket table (connecting would be taken for the dump: CRIU's
+/// page server serves its first connection).
+fn wait_listening(addr: SocketAddr) -> Result<()> {
+    wait_until(
+        &format!("CRIU's page server did not listen on {addr}"),
+        || listening(addr.port()),
+    )
 }
 
 fn listening(port: u16) -> bool {
@@ -366,16 +360,7 @@ fn listening(port: u16) -> bool {
 }
 
 fn wait_for_file(path: &Path) -> Result<()> {
-    let deadline = std::time::Instant::now() + HELPER_START;
-    while !path.exists() {
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "{} did not appear within {} s",
-                path.display(),
-                HELPER_START.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
+    wait_until(&format!("{} did not appear", path.display()), || {
+        path.exists()
+    })
 }
