@@ -19,8 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::engine::any::AnyEngine;
 use crate::engine::criu::CriuEngine;
+use crate::engine::moby::second::SecondDaemon;
 use crate::engine::runc::RuncEngine;
-use crate::engine::{Container, Engine, PageDestination};
+use crate::engine::{Container, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, MigrationMethod, Point, RunSpec};
 use crate::run::{RunId, Stop};
 use link::Link;
@@ -139,6 +140,8 @@ pub struct Session {
     link: Link,
     client: tls::Credentials,
     serving: tokio::process::Child,
+    /// Docker's or Podman's second daemon, the destination's engine.
+    daemon: Option<SecondDaemon>,
     source: AnyEngine,
     kind: EngineKind,
 }
@@ -152,6 +155,16 @@ impl Session {
         link_rate: Option<&str>,
         once: bool,
     ) -> Result<Session> {
+        // The source's daemon first: when it is not there, nothing is made.
+        let daemon_source = match kind.has_daemon() {
+            true => Some(
+                crate::engine::any::open(&[kind], run, None)
+                    .await?
+                    .0
+                    .remove(0),
+            ),
+            false => None,
+        };
         let dir = crate::engine::os::rundir::create("migrate", run)?;
         let made = (|| -> Result<_> {
             let link = Link::create(run, link_rate)?;
@@ -164,10 +177,14 @@ impl Session {
             // them from a configuration file its containers name.
             let criu_conf = own.join("criu-tls.conf");
             std::fs::write(&criu_conf, client.criu_config())?;
-            let serving = spawn_serve(&link, &server, &own, once)?;
-            Ok((link, client, serving, criu_conf))
+            let daemon = kind
+                .has_daemon()
+                .then(|| SecondDaemon::start(kind, run, &link.netns))
+                .transpose()?;
+            let serving = spawn_serve(&link, &server, &own, once, daemon.as_ref())?;
+            Ok((link, client, serving, criu_conf, daemon))
         })();
-        let (link, client, serving, criu_conf) = match made {
+        let (link, client, serving, criu_conf, daemon) = match made {
             Ok(made) => made,
             Err(e) => {
                 let _ = crate::engine::os::rundir::remove(&dir);
@@ -178,7 +195,11 @@ impl Session {
             EngineKind::Criu => {
                 AnyEngine::Criu(CriuEngine::new().with_criu_options(client.criu_options()))
             }
-            _ => AnyEngine::Runc(
+            EngineKind::Docker | EngineKind::Podman => match daemon_source {
+                Some(engine) => engine,
+                None => bail!("no {kind} engine was opened at the source"),
+            },
+            EngineKind::Runc => AnyEngine::Runc(
                 RuncEngine::new(None)
                     .with_writable_rootfs()
                     .with_criu_config(criu_conf),
@@ -189,6 +210,7 @@ impl Session {
             link,
             client,
             serving,
+            daemon,
             source,
             kind,
         })
@@ -216,8 +238,8 @@ impl Session {
             name,
             run,
             stop,
-            &self.link,
-            &self.client,
+            (&self.link, &self.client),
+            &self.dir,
         )
         .await
     }
@@ -231,6 +253,14 @@ impl Session {
         let _ = self.source.remove_run(run).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.serving.wait()).await;
         let _ = self.serving.kill().await;
+        // The second daemon goes with everything it held.
+        if let Some(mut daemon) = self.daemon.take() {
+            if let Err(e) = daemon.stop() {
+                eprintln!(
+                    "ckpt migrate: stopping the destination's daemon failed: {e:#}; run `ckpt gc`"
+                );
+            }
+        }
         // A destination that died kept its state: the throwaway host is
         // ours, so its leftovers are too (those of dead runs only).
         if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
@@ -258,14 +288,11 @@ fn refuse_unsupported(options: &MigrateOptions) -> Result<()> {
         );
     }
     match (options.engine, options.method) {
-        (EngineKind::Runc, _) => Ok(()),
+        (EngineKind::Runc | EngineKind::Docker | EngineKind::Podman, _) => Ok(()),
         (EngineKind::Criu, MigrationMethod::Lazy) => bail!(
             "lazy migration of a criu process tree needs a destination on another machine: the source keeps the tree frozen until its last page is fetched, and CRIU restores the same pids, which on one machine are still taken"
         ),
         (EngineKind::Criu, _) => Ok(()),
-        (other, _) => bail!(
-            "ckpt migrate moves runc containers and criu process trees; the {other} engine is not supported yet"
-        ),
     }
 }
 
@@ -275,6 +302,7 @@ fn spawn_serve(
     creds: &tls::Credentials,
     dir: &Path,
     once: bool,
+    daemon: Option<&SecondDaemon>,
 ) -> Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the ckpt executable")?;
     let log = std::fs::File::create(dir.join("serve.log"))?;
@@ -292,6 +320,8 @@ fn spawn_serve(
         .arg(&creds.cert)
         .arg("--key")
         .arg(&creds.key)
+        .args(daemon.map(|d| format!("--{}-socket", d.kind())))
+        .args(daemon.map(SecondDaemon::socket))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -336,8 +366,8 @@ async fn move_one(
     name: &str,
     run: &RunId,
     stop: &Stop,
-    link: &Link,
-    creds: &tls::Credentials,
+    route: (&Link, &tls::Credentials),
+    scratch: &Path,
 ) -> Result<Migration> {
     let image = source.build_image(run, &ImageSpec::default()).await?;
     let spec = RunSpec {
@@ -348,22 +378,37 @@ async fn move_one(
         network: Default::default(),
     };
     let container = source.run(run, &image, &spec).await?;
-    let moved = move_running(source, &container, options, stop, link, creds).await;
+    let workload = Workload {
+        container: &container,
+        image: &image,
+        args: &spec.args,
+        scratch,
+    };
+    let moved = move_running(source, &workload, options, stop, route).await;
     // The source's copy goes at once: a sweep moves many, each with its
     // checkpoint beside it.
     let _ = source.remove_container(&container).await;
     moved
 }
 
-/// Moves `container` once it is ready.
+/// The workload being moved: its container, the image and command it
+/// runs, and a directory of the source's for files on their way.
+struct Workload<'a> {
+    container: &'a Container,
+    image: &'a Image,
+    args: &'a [String],
+    scratch: &'a Path,
+}
+
+/// Moves the workload once it is ready.
 async fn move_running(
     source: &AnyEngine,
-    container: &Container,
+    workload: &Workload<'_>,
     options: &MigrateOptions,
     stop: &Stop,
-    link: &Link,
-    creds: &tls::Credentials,
+    (link, creds): (&Link, &tls::Credentials),
 ) -> Result<Migration> {
+    let container = workload.container;
     let ready = stop
         .unless_stopped(source.wait_for_line(
             container,
@@ -375,15 +420,21 @@ async fn move_running(
     let processes_before = crate::workload::ready_pids(&ready).map_or(0, |p| p.len());
     stop.check()?;
     let mut stream = connect(SocketAddr::new(link.peer_addr.into(), SERVE_PORT), creds).await?;
-    let dir = source
-        .container_dir(container)
-        .context("the source keeps no files")?;
+    let log = match options.engine {
+        EngineKind::Criu => Some(
+            source
+                .container_dir(container)
+                .context("the source keeps no files")?
+                .join("out.log"),
+        ),
+        _ => None,
+    };
     let hello = Message::Hello {
         engine: options.engine,
         method: options.method,
         name: container.name.clone(),
         point: options.point,
-        log: (options.engine == EngineKind::Criu).then(|| dir.join("out.log")),
+        log,
     };
     wire::send(&mut stream, &hello).await?;
     let bytes_before = link.bytes()?;
@@ -393,6 +444,14 @@ async fn move_running(
         link,
         phases: Vec::new(),
     };
+    if options.engine.has_daemon() {
+        mover
+            .timed(
+                "prepare",
+                prepare_destination(&mut stream, source, workload),
+            )
+            .await?;
+    }
     let (downtime, total) = mover.run(&mut stream, options.method).await?;
     let check = wire::recv(&mut stream).await?;
     let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
@@ -406,9 +465,8 @@ async fn move_running(
         matches!(m, Message::Done).then_some(())
     })
     .await?;
-    let image_bytes = source
-        .container_dir(container)
-        .and_then(|d| crate::engine::dir_size(&d.join("images").join(CHECKPOINT)))
+    let image_bytes = checkpoint_on_source(source, container)
+        .and_then(|p| crate::engine::dir_size(&p).or_else(|| Some(p.metadata().ok()?.len())))
         .unwrap_or(0);
     Ok(Migration {
         engine: options.engine,
@@ -422,6 +480,47 @@ async fn move_running(
         gap_ms,
         check,
     })
+}
+
+/// Docker and Podman: the image goes ahead of the checkpoint (it does not
+/// change), and Docker's container is created at the destination, so that
+/// neither counts in the downtime.
+async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    source: &AnyEngine,
+    workload: &Workload<'_>,
+) -> Result<()> {
+    let AnyEngine::Docker(daemon) = source else {
+        bail!("only Docker and Podman moves send their image");
+    };
+    let saved = workload.scratch.join("image.tar");
+    daemon.save_image(&workload.image.reference, &saved).await?;
+    let sent = wire::send_path(stream, &saved, Path::new("image.tar")).await;
+    let _ = std::fs::remove_file(&saved);
+    sent?;
+    let prepare = Message::Prepare {
+        image: workload.image.reference.clone(),
+        args: workload.args.to_vec(),
+    };
+    wire::send(stream, &prepare).await?;
+    wire::expect(stream, "prepared", |m| {
+        matches!(m, Message::Prepared).then_some(())
+    })
+    .await
+}
+
+/// Where the checkpoint lies at the source: runc's and CRIU's image
+/// directory, Docker's checkpoint directory, Podman's exported archive.
+fn checkpoint_on_source(source: &AnyEngine, container: &Container) -> Option<PathBuf> {
+    match source {
+        AnyEngine::Docker(daemon) => daemon.migration_checkpoint(container, CHECKPOINT),
+        other => Some(
+            other
+                .container_dir(container)?
+                .join("images")
+                .join(CHECKPOINT),
+        ),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -459,12 +558,8 @@ impl Mover<'_> {
         stream: &mut S,
         lazy_from: Option<SocketAddr>,
     ) -> Result<()> {
-        let dir = self
-            .source
-            .container_dir(self.container)
-            .context("no bundle")?;
-        let kind = self.source.kind();
-        self.timed("transfer", send_bundle(stream, &dir, kind))
+        let (source, container) = (self.source, self.container);
+        self.timed("transfer", send_bundle(stream, source, container))
             .await?;
         wire::send(stream, &Message::Restore { lazy_from }).await?;
         self.timed(
@@ -553,13 +648,27 @@ impl Mover<'_> {
 
 /// Sends what the destination needs: the checkpoint's images, and for
 /// runc the config.json and the root filesystem it names, for a plain
-/// process tree its pid and output files.
+/// process tree its pid and output files; Docker's checkpoint directory as
+/// `checkpoint/`, Podman's exported archive as `checkpoint.tar`.
 async fn send_bundle<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    dir: &Path,
-    kind: EngineKind,
+    source: &AnyEngine,
+    container: &Container,
 ) -> Result<u64> {
     let none = |_: &Path| false;
+    let kind = source.kind();
+    if kind.has_daemon() {
+        let at =
+            checkpoint_on_source(source, container).context("the checkpoint is not on disk")?;
+        return match kind {
+            EngineKind::Docker => {
+                wire::send_tree(stream, &at, Path::new("checkpoint"), &none).await
+            }
+            _ => wire::send_path(stream, &at, Path::new("checkpoint.tar")).await,
+        };
+    }
+    let dir = source.container_dir(container).context("no bundle")?;
+    let dir = dir.as_path();
     let images = Path::new("images").join(CHECKPOINT);
     let mut sent = wire::send_tree(stream, &dir.join(&images), &images, &none).await?;
     let top_files: &[&str] = match kind {
