@@ -19,7 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::engine::any::AnyEngine;
 use crate::engine::criu::CriuEngine;
+use crate::engine::moby::podman::Service;
 use crate::engine::moby::second::SecondDaemon;
+use crate::engine::moby::DockerEngine;
 use crate::engine::runc::RuncEngine;
 use crate::engine::{Container, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, MigrationMethod, Point, RunSpec};
@@ -156,14 +158,13 @@ impl Session {
         once: bool,
     ) -> Result<Session> {
         // The source's daemon first: when it is not there, nothing is made.
-        let daemon_source = match kind.has_daemon() {
-            true => Some(
-                crate::engine::any::open(&[kind], run, None)
-                    .await?
-                    .0
-                    .remove(0),
-            ),
-            false => None,
+        let daemon_source = match kind {
+            EngineKind::Docker => Some(AnyEngine::Docker(DockerEngine::connect_checked().await?.0)),
+            // A service of its own: a sweep's podman engine has the run's.
+            EngineKind::Podman => Some(AnyEngine::Docker(
+                DockerEngine::podman(Service::start_tagged(run, "migrate")?).await?,
+            )),
+            _ => None,
         };
         let dir = crate::engine::os::rundir::create("migrate", run)?;
         let made = (|| -> Result<_> {
@@ -261,10 +262,14 @@ impl Session {
                 );
             }
         }
-        // A destination that died kept its state: the throwaway host is
-        // ours, so its leftovers are too (those of dead runs only).
-        if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
-            eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
+        // A runc or criu destination that died kept its state: the
+        // throwaway host is ours, so its leftovers are too (those of dead
+        // runs only, which for this process's own engines would be all:
+        // Docker's and Podman's destination went with their daemon).
+        if !self.kind.has_daemon() {
+            if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
+                eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
+            }
         }
         self.link.remove();
         let _ = crate::engine::os::rundir::remove(&self.dir);

@@ -321,16 +321,13 @@ impl SweepPlan {
             for method in &self.migrate {
                 if !engine.migration_methods().contains(method) {
                     bail!(
-                        "--migrate {}: the {engine} engine cannot migrate that way",
+                        "--migrate {}: the {engine} engine cannot migrate that way (it checkpoints into its daemon's own storage: stop-and-copy only); use --migrate copy, or runc/criu for page-server and lazy",
                         method.name()
                     );
                 }
                 if *engine == EngineKind::Criu && *method == MigrationMethod::Lazy {
                     bail!("--migrate lazy on the criu engine needs a destination on another machine (the frozen source and the restored tree would want the same pids)");
                 }
-            }
-            if !self.migrate.is_empty() && engine.has_daemon() {
-                bail!("--migrate moves runc containers and criu process trees; drop {engine} from --engine");
             }
         }
         if !self.migrate.is_empty() && self.workload.is_some() {
