@@ -32,9 +32,9 @@ fn leftovers() -> Vec<String> {
         "/run/ckpt/serve",
         "/run/ckpt/podman",
     ]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .map(|e| e.path().display().to_string());
+    .iter()
+    .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+    .map(|e| e.path().display().to_string());
     netns.into_iter().chain(dirs).collect()
 }
 
@@ -420,7 +420,13 @@ fn docker_and_podman_move_to_a_second_daemon_leaving_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("moves");
     let out = ckpt()
-        .args(["sweep", "--migrate", "copy", "--engine", "docker,podman,runc"])
+        .args([
+            "sweep",
+            "--migrate",
+            "copy",
+            "--engine",
+            "docker,podman,runc",
+        ])
         .args(["--children", "1", "--memory-mib", "0,256"])
         .args(["--repeat", "1", "--warmup", "0", "--output"])
         .arg(&dir)

@@ -288,12 +288,16 @@ impl Engine for CriuEngine {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: setsid is async-signal-safe. A session of its own keeps
-        // the tree out of ckpt's process group (a Ctrl-C at the terminal
-        // is ckpt's to handle) and inside the dumped tree for CRIU.
+        // SAFETY: setsid and close_range are async-signal-safe. A session
+        // of its own keeps the tree out of ckpt's process group (a Ctrl-C
+        // at the terminal is ckpt's to handle) and inside the dumped tree
+        // for CRIU. Descriptors ckpt inherited without close-on-exec (a
+        // caller's lock file, say) are not the workload's: CRIU would dump
+        // them, and a lock would outlive ckpt in the workload.
         unsafe {
             command.pre_exec(|| {
                 libc::setsid();
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                 Ok(())
             });
         }

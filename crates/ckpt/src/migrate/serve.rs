@@ -374,7 +374,15 @@ impl Destination {
 
     /// Checks the restored workload as a sweep does: its processes, and
     /// each one's memory, threads and files.
-    async fn verify(&self, point: Point) -> Message {
+    async fn verify(&mut self, point: Point) -> Message {
+        // The ticks the workload printed on its own, up to the last page:
+        // the pause its users saw. ckpt's check reads every page, which in
+        // post-copy would fetch them all at once and pause the ticks for
+        // ckpt's sake, not the move's.
+        self.wait_for_pages().await;
+        tokio::time::sleep(Duration::from_millis(5 * super::TICK_MS)).await;
+        let ticks_us =
+            super::tick_times(&self.engine.logs(&self.container).await.unwrap_or_default());
         let pids = match self.engine.processes(&self.container).await {
             Ok(pids) => pids,
             Err(e) => return failed_check(0, format!("{e:#}")),
@@ -393,11 +401,17 @@ impl Destination {
                 threads_ok: Some(v.threads),
                 files_ok: Some(v.files),
                 problem: v.problem,
-                ticks_us: super::tick_times(
-                    &self.engine.logs(&self.container).await.unwrap_or_default(),
-                ),
+                ticks_us,
             },
             Err(e) => failed_check(pids.len(), format!("{e:#}")),
+        }
+    }
+
+    /// Post-copy: until the lazy-pages daemon has delivered every page
+    /// and exited (bounded; the check then finds what is missing).
+    async fn wait_for_pages(&mut self) {
+        for helper in &mut self.helpers {
+            let _ = tokio::time::timeout(PAGES, helper.wait()).await;
         }
     }
 
@@ -435,6 +449,9 @@ fn free_port(ip: IpAddr) -> Result<u16> {
     let probe = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
     Ok(probe.local_addr()?.port())
 }
+
+/// How long post-copy may take to deliver every page before the check.
+const PAGES: Duration = Duration::from_secs(600);
 
 /// How long CRIU's helpers may take to start listening.
 const HELPER_START: Duration = Duration::from_secs(10);

@@ -48,7 +48,10 @@ impl Service {
     /// A second service for the same run, on `/run/ckpt/podman/<run>-<tag>/`
     /// (a migration's source beside a sweep's own service).
     pub(crate) fn start_tagged(run: &RunId, tag: &str) -> Result<Service> {
-        Service::start_in(rundir::create_named("podman", &format!("{}-{tag}", run.as_str()))?)
+        Service::start_in(rundir::create_named(
+            "podman",
+            &format!("{}-{tag}", run.as_str()),
+        )?)
     }
 
     fn start_in(dir: PathBuf) -> Result<Service> {
