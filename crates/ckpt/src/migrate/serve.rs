@@ -41,7 +41,10 @@ pub async fn serve(listen: SocketAddr, creds: &Credentials, once: bool) -> Resul
                 continue;
             }
         };
-        let result = receive(&mut stream, listen.ip(), peer.ip(), creds.criu_options()).await;
+        // The address the client reached: CRIU's helpers listen there, and
+        // CRIU checks it against the peer's certificate.
+        let own_ip = stream.get_ref().0.local_addr()?.ip();
+        let result = receive(&mut stream, own_ip, peer.ip(), creds.criu_options()).await;
         if let Err(e) = &result {
             let message = format!("{e:#}");
             eprintln!("ckpt serve: the migration from {peer} failed: {message}");
@@ -80,6 +83,8 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
             bail!("this destination restores runc containers and criu process trees, not {other}")
         }
     };
+    let (criu, runc) = crate::host::envinfo::engine_versions();
+    wire::send(stream, &Message::Ready { criu, runc }).await?;
     let mut host = Destination {
         engine,
         kind,
@@ -150,7 +155,12 @@ impl Destination {
                     wire::recv_file(stream, &self.bundle()?, &path, size, mode).await?;
                 }
                 Message::Restore { lazy_from } => {
-                    let lazy_from = lazy_from.map(|a| SocketAddr::new(peer_ip, a.port()));
+                    // The source names where it serves pages (it may
+                    // listen elsewhere than it connects from).
+                    let lazy_from = lazy_from.map(|a| match a.ip().is_unspecified() {
+                        true => SocketAddr::new(peer_ip, a.port()),
+                        false => a,
+                    });
                     let processes = self.restore(lazy_from).await?;
                     wire::send(stream, &Message::Restored { processes }).await?;
                     let verified = self.verify(point).await;

@@ -27,6 +27,13 @@ pub enum Message {
         point: Point,
         log: Option<PathBuf>,
     },
+    /// Server: ready for the hello's engine, with this host's CRIU and
+    /// runc versions (None: missing), so the client can refuse a
+    /// destination that cannot restore its checkpoint.
+    Ready {
+        criu: Option<String>,
+        runc: Option<String>,
+    },
     /// Client: start a CRIU page server for the dump's memory pages.
     StartPageServer,
     /// Server: the page server listens on this port.
