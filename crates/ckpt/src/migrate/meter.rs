@@ -100,10 +100,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
 /// The bytes of the pages CRIU sent over its own connection: none with
 /// stop-and-copy (the pages are in the images ckpt sends), the written
-/// pages with a page server, the lazy ones in post-copy.
+/// pages of the dump's statistics with a page server, and in post-copy the
+/// pages the source's pagemaps in `images` mark lazy (CRIU's statistics of
+/// a lazy dump hold zeros: it writes them after serving the pages).
 pub(crate) fn criu_page_bytes(
     method: crate::model::MigrationMethod,
     dump: Option<&criu_image::DumpStatsEntry>,
+    images: &std::path::Path,
 ) -> Option<u64> {
     use crate::model::MigrationMethod;
     // SAFETY: sysconf has no preconditions.
@@ -111,8 +114,36 @@ pub(crate) fn criu_page_bytes(
     match method {
         MigrationMethod::Copy => Some(0),
         MigrationMethod::PageServer => dump.map(|d| d.pages_written * page),
-        MigrationMethod::Lazy => dump.map(|d| d.pages_lazy * page),
+        MigrationMethod::Lazy => lazy_pages(images).map(|n| n * page),
     }
+}
+
+/// CRIU's pagemap flag of a page left at the source (criu/images/pagemap.proto).
+const PE_LAZY: u32 = 1 << 1;
+
+/// The pages that `images`' pagemaps leave at the source; None when there
+/// is no readable pagemap.
+fn lazy_pages(images: &std::path::Path) -> Option<u64> {
+    use criu_image::framing::{self, magic};
+    let mut total = None;
+    for entry in std::fs::read_dir(images).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("pagemap-") && name.ends_with(".img")) {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).ok()?;
+        // The first entry is the head naming the pages file; runs follow.
+        let entries = framing::entries(&bytes, magic::PAGEMAP, &name).ok()?;
+        let mut lazy = 0u64;
+        for e in entries.into_iter().skip(1) {
+            let run: criu_image::messages::PagemapEntry = framing::decode(e, &name).ok()?;
+            if run.flags.unwrap_or(0) & PE_LAZY != 0 {
+                lazy = lazy.saturating_add(u64::from(run.nr_pages));
+            }
+        }
+        total = Some(total.unwrap_or(0u64).saturating_add(lazy));
+    }
+    total
 }
 
 #[cfg(test)]
@@ -136,18 +167,50 @@ mod tests {
         use crate::model::MigrationMethod;
         let dump = criu_image::DumpStatsEntry {
             pages_written: 3,
-            pages_lazy: 5,
             ..Default::default()
         };
-        assert_eq!(criu_page_bytes(MigrationMethod::Copy, None), Some(0));
+        let none = std::path::Path::new("/nonexistent");
+        assert_eq!(criu_page_bytes(MigrationMethod::Copy, None, none), Some(0));
         assert_eq!(
-            criu_page_bytes(MigrationMethod::PageServer, Some(&dump)),
+            criu_page_bytes(MigrationMethod::PageServer, Some(&dump), none),
             Some(3 * 4096)
         );
         assert_eq!(
-            criu_page_bytes(MigrationMethod::Lazy, Some(&dump)),
-            Some(5 * 4096)
+            criu_page_bytes(MigrationMethod::PageServer, None, none),
+            None
         );
-        assert_eq!(criu_page_bytes(MigrationMethod::Lazy, None), None);
+        assert_eq!(
+            criu_page_bytes(MigrationMethod::Lazy, Some(&dump), none),
+            None
+        );
+        // A lazy dump's pagemap: 7 pages left at the source, 2 in pages-1.img.
+        use prost::Message;
+        let run = |nr_pages, flags| {
+            criu_image::messages::PagemapEntry {
+                vaddr: 0x1000,
+                nr_pages,
+                in_parent: None,
+                flags: Some(flags),
+            }
+            .encode_to_vec()
+        };
+        let head = criu_image::messages::PagemapHead { pages_id: 1 }.encode_to_vec();
+        let mut file = Vec::new();
+        for magic in [
+            criu_image::framing::IMG_COMMON_MAGIC,
+            criu_image::framing::magic::PAGEMAP,
+        ] {
+            file.extend(magic.to_le_bytes());
+        }
+        for m in [head, run(7, PE_LAZY), run(2, 1 << 2)] {
+            file.extend((m.len() as u32).to_le_bytes());
+            file.extend(m);
+        }
+        let images = tempfile::tempdir().unwrap();
+        std::fs::write(images.path().join("pagemap-1.img"), file).unwrap();
+        assert_eq!(
+            criu_page_bytes(MigrationMethod::Lazy, None, images.path()),
+            Some(7 * 4096)
+        );
     }
 }

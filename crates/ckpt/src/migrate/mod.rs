@@ -490,6 +490,18 @@ async fn move_one(
     host: &Host,
     creds: &tls::Credentials,
 ) -> Result<Migration> {
+    // First the destination: one that is unreachable or refuses us costs
+    // no workload.
+    let mut stream = host.connect(creds).await?;
+    // TLS 1.3 reports a refused client certificate at the first read.
+    let theirs = wire::expect(&mut stream, "ready", |m| match m {
+        Message::Ready { criu, runc } => Some((criu, runc)),
+        _ => None,
+    })
+    .await
+    .map_err(|e| tls::explain(e, &host.name()))?;
+    let ours = crate::host::envinfo::engine_versions();
+    check_destination_engine(options.engine, &ours, &theirs)?;
     let image = source.build_image(run, &ImageSpec::default()).await?;
     let spec = RunSpec {
         name: name.to_string(),
@@ -499,7 +511,7 @@ async fn move_one(
         network: Default::default(),
     };
     let container = source.run(run, &image, &spec).await?;
-    let moved = move_running(source, &container, options, stop, host, creds).await;
+    let moved = move_running(source, &container, options, stop, host, &mut stream).await;
     // The source's copy goes at once: a sweep moves many, each with its
     // checkpoint beside it.
     let _ = source.remove_container(&container).await;
@@ -513,7 +525,7 @@ async fn move_running(
     options: &MigrateOptions,
     stop: &Stop,
     host: &Host,
-    creds: &tls::Credentials,
+    stream: &mut Stream,
 ) -> Result<Migration> {
     let ready = stop
         .unless_stopped(source.wait_for_line(
@@ -525,7 +537,6 @@ async fn move_running(
         .await?;
     let processes_before = crate::workload::ready_pids(&ready).map_or(0, |p| p.len());
     stop.check()?;
-    let mut stream = host.connect(creds).await?;
     let tcp = stream.get_ref().0.get_ref();
     let (local, peer) = (tcp.local_addr()?, tcp.peer_addr()?);
     let dir = source
@@ -538,20 +549,8 @@ async fn move_running(
         point: options.point,
         log: (options.engine == EngineKind::Criu).then(|| dir.join("out.log")),
     };
-    wire::send(&mut stream, &hello).await?;
-    // TLS 1.3 reports a refused client certificate at the first read.
-    let (criu, runc) = wire::expect(&mut stream, "ready", |m| match m {
-        Message::Ready { criu, runc } => Some((criu, runc)),
-        _ => None,
-    })
-    .await
-    .map_err(|e| tls::explain(e, &host.name()))?;
-    check_destination_engine(
-        options.engine,
-        &crate::host::envinfo::engine_versions(),
-        &(criu, runc),
-    )?;
-    let bytes_before = host.bytes(&stream)?;
+    wire::send(stream, &hello).await?;
+    let bytes_before = host.bytes(stream)?;
     let mut mover = Mover {
         source,
         container,
@@ -560,14 +559,14 @@ async fn move_running(
         phases: Vec::new(),
         criu_page_bytes: None,
     };
-    let (downtime, total) = mover.run(&mut stream, options.method).await?;
-    let check = wire::recv(&mut stream).await?;
+    let (downtime, total) = mover.run(stream, options.method).await?;
+    let check = wire::recv(stream).await?;
     let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
     let gap_ms = match &check {
         Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
         _ => None,
     };
-    let mut bytes_sent = host.bytes(&stream)?.saturating_sub(bytes_before);
+    let mut bytes_sent = host.bytes(stream)?.saturating_sub(bytes_before);
     let bytes_counted = match (host, mover.criu_page_bytes) {
         (Host::Throwaway { .. }, _) => BytesCounted::Link,
         (Host::Remote { .. }, Some(pages)) => {
@@ -576,11 +575,8 @@ async fn move_running(
         }
         (Host::Remote { .. }, None) => BytesCounted::StreamOnly,
     };
-    wire::send(&mut stream, &Message::Finish).await?;
-    wire::expect(&mut stream, "done", |m| {
-        matches!(m, Message::Done).then_some(())
-    })
-    .await?;
+    wire::send(stream, &Message::Finish).await?;
+    wire::expect(stream, "done", |m| matches!(m, Message::Done).then_some(())).await?;
     let image_bytes = source
         .container_dir(container)
         .and_then(|d| crate::engine::dir_size(&d.join("images").join(CHECKPOINT)))
@@ -750,7 +746,13 @@ impl Mover<'_> {
             self.timed("stop", source.stop(container)).await?;
         }
         let total = started.elapsed();
-        self.criu_page_bytes = meter::criu_page_bytes(method, dumped.stats.dump().as_ref());
+        let stats = dumped.stats.dump();
+        tracing::debug!("the migration dump's statistics: {stats:?}");
+        let images = source
+            .container_dir(container)
+            .map(|d| d.join("images").join(CHECKPOINT));
+        self.criu_page_bytes =
+            images.and_then(|images| meter::criu_page_bytes(method, stats.as_ref(), &images));
         Ok((downtime, total))
     }
 }

@@ -44,6 +44,14 @@ pub async fn serve(listen: SocketAddr, creds: &Credentials, once: bool) -> Resul
         // The address the client reached: CRIU's helpers listen there, and
         // CRIU checks it against the peer's certificate.
         let own_ip = stream.get_ref().0.local_addr()?.ip();
+        // The server speaks first: a client whose certificate was refused
+        // learns it at its first read (TLS 1.3 checks it after the client
+        // has finished its handshake), before it starts anything.
+        let (criu, runc) = crate::host::envinfo::engine_versions();
+        if let Err(e) = wire::send(&mut stream, &Message::Ready { criu, runc }).await {
+            eprintln!("ckpt serve: {peer} left before the hello: {e:#}");
+            continue;
+        }
         let result = receive(&mut stream, own_ip, peer.ip(), creds.criu_options()).await;
         if let Err(e) = &result {
             let message = format!("{e:#}");
@@ -83,8 +91,6 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
             bail!("this destination restores runc containers and criu process trees, not {other}")
         }
     };
-    let (criu, runc) = crate::host::envinfo::engine_versions();
-    wire::send(stream, &Message::Ready { criu, runc }).await?;
     let mut host = Destination {
         engine,
         kind,
