@@ -720,12 +720,13 @@ impl Mover<'_> {
         };
         let started = Instant::now();
         let (source, container) = (self.source, self.container);
-        let mut dumped = self
+        let dumped = self
             .timed(
                 "checkpoint",
                 source.checkpoint_for_migration(container, CHECKPOINT, pages),
             )
-            .await?;
+            .await;
+        let mut dumped = dumped.map_err(|e| dump_failed(source, container, e))?;
         if dumped.serving.is_none() {
             // The dump killed the processes; the source's runc forgets them.
             self.timed("stop", source.stop(container)).await?;
@@ -755,6 +756,21 @@ impl Mover<'_> {
             images.and_then(|images| meter::criu_page_bytes(method, stats.as_ref(), &images));
         Ok((downtime, total))
     }
+}
+
+/// A failed dump left the workload running at the source (CRIU resumes
+/// it), whatever the method: says so, with CRIU's words for runc (the
+/// criu engine already gives them).
+fn dump_failed(source: &AnyEngine, container: &Container, e: anyhow::Error) -> anyhow::Error {
+    let log = source
+        .container_dir(container)
+        .map(|d| d.join("work").join(CHECKPOINT).join("dump.log"))
+        .filter(|log| source.kind() == EngineKind::Runc && log.exists());
+    let e = match log {
+        Some(log) => e.context(crate::engine::criu::criu_log_errors(&log)),
+        None => e,
+    };
+    e.context("the dump failed, so nothing left the source: CRIU resumed the workload there")
 }
 
 /// Sends what the destination needs: the checkpoint's images, and for
