@@ -343,6 +343,8 @@ fn a_sweep_of_migrations_records_downtime_per_method() {
             "copy,page-server",
             "--engine",
             "runc,criu",
+            "--link-rate",
+            "1gbit",
         ])
         .args([
             "--children",
@@ -377,6 +379,11 @@ fn a_sweep_of_migrations_records_downtime_per_method() {
         "{report}"
     );
     assert!(dir.join("migration.svg").exists());
+    // The link's rate is part of the plan and named in the Method.
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["link_rate"], "1gbit", "{plan}");
+    assert!(report.contains("shaped to 1gbit"), "{report}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 
