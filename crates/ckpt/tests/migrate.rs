@@ -24,10 +24,17 @@ fn leftovers() -> Vec<String> {
     .filter(|l| l.starts_with("ckpt-m"))
     .map(str::to_string)
     .collect::<Vec<_>>();
-    let dirs = ["/run/ckpt/migrate", "/run/ckpt/runc", "/run/ckpt/criu"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .map(|e| e.path().display().to_string());
+    let dirs = [
+        "/run/ckpt/migrate",
+        "/run/ckpt/runc",
+        "/run/ckpt/criu",
+        "/run/ckpt/daemon2",
+        "/run/ckpt/serve",
+        "/run/ckpt/podman",
+    ]
+    .iter()
+    .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+    .map(|e| e.path().display().to_string());
     netns.into_iter().chain(dirs).collect()
 }
 
@@ -711,4 +718,70 @@ fn criu_page_server_refuses_a_source_its_tls_does_not_admit() {
         leftovers()
     );
     eprintln!("{stderr}\n{page_server_log}");
+}
+
+/// Podman's containers of ckpt's runs, on its default storage.
+fn podman_objects() -> Vec<String> {
+    let out = Command::new("podman")
+        .args(["ps", "-aq", "--filter", "label=io.ckpt.run"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Mounts under ckpt's state directory (a second daemon's storage).
+fn mounts_of_ours() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("/run/ckpt/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Docker and Podman move by stop-and-copy to a second daemon of their own
+/// in the destination's namespace; every move is verified there, and
+/// nothing is left on either host: no second daemon, its directories and
+/// mounts, the namespace, or Podman's destination storage.
+#[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
+fn docker_and_podman_move_to_a_second_daemon_leaving_nothing() {
+    let before = (ckpt_objects(), podman_objects());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("moves");
+    let out = ckpt()
+        .args([
+            "sweep",
+            "--migrate",
+            "copy",
+            "--engine",
+            "docker,podman,runc",
+        ])
+        .args(["--children", "1", "--memory-mib", "0,256"])
+        .args(["--repeat", "1", "--warmup", "0", "--output"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("failed"), "{stderr}");
+    let records = common::records(&dir);
+    assert_eq!(records.len(), 6, "3 engines x 2 points");
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["memory_ok"], true, "{r}");
+        assert!(r["downtime_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // 256 MiB crossed the link for each engine's larger point.
+    let big = records
+        .iter()
+        .filter(|r| r["memory_mib"] == 256)
+        .map(|r| r["bytes_sent"].as_u64().unwrap());
+    assert!(big.clone().count() == 3 && big.clone().all(|b| b > 256 << 20));
+    assert_eq!((ckpt_objects(), podman_objects()), before);
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert!(mounts_of_ours().is_empty(), "{:?}", mounts_of_ours());
 }

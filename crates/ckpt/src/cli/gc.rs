@@ -22,7 +22,10 @@ pub(super) async fn run() -> Result<u8> {
     }
     // The host's CRIU configuration belongs to no engine: always cleaned.
     removed += criu_stats::remove_orphans()?;
-    // Throwaway destination hosts of migrations, and their credentials.
+    // Throwaway destination hosts of migrations: their second daemons
+    // first (they live in the hosts' namespaces), then the namespaces and
+    // the credentials.
+    removed += ckpt::engine::moby::second::remove_orphans()?;
     removed += ckpt::migrate::link::remove_orphans()?;
     removed += ckpt::migrate::remove_orphans()?;
     println!("ckpt gc: removed {removed} object(s) left by ckpt runs that are no longer alive");

@@ -65,6 +65,12 @@ pub(super) struct ServeArgs {
     /// Serve one migration, then exit
     #[arg(long)]
     once: bool,
+    /// Restore Docker containers with the dockerd on this socket (default: DOCKER_HOST or /var/run/docker.sock)
+    #[arg(long, value_name = "PATH")]
+    docker_socket: Option<PathBuf>,
+    /// Restore Podman containers with the Podman service on this socket (default: a service ckpt starts)
+    #[arg(long, value_name = "PATH")]
+    podman_socket: Option<PathBuf>,
 }
 
 pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
@@ -184,6 +190,10 @@ pub(super) async fn serve(args: ServeArgs) -> Result<u8> {
         cert: args.cert,
         key: args.key,
     };
-    migrate::serve::serve(args.listen, &creds, args.once).await?;
+    let daemons = migrate::serve::Daemons {
+        docker: args.docker_socket,
+        podman: args.podman_socket,
+    };
+    migrate::serve::serve(args.listen, &creds, args.once, &daemons).await?;
     Ok(0)
 }

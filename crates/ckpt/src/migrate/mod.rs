@@ -20,8 +20,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::engine::any::AnyEngine;
 use crate::engine::criu::CriuEngine;
+use crate::engine::moby::podman::Service;
+use crate::engine::moby::second::SecondDaemon;
+use crate::engine::moby::DockerEngine;
 use crate::engine::runc::RuncEngine;
-use crate::engine::{Container, Engine, PageDestination};
+use crate::engine::{Container, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, MigrationMethod, Point, RunSpec};
 use crate::run::{RunId, Stop};
 use link::Link;
@@ -195,6 +198,9 @@ enum Host {
     Throwaway {
         link: Link,
         serving: tokio::process::Child,
+        /// Docker's or Podman's second daemon, the destination's engine
+        /// (boxed: it is large, and a remote host has none).
+        daemon: Option<Box<SecondDaemon>>,
     },
     /// Elsewhere, run by the user.
     Remote {
@@ -207,10 +213,19 @@ impl Session {
     /// Makes the source's side and, for a throwaway destination, the host,
     /// its credentials and its server.
     pub async fn open(kind: EngineKind, run: &RunId, target: &Target) -> Result<Session> {
+        // The source's daemon first: when it is not there, nothing is made.
+        let daemon_source = match kind {
+            EngineKind::Docker => Some(AnyEngine::Docker(DockerEngine::connect_checked().await?.0)),
+            // A service of its own: a sweep's podman engine has the run's.
+            EngineKind::Podman => Some(AnyEngine::Docker(
+                DockerEngine::podman(Service::start_tagged(run, "migrate")?).await?,
+            )),
+            _ => None,
+        };
         let dir = crate::engine::os::rundir::create("migrate", run)?;
         let made = match target {
             Target::Throwaway { link_rate, once } => {
-                throwaway_host(&dir, run, link_rate.as_deref(), *once)
+                throwaway_host(&dir, kind, run, link_rate.as_deref(), *once)
             }
             Target::Remote(remote) => remote_host(&dir, remote),
         };
@@ -225,7 +240,11 @@ impl Session {
             EngineKind::Criu => {
                 AnyEngine::Criu(CriuEngine::new().with_criu_options(client.criu_options()))
             }
-            _ => AnyEngine::Runc(
+            EngineKind::Docker | EngineKind::Podman => match daemon_source {
+                Some(engine) => engine,
+                None => bail!("no {kind} engine was opened at the source"),
+            },
+            EngineKind::Runc => AnyEngine::Runc(
                 RuncEngine::new(None)
                     .with_writable_rootfs()
                     .with_criu_config(criu_conf),
@@ -262,8 +281,8 @@ impl Session {
             name,
             run,
             stop,
-            &self.host,
-            &self.client,
+            (&self.host, &self.client),
+            &self.dir,
         )
         .await
     }
@@ -276,13 +295,32 @@ impl Session {
     /// state, server and link; then the credentials ckpt made.
     pub async fn close(mut self, run: &RunId) {
         let _ = self.source.remove_run(run).await;
-        if let Host::Throwaway { link, serving } = &mut self.host {
+        if let Host::Throwaway {
+            link,
+            serving,
+            daemon,
+        } = &mut self.host
+        {
             let _ = tokio::time::timeout(Duration::from_secs(10), serving.wait()).await;
             let _ = serving.kill().await;
-            // A destination that died kept its state: the throwaway host
-            // is ours, so its leftovers are too (those of dead runs only).
-            if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
-                eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
+            // The second daemon goes with everything it held.
+            if let Some(mut daemon) = daemon.take() {
+                if let Err(e) = daemon.stop() {
+                    eprintln!(
+                        "ckpt migrate: stopping the destination's daemon failed: {e:#}; run `ckpt gc`"
+                    );
+                }
+            }
+            // A runc or criu destination that died kept its state: the
+            // throwaway host is ours, so its leftovers are too (those of
+            // dead runs only, which for this process's own engines would be
+            // all: Docker's and Podman's destination went with their daemon).
+            if !self.kind.has_daemon() {
+                if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
+                    eprintln!(
+                        "ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`"
+                    );
+                }
             }
             link.remove();
         }
@@ -294,6 +332,7 @@ impl Session {
 /// Returns the host, the source's credentials and its CRIU configuration.
 fn throwaway_host(
     dir: &Path,
+    kind: EngineKind,
     run: &RunId,
     link_rate: Option<&str>,
     once: bool,
@@ -308,8 +347,17 @@ fn throwaway_host(
     // from a configuration file its containers name.
     let criu_conf = own.join("criu-tls.conf");
     std::fs::write(&criu_conf, client.criu_config())?;
-    let serving = spawn_serve(&link, &server, &own, once)?;
-    Ok((Host::Throwaway { link, serving }, client, criu_conf))
+    let daemon = kind
+        .has_daemon()
+        .then(|| SecondDaemon::start(kind, run, &link.netns).map(Box::new))
+        .transpose()?;
+    let serving = spawn_serve(&link, &server, &own, once, daemon.as_deref())?;
+    let host = Host::Throwaway {
+        link,
+        serving,
+        daemon,
+    };
+    Ok((host, client, criu_conf))
 }
 
 /// The user's destination: nothing to make there; CRIU's configuration
@@ -394,14 +442,11 @@ fn refuse_unsupported(options: &MigrateOptions, remote: bool) -> Result<()> {
         );
     }
     match (options.engine, options.method) {
-        (EngineKind::Runc, _) => Ok(()),
+        (EngineKind::Runc | EngineKind::Docker | EngineKind::Podman, _) => Ok(()),
         (EngineKind::Criu, MigrationMethod::Lazy) if !remote => bail!(
             "lazy migration of a criu process tree needs a destination on another machine: the source keeps the tree frozen until its last page is fetched, and CRIU restores the same pids, which on one machine are still taken"
         ),
         (EngineKind::Criu, _) => Ok(()),
-        (other, _) => bail!(
-            "ckpt migrate moves runc containers and criu process trees; the {other} engine is not supported yet"
-        ),
     }
 }
 
@@ -411,6 +456,7 @@ fn spawn_serve(
     creds: &tls::Credentials,
     dir: &Path,
     once: bool,
+    daemon: Option<&SecondDaemon>,
 ) -> Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the ckpt executable")?;
     let log = std::fs::File::create(dir.join("serve.log"))?;
@@ -428,6 +474,8 @@ fn spawn_serve(
         .arg(&creds.cert)
         .arg("--key")
         .arg(&creds.key)
+        .args(daemon.map(|d| format!("--{}-socket", d.kind())))
+        .args(daemon.map(SecondDaemon::socket))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -487,8 +535,8 @@ async fn move_one(
     name: &str,
     run: &RunId,
     stop: &Stop,
-    host: &Host,
-    creds: &tls::Credentials,
+    (host, creds): (&Host, &tls::Credentials),
+    scratch: &Path,
 ) -> Result<Migration> {
     // First the destination: one that is unreachable or refuses us costs
     // no workload.
@@ -511,22 +559,38 @@ async fn move_one(
         network: Default::default(),
     };
     let container = source.run(run, &image, &spec).await?;
-    let moved = move_running(source, &container, options, stop, host, &mut stream).await;
+    let workload = Workload {
+        container: &container,
+        image: &image,
+        args: &spec.args,
+        scratch,
+    };
+    let moved = move_running(source, &workload, options, stop, host, &mut stream).await;
     // The source's copy goes at once: a sweep moves many, each with its
     // checkpoint beside it.
     let _ = source.remove_container(&container).await;
     moved
 }
 
-/// Moves `container` once it is ready.
+/// The workload being moved: its container, the image and command it
+/// runs, and a directory of the source's for files on their way.
+struct Workload<'a> {
+    container: &'a Container,
+    image: &'a Image,
+    args: &'a [String],
+    scratch: &'a Path,
+}
+
+/// Moves the workload once it is ready.
 async fn move_running(
     source: &AnyEngine,
-    container: &Container,
+    workload: &Workload<'_>,
     options: &MigrateOptions,
     stop: &Stop,
     host: &Host,
     stream: &mut Stream,
 ) -> Result<Migration> {
+    let container = workload.container;
     let ready = stop
         .unless_stopped(source.wait_for_line(
             container,
@@ -539,15 +603,21 @@ async fn move_running(
     stop.check()?;
     let tcp = stream.get_ref().0.get_ref();
     let (local, peer) = (tcp.local_addr()?, tcp.peer_addr()?);
-    let dir = source
-        .container_dir(container)
-        .context("the source keeps no files")?;
+    let log = match options.engine {
+        EngineKind::Criu => Some(
+            source
+                .container_dir(container)
+                .context("the source keeps no files")?
+                .join("out.log"),
+        ),
+        _ => None,
+    };
     let hello = Message::Hello {
         engine: options.engine,
         method: options.method,
         name: container.name.clone(),
         point: options.point,
-        log: (options.engine == EngineKind::Criu).then(|| dir.join("out.log")),
+        log,
     };
     wire::send(stream, &hello).await?;
     let bytes_before = host.bytes(stream)?;
@@ -559,6 +629,11 @@ async fn move_running(
         phases: Vec::new(),
         criu_page_bytes: None,
     };
+    if options.engine.has_daemon() {
+        mover
+            .timed("prepare", prepare_destination(stream, source, workload))
+            .await?;
+    }
     let (downtime, total) = mover.run(stream, options.method).await?;
     let check = wire::recv(stream).await?;
     let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
@@ -577,9 +652,8 @@ async fn move_running(
     };
     wire::send(stream, &Message::Finish).await?;
     wire::expect(stream, "done", |m| matches!(m, Message::Done).then_some(())).await?;
-    let image_bytes = source
-        .container_dir(container)
-        .and_then(|d| crate::engine::dir_size(&d.join("images").join(CHECKPOINT)))
+    let image_bytes = checkpoint_on_source(source, container)
+        .and_then(|p| crate::engine::dir_size(&p).or_else(|| Some(p.metadata().ok()?.len())))
         .unwrap_or(0);
     Ok(Migration {
         engine: options.engine,
@@ -618,6 +692,47 @@ fn check_destination_engine(
         }
     }
     Ok(())
+}
+
+/// Docker and Podman: the image goes ahead of the checkpoint (it does not
+/// change), and Docker's container is created at the destination, so that
+/// neither counts in the downtime.
+async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    source: &AnyEngine,
+    workload: &Workload<'_>,
+) -> Result<()> {
+    let AnyEngine::Docker(daemon) = source else {
+        bail!("only Docker and Podman moves send their image");
+    };
+    let saved = workload.scratch.join("image.tar");
+    daemon.save_image(&workload.image.reference, &saved).await?;
+    let sent = wire::send_path(stream, &saved, Path::new("image.tar")).await;
+    let _ = std::fs::remove_file(&saved);
+    sent?;
+    let prepare = Message::Prepare {
+        image: workload.image.reference.clone(),
+        args: workload.args.to_vec(),
+    };
+    wire::send(stream, &prepare).await?;
+    wire::expect(stream, "prepared", |m| {
+        matches!(m, Message::Prepared).then_some(())
+    })
+    .await
+}
+
+/// Where the checkpoint lies at the source: runc's and CRIU's image
+/// directory, Docker's checkpoint directory, Podman's exported archive.
+fn checkpoint_on_source(source: &AnyEngine, container: &Container) -> Option<PathBuf> {
+    match source {
+        AnyEngine::Docker(daemon) => daemon.migration_checkpoint(container, CHECKPOINT),
+        other => Some(
+            other
+                .container_dir(container)?
+                .join("images")
+                .join(CHECKPOINT),
+        ),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -660,12 +775,8 @@ impl Mover<'_> {
         stream: &mut S,
         lazy_from: Option<SocketAddr>,
     ) -> Result<()> {
-        let dir = self
-            .source
-            .container_dir(self.container)
-            .context("no bundle")?;
-        let kind = self.source.kind();
-        self.timed("transfer", send_bundle(stream, &dir, kind))
+        let (source, container) = (self.source, self.container);
+        self.timed("transfer", send_bundle(stream, source, container))
             .await?;
         wire::send(stream, &Message::Restore { lazy_from }).await?;
         self.timed(
@@ -775,13 +886,27 @@ fn dump_failed(source: &AnyEngine, container: &Container, e: anyhow::Error) -> a
 
 /// Sends what the destination needs: the checkpoint's images, and for
 /// runc the config.json and the root filesystem it names, for a plain
-/// process tree its pid and output files.
+/// process tree its pid and output files; Docker's checkpoint directory as
+/// `checkpoint/`, Podman's exported archive as `checkpoint.tar`.
 async fn send_bundle<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    dir: &Path,
-    kind: EngineKind,
+    source: &AnyEngine,
+    container: &Container,
 ) -> Result<u64> {
     let none = |_: &Path| false;
+    let kind = source.kind();
+    if kind.has_daemon() {
+        let at =
+            checkpoint_on_source(source, container).context("the checkpoint is not on disk")?;
+        return match kind {
+            EngineKind::Docker => {
+                wire::send_tree(stream, &at, Path::new("checkpoint"), &none).await
+            }
+            _ => wire::send_path(stream, &at, Path::new("checkpoint.tar")).await,
+        };
+    }
+    let dir = source.container_dir(container).context("no bundle")?;
+    let dir = dir.as_path();
     let images = Path::new("images").join(CHECKPOINT);
     let mut sent = wire::send_tree(stream, &dir.join(&images), &images, &none).await?;
     let top_files: &[&str] = match kind {

@@ -15,17 +15,32 @@ use super::tls::Credentials;
 use super::wire::{self, Message};
 use crate::engine::any::AnyEngine;
 use crate::engine::criu::CriuEngine;
+use crate::engine::moby::DockerEngine;
 use crate::engine::runc::RuncEngine;
-use crate::engine::{Container, Engine};
-use crate::model::{EngineKind, MigrationMethod, Point};
+use crate::engine::{Container, Engine, Image};
+use crate::model::{EngineKind, MigrationMethod, Point, RunSpec};
 use crate::run::RunId;
 
 /// The checkpoint's name on both hosts.
 pub(crate) const CHECKPOINT: &str = "migrated";
 
+/// The daemons a destination restores Docker and Podman containers with:
+/// given sockets (a throwaway host's second daemons), or else this host's
+/// dockerd and a Podman service ckpt starts.
+#[derive(Debug, Clone, Default)]
+pub struct Daemons {
+    pub docker: Option<PathBuf>,
+    pub podman: Option<PathBuf>,
+}
+
 /// Serves migrations on `listen` until `once` is done (a throwaway
 /// destination serves exactly one).
-pub async fn serve(listen: SocketAddr, creds: &Credentials, once: bool) -> Result<()> {
+pub async fn serve(
+    listen: SocketAddr,
+    creds: &Credentials,
+    once: bool,
+    daemons: &Daemons,
+) -> Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(creds.server_config()?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -52,7 +67,13 @@ pub async fn serve(listen: SocketAddr, creds: &Credentials, once: bool) -> Resul
             eprintln!("ckpt serve: {peer} left before the hello: {e:#}");
             continue;
         }
-        let result = receive(&mut stream, own_ip, peer.ip(), creds.criu_options()).await;
+        let result = receive(
+            &mut stream,
+            (own_ip, peer.ip()),
+            creds.criu_options(),
+            daemons,
+        )
+        .await;
         if let Err(e) = &result {
             let message = format!("{e:#}");
             eprintln!("ckpt serve: the migration from {peer} failed: {message}");
@@ -68,9 +89,9 @@ pub async fn serve(listen: SocketAddr, creds: &Credentials, once: bool) -> Resul
 /// created is removed on every path.
 async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    own_ip: IpAddr,
-    peer_ip: IpAddr,
+    (own_ip, peer_ip): (IpAddr, IpAddr),
     criu_tls: Vec<String>,
+    daemons: &Daemons,
 ) -> Result<()> {
     let (kind, method, name, point, log) = wire::expect(stream, "a hello", |m| match m {
         Message::Hello {
@@ -84,17 +105,18 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
     })
     .await?;
     let run = RunId::new();
-    let engine = match kind {
-        EngineKind::Runc => AnyEngine::Runc(RuncEngine::destination(&run)?),
-        EngineKind::Criu => AnyEngine::Criu(CriuEngine::destination(&run)?),
-        other => {
-            bail!("this destination restores runc containers and criu process trees, not {other}")
-        }
+    let engine = destination_engine(kind, &run, daemons).await?;
+    // Docker's and Podman's files arrive beside their daemon's storage.
+    let scratch = match kind.has_daemon() {
+        true => Some(crate::engine::os::rundir::create("serve", &run)?),
+        false => None,
     };
     let mut host = Destination {
         engine,
         kind,
         run,
+        scratch,
+        image: None,
         container: Container {
             id: format!("{name}-dest"),
             name: format!("{name}-dest"),
@@ -109,11 +131,32 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
     wire::send(stream, &Message::Done).await
 }
 
+/// This host's engine of `kind`, with state of its own for the run.
+async fn destination_engine(kind: EngineKind, run: &RunId, daemons: &Daemons) -> Result<AnyEngine> {
+    Ok(match kind {
+        EngineKind::Runc => AnyEngine::Runc(RuncEngine::destination(run)?),
+        EngineKind::Criu => AnyEngine::Criu(CriuEngine::destination(run)?),
+        EngineKind::Docker => AnyEngine::Docker(match &daemons.docker {
+            Some(socket) => DockerEngine::connect_socket(kind, socket).await?,
+            None => DockerEngine::connect_checked().await?.0,
+        }),
+        EngineKind::Podman => AnyEngine::Docker(match &daemons.podman {
+            Some(socket) => DockerEngine::connect_socket(kind, socket).await?,
+            None => DockerEngine::podman(crate::engine::moby::podman::Service::start(run)?).await?,
+        }),
+    })
+}
+
 /// The destination's state for one migration.
 struct Destination {
     engine: AnyEngine,
     kind: EngineKind,
     run: RunId,
+    /// Where Docker's and Podman's files arrive (their daemons keep the
+    /// rest); None for runc and criu, whose bundle is their own.
+    scratch: Option<PathBuf>,
+    /// The workload's image, loaded here for the move.
+    image: Option<Image>,
     /// Where the process tree's output went at the source (criu engine).
     source_log: Option<PathBuf>,
     /// This host's credentials as CRIU's options, for the page server and
@@ -126,6 +169,9 @@ struct Destination {
 
 impl Destination {
     fn bundle(&self) -> Result<PathBuf> {
+        if let Some(scratch) = &self.scratch {
+            return Ok(scratch.clone());
+        }
         self.engine
             .container_dir(&self.container)
             .context("the destination has no bundle")
@@ -148,11 +194,17 @@ impl Destination {
         point: Point,
         (own_ip, peer_ip): (IpAddr, IpAddr),
     ) -> Result<()> {
-        for dir in [self.images()?, self.work()?] {
-            crate::engine::os::rundir::make_private_dir(&dir)?;
+        if !self.kind.has_daemon() {
+            for dir in [self.images()?, self.work()?] {
+                crate::engine::os::rundir::make_private_dir(&dir)?;
+            }
         }
         loop {
             match wire::recv(stream).await? {
+                Message::Prepare { image, args } if self.kind.has_daemon() => {
+                    self.prepare(image, args).await?;
+                    wire::send(stream, &Message::Prepared).await?;
+                }
                 Message::StartPageServer if method == MigrationMethod::PageServer => {
                     let port = self.start_page_server(own_ip)?;
                     wire::send(stream, &Message::PageServerReady { port }).await?;
@@ -176,6 +228,55 @@ impl Destination {
                 other => bail!("unexpected {other:?} during a {} migration", method.name()),
             }
         }
+    }
+
+    /// Loads the image that came as `image.tar`; Docker's container is
+    /// created now, with the source's command, and started from the
+    /// checkpoint later (Podman makes its container from the archive).
+    async fn prepare(&mut self, image: String, args: Vec<String>) -> Result<()> {
+        let AnyEngine::Docker(daemon) = &self.engine else {
+            bail!("only Docker and Podman moves send an image");
+        };
+        daemon.load_image(&self.bundle()?.join("image.tar")).await?;
+        let image = Image {
+            reference: image,
+            size_bytes: 0,
+            owned: true,
+        };
+        if self.kind == EngineKind::Docker {
+            let spec = RunSpec {
+                name: self.container.name.clone(),
+                args,
+                entrypoint: None,
+                network: Default::default(),
+            };
+            self.container = daemon.create(&self.run, &image, &spec).await?;
+        }
+        self.image = Some(image);
+        Ok(())
+    }
+
+    /// Docker: the checkpoint goes where `start --checkpoint` finds it, in
+    /// the container's own directory (dockerd 20.10 refuses a custom
+    /// checkpoint directory, moby#37344). Podman: libpod imports the
+    /// archive, making the container.
+    async fn restore_in_daemon(&mut self) -> Result<usize> {
+        let AnyEngine::Docker(daemon) = &self.engine else {
+            bail!("not a Docker or Podman destination");
+        };
+        let scratch = self.bundle()?;
+        if self.kind == EngineKind::Docker {
+            let target = daemon
+                .checkpoint_dir(&self.container, CHECKPOINT)
+                .context("the Docker daemon did not say where it keeps its data")?;
+            move_dir(&scratch.join("checkpoint"), &target)?;
+            crate::engine::restore_with_retry(&self.engine, &self.container, CHECKPOINT).await?;
+        } else {
+            self.container = daemon
+                .import_checkpoint(&scratch.join("checkpoint.tar"), &self.container.name)
+                .await?;
+        }
+        Ok(self.engine.processes(&self.container).await?.len())
     }
 
     /// A CRIU page server for the dump's pages, on a free port.
@@ -205,6 +306,9 @@ impl Destination {
     /// Restores the received checkpoint; with `lazy_from`, its memory comes
     /// from the source through a lazy-pages daemon. Returns the processes.
     async fn restore(&mut self, lazy_from: Option<SocketAddr>) -> Result<usize> {
+        if self.kind.has_daemon() {
+            return self.restore_in_daemon().await;
+        }
         match self.kind {
             EngineKind::Runc => self.point_config_at_own_rootfs()?,
             _ => self.reopen_source_log()?,
@@ -317,6 +421,14 @@ impl Destination {
         for helper in &mut self.helpers {
             let _ = helper.kill().await;
         }
+        if let Some(scratch) = &self.scratch {
+            // What the source's labels name is not this run's: by name.
+            let _ = self.engine.remove_container(&self.container).await;
+            if let Some(image) = &self.image {
+                let _ = self.engine.remove_image(image).await;
+            }
+            let _ = crate::engine::os::rundir::remove(scratch);
+        }
         if let Err(e) = self.engine.remove_run(&self.run).await {
             eprintln!("ckpt serve: cleaning up {} failed: {e:#}", self.run);
         }
@@ -379,4 +491,30 @@ fn wait_for_file(path: &Path) -> Result<()> {
     wait_until(&format!("{} did not appear", path.display()), || {
         path.exists()
     })
+}
+
+/// Moves a directory tree: a rename, or a copy where `to` is on another
+/// file system (Docker's data root on disk, the files on /run).
+fn move_dir(from: &Path, to: &Path) -> Result<()> {
+    let parent = to
+        .parent()
+        .context("a checkpoint directory without a parent")?;
+    crate::engine::os::rundir::make_private_dir(parent)?;
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    crate::engine::os::rundir::make_private_dir(to)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            move_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("cannot copy to {}", target.display()))?;
+        }
+    }
+    crate::engine::os::rundir::remove(from)
 }

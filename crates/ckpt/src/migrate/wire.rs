@@ -27,13 +27,19 @@ pub enum Message {
         point: Point,
         log: Option<PathBuf>,
     },
-    /// Server: ready for the hello's engine, with this host's CRIU and
-    /// runc versions (None: missing), so the client can refuse a
-    /// destination that cannot restore its checkpoint.
+    /// Server, first after the handshake: this host's CRIU and runc
+    /// versions (None: missing), so the client can refuse a destination
+    /// that cannot restore its checkpoint.
     Ready {
         criu: Option<String>,
         runc: Option<String>,
     },
+    /// Client (Docker, Podman): the workload's image has been sent as
+    /// `image.tar`; load it, and for Docker create the container from
+    /// `image` running `args`, ahead of the checkpoint (no downtime yet).
+    Prepare { image: String, args: Vec<String> },
+    /// Server: the image is loaded (and the container created).
+    Prepared,
     /// Client: start a CRIU page server for the dump's memory pages.
     StartPageServer,
     /// Server: the page server listens on this port.
@@ -125,6 +131,17 @@ pub async fn send_tree<S: AsyncWrite + Unpin>(
         }
     }
     Ok(sent)
+}
+
+/// Sends the regular file `path` as `rel`; returns its bytes.
+pub async fn send_path<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    path: &Path,
+    rel: &Path,
+) -> Result<u64> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    send_file(stream, path, rel, &meta).await
 }
 
 async fn send_file<S: AsyncWrite + Unpin>(

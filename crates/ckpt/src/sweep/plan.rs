@@ -325,16 +325,13 @@ impl SweepPlan {
             for method in &self.migrate {
                 if !engine.migration_methods().contains(method) {
                     bail!(
-                        "--migrate {}: the {engine} engine cannot migrate that way",
+                        "--migrate {}: the {engine} engine cannot migrate that way (it checkpoints into its daemon's own storage: stop-and-copy only); use --migrate copy, or runc/criu for page-server and lazy",
                         method.name()
                     );
                 }
                 if *engine == EngineKind::Criu && *method == MigrationMethod::Lazy {
                     bail!("--migrate lazy on the criu engine needs a destination on another machine (the frozen source and the restored tree would want the same pids)");
                 }
-            }
-            if !self.migrate.is_empty() && engine.has_daemon() {
-                bail!("--migrate moves runc containers and criu process trees; drop {engine} from --engine");
             }
         }
         if !self.migrate.is_empty() && self.workload.is_some() {
@@ -750,8 +747,11 @@ mod tests {
         );
         p.migrate.push(MigrationMethod::Lazy);
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("criu"));
+        // Docker moves by stop-and-copy only.
         p.engines = vec![EngineKind::Docker];
         p.migrate = vec![MigrationMethod::Copy];
+        p.validate().unwrap();
+        p.migrate = vec![MigrationMethod::PageServer];
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker"));
         // Plans written before migration existed read as plans without it.
         let old = r#"{"engines":["docker"],"children":[1],"repeat":1,"warmup":0,"order":"sequential","seed":3}"#;

@@ -7,7 +7,9 @@
 //! error handling; no fork, no second HTTP client.
 
 mod leftovers;
+mod migration;
 pub mod podman;
+pub mod second;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,7 +29,7 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
 use super::criu_stats::{PhaseStats, StatsCapture, STATS_DUMP, STATS_RESTORE};
-use super::{Container, Engine, Image};
+use super::{Container, Dumped, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, Network, RunSpec};
 use crate::run::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
@@ -276,6 +278,49 @@ impl DockerEngine {
         }
     }
 
+    /// Creates (does not start) the workload's container: `run` starts it,
+    /// a migration's destination starts it from the checkpoint.
+    pub(crate) async fn create(
+        &self,
+        run: &RunId,
+        image: &Image,
+        spec: &RunSpec,
+    ) -> Result<Container> {
+        // Docker's network hook execs dockerd at every start and restore
+        // (~90 ms each here); Podman has no such hook and its own defaults.
+        let network_disabled = self.flavor == Flavor::Docker && spec.network == Network::Disabled;
+        let body = ContainerCreateBody {
+            image: Some(image.reference.clone()),
+            network_disabled: network_disabled.then_some(true),
+            cmd: Some(spec.args.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            labels: Some(run.labels().into_iter().collect()),
+            host_config: Some(HostConfig {
+                // Checkpointing a container with network namespaces that
+                // Docker manages is not needed here and bridge is disabled.
+                network_mode: Some("none".into()),
+                // Podman: crun fails here, and runc only starts containers
+                // with limits below the host's (see the environment notes).
+                runtime: (self.flavor == Flavor::Podman).then(|| "runc".into()),
+                ulimits: (self.flavor == Flavor::Podman).then(podman::ulimits),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .client
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| self.api_error(e, &format!("creating container {}", spec.name)))?;
+        Ok(Container {
+            id: created.id,
+            name: spec.name.clone(),
+        })
+    }
+
     /// Reads CRIU's statistics from where `capture` made CRIU leave them
     /// (Docker itself deletes them; see `criu_stats`).
     pub(crate) fn use_criu_stats(&mut self, capture: Option<Arc<StatsCapture>>) {
@@ -491,39 +536,7 @@ impl Engine for DockerEngine {
     }
 
     async fn run(&self, run: &RunId, image: &Image, spec: &RunSpec) -> Result<Container> {
-        // Docker's network hook execs dockerd at every start and restore
-        // (~90 ms each here); Podman has no such hook and its own defaults.
-        let network_disabled = self.flavor == Flavor::Docker && spec.network == Network::Disabled;
-        let body = ContainerCreateBody {
-            image: Some(image.reference.clone()),
-            network_disabled: network_disabled.then_some(true),
-            cmd: Some(spec.args.clone()),
-            entrypoint: spec.entrypoint.clone(),
-            labels: Some(run.labels().into_iter().collect()),
-            host_config: Some(HostConfig {
-                // Checkpointing a container with network namespaces that
-                // Docker manages is not needed here and bridge is disabled.
-                network_mode: Some("none".into()),
-                // Podman: crun fails here, and runc only starts containers
-                // with limits below the host's (see the environment notes).
-                runtime: (self.flavor == Flavor::Podman).then(|| "runc".into()),
-                ulimits: (self.flavor == Flavor::Podman).then(podman::ulimits),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::new()
-            .name(&spec.name)
-            .build();
-        let created = self
-            .client
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| self.api_error(e, &format!("creating container {}", spec.name)))?;
-        let container = Container {
-            id: created.id,
-            name: spec.name.clone(),
-        };
+        let container = self.create(run, image, spec).await?;
         self.client
             .start_container(&container.id, None)
             .await
@@ -600,6 +613,30 @@ impl Engine for DockerEngine {
             })?;
         self.make_checkpoint_unique(container, checkpoint);
         Ok(stats)
+    }
+
+    /// Stop-and-copy only: Docker checkpoints into its own directory,
+    /// Podman exports its archive (both leave the container exited).
+    async fn checkpoint_for_migration(
+        &self,
+        container: &Container,
+        checkpoint: &str,
+        pages: PageDestination,
+    ) -> Result<Dumped> {
+        if pages != PageDestination::Images {
+            bail!("{} can only move a container by stop-and-copy", self.name());
+        }
+        let stats = match self.flavor {
+            Flavor::Docker => self.checkpoint(container, checkpoint).await?,
+            Flavor::Podman => {
+                self.export_checkpoint(container).await?;
+                PhaseStats::at(None, STATS_DUMP, self.stats.as_deref())
+            }
+        };
+        Ok(Dumped {
+            stats,
+            serving: None,
+        })
     }
 
     async fn stop(&self, container: &Container) -> Result<()> {

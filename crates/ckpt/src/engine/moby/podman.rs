@@ -42,7 +42,19 @@ impl Service {
     /// Starts the service on /run/ckpt/podman/<run>/podman.sock and waits
     /// until the socket exists.
     pub(crate) fn start(run: &RunId) -> Result<Service> {
-        let dir = rundir::create("podman", run)?;
+        Service::start_in(rundir::create("podman", run)?)
+    }
+
+    /// A second service for the same run, on `/run/ckpt/podman/<run>-<tag>/`
+    /// (a migration's source beside a sweep's own service).
+    pub(crate) fn start_tagged(run: &RunId, tag: &str) -> Result<Service> {
+        Service::start_in(rundir::create_named(
+            "podman",
+            &format!("{}-{tag}", run.as_str()),
+        )?)
+    }
+
+    fn start_in(dir: PathBuf) -> Result<Service> {
         let socket = dir.join("podman.sock");
         let child = Command::new("podman")
             .args(["system", "service", "--time=0"])

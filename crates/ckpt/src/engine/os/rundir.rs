@@ -13,9 +13,13 @@ const OWNER_FILE: &str = "owner.pid";
 
 /// `/run/ckpt/<engine>/<run>/`, created 0700 (checkpoints hold memory).
 pub(crate) fn create(engine: &str, run: &RunId) -> Result<PathBuf> {
-    let dir = Path::new(crate::model::STATE_ROOT)
-        .join(engine)
-        .join(run.as_str());
+    create_named(engine, run.as_str())
+}
+
+/// `/run/ckpt/<engine>/<name>/`: a second directory for one run, e.g.
+/// `<run>-migrate` (`ckpt gc` reads its owner like any other).
+pub(crate) fn create_named(engine: &str, name: &str) -> Result<PathBuf> {
+    let dir = Path::new(crate::model::STATE_ROOT).join(engine).join(name);
     make_private_dir(&dir)?;
     std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())
         .with_context(|| format!("cannot write {}", dir.join(OWNER_FILE).display()))?;
