@@ -63,6 +63,7 @@ fn plan(repeat: u32) -> SweepPlan {
         network: Network::Disabled,
         seed: 14,
         migrate: Vec::new(),
+        link_rate: None,
     }
 }
 

@@ -1,12 +1,13 @@
-//! `ckpt migrate` and `ckpt serve`: move a running container to another
-//! host (here a throwaway one on this machine) and measure the downtime.
+//! `ckpt migrate`, `ckpt serve` and `ckpt credentials`: move a running
+//! container to another host (a `ckpt serve` elsewhere, or a throwaway one
+//! on this machine) and measure the downtime.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use ckpt::migrate::{self, tls::Credentials, MigrateOptions, Migration};
+use ckpt::migrate::{self, tls::Credentials, MigrateOptions, Migration, Remote, Target};
 use ckpt::model::{EngineKind, MigrationMethod, Point};
 use ckpt::run::{self as cleanup, RunId, Stop};
 
@@ -24,9 +25,24 @@ pub(super) struct MigrateArgs {
     /// MiB each process writes and keeps resident
     #[arg(long, default_value_t = 0)]
     memory_mib: u32,
-    /// Limit the link's rate (tc syntax: 1gbit, 100mbit)
-    #[arg(long, value_name = "RATE")]
+    /// Limit the throwaway link's rate (tc syntax: 1gbit, 100mbit)
+    #[arg(long, value_name = "RATE", value_parser = rate, conflicts_with = "to")]
     link_rate: Option<String>,
+    /// Move to the `ckpt serve` at HOST:PORT (another host) instead of a throwaway one here
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["ca", "cert", "key"])]
+    to: Option<String>,
+    /// With --to: the CA certificate (PEM) that issued the destination's certificate
+    #[arg(long, requires = "to")]
+    ca: Option<PathBuf>,
+    /// With --to: this host's certificate (PEM), from the CA the destination trusts
+    #[arg(long, requires = "to")]
+    cert: Option<PathBuf>,
+    /// With --to: this host's private key (PEM)
+    #[arg(long, requires = "to")]
+    key: Option<PathBuf>,
+    /// With --to and --method lazy: where this host serves the pages (IP or IP:PORT; default: the address it reaches the destination from, port 7208)
+    #[arg(long, value_name = "ADDR", value_parser = lazy_listen, requires = "to")]
+    lazy_listen: Option<SocketAddr>,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -75,9 +91,20 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
             options.method.name()
         );
     }
+    let target = match (args.to, args.ca, args.cert, args.key) {
+        (Some(to), Some(ca), Some(cert), Some(key)) => Target::Remote(Remote {
+            to,
+            creds: Credentials { ca, cert, key },
+            lazy_listen: args.lazy_listen,
+        }),
+        _ => Target::Throwaway {
+            link_rate: options.link_rate.clone(),
+            once: true,
+        },
+    };
     let run = RunId::new();
     let moved =
-        cleanup::run_stoppable(&stop, migrate::migrate_to_throwaway(&options, &run, &stop)).await?;
+        cleanup::run_stoppable(&stop, migrate::migrate_to(&options, &target, &run, &stop)).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&moved)?);
     } else {
@@ -96,11 +123,12 @@ fn describe(m: &Migration) -> String {
         out.push_str(&format!("  {:<12} {:>9.1} ms\n", phase.name, phase.ms));
     }
     out.push_str(&format!(
-        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  ticks' gap   {:>9} ms\n  bytes sent   {:>9} ({} of images on the source)\n",
+        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  ticks' gap   {:>9} ms\n  bytes sent   {:>9} ({}; {} of images on the source)\n",
         m.downtime_ms,
         m.total_ms,
         m.gap_ms.map_or("-".to_string(), |g| format!("{g:.1}")),
         m.bytes_sent,
+        m.bytes_counted.label(),
         m.image_bytes
     ));
     let verdict = if m.verified() {
@@ -113,6 +141,47 @@ fn describe(m: &Migration) -> String {
     };
     out.push_str(&format!("  {verdict}\n"));
     out
+}
+
+/// A rate in tc's syntax, checked before anything is made.
+fn rate(text: &str) -> Result<String, String> {
+    migrate::link::parse_rate(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `IP` (port 7208) or `IP:PORT`.
+fn lazy_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, migrate::LAZY_PORT))
+        })
+        .map_err(|_| format!("'{text}' is neither IP nor IP:PORT"))
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct CredentialsArgs {
+    /// Directory to write into (made 0700; existing credentials are never overwritten)
+    dir: PathBuf,
+    /// An address or DNS name each host is reached on; name both hosts (CRIU checks its peer's certificate against the address it uses)
+    #[arg(long = "host", value_name = "IP_OR_NAME", required = true)]
+    hosts: Vec<String>,
+}
+
+pub(super) fn credentials(args: CredentialsArgs) -> Result<u8> {
+    let (serve, migrate) = migrate::tls::for_hosts(&args.dir, &args.hosts)?;
+    println!(
+        "made in {} (0600; the CA's key was not kept):\n  ca.pem                   both hosts\n  serve.pem, serve.key     the destination: ckpt serve --listen ADDR:PORT --ca {} --cert {} --key {}\n  migrate.pem, migrate.key the source: ckpt migrate --to HOST:PORT --ca {} --cert {} --key {}",
+        args.dir.display(),
+        serve.ca.display(),
+        serve.cert.display(),
+        serve.key.display(),
+        migrate.ca.display(),
+        migrate.cert.display(),
+        migrate.key.display()
+    );
+    Ok(0)
 }
 
 pub(super) async fn serve(args: ServeArgs) -> Result<u8> {

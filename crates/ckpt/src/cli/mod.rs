@@ -60,10 +60,12 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,
-    /// Move a running container to another host (a throwaway one on this machine) and measure the downtime
+    /// Move a running container to another host (a `ckpt serve` elsewhere, or a throwaway one on this machine) and measure the downtime
     Migrate(migrate::MigrateArgs),
     /// The destination of migrations: receive, restore and check them (mutual TLS)
     Serve(migrate::ServeArgs),
+    /// Make a CA and certificates for `ckpt serve` and `ckpt migrate --to` on two hosts of yours
+    Credentials(migrate::CredentialsArgs),
 }
 
 /// Parses a duration such as `4s` or `250ms` and refuses zero.
@@ -94,6 +96,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Gc => gc::run().await,
         Command::Migrate(args) => migrate::migrate(args).await,
         Command::Serve(args) => migrate::serve(args).await,
+        Command::Credentials(args) => migrate::credentials(args),
     };
     // A signal between two steps ends the command like an error does
     // (everything it made is gone by then), with the signal's exit status.

@@ -85,6 +85,9 @@ pub(super) struct SweepArgs {
     /// Every trial moves the container to a throwaway host by these methods (runc, criu), instead of checkpoint, stop and restore here
     #[arg(long, value_enum, value_delimiter = ',')]
     migrate: Vec<MigrationMethod>,
+    /// With --migrate: shape the migration trials' link to RATE (tc syntax: 1gbit, 100mbit)
+    #[arg(long, value_name = "RATE")]
+    link_rate: Option<String>,
     /// Run a plan estimated to take more than a day
     #[arg(long)]
     accept_long: bool,
@@ -165,6 +168,7 @@ impl Start {
             network: args.network,
             seed: args.seed.unwrap_or_else(rand::random),
             migrate: args.migrate.clone(),
+            link_rate: args.link_rate.clone(),
         };
         plan.validate()?;
         ckpt::workload::Workload::new(plan.workload.as_ref(), &plan.swept_axes())?;

@@ -180,6 +180,12 @@ fn first_line(program: &str, arg: &str) -> Option<String> {
         .filter(|l| !l.is_empty())
 }
 
+/// This host's CRIU version ("4.1.1") and runc's first line, as a
+/// migration's two ends compare them.
+pub(crate) fn engine_versions() -> (Option<String>, Option<String>) {
+    (criu_version(), first_line("runc", "--version"))
+}
+
 fn criu_version() -> Option<String> {
     let out = Command::new("criu").arg("--version").output().ok()?;
     field(&String::from_utf8_lossy(&out.stdout), "Version", ':')

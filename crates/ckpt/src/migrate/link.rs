@@ -14,6 +14,49 @@ use crate::run::{owner_alive, RunId};
 
 const PREFIX: &str = "ckpt-m";
 
+/// tc's units of rate and their bits per second (tc(8), "RATES").
+const RATE_UNITS: [(&str, f64); 18] = [
+    ("bit", 1.0),
+    ("kbit", 1e3),
+    ("mbit", 1e6),
+    ("gbit", 1e9),
+    ("tbit", 1e12),
+    ("kibit", 1024.0),
+    ("mibit", 1048576.0),
+    ("gibit", 1073741824.0),
+    ("tibit", 1099511627776.0),
+    ("bps", 8.0),
+    ("kbps", 8e3),
+    ("mbps", 8e6),
+    ("gbps", 8e9),
+    ("tbps", 8e12),
+    ("kibps", 8192.0),
+    ("mibps", 8388608.0),
+    ("gibps", 8589934592.0),
+    ("tibps", 8796093022208.0),
+];
+
+/// A rate in tc's syntax (`1gbit`, `100mbit`, `12.5mbps`; a bare number is
+/// bits per second), as bits per second; checked before anything is made
+/// rather than left to `tc` halfway through a run.
+pub fn parse_rate(text: &str) -> Result<f64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let factor = match unit {
+        "" => Some(1.0),
+        unit => RATE_UNITS.iter().find(|(u, _)| *u == unit).map(|(_, f)| *f),
+    };
+    match (number.parse::<f64>(), factor) {
+        (Ok(n), Some(f)) if n > 0.0 && n.is_finite() => Ok(n * f),
+        _ => bail!(
+            "'{text}' is not a rate in tc's syntax: a positive number and a unit such as kbit, mbit, gbit or mbps (examples: 1gbit, 100mbit)"
+        ),
+    }
+}
+
 /// The two ends of the link.
 #[derive(Debug)]
 pub struct Link {
@@ -175,4 +218,20 @@ pub fn remove_orphans() -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_in_tc_syntax() {
+        assert_eq!(parse_rate("1gbit").unwrap(), 1e9);
+        assert_eq!(parse_rate("100Mbit").unwrap(), 1e8);
+        assert_eq!(parse_rate("12.5mbps").unwrap(), 1e8);
+        assert_eq!(parse_rate("8000").unwrap(), 8000.0);
+        for bad in ["", "fast", "0gbit", "1 gbit", "1gbits", "-1mbit", "mbit"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -6,11 +6,12 @@
 //! from the checkpoint request to the destination's "restored".
 
 pub mod link;
+pub mod meter;
 pub mod serve;
 pub mod tls;
 pub mod wire;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use crate::engine::{Container, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, MigrationMethod, Point, RunSpec};
 use crate::run::{RunId, Stop};
 use link::Link;
+use meter::{BytesCounted, Counted};
 use serve::CHECKPOINT;
 use wire::Message;
 
@@ -57,8 +59,10 @@ pub struct Migration {
     pub downtime_ms: f64,
     /// Until the source is gone and the last page has arrived.
     pub total_ms: f64,
-    /// Bytes that crossed the link, both directions.
+    /// Bytes that crossed to and from the destination, counted as
+    /// `bytes_counted` says.
     pub bytes_sent: u64,
+    pub bytes_counted: BytesCounted,
     /// The checkpoint's images on the source's disk (pages excluded when
     /// they went elsewhere).
     pub image_bytes: u64,
@@ -115,9 +119,36 @@ fn longest_gap_ms(source: &[u64], destination: &[u64]) -> Option<f64> {
 /// The port `ckpt serve` listens on at the throwaway destination.
 const SERVE_PORT: u16 = 7207;
 /// The port the source's lazy dump serves pages on.
-const LAZY_PORT: u16 = 7208;
+pub const LAZY_PORT: u16 = 7208;
 /// How long `ckpt serve` may take to start listening.
 const SERVE_START: Duration = Duration::from_secs(15);
+
+/// How long connecting to a remote `ckpt serve` may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a migration goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A throwaway host on this machine; `link_rate` (tc's syntax) shapes
+    /// its link; `once`: its server serves a single migration.
+    Throwaway {
+        link_rate: Option<String>,
+        once: bool,
+    },
+    /// A `ckpt serve` that runs elsewhere.
+    Remote(Remote),
+}
+
+/// A destination the user runs, and the user's credentials for it.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// `HOST:PORT` of its `ckpt serve`.
+    pub to: String,
+    pub creds: tls::Credentials,
+    /// Where the source serves lazy pages; by default the local address of
+    /// the connection to `to`, port 7208.
+    pub lazy_listen: Option<SocketAddr>,
+}
 
 /// Moves a fresh workload at `options.point` from this host to a throwaway
 /// host on this machine, and removes everything on both sides afterwards.
@@ -126,8 +157,23 @@ pub async fn migrate_to_throwaway(
     run: &RunId,
     stop: &Stop,
 ) -> Result<Migration> {
-    refuse_unsupported(options)?;
-    let session = Session::open(options.engine, run, options.link_rate.as_deref(), true).await?;
+    let target = Target::Throwaway {
+        link_rate: options.link_rate.clone(),
+        once: true,
+    };
+    migrate_to(options, &target, run, stop).await
+}
+
+/// Moves a fresh workload at `options.point` from this host to `target`,
+/// and removes everything ckpt made afterwards.
+pub async fn migrate_to(
+    options: &MigrateOptions,
+    target: &Target,
+    run: &RunId,
+    stop: &Stop,
+) -> Result<Migration> {
+    refuse_unsupported(options, matches!(target, Target::Remote(_)))?;
+    let session = Session::open(options.engine, run, target).await?;
     let outcome = session
         .move_one(options.method, options.point, &run.name("mover"), run, stop)
         .await;
@@ -135,28 +181,38 @@ pub async fn migrate_to_throwaway(
     outcome
 }
 
-/// A throwaway destination host with its `ckpt serve`, and the source's
-/// engine: one migration's, or all the migration trials of a sweep.
+/// A destination host (a throwaway one with its `ckpt serve`, or the
+/// user's), and the source's engine: one migration's, or all the migration
+/// trials of a sweep.
 pub struct Session {
     dir: PathBuf,
-    link: Link,
+    host: Host,
     client: tls::Credentials,
-    serving: tokio::process::Child,
-    /// Docker's or Podman's second daemon, the destination's engine.
-    daemon: Option<SecondDaemon>,
     source: AnyEngine,
     kind: EngineKind,
 }
 
+/// The destination host.
+enum Host {
+    /// On this machine, made for the run: removed at its end.
+    Throwaway {
+        link: Link,
+        serving: tokio::process::Child,
+        /// Docker's or Podman's second daemon, the destination's engine
+        /// (boxed: it is large, and a remote host has none).
+        daemon: Option<Box<SecondDaemon>>,
+    },
+    /// Elsewhere, run by the user.
+    Remote {
+        to: String,
+        lazy_listen: Option<SocketAddr>,
+    },
+}
+
 impl Session {
-    /// Makes the host, its credentials and its server; `once`: the server
-    /// serves a single migration.
-    pub async fn open(
-        kind: EngineKind,
-        run: &RunId,
-        link_rate: Option<&str>,
-        once: bool,
-    ) -> Result<Session> {
+    /// Makes the source's side and, for a throwaway destination, the host,
+    /// its credentials and its server.
+    pub async fn open(kind: EngineKind, run: &RunId, target: &Target) -> Result<Session> {
         // The source's daemon first: when it is not there, nothing is made.
         let daemon_source = match kind {
             EngineKind::Docker => Some(AnyEngine::Docker(DockerEngine::connect_checked().await?.0)),
@@ -167,25 +223,13 @@ impl Session {
             _ => None,
         };
         let dir = crate::engine::os::rundir::create("migrate", run)?;
-        let made = (|| -> Result<_> {
-            let link = Link::create(run, link_rate)?;
-            // One directory per host: a sweep over two engines makes two.
-            let own = dir.join(&link.netns);
-            crate::engine::os::rundir::make_private_dir(&own)?;
-            let ips = [link.peer_addr.into(), link.host_addr.into()];
-            let (server, client) = tls::throwaway(&own, &ips)?;
-            // CRIU's own connections use the same credentials: runc reads
-            // them from a configuration file its containers name.
-            let criu_conf = own.join("criu-tls.conf");
-            std::fs::write(&criu_conf, client.criu_config())?;
-            let daemon = kind
-                .has_daemon()
-                .then(|| SecondDaemon::start(kind, run, &link.netns))
-                .transpose()?;
-            let serving = spawn_serve(&link, &server, &own, once, daemon.as_ref())?;
-            Ok((link, client, serving, criu_conf, daemon))
-        })();
-        let (link, client, serving, criu_conf, daemon) = match made {
+        let made = match target {
+            Target::Throwaway { link_rate, once } => {
+                throwaway_host(&dir, kind, run, link_rate.as_deref(), *once)
+            }
+            Target::Remote(remote) => remote_host(&dir, remote),
+        };
+        let (host, client, criu_conf) = match made {
             Ok(made) => made,
             Err(e) => {
                 let _ = crate::engine::os::rundir::remove(&dir);
@@ -208,10 +252,8 @@ impl Session {
         };
         Ok(Session {
             dir,
-            link,
+            host,
             client,
-            serving,
-            daemon,
             source,
             kind,
         })
@@ -239,7 +281,7 @@ impl Session {
             name,
             run,
             stop,
-            (&self.link, &self.client),
+            (&self.host, &self.client),
             &self.dir,
         )
         .await
@@ -249,35 +291,142 @@ impl Session {
         self.kind
     }
 
-    /// Removes both hosts' state, the server, the link and the credentials.
+    /// Removes the source's state and, for a throwaway destination, its
+    /// state, server and link; then the credentials ckpt made.
     pub async fn close(mut self, run: &RunId) {
         let _ = self.source.remove_run(run).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.serving.wait()).await;
-        let _ = self.serving.kill().await;
-        // The second daemon goes with everything it held.
-        if let Some(mut daemon) = self.daemon.take() {
-            if let Err(e) = daemon.stop() {
-                eprintln!(
-                    "ckpt migrate: stopping the destination's daemon failed: {e:#}; run `ckpt gc`"
-                );
+        if let Host::Throwaway {
+            link,
+            serving,
+            daemon,
+        } = &mut self.host
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(10), serving.wait()).await;
+            let _ = serving.kill().await;
+            // The second daemon goes with everything it held.
+            if let Some(mut daemon) = daemon.take() {
+                if let Err(e) = daemon.stop() {
+                    eprintln!(
+                        "ckpt migrate: stopping the destination's daemon failed: {e:#}; run `ckpt gc`"
+                    );
+                }
             }
-        }
-        // A runc or criu destination that died kept its state: the
-        // throwaway host is ours, so its leftovers are too (those of dead
-        // runs only, which for this process's own engines would be all:
-        // Docker's and Podman's destination went with their daemon).
-        if !self.kind.has_daemon() {
-            if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
-                eprintln!("ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`");
+            // A runc or criu destination that died kept its state: the
+            // throwaway host is ours, so its leftovers are too (those of
+            // dead runs only, which for this process's own engines would be
+            // all: Docker's and Podman's destination went with their daemon).
+            if !self.kind.has_daemon() {
+                if let Err(e) = crate::engine::any::remove_orphans(self.kind).await {
+                    eprintln!(
+                        "ckpt migrate: cleaning up the destination failed: {e:#}; run `ckpt gc`"
+                    );
+                }
             }
+            link.remove();
         }
-        self.link.remove();
         let _ = crate::engine::os::rundir::remove(&self.dir);
     }
 }
 
-/// Refuses, before anything is made, what the engine cannot do.
-fn refuse_unsupported(options: &MigrateOptions) -> Result<()> {
+/// A throwaway host: its link, credentials made for it, its server.
+/// Returns the host, the source's credentials and its CRIU configuration.
+fn throwaway_host(
+    dir: &Path,
+    kind: EngineKind,
+    run: &RunId,
+    link_rate: Option<&str>,
+    once: bool,
+) -> Result<(Host, tls::Credentials, PathBuf)> {
+    let link = Link::create(run, link_rate)?;
+    // One directory per host: a sweep over two engines makes two.
+    let own = dir.join(&link.netns);
+    crate::engine::os::rundir::make_private_dir(&own)?;
+    let ips = [link.peer_addr.into(), link.host_addr.into()];
+    let (server, client) = tls::throwaway(&own, &ips)?;
+    // CRIU's own connections use the same credentials: runc reads them
+    // from a configuration file its containers name.
+    let criu_conf = own.join("criu-tls.conf");
+    std::fs::write(&criu_conf, client.criu_config())?;
+    let daemon = kind
+        .has_daemon()
+        .then(|| SecondDaemon::start(kind, run, &link.netns).map(Box::new))
+        .transpose()?;
+    let serving = spawn_serve(&link, &server, &own, once, daemon.as_deref())?;
+    let host = Host::Throwaway {
+        link,
+        serving,
+        daemon,
+    };
+    Ok((host, client, criu_conf))
+}
+
+/// The user's destination: nothing to make there; CRIU's configuration
+/// names the user's credentials (absolute paths: runc's CRIU runs
+/// elsewhere).
+fn remote_host(dir: &Path, remote: &Remote) -> Result<(Host, tls::Credentials, PathBuf)> {
+    let absolute =
+        |p: &Path| std::fs::canonicalize(p).with_context(|| format!("cannot read {}", p.display()));
+    let client = tls::Credentials {
+        ca: absolute(&remote.creds.ca)?,
+        cert: absolute(&remote.creds.cert)?,
+        key: absolute(&remote.creds.key)?,
+    };
+    // Read now, so that a wrong file is named before anything starts.
+    client.client_config()?;
+    let criu_conf = dir.join("criu-tls.conf");
+    std::fs::write(&criu_conf, client.criu_config())?;
+    let host = Host::Remote {
+        to: remote.to.clone(),
+        lazy_listen: remote.lazy_listen,
+    };
+    Ok((host, client, criu_conf))
+}
+
+/// ckpt's TLS stream to the destination, counted.
+type Stream = tokio_rustls::client::TlsStream<Counted<tokio::net::TcpStream>>;
+
+impl Host {
+    /// Connects to the destination's `ckpt serve`.
+    async fn connect(&self, creds: &tls::Credentials) -> Result<Stream> {
+        match self {
+            Host::Throwaway { link, .. } => {
+                connect(SocketAddr::new(link.peer_addr.into(), SERVE_PORT), creds).await
+            }
+            Host::Remote { to, .. } => connect_remote(to, creds).await,
+        }
+    }
+
+    /// Where the source serves lazy pages, given the local address of
+    /// the connection to the destination.
+    fn lazy_address(&self, local: IpAddr) -> SocketAddr {
+        match self {
+            Host::Remote {
+                lazy_listen: Some(addr),
+                ..
+            } => *addr,
+            _ => SocketAddr::new(local, LAZY_PORT),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Host::Throwaway { link, .. } => format!("{}:{SERVE_PORT}", link.peer_addr),
+            Host::Remote { to, .. } => to.clone(),
+        }
+    }
+
+    /// Bytes so far: the link's counters, or the stream's.
+    fn bytes(&self, stream: &Stream) -> Result<u64> {
+        match self {
+            Host::Throwaway { link, .. } => link.bytes(),
+            Host::Remote { .. } => Ok(stream.get_ref().0.bytes()),
+        }
+    }
+}
+
+/// Refuses, before anything is made, what the engine cannot do; `remote`:
+/// the destination is another machine's.
+fn refuse_unsupported(options: &MigrateOptions, remote: bool) -> Result<()> {
     if !options.engine.migration_methods().contains(&options.method) {
         bail!(
             "the {} engine cannot migrate with {}: it can with {}",
@@ -294,7 +443,7 @@ fn refuse_unsupported(options: &MigrateOptions) -> Result<()> {
     }
     match (options.engine, options.method) {
         (EngineKind::Runc | EngineKind::Docker | EngineKind::Podman, _) => Ok(()),
-        (EngineKind::Criu, MigrationMethod::Lazy) => bail!(
+        (EngineKind::Criu, MigrationMethod::Lazy) if !remote => bail!(
             "lazy migration of a criu process tree needs a destination on another machine: the source keeps the tree frozen until its last page is fetched, and CRIU restores the same pids, which on one machine are still taken"
         ),
         (EngineKind::Criu, _) => Ok(()),
@@ -335,22 +484,14 @@ fn spawn_serve(
         .context("cannot start ckpt serve in the destination's namespace")
 }
 
-/// Connects to `ckpt serve`, retrying while it starts (bounded).
-async fn connect(
-    addr: SocketAddr,
-    creds: &tls::Credentials,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let connector = tokio_rustls::TlsConnector::from(creds.client_config()?);
+/// Connects to the throwaway host's `ckpt serve`, retrying while it
+/// starts (bounded).
+async fn connect(addr: SocketAddr, creds: &tls::Credentials) -> Result<Stream> {
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
     let deadline = Instant::now() + SERVE_START;
     loop {
         match tokio::net::TcpStream::connect(addr).await {
-            Ok(tcp) => {
-                return connector
-                    .connect(name, tcp)
-                    .await
-                    .with_context(|| format!("the TLS handshake with {addr} failed"))
-            }
+            Ok(tcp) => return tls::handshake(creds, name, tcp, &addr.to_string()).await,
             Err(e) if Instant::now() > deadline => {
                 return Err(e).with_context(|| {
                     format!(
@@ -364,6 +505,29 @@ async fn connect(
     }
 }
 
+/// Connects to a `ckpt serve` elsewhere, once, within CONNECT_TIMEOUT.
+async fn connect_remote(to: &str, creds: &tls::Credentials) -> Result<Stream> {
+    let host = to
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+        .with_context(|| format!("--to {to}: give HOST:PORT"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .with_context(|| format!("--to {to}: '{host}' is neither an IP address nor a DNS name"))?;
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to)).await
+    {
+        Err(_) => bail!(
+            "the destination {to} did not answer within {} s: check the address and port, that the host is up, and that no firewall drops the port",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => bail!(
+            "nothing listens at {to} (connection refused): start `ckpt serve --listen ADDR:PORT --ca CA.pem --cert CERT.pem --key KEY.pem` there, or check the port"
+        ),
+        Ok(Err(e)) => return Err(e).with_context(|| format!("cannot reach the destination {to}")),
+        Ok(Ok(tcp)) => tcp,
+    };
+    tls::handshake(creds, name, tcp, to).await
+}
+
 /// Starts the workload, waits until it is ready, and moves it.
 async fn move_one(
     source: &AnyEngine,
@@ -371,9 +535,21 @@ async fn move_one(
     name: &str,
     run: &RunId,
     stop: &Stop,
-    route: (&Link, &tls::Credentials),
+    (host, creds): (&Host, &tls::Credentials),
     scratch: &Path,
 ) -> Result<Migration> {
+    // First the destination: one that is unreachable or refuses us costs
+    // no workload.
+    let mut stream = host.connect(creds).await?;
+    // TLS 1.3 reports a refused client certificate at the first read.
+    let theirs = wire::expect(&mut stream, "ready", |m| match m {
+        Message::Ready { criu, runc } => Some((criu, runc)),
+        _ => None,
+    })
+    .await
+    .map_err(|e| tls::explain(e, &host.name()))?;
+    let ours = crate::host::envinfo::engine_versions();
+    check_destination_engine(options.engine, &ours, &theirs)?;
     let image = source.build_image(run, &ImageSpec::default()).await?;
     let spec = RunSpec {
         name: name.to_string(),
@@ -389,7 +565,7 @@ async fn move_one(
         args: &spec.args,
         scratch,
     };
-    let moved = move_running(source, &workload, options, stop, route).await;
+    let moved = move_running(source, &workload, options, stop, host, &mut stream).await;
     // The source's copy goes at once: a sweep moves many, each with its
     // checkpoint beside it.
     let _ = source.remove_container(&container).await;
@@ -411,7 +587,8 @@ async fn move_running(
     workload: &Workload<'_>,
     options: &MigrateOptions,
     stop: &Stop,
-    (link, creds): (&Link, &tls::Credentials),
+    host: &Host,
+    stream: &mut Stream,
 ) -> Result<Migration> {
     let container = workload.container;
     let ready = stop
@@ -424,7 +601,8 @@ async fn move_running(
         .await?;
     let processes_before = crate::workload::ready_pids(&ready).map_or(0, |p| p.len());
     stop.check()?;
-    let mut stream = connect(SocketAddr::new(link.peer_addr.into(), SERVE_PORT), creds).await?;
+    let tcp = stream.get_ref().0.get_ref();
+    let (local, peer) = (tcp.local_addr()?, tcp.peer_addr()?);
     let log = match options.engine {
         EngineKind::Criu => Some(
             source
@@ -441,35 +619,39 @@ async fn move_running(
         point: options.point,
         log,
     };
-    wire::send(&mut stream, &hello).await?;
-    let bytes_before = link.bytes()?;
+    wire::send(stream, &hello).await?;
+    let bytes_before = host.bytes(stream)?;
     let mut mover = Mover {
         source,
         container,
-        link,
+        peer: peer.ip(),
+        lazy_at: host.lazy_address(local.ip()),
         phases: Vec::new(),
+        criu_page_bytes: None,
     };
     if options.engine.has_daemon() {
         mover
-            .timed(
-                "prepare",
-                prepare_destination(&mut stream, source, workload),
-            )
+            .timed("prepare", prepare_destination(stream, source, workload))
             .await?;
     }
-    let (downtime, total) = mover.run(&mut stream, options.method).await?;
-    let check = wire::recv(&mut stream).await?;
+    let (downtime, total) = mover.run(stream, options.method).await?;
+    let check = wire::recv(stream).await?;
     let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
     let gap_ms = match &check {
         Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
         _ => None,
     };
-    let bytes_sent = link.bytes()?.saturating_sub(bytes_before);
-    wire::send(&mut stream, &Message::Finish).await?;
-    wire::expect(&mut stream, "done", |m| {
-        matches!(m, Message::Done).then_some(())
-    })
-    .await?;
+    let mut bytes_sent = host.bytes(stream)?.saturating_sub(bytes_before);
+    let bytes_counted = match (host, mover.criu_page_bytes) {
+        (Host::Throwaway { .. }, _) => BytesCounted::Link,
+        (Host::Remote { .. }, Some(pages)) => {
+            bytes_sent += pages;
+            BytesCounted::StreamAndCriuPages
+        }
+        (Host::Remote { .. }, None) => BytesCounted::StreamOnly,
+    };
+    wire::send(stream, &Message::Finish).await?;
+    wire::expect(stream, "done", |m| matches!(m, Message::Done).then_some(())).await?;
     let image_bytes = checkpoint_on_source(source, container)
         .and_then(|p| crate::engine::dir_size(&p).or_else(|| Some(p.metadata().ok()?.len())))
         .unwrap_or(0);
@@ -480,11 +662,36 @@ async fn move_running(
         downtime_ms: ms(downtime),
         total_ms: ms(total),
         bytes_sent,
+        bytes_counted,
         image_bytes,
         processes_before,
         gap_ms,
         check,
     })
+}
+
+/// Refuses a destination whose engine cannot restore what this host
+/// checkpoints: one without the engine, or with an older CRIU (CRIU
+/// reads the images of its own and older versions only).
+fn check_destination_engine(
+    kind: EngineKind,
+    ours: &(Option<String>, Option<String>),
+    theirs: &(Option<String>, Option<String>),
+) -> Result<()> {
+    let Some(their_criu) = &theirs.0 else {
+        bail!("the destination has no working CRIU (`criu --version` failed there): install CRIU there (./scripts/setup)");
+    };
+    if kind == EngineKind::Runc && theirs.1.is_none() {
+        bail!("the destination has no runc (`runc --version` failed there): install runc there, or move with --engine criu");
+    }
+    let numbers =
+        |v: &str| -> Vec<u32> { v.split('.').filter_map(|n| n.trim().parse().ok()).collect() };
+    if let Some(our_criu) = &ours.0 {
+        if numbers(their_criu) < numbers(our_criu) {
+            bail!("the destination's CRIU is {their_criu}, older than this host's {our_criu}: CRIU restores images of its own and older versions only; install CRIU {our_criu} or newer there");
+        }
+    }
+    Ok(())
 }
 
 /// Docker and Podman: the image goes ahead of the checkpoint (it does not
@@ -536,8 +743,13 @@ fn ms(d: Duration) -> f64 {
 struct Mover<'a> {
     source: &'a AnyEngine,
     container: &'a Container,
-    link: &'a Link,
+    /// The destination's address, as the source reaches it.
+    peer: IpAddr,
+    /// Where the source serves lazy pages.
+    lazy_at: SocketAddr,
     phases: Vec<Phase>,
+    /// What CRIU sent over its own connection, when its statistics say.
+    criu_page_bytes: Option<u64>,
 }
 
 impl Mover<'_> {
@@ -613,26 +825,24 @@ impl Mover<'_> {
                     _ => None,
                 })
                 .await?;
-                PageDestination::PageServer(SocketAddr::new(self.link.peer_addr.into(), port))
+                PageDestination::PageServer(SocketAddr::new(self.peer, port))
             }
-            MigrationMethod::Lazy => {
-                PageDestination::Lazy(SocketAddr::new(self.link.host_addr.into(), LAZY_PORT))
-            }
+            MigrationMethod::Lazy => PageDestination::Lazy(self.lazy_at),
         };
         let started = Instant::now();
         let (source, container) = (self.source, self.container);
-        let mut dumped = self
+        let dumped = self
             .timed(
                 "checkpoint",
                 source.checkpoint_for_migration(container, CHECKPOINT, pages),
             )
-            .await?;
+            .await;
+        let mut dumped = dumped.map_err(|e| dump_failed(source, container, e))?;
         if dumped.serving.is_none() {
             // The dump killed the processes; the source's runc forgets them.
             self.timed("stop", source.stop(container)).await?;
         }
-        let lazy_from = matches!(pages, PageDestination::Lazy(_))
-            .then_some(SocketAddr::new(self.link.host_addr.into(), LAZY_PORT));
+        let lazy_from = matches!(pages, PageDestination::Lazy(_)).then_some(self.lazy_at);
         if let Err(e) = self.hand_over(stream, lazy_from).await {
             return Err(self.after_failed_hand_over(method, e).await);
         }
@@ -647,8 +857,31 @@ impl Mover<'_> {
             }
             self.timed("stop", source.stop(container)).await?;
         }
-        Ok((downtime, started.elapsed()))
+        let total = started.elapsed();
+        let stats = dumped.stats.dump();
+        tracing::debug!("the migration dump's statistics: {stats:?}");
+        let images = source
+            .container_dir(container)
+            .map(|d| d.join("images").join(CHECKPOINT));
+        self.criu_page_bytes =
+            images.and_then(|images| meter::criu_page_bytes(method, stats.as_ref(), &images));
+        Ok((downtime, total))
     }
+}
+
+/// A failed dump left the workload running at the source (CRIU resumes
+/// it), whatever the method: says so, with CRIU's words for runc (the
+/// criu engine already gives them).
+fn dump_failed(source: &AnyEngine, container: &Container, e: anyhow::Error) -> anyhow::Error {
+    let log = source
+        .container_dir(container)
+        .map(|d| d.join("work").join(CHECKPOINT).join("dump.log"))
+        .filter(|log| source.kind() == EngineKind::Runc && log.exists());
+    let e = match log {
+        Some(log) => e.context(crate::engine::criu::criu_log_errors(&log)),
+        None => e,
+    };
+    e.context("the dump failed, so nothing left the source: CRIU resumed the workload there")
 }
 
 /// Sends what the destination needs: the checkpoint's images, and for
@@ -721,5 +954,29 @@ mod tests {
             "ckpt parent pid=1 tick=2".to_string(),
         ];
         assert_eq!(tick_times(&lines), vec![5]);
+    }
+
+    #[test]
+    fn a_destination_without_the_engine_or_with_an_older_criu_is_refused() {
+        let ours = (
+            Some("4.1.1".to_string()),
+            Some("runc version 1.1.5".to_string()),
+        );
+        let check = |criu: Option<&str>, runc: Option<&str>, kind| {
+            let theirs = (criu.map(str::to_string), runc.map(str::to_string));
+            check_destination_engine(kind, &ours, &theirs).map_err(|e| e.to_string())
+        };
+        assert!(check(Some("4.1.1"), Some("runc version 1.1.12"), EngineKind::Runc).is_ok());
+        assert!(check(Some("4.2"), None, EngineKind::Criu).is_ok());
+        assert!(check(Some("4.1"), Some("r"), EngineKind::Runc)
+            .unwrap_err()
+            .contains("older than this host's 4.1.1"));
+        assert!(check(Some("3.17.1"), Some("r"), EngineKind::Runc).is_err());
+        assert!(check(None, Some("r"), EngineKind::Runc)
+            .unwrap_err()
+            .contains("no working CRIU"));
+        assert!(check(Some("4.1.1"), None, EngineKind::Runc)
+            .unwrap_err()
+            .contains("no runc"));
     }
 }

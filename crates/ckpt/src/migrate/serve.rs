@@ -56,9 +56,20 @@ pub async fn serve(
                 continue;
             }
         };
+        // The address the client reached: CRIU's helpers listen there, and
+        // CRIU checks it against the peer's certificate.
+        let own_ip = stream.get_ref().0.local_addr()?.ip();
+        // The server speaks first: a client whose certificate was refused
+        // learns it at its first read (TLS 1.3 checks it after the client
+        // has finished its handshake), before it starts anything.
+        let (criu, runc) = crate::host::envinfo::engine_versions();
+        if let Err(e) = wire::send(&mut stream, &Message::Ready { criu, runc }).await {
+            eprintln!("ckpt serve: {peer} left before the hello: {e:#}");
+            continue;
+        }
         let result = receive(
             &mut stream,
-            (listen.ip(), peer.ip()),
+            (own_ip, peer.ip()),
             creds.criu_options(),
             daemons,
         )
@@ -202,7 +213,12 @@ impl Destination {
                     wire::recv_file(stream, &self.bundle()?, &path, size, mode).await?;
                 }
                 Message::Restore { lazy_from } => {
-                    let lazy_from = lazy_from.map(|a| SocketAddr::new(peer_ip, a.port()));
+                    // The source names where it serves pages (it may
+                    // listen elsewhere than it connects from).
+                    let lazy_from = lazy_from.map(|a| match a.ip().is_unspecified() {
+                        true => SocketAddr::new(peer_ip, a.port()),
+                        false => a,
+                    });
                     let processes = self.restore(lazy_from).await?;
                     wire::send(stream, &Message::Restored { processes }).await?;
                     let verified = self.verify(point).await;

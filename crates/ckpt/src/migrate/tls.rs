@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -28,47 +28,135 @@ pub struct Credentials {
 /// the source serves the pages) and check the peer against the address
 /// they use. Returns (server, client).
 pub fn throwaway(dir: &Path, ips: &[IpAddr]) -> Result<(Credentials, Credentials)> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        SanType,
-    };
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "ckpt migration CA (throwaway)");
-    let ca = ca_params.self_signed(&ca_key)?;
+    let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+    let ca = Authority::new("ckpt migration CA (throwaway)")?;
     let ca_path = dir.join("ca.pem");
-    write_private(&ca_path, ca.pem().as_bytes())?;
-    let issue = |name: &str| -> Result<Credentials> {
+    write_private(&ca_path, ca.cert.pem().as_bytes(), false)?;
+    let server = ca.issue(dir, &ca_path, "server", &names, false)?;
+    let client = ca.issue(dir, &ca_path, "client", &names, false)?;
+    Ok((server, client))
+}
+
+/// The files `ckpt credentials` writes, in the order it writes them.
+pub const CREDENTIAL_FILES: [&str; 5] = [
+    "ca.pem",
+    "serve.pem",
+    "serve.key",
+    "migrate.pem",
+    "migrate.key",
+];
+
+/// Credentials for two hosts of the user's: a CA, a certificate and key
+/// for `ckpt serve` and one for `ckpt migrate`, each naming every host in
+/// `hosts` (IP addresses or DNS names) and fit for both roles, as in
+/// [`throwaway`]. `dir` is made 0700 and the files 0600; existing files
+/// are never overwritten. The CA's key is not kept: nobody can issue
+/// another certificate under this CA. Returns (serve, migrate).
+pub fn for_hosts(dir: &Path, hosts: &[String]) -> Result<(Credentials, Credentials)> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if hosts.is_empty() {
+        bail!("name at least one host (--host): the certificates must name the addresses the hosts reach each other on");
+    }
+    for host in hosts {
+        san(host)?;
+    }
+    if let Some(taken) = CREDENTIAL_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.symlink_metadata().is_ok())
+    {
+        bail!(
+            "{} exists: ckpt credentials never overwrites credentials; choose an empty directory",
+            taken.display()
+        );
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", dir.display()))?;
+    let ca = Authority::new("ckpt migration CA")?;
+    let ca_path = dir.join("ca.pem");
+    write_private(&ca_path, ca.cert.pem().as_bytes(), true)?;
+    let serve = ca.issue(dir, &ca_path, "serve", hosts, true)?;
+    let migrate = ca.issue(dir, &ca_path, "migrate", hosts, true)?;
+    Ok((serve, migrate))
+}
+
+/// A host's name in a certificate: an IP address or a DNS name.
+fn san(host: &str) -> Result<rcgen::SanType> {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+    };
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(rcgen::SanType::IpAddress(ip)),
+        Err(_) if host.len() <= 253 && host.split('.').all(label) => {
+            Ok(rcgen::SanType::DnsName(host.to_string().try_into()?))
+        }
+        Err(_) => bail!("'{host}' is neither an IP address nor a DNS name"),
+    }
+}
+
+/// A CA made for one set of credentials; its key lives only in memory.
+struct Authority {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl Authority {
+    fn new(common_name: &str) -> Result<Authority> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        let cert = params.self_signed(&key)?;
+        Ok(Authority { cert, key })
+    }
+
+    /// `<name>.pem` and `<name>.key` in `dir`, naming `hosts`, for both
+    /// the server and the client role; `new_only`: never overwrite.
+    fn issue(
+        &self,
+        dir: &Path,
+        ca_path: &Path,
+        name: &str,
+        hosts: &[String],
+        new_only: bool,
+    ) -> Result<Credentials> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
-        params.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+        params.subject_alt_names = hosts.iter().map(|h| san(h)).collect::<Result<_>>()?;
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
         let creds = Credentials {
-            ca: ca_path.clone(),
+            ca: ca_path.to_path_buf(),
             cert: dir.join(format!("{name}.pem")),
             key: dir.join(format!("{name}.key")),
         };
-        write_private(&creds.cert, cert.pem().as_bytes())?;
-        write_private(&creds.key, key.serialize_pem().as_bytes())?;
+        write_private(&creds.cert, cert.pem().as_bytes(), new_only)?;
+        write_private(&creds.key, key.serialize_pem().as_bytes(), new_only)?;
         Ok(creds)
-    };
-    let server = issue("server")?;
-    let client = issue("client")?;
-    Ok((server, client))
+    }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_private(path: &Path, bytes: &[u8], new_only: bool) -> Result<()> {
     use std::io::Write;
     std::fs::OpenOptions::new()
         .create(true)
+        .create_new(new_only)
         .write(true)
         .truncate(true)
         .mode(0o600)
@@ -160,5 +248,75 @@ impl Credentials {
             .with_client_auth_cert(certs, key)
             .context("the client certificate and key do not match")?;
         Ok(Arc::new(config))
+    }
+}
+
+/// The client's TLS handshake with the destination `to` over `tcp`,
+/// whose bytes are counted.
+pub(crate) async fn handshake(
+    creds: &Credentials,
+    name: rustls::pki_types::ServerName<'static>,
+    tcp: tokio::net::TcpStream,
+    to: &str,
+) -> Result<tokio_rustls::client::TlsStream<super::meter::Counted<tokio::net::TcpStream>>> {
+    let connector = tokio_rustls::TlsConnector::from(creds.client_config()?);
+    connector
+        .connect(name, super::meter::Counted::new(tcp))
+        .await
+        .map_err(|e| explain(anyhow::Error::new(e), to))
+}
+
+/// Names a TLS failure as such, with what to check; other errors pass.
+pub(crate) fn explain(e: anyhow::Error, to: &str) -> anyhow::Error {
+    let tls = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let hint = match tls {
+        None => return e,
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            "this host does not trust the destination's certificate: --ca must be the CA that issued the certificate its `ckpt serve --cert` names, and that certificate must name the host in --to"
+        }
+        Some(rustls::Error::AlertReceived(_)) => {
+            "the destination refused this host's certificate: --cert must come from the CA its `ckpt serve --ca` names, and --key must be that certificate's key"
+        }
+        Some(_) => "both hosts need credentials from one CA (`ckpt credentials` makes them)",
+    };
+    e.context(format!("the TLS link to {to} failed: {hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn credentials_for_hosts_are_private_and_never_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("creds");
+        let hosts = ["10.0.0.1".to_string(), "dest.example".to_string()];
+        let (serve, migrate) = for_hosts(&dir, &hosts).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for file in CREDENTIAL_FILES {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+        // Each side accepts the other's certificate.
+        serve.server_config().unwrap();
+        migrate.client_config().unwrap();
+        let before = std::fs::read(&serve.key).unwrap();
+        let err = format!("{:#}", for_hosts(&dir, &hosts).unwrap_err());
+        assert!(err.contains("never overwrites"), "{err}");
+        assert_eq!(std::fs::read(&serve.key).unwrap(), before);
+        let err = format!(
+            "{:#}",
+            for_hosts(&tmp.path().join("b"), &["a b".into()]).unwrap_err()
+        );
+        assert!(
+            err.contains("neither an IP address nor a DNS name"),
+            "{err}"
+        );
+        assert!(for_hosts(&tmp.path().join("c"), &[]).is_err());
     }
 }

@@ -27,6 +27,13 @@ pub enum Message {
         point: Point,
         log: Option<PathBuf>,
     },
+    /// Server, first after the handshake: this host's CRIU and runc
+    /// versions (None: missing), so the client can refuse a destination
+    /// that cannot restore its checkpoint.
+    Ready {
+        criu: Option<String>,
+        runc: Option<String>,
+    },
     /// Client (Docker, Podman): the workload's image has been sent as
     /// `image.tar`; load it, and for Docker create the container from
     /// `image` running `args`, ahead of the checkpoint (no downtime yet).

@@ -104,7 +104,10 @@ pub async fn run_trials<E: Engine>(
     let bar = progress::bar(todo.len());
     let total = prepared.plan.trials().len();
     let mut leftover: Option<(&E, Container)> = None;
-    let mut moves = Moves::default();
+    let mut moves = Moves {
+        link_rate: prepared.plan.link_rate.clone(),
+        ..Moves::default()
+    };
     for spec in &todo {
         stop.check()?;
         let engine = &engines[spec.engine];
@@ -173,10 +176,11 @@ fn report_trial(bar: &indicatif::ProgressBar, index: usize, total: usize, record
 }
 
 /// The migration trials' throwaway host, made at the first one and shared
-/// by all (one per engine kind).
+/// by all (one per engine kind), its link shaped to `link_rate`.
 #[derive(Default)]
 struct Moves {
     sessions: Vec<crate::migrate::Session>,
+    link_rate: Option<String>,
 }
 
 impl Moves {
@@ -189,7 +193,11 @@ impl Moves {
         stop: &Stop,
     ) -> Result<TrialRecord> {
         if !self.sessions.iter().any(|s| s.kind() == kind) {
-            let session = crate::migrate::Session::open(kind, run, None, false).await?;
+            let target = crate::migrate::Target::Throwaway {
+                link_rate: self.link_rate.clone(),
+                once: false,
+            };
+            let session = crate::migrate::Session::open(kind, run, &target).await?;
             self.sessions.push(session);
         }
         let session = self
@@ -334,6 +342,7 @@ pub(crate) mod tests {
             network: crate::model::Network::Disabled,
             seed: 1,
             migrate: Vec::new(),
+            link_rate: None,
         }
     }
 

@@ -162,6 +162,10 @@ pub struct SweepPlan {
     /// methods, a category of the grid like the engine.
     #[serde(default)]
     pub migrate: Vec<MigrationMethod>,
+    /// The rate (tc's syntax, `1gbit`) the migration trials' link is
+    /// shaped to; None: unshaped.
+    #[serde(default)]
+    pub link_rate: Option<String>,
 }
 
 /// Refuses, before anything is expanded or created, a grid whose largest
@@ -333,6 +337,14 @@ impl SweepPlan {
         if !self.migrate.is_empty() && self.workload.is_some() {
             bail!("--migrate moves ckpt's own workload, not --image");
         }
+        if let Some(rate) = &self.link_rate {
+            if self.migrate.is_empty() {
+                bail!(
+                    "--link-rate shapes the link that migration trials cross: give --migrate too"
+                );
+            }
+            crate::migrate::link::parse_rate(rate).context("--link-rate")?;
+        }
         Ok(())
     }
 
@@ -501,6 +513,7 @@ mod tests {
             network: Network::Disabled,
             seed: 7,
             migrate: Vec::new(),
+            link_rate: None,
         }
     }
 
@@ -734,13 +747,31 @@ mod tests {
         );
         p.migrate.push(MigrationMethod::Lazy);
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("criu"));
+        // Docker moves by stop-and-copy only.
         p.engines = vec![EngineKind::Docker];
         p.migrate = vec![MigrationMethod::Copy];
+        p.validate().unwrap();
+        p.migrate = vec![MigrationMethod::PageServer];
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker"));
         // Plans written before migration existed read as plans without it.
         let old = r#"{"engines":["docker"],"children":[1],"repeat":1,"warmup":0,"order":"sequential","seed":3}"#;
         let old: SweepPlan = serde_json::from_str(old).unwrap();
         assert!(old.migrate.is_empty() && old.trials().iter().all(|t| t.method.is_none()));
+        assert_eq!(old.link_rate, None);
+    }
+
+    #[test]
+    fn a_link_rate_needs_migration_and_tc_syntax() {
+        let mut p = plan(Order::Sequential);
+        p.engines = vec![EngineKind::Runc];
+        p.link_rate = Some("1gbit".into());
+        let err = format!("{:#}", p.validate().unwrap_err());
+        assert!(err.contains("--migrate"), "{err}");
+        p.migrate = vec![MigrationMethod::Copy, MigrationMethod::Lazy];
+        p.validate().unwrap();
+        p.link_rate = Some("fast".into());
+        let err = format!("{:#}", p.validate().unwrap_err());
+        assert!(err.contains("--link-rate") && err.contains("gbit"), "{err}");
     }
 
     #[test]

@@ -162,12 +162,26 @@ impl Report<'_> {
         format!(
             "{} The grid: {} (every combination). {} One trial: start the container, wait until the workload is ready, \
              checkpoint (timed, wall time seen by the client), stop (timed), restore from the checkpoint (timed), verify, \
-             remove the container.{} Intervals are 95% confidence intervals of the mean (Student t).",
+             remove the container.{}{} Intervals are 95% confidence intervals of the mean (Student t).",
             self.workload_text(),
             grid.join("; "),
             self.repetitions_text(),
-            self.network_text()
+            self.network_text(),
+            self.link_text()
         )
+    }
+
+    /// The link that migration trials crossed, when the sweep migrated.
+    fn link_text(&self) -> String {
+        if self.plan.migrate.is_empty() {
+            return String::new();
+        }
+        match &self.plan.link_rate {
+            Some(rate) => format!(
+                " Migration trials crossed a veth link shaped to {rate} in each direction (tc's tbf, 1 MB burst; no delay added)."
+            ),
+            None => " Migration trials crossed an unshaped veth link.".into(),
+        }
     }
 
     /// How Docker's containers were networked, when Docker took part: the

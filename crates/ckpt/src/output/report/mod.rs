@@ -211,6 +211,7 @@ mod fixtures {
             network: crate::model::Network::Disabled,
             seed: 1,
             migrate: Vec::new(),
+            link_rate: None,
         }
     }
 
