@@ -138,7 +138,6 @@ fn fill<W: Write>(
     // Symbolic links stay links (CRIU writes none into an image directory
     // today, but a link must never pull in what it points at).
     tar.follow_symlinks(false);
-    tar.mode(tar::HeaderMode::Deterministic);
     let files = [
         ("config.dump", Some(config)),
         ("spec.dump", Some(spec)),
@@ -154,11 +153,18 @@ fn fill<W: Write>(
     Ok(tar.into_inner()?)
 }
 
+/// Seconds since the epoch, for the files ckpt writes itself.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn add_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o600);
-    header.set_mtime(0);
+    header.set_mtime(now());
     header.set_entry_type(tar::EntryType::Regular);
     tar.append_data(&mut header, name, bytes)
         .with_context(|| format!("archiving {name}"))

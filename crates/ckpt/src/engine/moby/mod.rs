@@ -186,13 +186,22 @@ impl DockerEngine {
     }
 
     /// Where containerd keeps the OCI runtime spec of a running Docker
-    /// container (its task's bundle), gone once the container stops.
+    /// container (its task's bundle), gone once the container stops: under
+    /// the state directory of the containerd dockerd started itself, or of
+    /// the system's containerd when dockerd uses that one.
     fn docker_runtime_spec(&self, container: &Container) -> Option<PathBuf> {
-        (self.flavor == Flavor::Docker).then(|| {
-            PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/moby")
-                .join(&container.id)
-                .join("config.json")
-        })
+        if self.flavor != Flavor::Docker {
+            return None;
+        }
+        ["/var/run/docker/containerd/daemon", "/run/containerd"]
+            .iter()
+            .map(|state| {
+                PathBuf::from(state)
+                    .join("io.containerd.runtime.v2.task/moby")
+                    .join(&container.id)
+                    .join("config.json")
+            })
+            .find(|path| path.is_file())
     }
 
     fn label_filter(&self, label: &str) -> HashMap<String, Vec<String>> {
