@@ -206,7 +206,7 @@ fn engine_of_spec(bytes: &[u8]) -> Option<String> {
     let spec: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let annotations = spec.get("annotations")?;
     let text = |key: &str| annotations.get(key).and_then(|v| v.as_str());
-    if let Some(engine) = text(crate::export::archive::ENGINE_ANNOTATION) {
+    if let Some(engine) = text(crate::model::ARCHIVE_ENGINE_ANNOTATION) {
         return Some(engine.to_string());
     }
     match text("io.container.manager") {

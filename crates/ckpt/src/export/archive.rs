@@ -10,10 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-/// The annotation ckpt adds to `spec.dump` to name the engine: checkpointctl
-/// knows only Podman, CRI-O and containerd (and calls every other engine
-/// containerd), so ckpt keeps the true one beside them.
-pub const ENGINE_ANNOTATION: &str = "io.ckpt.engine";
+pub use crate::model::ARCHIVE_ENGINE_ANNOTATION as ENGINE_ANNOTATION;
 /// The annotation checkpointctl takes a non-Podman, non-CRI-O container's
 /// name from (containerd's CRI plugin sets it).
 pub const CRI_NAME_ANNOTATION: &str = "io.kubernetes.cri.container-name";

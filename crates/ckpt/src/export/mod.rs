@@ -7,7 +7,7 @@
 
 pub mod archive;
 pub mod oci;
-pub mod output;
+pub mod pending;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use crate::engine::{Container, Engine, Image};
 use crate::model::{EngineKind, ImageSpec, Point, RunSpec};
 use crate::run::{RunId, Stop};
 use archive::{Compression, ContainerFacts};
-use output::Pending;
+use pending::Pending;
 
 /// Where the checkpoint comes from.
 #[derive(Debug, Clone)]

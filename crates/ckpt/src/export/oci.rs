@@ -17,7 +17,7 @@ use oci_spec::image::{
     MediaType, Os, RootFsBuilder,
 };
 
-use super::output::Pending;
+use super::pending::Pending;
 use crate::inspect::ContainerInfo;
 
 /// CRI-O (1.26+) restores from an image that carries this annotation.
