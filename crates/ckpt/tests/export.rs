@@ -56,7 +56,8 @@ fn inspect_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&stdout).unwrap()
 }
 
-/// Exports a fresh workload of `engine` with two children and checks what
+/// Exports a fresh workload of `engine` with two children (8 MiB each, as
+/// the forker) and checks what
 /// checkpointctl and `ckpt inspect` find in the archive.
 fn archive_is_read_by_every_tool(engine: &str, file: &str) {
     let before = (ckpt_objects(), podman_objects());
@@ -67,6 +68,8 @@ fn archive_is_read_by_every_tool(engine: &str, file: &str) {
         engine,
         "--children",
         "2",
+        "--memory-mib",
+        "8",
         "-o",
         path.to_str().unwrap(),
     ]);
@@ -81,6 +84,9 @@ fn archive_is_read_by_every_tool(engine: &str, file: &str) {
     assert!(shown.contains("runc"), "{shown}");
     let tree = checkpointctl(&["inspect", "--ps-tree", path.to_str().unwrap()]);
     assert_eq!(tree.matches("ckpt-workload").count(), 3, "{tree}");
+    // Everything checkpointctl can show: files, sockets, mounts (spec.dump).
+    let all = checkpointctl(&["inspect", "--all", path.to_str().unwrap()]);
+    assert!(all.contains("/proc"), "the spec's mounts: {all}");
     let json = inspect_json(&path);
     assert_eq!(json["container"]["engine"], engine, "{json}");
     assert!(json["container"]["name"]
@@ -88,6 +94,10 @@ fn archive_is_read_by_every_tool(engine: &str, file: &str) {
         .unwrap()
         .ends_with("-export"));
     assert_eq!(json["checkpoint"]["processes"].as_array().unwrap().len(), 3);
+    assert!(
+        json["checkpoint"]["pages_bytes"].as_u64().unwrap() > 3 * (8 << 20),
+        "every process's memory is in the archive: {json}"
+    );
     assert!(
         json["checkpoint"]["dump_stats"]["pages_written"]
             .as_u64()
