@@ -37,8 +37,8 @@ pub(super) struct ExportArgs {
     /// Replace the output file when it exists
     #[arg(long)]
     force: bool,
-    /// How ckpt compresses its archives (Podman's own export comes as Podman writes it)
-    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    /// How ckpt compresses its archives: none by default (ckpt's workload fills its memory with pseudo-random bytes, which gzip cannot shrink); Podman's own export comes as Podman writes it
+    #[arg(long, value_enum, default_value_t = Compression::None)]
     compress: Compression,
     /// Write a checkpoint OCI image of this name (an oci-archive for `podman load -i`) instead of the archive
     #[arg(long, value_name = "NAME")]

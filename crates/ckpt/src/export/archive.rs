@@ -18,11 +18,11 @@ pub const CRI_NAME_ANNOTATION: &str = "io.kubernetes.cri.container-name";
 /// How the archive's bytes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
+    /// a plain tar: fastest to write and to restore from
+    None,
     /// gzip at flate2's fast level: every reader (Podman, CRI-O,
     /// checkpointctl, tar) takes it without a plug-in
     Gzip,
-    /// a plain tar: fastest to write and to restore from
-    None,
 }
 
 /// What `config.dump` and `spec.dump` say about the container.

@@ -88,24 +88,26 @@ pub async fn export(options: &ExportOptions, run: &RunId, stop: &Stop) -> Result
     refuse_unsupported(options)?;
     // The output's directory is checked before any engine work.
     let mut out = Pending::create(&options.output, options.replace)?;
+    let gzip = options.compression == Compression::Gzip;
     let engine = match &options.source {
         Source::Archive(from) => {
             let name = options
                 .oci_image
                 .as_deref()
                 .context("--from converts an archive into an image: give --oci-image NAME")?;
-            to_oci_image(from, name, &mut out)?;
+            to_oci_image(from, name, gzip, &mut out)?;
             None
         }
         Source::Workload { engine, .. } => {
             match &options.oci_image {
-                None => from_workload(options, run, stop, out.file()).await?,
+                None => from_workload(options, options.compression, run, stop, out.file()).await?,
                 Some(name) => {
                     // The archive waits beside the output until it is an image.
                     let mut archive =
                         Pending::create(&scratch_beside(&options.output, "archive"), true)?;
-                    from_workload(options, run, stop, archive.file()).await?;
-                    to_oci_image(archive.path(), name, &mut out)?;
+                    // Plain: the layer is compressed (or not) on its own.
+                    from_workload(options, Compression::None, run, stop, archive.file()).await?;
+                    to_oci_image(archive.path(), name, gzip, &mut out)?;
                 }
             }
             Some(*engine)
@@ -133,13 +135,21 @@ fn scratch_beside(output: &Path, what: &str) -> PathBuf {
 }
 
 /// Turns the archive at `from` into a checkpoint OCI image in `out`.
-fn to_oci_image(from: &Path, name: &str, out: &mut Pending) -> Result<()> {
+fn to_oci_image(from: &Path, name: &str, gzip: bool, out: &mut Pending) -> Result<()> {
     let (_, container) = crate::inspect::load_archive(from)?;
     let host = oci::HostFacts::here();
     let annotations = oci::annotations(&container, &host);
     let reader = crate::inspect::archive_reader(from)?;
     let scratch = scratch_beside(out.path(), "layer");
-    oci::write(out.file(), name, reader, annotations, &host.arch, &scratch)?;
+    oci::write(
+        out.file(),
+        name,
+        reader,
+        annotations,
+        &host.arch,
+        gzip,
+        &scratch,
+    )?;
     Ok(())
 }
 
@@ -147,6 +157,7 @@ fn to_oci_image(from: &Path, name: &str, out: &mut Pending) -> Result<()> {
 /// it made (on success, failure and interruption alike).
 async fn from_workload(
     options: &ExportOptions,
+    compression: Compression,
     run: &RunId,
     stop: &Stop,
     out: &mut std::fs::File,
@@ -175,8 +186,7 @@ async fn from_workload(
             user_image: user_image.clone(),
             ..Default::default()
         };
-        let result =
-            checkpoint_into(&engine, &spec, *point, options.compression, run, stop, out).await;
+        let result = checkpoint_into(&engine, &spec, *point, compression, run, stop, out).await;
         let cleaned = engine.remove_run(run).await;
         let result = result.and(cleaned.map(|_| ()));
         drop(engine);
@@ -273,7 +283,7 @@ mod tests {
             source,
             output: PathBuf::from("/tmp/x.tar"),
             replace: false,
-            compression: Compression::Gzip,
+            compression: Compression::None,
             oci_image: None,
         }
     }

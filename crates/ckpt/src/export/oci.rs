@@ -158,27 +158,41 @@ fn descriptor(media: MediaType, hex_digest: &str, size: u64) -> Result<Descripto
 }
 
 /// Writes the image named `name` into `out` (an `oci-archive`): the layer
-/// is the archive's tar (`archive`, already decompressed), gzip-compressed.
-/// `scratch` is where the layer waits while its digest is computed.
+/// is the archive's tar (`archive`, already decompressed), gzip-compressed
+/// when `gzip`. `scratch` is where the layer waits while its digest is
+/// computed.
 pub fn write<W: Write>(
     out: W,
     name: &str,
     archive: impl Read,
     annotations: BTreeMap<String, String>,
     arch: &str,
+    gzip: bool,
     scratch: &Path,
 ) -> Result<W> {
     let mut layer_file = Pending::create(scratch, true)?;
-    let (diff_id, layer_digest, layer_size) = {
+    let mut archive = archive;
+    let (diff_id, layer_digest, layer_size) = if gzip {
         let gz = flate2::write::GzEncoder::new(
             Hashing::new(layer_file.file()),
             flate2::Compression::fast(),
         );
         let mut plain = Hashing::new(gz);
-        std::io::copy(&mut { archive }, &mut plain).context("reading the archive")?;
+        std::io::copy(&mut archive, &mut plain).context("reading the archive")?;
         let (gz, diff_id, _) = plain.finish();
         let (_, digest, size) = gz.finish()?.finish();
         (diff_id, digest, size)
+    } else {
+        // An uncompressed layer's digest is its diff id.
+        let mut plain = Hashing::new(layer_file.file());
+        std::io::copy(&mut archive, &mut plain).context("reading the archive")?;
+        let (_, digest, size) = plain.finish();
+        (digest.clone(), digest, size)
+    };
+    let layer_media = if gzip {
+        MediaType::ImageLayerGzip
+    } else {
+        MediaType::ImageLayer
     };
     let config = ImageConfigurationBuilder::default()
         .architecture(Arch::from(arch))
@@ -199,11 +213,7 @@ pub fn write<W: Write>(
             &sha256(&config),
             config.len() as u64,
         )?)
-        .layers(vec![descriptor(
-            MediaType::ImageLayerGzip,
-            &layer_digest,
-            layer_size,
-        )?])
+        .layers(vec![descriptor(layer_media, &layer_digest, layer_size)?])
         .annotations(annotations.into_iter().collect::<HashMap<_, _>>())
         .build()?;
     let manifest = serde_json::to_vec(&manifest)?;
@@ -327,6 +337,11 @@ mod tests {
 
     #[test]
     fn the_layout_is_consistent() {
+        the_layout_is_consistent_with(true);
+        the_layout_is_consistent_with(false);
+    }
+
+    fn the_layout_is_consistent_with(gzip: bool) {
         let dir = tempfile::tempdir().unwrap();
         let mut layer = tar::Builder::new(Vec::new());
         let mut h = header(2);
@@ -340,6 +355,7 @@ mod tests {
             layer.as_slice(),
             annotations(&container(), &host()),
             "amd64",
+            gzip,
             &dir.path().join("scratch"),
         )
         .unwrap();
@@ -371,10 +387,23 @@ mod tests {
         assert_eq!(sha256(blob), layer_digest);
         assert_eq!(layer_desc["size"].as_u64().unwrap(), blob.len() as u64);
         // The layer is the archive, gzipped; the config names its diff id.
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(blob.as_slice())
-            .read_to_end(&mut plain)
-            .unwrap();
+        let plain = if gzip {
+            assert_eq!(
+                layer_desc["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(blob.as_slice())
+                .read_to_end(&mut plain)
+                .unwrap();
+            plain
+        } else {
+            assert_eq!(
+                layer_desc["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar"
+            );
+            blob.clone()
+        };
         assert_eq!(plain, layer);
         let config_digest = manifest["config"]["digest"]
             .as_str()
