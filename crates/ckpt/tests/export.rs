@@ -193,25 +193,32 @@ fn podman_restores_ckpts_archive_and_checkpoint_image() {
             .unwrap()
             .to_string();
         restore_and_check(&["--import", archive.to_str().unwrap()], &name);
-        export(&[
-            "--from",
-            archive.to_str().unwrap(),
-            "--oci-image",
-            &image,
-            "-o",
-            oci.to_str().unwrap(),
-        ]);
-        sh("podman", &["load", "-i", oci.to_str().unwrap()]);
-        let annotations = sh(
-            "podman",
-            &["image", "inspect", "-f", "{{json .Annotations}}", &image],
-        );
-        assert!(
-            annotations.contains("io.kubernetes.cri-o.annotations.checkpoint.name")
-                && annotations.contains(&name),
-            "{annotations}"
-        );
-        restore_and_check(&[&image], &name);
+        // The layer plain and gzip-compressed: Podman takes both.
+        for compress in ["none", "gzip"] {
+            export(&[
+                "--from",
+                archive.to_str().unwrap(),
+                "--oci-image",
+                &image,
+                "--compress",
+                compress,
+                "--force",
+                "-o",
+                oci.to_str().unwrap(),
+            ]);
+            sh("podman", &["load", "-i", oci.to_str().unwrap()]);
+            let annotations = sh(
+                "podman",
+                &["image", "inspect", "-f", "{{json .Annotations}}", &image],
+            );
+            assert!(
+                annotations.contains("io.kubernetes.cri-o.annotations.checkpoint.name")
+                    && annotations.contains(&name),
+                "{annotations}"
+            );
+            restore_and_check(&[&image], &name);
+            sh("podman", &["rmi", &image]);
+        }
     });
     let _ = Command::new("podman")
         .args(["rm", "-f", "-a", "--filter", &format!("ancestor={tag}")])
