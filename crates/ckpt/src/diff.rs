@@ -117,7 +117,7 @@ pub struct CheckpointDiff {
     pub unchanged: bool,
 }
 
-/// Reads a checkpoint directory or a Podman export archive. A Docker
+/// Reads a checkpoint directory or a checkpoint archive. A Docker
 /// container is refused: `inspect` would pick its newest checkpoint, and a
 /// diff wants to name both exactly.
 pub async fn load(target: &str) -> Result<Inspection> {

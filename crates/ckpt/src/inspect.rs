@@ -1,5 +1,5 @@
 //! `ckpt inspect`: what a checkpoint holds. Loads the files of a checkpoint
-//! directory, a Podman export archive (tar, gzip or zstd, read as a stream:
+//! directory, a checkpoint archive (tar, gzip or zstd, read as a stream:
 //! never unpacked to disk) or a Docker container's checkpoint, hands them to
 //! the `criu-image` decoder, and renders a tree or JSON.
 
@@ -15,7 +15,8 @@ use serde::Serialize;
 /// anything bigger is either pages (not read) or not a CRIU image.
 const MAX_METADATA_BYTES: u64 = 256 << 20;
 
-/// Container metadata carried by a Podman export archive.
+/// Container metadata carried by a checkpoint archive (Podman's export,
+/// CRI-O's, or `ckpt export`'s).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ContainerInfo {
     pub engine: String,
@@ -92,7 +93,7 @@ pub(crate) fn load_dir(dir: &Path) -> Result<MemFiles> {
     }
     if files.size("pstree.img").is_none() {
         bail!(
-            "{} is not a CRIU checkpoint: it has no pstree.img (give a checkpoint directory, a Podman export archive or a Docker container)",
+            "{} is not a CRIU checkpoint: it has no pstree.img (give a checkpoint directory, a checkpoint archive or a Docker container)",
             dir.display()
         );
     }
@@ -121,7 +122,7 @@ fn add_statistics(files: &mut MemFiles, work: &Path) -> Result<()> {
 }
 
 /// Opens an archive, whatever its compression (zstd, gzip or none).
-fn archive_reader(path: &Path) -> Result<Box<dyn Read>> {
+pub(crate) fn archive_reader(path: &Path) -> Result<Box<dyn Read>> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic)?;
@@ -137,7 +138,7 @@ fn archive_reader(path: &Path) -> Result<Box<dyn Read>> {
     })
 }
 
-/// Reads a Podman export archive entry by entry: the checkpoint's metadata
+/// Reads a checkpoint archive (Podman, CRI-O, `ckpt export`) entry by entry: the checkpoint's metadata
 /// images and the container's configuration are kept in memory, everything
 /// else (memory pages, the root filesystem diff) is only measured.
 pub(crate) fn load_archive(path: &Path) -> Result<(MemFiles, ContainerInfo)> {
@@ -159,7 +160,7 @@ pub(crate) fn load_archive(path: &Path) -> Result<(MemFiles, ContainerInfo)> {
         let image_name = name.strip_prefix("checkpoint/").map(str::to_string);
         let wanted = match (&image_name, name.as_str()) {
             (Some(img), _) => needs_content(img),
-            (None, "config.dump" | "stats-dump" | "stats-restore") => true,
+            (None, "config.dump" | "spec.dump" | "stats-dump" | "stats-restore") => true,
             _ => false,
         };
         if name == "rootfs-diff.tar" {
@@ -182,16 +183,37 @@ pub(crate) fn load_archive(path: &Path) -> Result<(MemFiles, ContainerInfo)> {
                     read_podman_config(&bytes, &mut info);
                 }
             }
+            (None, "spec.dump") => {
+                if let Some(engine) = content.as_deref().and_then(engine_of_spec) {
+                    info.engine = engine;
+                }
+            }
             _ => {}
         }
     }
     if files.size("pstree.img").is_none() {
         bail!(
-            "{} holds no checkpoint/pstree.img: it is not a Podman checkpoint export",
+            "{} holds no checkpoint/pstree.img: it is not a checkpoint archive (Podman's, CRI-O's or ckpt export's)",
             path.display()
         );
     }
     Ok((files, info))
+}
+
+/// Which engine wrote an archive, from its spec.dump's annotations: ckpt's
+/// own, else the manager Podman and CRI-O name (as checkpointctl reads it).
+fn engine_of_spec(bytes: &[u8]) -> Option<String> {
+    let spec: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let annotations = spec.get("annotations")?;
+    let text = |key: &str| annotations.get(key).and_then(|v| v.as_str());
+    if let Some(engine) = text(crate::model::ARCHIVE_ENGINE_ANNOTATION) {
+        return Some(engine.to_string());
+    }
+    match text("io.container.manager") {
+        Some("libpod") => Some("podman".into()),
+        Some("cri-o") => Some("cri-o".into()),
+        _ => None,
+    }
 }
 
 /// Picks the fields checkpointctl shows from Podman's config.dump.
@@ -475,6 +497,18 @@ mod tests {
             format!("{err:#}").contains("not a CRIU checkpoint"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_engine_comes_from_the_spec() {
+        let ours = br#"{"annotations":{"io.ckpt.engine":"docker","io.container.manager":"x"}}"#;
+        assert_eq!(engine_of_spec(ours).as_deref(), Some("docker"));
+        let podman = br#"{"annotations":{"io.container.manager":"libpod"}}"#;
+        assert_eq!(engine_of_spec(podman).as_deref(), Some("podman"));
+        let crio = br#"{"annotations":{"io.container.manager":"cri-o"}}"#;
+        assert_eq!(engine_of_spec(crio).as_deref(), Some("cri-o"));
+        assert_eq!(engine_of_spec(br#"{"ociVersion":"1"}"#), None);
+        assert_eq!(engine_of_spec(b"garbage"), None);
     }
 
     #[test]

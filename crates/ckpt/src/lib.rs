@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod demo;
 pub mod diff;
 pub mod engine;
+pub mod export;
 pub mod host;
 pub mod inspect;
 pub mod migrate;

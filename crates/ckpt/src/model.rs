@@ -48,6 +48,12 @@ pub enum StatsSource {
     Rpc,
 }
 
+/// The annotation `ckpt export` adds to an archive's `spec.dump` to name
+/// the engine, and `ckpt inspect` reads: checkpointctl knows only Podman,
+/// CRI-O and containerd (and calls every other engine containerd), so ckpt
+/// keeps the true one beside them.
+pub const ARCHIVE_ENGINE_ANNOTATION: &str = "io.ckpt.engine";
+
 /// How a container moves to another host.
 #[derive(
     Debug,

@@ -8,7 +8,7 @@ use ckpt::inspect;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct InspectArgs {
-    /// A checkpoint directory, a Podman export archive, or a Docker container
+    /// A checkpoint directory, a checkpoint archive, or a Docker container
     target: String,
     /// With a Docker container: the checkpoint's name (default: the newest)
     #[arg(long)]

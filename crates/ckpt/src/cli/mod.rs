@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod diff;
 mod doctor;
+mod export;
 mod gc;
 mod inspect;
 mod migrate;
@@ -52,6 +53,8 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Write a checkpoint archive that Podman, CRI-O and checkpointctl read (or a checkpoint OCI image) of a fresh workload, removing everything else afterwards
+    Export(Box<export::ExportArgs>),
     /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
     Inspect(inspect::InspectArgs),
     /// Compare two results directories: time ratios and slopes with confidence intervals, Holm-corrected verdicts, environment differences
@@ -90,6 +93,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Doctor { json } => doctor::run(json).await,
         Command::Sweep(args) => sweep::run(*args).await,
         Command::Report { dirs, output } => sweep::report(&dirs, output.as_deref()).await,
+        Command::Export(args) => export::run(*args).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Compare(args) => compare::run(args).await,
         Command::Diff(args) => diff::run(args).await,

@@ -98,6 +98,10 @@ impl Engine for AnyEngine {
         forward!(self, e => e.root_pid(container).await)
     }
 
+    fn runtime_spec(&self, container: &Container) -> Option<std::path::PathBuf> {
+        forward!(self, e => e.runtime_spec(container))
+    }
+
     fn checkpoint_path(
         &self,
         container: &Container,

@@ -204,6 +204,11 @@ impl PhaseStats {
         framing::decode_one(&bytes, magic::STATS, self.name).ok()
     }
 
+    /// The statistics file's bytes, as CRIU wrote it.
+    pub(crate) fn bytes(&self) -> Option<Vec<u8>> {
+        self.candidates.iter().find_map(|p| std::fs::read(p).ok())
+    }
+
     /// CRIU's phases of a dump, when it left them.
     pub(crate) fn dump(&self) -> Option<DumpStatsEntry> {
         self.read()?.dump

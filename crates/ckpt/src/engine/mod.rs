@@ -159,6 +159,13 @@ pub trait Engine {
         checkpoint: &str,
     ) -> Option<std::path::PathBuf>;
 
+    /// Where the container's OCI runtime spec can be read while it runs
+    /// (for `ckpt export`'s spec.dump). None when the engine keeps it out
+    /// of reach.
+    fn runtime_spec(&self, _container: &Container) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Bytes the checkpoint occupies on disk.
     async fn checkpoint_size(&self, container: &Container, checkpoint: &str) -> Option<u64> {
         dir_size(&self.checkpoint_path(container, checkpoint)?)

@@ -415,6 +415,10 @@ impl Engine for RuncEngine {
         self.state_pid(container).await
     }
 
+    fn runtime_spec(&self, container: &Container) -> Option<PathBuf> {
+        Some(self.bundle(container).ok()?.join("config.json"))
+    }
+
     fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
         Some(self.bundle(container).ok()?.join("images").join(checkpoint))
     }

@@ -147,6 +147,65 @@ impl DockerEngine {
             .await
     }
 
+    /// Podman's own checkpoint archive of `container`: libpod's checkpoint
+    /// with `export=true` answers with the archive as its body, which is
+    /// streamed into `out` (never held whole). The container is stopped
+    /// afterwards, as with `checkpoint`. Returns the bytes written.
+    pub(crate) async fn podman_export(
+        &self,
+        container: &Container,
+        out: &mut impl std::io::Write,
+    ) -> Result<u64> {
+        if self.flavor != Flavor::Podman {
+            bail!("only Podman exports its own checkpoint archives");
+        }
+        let path = format!(
+            "/v4.0.0/libpod/containers/{}/checkpoint?export=true",
+            container.id
+        );
+        // bollard's container export is a GET that streams its answer: the
+        // same call, made a POST to libpod's endpoint.
+        let client = self
+            .client
+            .clone()
+            .with_request_modifier(move |mut request| {
+                *request.uri_mut() = with_path(request.uri(), &path);
+                *request.method_mut() = http::Method::POST;
+                request
+            });
+        let what = format!("exporting the checkpoint of container {}", container.name);
+        let mut stream = client.export_container(&container.id);
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.api_error(e, &what))?;
+            out.write_all(&chunk).with_context(|| what.clone())?;
+            written += chunk.len() as u64;
+        }
+        if written == 0 {
+            bail!("{what}: Podman sent an empty archive");
+        }
+        Ok(written)
+    }
+
+    /// Where containerd keeps the OCI runtime spec of a running Docker
+    /// container (its task's bundle), gone once the container stops: under
+    /// the state directory of the containerd dockerd started itself, or of
+    /// the system's containerd when dockerd uses that one.
+    fn docker_runtime_spec(&self, container: &Container) -> Option<PathBuf> {
+        if self.flavor != Flavor::Docker {
+            return None;
+        }
+        ["/var/run/docker/containerd/daemon", "/run/containerd"]
+            .iter()
+            .map(|state| {
+                PathBuf::from(state)
+                    .join("io.containerd.runtime.v2.task/moby")
+                    .join(&container.id)
+                    .join("config.json")
+            })
+            .find(|path| path.is_file())
+    }
+
     fn label_filter(&self, label: &str) -> HashMap<String, Vec<String>> {
         HashMap::from([("label".to_string(), vec![label.to_string()])])
     }
@@ -707,6 +766,10 @@ impl Engine for DockerEngine {
             bail!("container {} is not running", container.name);
         }
         Ok(pid as u32)
+    }
+
+    fn runtime_spec(&self, container: &Container) -> Option<PathBuf> {
+        self.docker_runtime_spec(container)
     }
 
     fn checkpoint_path(&self, container: &Container, checkpoint: &str) -> Option<PathBuf> {
