@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use bollard::query_parameters::{ImportImageOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
+use std::os::unix::fs::OpenOptionsExt;
+
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -90,21 +92,14 @@ impl DockerEngine {
             .checkpoints_dir(&container.id)
             .context("Podman did not say where it keeps its storage")?
             .join(EXPORT_FILE);
-        let path = format!(
-            "{LIBPOD}/containers/{}/checkpoint?export=true",
-            container.id
-        );
-        let client = self
-            .client
-            .clone()
-            .with_request_modifier(move |mut request| {
-                *request.method_mut() = http::Method::POST;
-                *request.uri_mut() = with_path(request.uri(), &path);
-                request
-            });
-        let what = format!("checkpointing and exporting container {}", container.name);
-        let stream = client.export_container(&container.id);
-        write_stream(stream.map(|c| c.map_err(|e| self.api_error(e, &what))), &to).await
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&to)
+            .with_context(|| format!("cannot create {}", to.display()))?;
+        self.podman_export(container, &mut file).await
     }
 
     /// Podman: makes container `name` from an exported checkpoint archive
