@@ -297,7 +297,14 @@ impl Engine for CriuEngine {
         unsafe {
             command.pre_exec(|| {
                 libc::setsid();
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                // Marked close-on-exec, not closed: std's spawn waits on
+                // a pipe of its own among them to learn that exec happened.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
                 Ok(())
             });
         }
