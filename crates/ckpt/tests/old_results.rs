@@ -9,7 +9,7 @@ use std::path::Path;
 use common::{copy_dir, shipped_results};
 
 use ckpt::analysis::Operation;
-use ckpt::model::EngineKind;
+use ckpt::model::{EngineKind, MigrationMethod};
 use ckpt::sweep::records::{Status, TrialRecord};
 use ckpt::sweep::results::{ResultFile, ResultsDir};
 
@@ -23,8 +23,15 @@ fn shipped_results_still_report() {
         let analysis = ckpt::output::write_outputs(&results).unwrap();
         assert!(!analysis.points.is_empty(), "{}", dir.display());
         for point in &analysis.points {
+            // A migration sweep labels its points engine+method.
+            let (engine, method) = match point.engine.split_once('+') {
+                Some((engine, method)) => (engine, Some(method)),
+                None => (point.engine.as_str(), None),
+            };
+            let known_method =
+                method.is_none_or(|m| MigrationMethod::ALL.iter().any(|k| k.name() == m));
             assert!(
-                EngineKind::from_name(&point.engine).is_some(),
+                EngineKind::from_name(engine).is_some() && known_method,
                 "{}: engine {}",
                 dir.display(),
                 point.engine
