@@ -171,36 +171,74 @@ pub fn write<W: Write>(
     scratch: &Path,
 ) -> Result<W> {
     let mut layer_file = Pending::create(scratch, true)?;
-    let mut archive = archive;
-    let (diff_id, layer_digest, layer_size) = if gzip {
-        let gz = flate2::write::GzEncoder::new(
-            Hashing::new(layer_file.file()),
-            flate2::Compression::fast(),
-        );
+    let layer = write_layer(archive, layer_file.file(), gzip)?;
+    let (config, manifest, index) = metadata(name, &layer, annotations, arch)?;
+    let mut tar = tar::Builder::new(out);
+    add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    add(&mut tar, "index.json", &index)?;
+    for blob in [&config, &manifest] {
+        add(&mut tar, &format!("blobs/sha256/{}", sha256(blob)), blob)?;
+    }
+    let file = layer_file.file();
+    file.rewind()?;
+    let mut header = header(layer.size);
+    tar.append_data(&mut header, format!("blobs/sha256/{}", layer.digest), file)
+        .context("writing the layer")?;
+    Ok(tar.into_inner()?)
+}
+
+/// The image's one layer, as written: its uncompressed digest (the
+/// configuration's diff id), its digest and size as stored, its media type.
+struct Layer {
+    diff_id: String,
+    digest: String,
+    size: u64,
+    media: MediaType,
+}
+
+/// Copies the archive's tar into `file` as the layer, gzip-compressed when
+/// `gzip`, hashing it on the way.
+fn write_layer(mut archive: impl Read, file: &mut std::fs::File, gzip: bool) -> Result<Layer> {
+    if gzip {
+        let gz = flate2::write::GzEncoder::new(Hashing::new(file), flate2::Compression::fast());
         let mut plain = Hashing::new(gz);
         std::io::copy(&mut archive, &mut plain).context("reading the archive")?;
         let (gz, diff_id, _) = plain.finish();
         let (_, digest, size) = gz.finish()?.finish();
-        (diff_id, digest, size)
-    } else {
-        // An uncompressed layer's digest is its diff id.
-        let mut plain = Hashing::new(layer_file.file());
-        std::io::copy(&mut archive, &mut plain).context("reading the archive")?;
-        let (_, digest, size) = plain.finish();
-        (digest.clone(), digest, size)
-    };
-    let layer_media = if gzip {
-        MediaType::ImageLayerGzip
-    } else {
-        MediaType::ImageLayer
-    };
+        return Ok(Layer {
+            diff_id,
+            digest,
+            size,
+            media: MediaType::ImageLayerGzip,
+        });
+    }
+    // An uncompressed layer's digest is its diff id.
+    let mut plain = Hashing::new(file);
+    std::io::copy(&mut archive, &mut plain).context("reading the archive")?;
+    let (_, digest, size) = plain.finish();
+    Ok(Layer {
+        diff_id: digest.clone(),
+        digest,
+        size,
+        media: MediaType::ImageLayer,
+    })
+}
+
+/// The image's configuration, manifest (carrying the annotations) and
+/// index (naming the image `name`), serialized.
+fn metadata(
+    name: &str,
+    layer: &Layer,
+    annotations: BTreeMap<String, String>,
+    arch: &str,
+) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     let config = ImageConfigurationBuilder::default()
         .architecture(Arch::from(arch))
         .os(Os::Linux)
         .created(chrono::Utc::now().to_rfc3339())
         .rootfs(
             RootFsBuilder::default()
-                .diff_ids(vec![format!("sha256:{diff_id}")])
+                .diff_ids(vec![format!("sha256:{}", layer.diff_id)])
                 .build()?,
         )
         .build()?;
@@ -213,7 +251,11 @@ pub fn write<W: Write>(
             &sha256(&config),
             config.len() as u64,
         )?)
-        .layers(vec![descriptor(layer_media, &layer_digest, layer_size)?])
+        .layers(vec![descriptor(
+            layer.media.clone(),
+            &layer.digest,
+            layer.size,
+        )?])
         .annotations(annotations.into_iter().collect::<HashMap<_, _>>())
         .build()?;
     let manifest = serde_json::to_vec(&manifest)?;
@@ -231,25 +273,7 @@ pub fn write<W: Write>(
         .media_type(MediaType::ImageIndex)
         .manifests(vec![entry])
         .build()?;
-    let mut tar = tar::Builder::new(out);
-    add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    add(&mut tar, "index.json", &serde_json::to_vec(&index)?)?;
-    add(
-        &mut tar,
-        &format!("blobs/sha256/{}", sha256(&config)),
-        &config,
-    )?;
-    add(
-        &mut tar,
-        &format!("blobs/sha256/{}", sha256(&manifest)),
-        &manifest,
-    )?;
-    let layer = layer_file.file();
-    layer.rewind()?;
-    let mut header = header(layer_size);
-    tar.append_data(&mut header, format!("blobs/sha256/{layer_digest}"), layer)
-        .context("writing the layer")?;
-    Ok(tar.into_inner()?)
+    Ok((config, manifest, serde_json::to_vec(&index)?))
 }
 
 fn header(size: u64) -> tar::Header {

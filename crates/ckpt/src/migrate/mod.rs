@@ -603,23 +603,7 @@ async fn move_running(
     stop.check()?;
     let tcp = stream.get_ref().0.get_ref();
     let (local, peer) = (tcp.local_addr()?, tcp.peer_addr()?);
-    let log = match options.engine {
-        EngineKind::Criu => Some(
-            source
-                .container_dir(container)
-                .context("the source keeps no files")?
-                .join("out.log"),
-        ),
-        _ => None,
-    };
-    let hello = Message::Hello {
-        engine: options.engine,
-        method: options.method,
-        name: container.name.clone(),
-        point: options.point,
-        log,
-    };
-    wire::send(stream, &hello).await?;
+    wire::send(stream, &hello(source, container, options)?).await?;
     let bytes_before = host.bytes(stream)?;
     let mut mover = Mover {
         source,
@@ -641,15 +625,8 @@ async fn move_running(
         Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
         _ => None,
     };
-    let mut bytes_sent = host.bytes(stream)?.saturating_sub(bytes_before);
-    let bytes_counted = match (host, mover.criu_page_bytes) {
-        (Host::Throwaway { .. }, _) => BytesCounted::Link,
-        (Host::Remote { .. }, Some(pages)) => {
-            bytes_sent += pages;
-            BytesCounted::StreamAndCriuPages
-        }
-        (Host::Remote { .. }, None) => BytesCounted::StreamOnly,
-    };
+    let moved = host.bytes(stream)?.saturating_sub(bytes_before);
+    let (bytes_sent, bytes_counted) = bytes_of_move(host, moved, mover.criu_page_bytes);
     wire::send(stream, &Message::Finish).await?;
     wire::expect(stream, "done", |m| matches!(m, Message::Done).then_some(())).await?;
     let image_bytes = checkpoint_on_source(source, container)
@@ -668,6 +645,38 @@ async fn move_running(
         gap_ms,
         check,
     })
+}
+
+/// What the destination hears first: the container, the workload's point,
+/// and for a plain process tree the file its output goes to.
+fn hello(source: &AnyEngine, container: &Container, options: &MigrateOptions) -> Result<Message> {
+    let log = match options.engine {
+        EngineKind::Criu => Some(
+            source
+                .container_dir(container)
+                .context("the source keeps no files")?
+                .join("out.log"),
+        ),
+        _ => None,
+    };
+    Ok(Message::Hello {
+        engine: options.engine,
+        method: options.method,
+        name: container.name.clone(),
+        point: options.point,
+        log,
+    })
+}
+
+/// The bytes a move sent and how they were counted: the throwaway link's
+/// counters hold everything; to a remote host ckpt counted its own stream
+/// and adds CRIU's pages when it knows them.
+fn bytes_of_move(host: &Host, counted: u64, criu_pages: Option<u64>) -> (u64, BytesCounted) {
+    match (host, criu_pages) {
+        (Host::Throwaway { .. }, _) => (counted, BytesCounted::Link),
+        (Host::Remote { .. }, Some(pages)) => (counted + pages, BytesCounted::StreamAndCriuPages),
+        (Host::Remote { .. }, None) => (counted, BytesCounted::StreamOnly),
+    }
 }
 
 /// Refuses a destination whose engine cannot restore what this host
