@@ -842,3 +842,45 @@ fn docker_and_podman_move_to_a_second_daemon_leaving_nothing() {
     assert!(leftovers().is_empty(), "{:?}", leftovers());
     assert!(mounts_of_ours().is_empty(), "{:?}", mounts_of_ours());
 }
+
+/// A `ckpt migrate --engine docker` killed outright (no cleanup of its own)
+/// while its second dockerd runs: `ckpt gc` stops that daemon and removes
+/// its directories, mounts and the namespace, and the source's container.
+#[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
+fn gc_removes_the_second_daemon_of_a_killed_move() {
+    let before = ckpt_objects();
+    let mut child = ckpt()
+        .args(["migrate", "--engine", "docker", "--memory-mib", "256"])
+        .args(["--link-rate", "100mbit"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The second daemon answers once its socket exists; the move is then
+    // under way (256 MiB at 100 Mbit/s take about 20 s to cross).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !second_daemon_socket() {
+        assert!(Instant::now() < deadline, "no second daemon came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(running("dockerd --data-root /run/ckpt/daemon2"));
+    let out = ckpt().arg("gc").output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!running("dockerd --data-root /run/ckpt/daemon2"), "{stdout}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert!(mounts_of_ours().is_empty(), "{:?}", mounts_of_ours());
+    assert_eq!(ckpt_objects(), before);
+}
+
+fn second_daemon_socket() -> bool {
+    std::fs::read_dir("/run/ckpt/daemon2")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| run.path().join("docker/docker.sock").exists())
+}
