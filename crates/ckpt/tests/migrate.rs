@@ -871,7 +871,10 @@ fn gc_removes_the_second_daemon_of_a_killed_move() {
     let out = ckpt().arg("gc").output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(!running("dockerd --data-root /run/ckpt/daemon2"), "{stdout}");
+    assert!(
+        !running("dockerd --data-root /run/ckpt/daemon2"),
+        "{stdout}"
+    );
     assert!(leftovers().is_empty(), "{:?}", leftovers());
     assert!(mounts_of_ours().is_empty(), "{:?}", mounts_of_ours());
     assert_eq!(ckpt_objects(), before);
