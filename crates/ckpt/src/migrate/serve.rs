@@ -266,8 +266,9 @@ impl Destination {
         };
         let scratch = self.bundle()?;
         if self.kind == EngineKind::Docker {
+            // Where `start --checkpoint` looks: the container's own directory.
             let target = daemon
-                .checkpoint_dir(&self.container, CHECKPOINT)
+                .checkpoint_path(&self.container, CHECKPOINT)
                 .context("the Docker daemon did not say where it keeps its data")?;
             move_dir(&scratch.join("checkpoint"), &target)?;
             crate::engine::restore_with_retry(&self.engine, &self.container, CHECKPOINT).await?;

@@ -79,7 +79,7 @@ impl DockerEngine {
         name: &str,
     ) -> Option<PathBuf> {
         match self.flavor {
-            Flavor::Docker => Some(self.checkpoints_dir(&container.id)?.join(name)),
+            Flavor::Docker => self.checkpoint_path(container, name),
             Flavor::Podman => Some(self.checkpoints_dir(&container.id)?.join(EXPORT_FILE)),
         }
     }
@@ -89,9 +89,8 @@ impl DockerEngine {
     /// the container's own files.
     pub(crate) async fn export_checkpoint(&self, container: &Container) -> Result<u64> {
         let to = self
-            .checkpoints_dir(&container.id)
-            .context("Podman did not say where it keeps its storage")?
-            .join(EXPORT_FILE);
+            .migration_checkpoint(container, EXPORT_FILE)
+            .context("Podman did not say where it keeps its storage")?;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -129,16 +128,6 @@ impl DockerEngine {
             id: inspect.id.context("Podman gave no container id")?,
             name: name.to_string(),
         })
-    }
-
-    /// Docker: the directory a checkpoint of `container` must be in for
-    /// `start --checkpoint` to find it (a custom checkpoint directory is
-    /// refused by dockerd 20.10, moby#37344).
-    pub(crate) fn checkpoint_dir(&self, container: &Container, name: &str) -> Option<PathBuf> {
-        (self.kind() == EngineKind::Docker)
-            .then(|| self.checkpoints_dir(&container.id))
-            .flatten()
-            .map(|d| d.join(name))
     }
 }
 
