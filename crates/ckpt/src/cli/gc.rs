@@ -26,7 +26,7 @@ pub(super) async fn run() -> Result<u8> {
     // first (they live in the hosts' namespaces), then the namespaces and
     // the credentials.
     removed += ckpt::engine::moby::second::remove_orphans()?;
-    removed += ckpt::migrate::link::remove_orphans()?;
+    removed += ckpt::engine::os::netns::remove_orphans()?;
     removed += ckpt::migrate::remove_orphans()?;
     println!("ckpt gc: removed {removed} object(s) left by ckpt runs that are no longer alive");
     Ok(u8::from(default_unreachable))

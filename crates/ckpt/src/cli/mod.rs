@@ -69,6 +69,9 @@ enum Command {
     Serve(migrate::ServeArgs),
     /// Make a CA and certificates for `ckpt serve` and `ckpt migrate --to` on two hosts of yours
     Credentials(migrate::CredentialsArgs),
+    /// The program `ckpt doctor`'s sockets check checkpoints: a TCP connection to itself, busy
+    #[command(hide = true)]
+    HoldSockets,
 }
 
 /// Parses a duration such as `4s` or `250ms` and refuses zero.
@@ -101,6 +104,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Migrate(args) => migrate::migrate(args).await,
         Command::Serve(args) => migrate::serve(args).await,
         Command::Credentials(args) => migrate::credentials(args),
+        Command::HoldSockets => ckpt::host::sockets::hold_sockets().map(|()| 0),
     };
     // A signal between two steps ends the command like an error does
     // (everything it made is gone by then), with the signal's exit status.

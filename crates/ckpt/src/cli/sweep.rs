@@ -221,6 +221,9 @@ pub(super) async fn run(args: SweepArgs) -> Result<u8> {
     // anything is created.
     let start = Start::from_args(&args, &run)?;
     doctor::require_engines(start.engines()).await?;
+    if start.plan().workload.is_some() {
+        doctor::require_sockets("a sweep of your own program (--image)")?;
+    }
     stop.check()?;
     // `capture` puts /etc/criu/runc.conf back when it drops, on every path.
     let capture = keep_criu_statistics(&run, start.engines());

@@ -85,7 +85,19 @@ pub async fn run_all() -> Vec<Check> {
         Check::new("workload binary", all, workload_check()),
         // Only `ckpt migrate --method lazy` needs it: a warning, not a failure.
         Check::new("lazy pages", |_| false, lazy_pages_check()),
+        // Only a user's program (and --tcp-established) needs it: ckpt's
+        // own workload holds no socket. `require_sockets` guards those.
+        Check::new("sockets", |_| false, crate::host::sockets::check()),
     ]
+}
+
+/// Refuses, before anything starts, a run of a user's program (which
+/// almost always holds sockets) when CRIU here cannot dump TCP sockets.
+pub fn require_sockets(why: &str) -> Result<()> {
+    match crate::host::sockets::check() {
+        Ok(_) => Ok(()),
+        Err((detail, fix)) => bail!("{why} needs CRIU to checkpoint sockets: {detail} -> {fix}"),
+    }
 }
 
 /// Whether each engine has everything it needs, from the checks.

@@ -4,4 +4,5 @@
 
 pub mod doctor;
 pub mod envinfo;
+pub mod sockets;
 pub(crate) mod state;

@@ -10,9 +10,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::run::{owner_alive, RunId};
-
-const PREFIX: &str = "ckpt-m";
+use crate::engine::os::netns::{self, ip};
+use crate::run::RunId;
 
 /// tc's units of rate and their bits per second (tc(8), "RATES").
 const RATE_UNITS: [(&str, f64); 18] = [
@@ -67,21 +66,6 @@ pub struct Link {
     pub peer_addr: Ipv4Addr,
 }
 
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("cannot run `ip` (iproute2): install it")?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 fn tc(args: &[&str]) -> Result<()> {
     let out = Command::new("tc")
         .args(args)
@@ -110,7 +94,7 @@ impl Link {
             .unwrap_or(0)
             .wrapping_add(slot);
         let link = Link {
-            netns: format!("{PREFIX}{}-{tag}", std::process::id()),
+            netns: netns::name_for(&tag),
             host_if: format!("ckh{tag}"),
             host_addr: Ipv4Addr::new(10, 231, subnet, 1),
             peer_addr: Ipv4Addr::new(10, 231, subnet, 2),
@@ -178,7 +162,7 @@ impl Link {
     /// Kills what still runs in the namespace and deletes it (the veth pair
     /// goes with it). Idempotent.
     pub fn remove(&self) {
-        remove_netns(&self.netns);
+        netns::remove(&self.netns);
         let _ = ip(&["link", "del", &self.host_if]);
     }
 }
@@ -187,37 +171,6 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.remove();
     }
-}
-
-fn remove_netns(netns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", netns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                // SAFETY: processes inside a namespace this run made.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-    let _ = ip(&["netns", "del", netns]);
-}
-
-/// For `ckpt gc`: the namespaces of migrations whose ckpt process is gone.
-pub fn remove_orphans() -> Result<usize> {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return Ok(0);
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').next()) else {
-            continue;
-        };
-        if !owner_alive(Some(pid)) {
-            remove_netns(&name);
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! under /proc, per-run state directories, and log files they tail.
 
 pub mod logfile;
+pub mod netns;
 pub mod proctree;
 pub mod rundir;
 pub mod status_fd;
