@@ -54,6 +54,15 @@ pub(super) struct SweepArgs {
     /// Regular expression: after the restore a new log line must match it (default: only "still running" is checked)
     #[arg(long, requires = "image", value_name = "REGEX")]
     check_pattern: Option<String>,
+    /// Run inside the container once it is ready, before any checkpoint (to load data); the same placeholders as --cmd; must exit 0
+    #[arg(long, requires = "image", value_name = "CMD")]
+    setup_cmd: Option<String>,
+    /// The program's own check of its state: run inside the container before the checkpoint and after the restore; the two outputs must be identical (state_ok)
+    #[arg(long, requires = "image", value_name = "CMD")]
+    check_cmd: Option<String>,
+    /// Regular expression the after-restore output of --check-cmd must match, instead of equalling the output before
+    #[arg(long, requires = "check_cmd", value_name = "REGEX")]
+    check_expect: Option<String>,
     /// Measured trials per point
     #[arg(long, default_value_t = 5)]
     repeat: u32,
@@ -161,6 +170,9 @@ impl Start {
                     ready_delay_ms: args.ready_delay.as_millis() as u64,
                     ready_timeout_ms: args.ready_timeout.as_millis() as u64,
                     check_pattern: args.check_pattern.clone(),
+                    setup_cmd: args.setup_cmd.clone(),
+                    check_cmd: args.check_cmd.clone(),
+                    check_expect: args.check_expect.clone(),
                 }),
             repeat: args.repeat,
             warmup: args.warmup,

@@ -57,6 +57,10 @@ impl Engine for AnyEngine {
         forward!(self, e => e.logs(container).await)
     }
 
+    async fn exec(&self, container: &Container, argv: &[String]) -> Result<super::Executed> {
+        forward!(self, e => e.exec(container, argv).await)
+    }
+
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         forward!(self, e => e.checkpoint(container, checkpoint).await)
     }

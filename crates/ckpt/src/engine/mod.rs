@@ -68,6 +68,16 @@ pub trait Engine {
     /// Everything the container printed so far.
     async fn logs(&self, container: &Container) -> Result<Vec<String>>;
 
+    /// Runs `argv` inside the running container (its namespaces, root
+    /// and environment) and waits for it: the user's --setup-cmd and
+    /// --check-cmd.
+    async fn exec(&self, _container: &Container, _argv: &[String]) -> Result<Executed> {
+        anyhow::bail!(
+            "the {} engine cannot run a command inside its containers (--setup-cmd, --check-cmd): use docker, podman or runc",
+            self.name()
+        )
+    }
+
     /// Checkpoints the container; the container is stopped afterwards.
     /// Returns where CRIU left its statistics of the dump.
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats>;
@@ -199,6 +209,42 @@ pub trait Engine {
     }
 }
 
+/// What a command run inside a container printed (stdout and stderr
+/// together) and how it exited.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub code: i64,
+    pub output: String,
+}
+
+/// Runs `argv` in the container within `timeout`; a non-zero exit is an
+/// error quoting the command's last words.
+pub(crate) async fn exec_checked<E: Engine>(
+    engine: &E,
+    container: &Container,
+    argv: &[String],
+    timeout: std::time::Duration,
+) -> Result<String> {
+    let shown = argv.join(" ");
+    let ran = tokio::time::timeout(timeout, engine.exec(container, argv))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "`{shown}` did not finish within {} s inside the container",
+                timeout.as_secs()
+            )
+        })?
+        .with_context(|| format!("running `{shown}` inside the container"))?;
+    if ran.code != 0 {
+        anyhow::bail!(
+            "`{shown}` exited with status {} inside the container: {}",
+            ran.code,
+            crate::workload::shorten(&ran.output)
+        );
+    }
+    Ok(ran.output)
+}
+
 /// Where a migration's memory pages go during the dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageDestination {
@@ -243,11 +289,15 @@ pub(crate) async fn restore_with_retry<E: Engine>(
         let started = std::time::Instant::now();
         match engine.restore(container, checkpoint).await {
             Ok(stats) => {
+                // Part of the restore: until loopback is up, a program
+                // serving on it answers nothing.
+                let pid = engine.root_pid(container).await?;
+                os::netns::loopback_up(pid)?;
                 return Ok(Restored {
                     retries,
                     took: started.elapsed(),
                     stats,
-                })
+                });
             }
             Err(e) if engine.is_transient_restore_error(&format!("{e:#}")) => {
                 let Some(&delay) = engine.restore_retry_delays().get(retries as usize) else {

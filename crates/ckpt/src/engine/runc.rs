@@ -321,6 +321,23 @@ impl Engine for RuncEngine {
         logfile::lines(&self.bundle(container)?.join("out.log"))
     }
 
+    async fn exec(&self, container: &Container, argv: &[String]) -> Result<super::Executed> {
+        let out = runc_command(self.root.as_deref())
+            .arg("exec")
+            .arg(&container.id)
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| anyhow!("cannot run runc exec ({e}): install runc with scripts/setup"))?;
+        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok(super::Executed {
+            code: out.status.code().map_or(-1, i64::from),
+            output,
+        })
+    }
+
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
         let (images, work) = self.checkpoint_dirs(container, checkpoint)?;
         let (images_arg, work_arg) = (images.display().to_string(), work.display().to_string());

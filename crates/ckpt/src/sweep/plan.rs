@@ -655,6 +655,9 @@ mod tests {
             ready_delay_ms: 1,
             ready_timeout_ms: 1,
             check_pattern: None,
+            setup_cmd: None,
+            check_cmd: None,
+            check_expect: None,
         });
         assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker and podman"));
         p.engines = vec![EngineKind::Podman];

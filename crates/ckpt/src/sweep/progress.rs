@@ -26,7 +26,10 @@ pub(crate) fn one_line(r: &TrialRecord) -> String {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
     let status = match r.status {
         Status::Ok => "verified".to_string(),
-        Status::Unverified => "NOT verified".to_string(),
+        Status::Unverified => match &r.error {
+            Some(why) => format!("NOT verified: {why}"),
+            None => "NOT verified".to_string(),
+        },
         Status::Failed => format!("FAILED: {}", r.error.as_deref().unwrap_or("")),
     };
     format!(

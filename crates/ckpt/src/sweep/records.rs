@@ -136,6 +136,17 @@ pub struct TrialRecord {
     /// 1-minute load average.
     #[serde(default)]
     pub host_load1: Option<f64>,
+    /// The program's own check (--check-cmd) said the same after the
+    /// restore as before the checkpoint; None when no check was asked.
+    #[serde(default)]
+    pub state_ok: Option<bool>,
+    /// How long --setup-cmd took (outside every timed step).
+    #[serde(default)]
+    pub setup_ms: Option<f64>,
+    /// How long --check-cmd took, before and after together (outside
+    /// every timed step).
+    #[serde(default)]
+    pub check_ms: Option<f64>,
 }
 
 /// What resuming needs of a record: whether its trial still has to run.
@@ -250,6 +261,9 @@ impl TrialRecord {
             host_containerd_cpu_ms: None,
             host_mem_available_mib: None,
             host_load1: None,
+            state_ok: None,
+            setup_ms: None,
+            check_ms: None,
         }
     }
 

@@ -681,7 +681,7 @@ mod tests {
         assert!(
             header.ends_with(",engine_unreachable,host_memcg_dying,host_mounts,host_netns,host_content_items,\
                 host_dockerd_rss_kib,host_dockerd_cpu_ms,host_containerd_rss_kib,host_containerd_cpu_ms,\
-                host_mem_available_mib,host_load1"),
+                host_mem_available_mib,host_load1,state_ok,setup_ms,check_ms"),
             "{text}"
         );
         let rows: Vec<TrialRecord> = csv::Reader::from_reader(text.as_bytes())

@@ -22,6 +22,11 @@ use crate::workload::{self, Workload};
 const WORKLOAD_INTERVAL_MS: u64 = 1000;
 /// How long a workload may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long --setup-cmd and --check-cmd may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a connection the check closed may stay half closed in the
+/// program before the checkpoint goes ahead anyway.
+const CLOSE_WAIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// Times a trial: engine calls (and the waits on the workload) are timed
 /// one by one for the record; ckpt's own work between them (reading
@@ -80,6 +85,8 @@ pub struct Trial {
     before: Vec<u32>,
     /// Check-pattern lines printed before the restore.
     checks_before: usize,
+    /// What the program's own check printed before the checkpoint.
+    state_before: Option<String>,
     /// A stop was requested before the trial ended: it must not be
     /// recorded (a resumed sweep runs it again).
     pub interrupted: bool,
@@ -118,6 +125,7 @@ pub(crate) async fn launch<E: Engine>(
         clock: Stopwatch::new(),
         before: Vec::new(),
         checks_before: 0,
+        state_before: None,
         interrupted: false,
     };
     if let Err(e) = stop.check() {
@@ -146,6 +154,10 @@ pub(crate) async fn launch<E: Engine>(
     };
     if let Err(e) = ready {
         trial.fail("ready", e);
+        return trial;
+    }
+    if let Err(e) = run_setup(engine, workload, &mut trial, &spec.point).await {
+        trial.fail("setup", e);
         return trial;
     }
     let container = trial.container.clone();
@@ -216,6 +228,108 @@ async fn wait_for_user<E: Engine>(
     Ok(())
 }
 
+/// The user's --setup-cmd, once the program is ready.
+async fn run_setup<E: Engine>(
+    engine: &E,
+    workload: &Workload,
+    trial: &mut Trial,
+    point: &crate::model::Point,
+) -> Result<()> {
+    let Workload::User {
+        setup: Some(setup), ..
+    } = workload
+    else {
+        return Ok(());
+    };
+    let container = trial.container.clone().context("no container")?;
+    let argv = setup.render(point);
+    let (done, ms) = trial
+        .clock
+        .time(engine::exec_checked(
+            engine,
+            &container,
+            &argv,
+            COMMAND_TIMEOUT,
+        ))
+        .await;
+    trial.record.setup_ms = Some(ms);
+    done.map(drop).context("--setup-cmd")
+}
+
+/// The program's own check (--check-cmd), when asked: its output, and the
+/// time it took added to the record's check time.
+async fn run_state_check<E: Engine>(
+    engine: &E,
+    workload: &Workload,
+    trial: &mut Trial,
+    container: &Container,
+) -> Result<Option<String>> {
+    let Workload::User {
+        state: Some(state), ..
+    } = workload
+    else {
+        return Ok(None);
+    };
+    let argv = state.cmd.render(&trial.record.point());
+    let (output, ms) = trial
+        .clock
+        .time(engine::exec_checked(
+            engine,
+            container,
+            &argv,
+            COMMAND_TIMEOUT,
+        ))
+        .await;
+    *trial.record.check_ms.get_or_insert(0.0) += ms;
+    output.context("--check-cmd").map(Some)
+}
+
+/// Runs the check before the checkpoint, then waits for the connections
+/// it closed to be closed by the program too.
+async fn check_before<E: Engine>(
+    engine: &E,
+    workload: &Workload,
+    trial: &mut Trial,
+    container: &Container,
+) -> Result<()> {
+    trial.state_before = run_state_check(engine, workload, trial, container).await?;
+    if trial.state_before.is_some() {
+        let pid = engine.root_pid(container).await?;
+        let (_, _) = trial
+            .clock
+            .time(async { Ok(engine::os::sockets::wait_for_closed(pid, CLOSE_WAIT_LIMIT).await) })
+            .await;
+    }
+    Ok(())
+}
+
+/// The check after the restore, compared with the one before; sets
+/// state_ok and says what differed.
+async fn check_after<E: Engine>(
+    engine: &E,
+    workload: &Workload,
+    trial: &mut Trial,
+    container: &Container,
+) -> Result<bool> {
+    let Some(after) = run_state_check(engine, workload, trial, container).await? else {
+        return Ok(true);
+    };
+    let Workload::User {
+        state: Some(state), ..
+    } = workload
+    else {
+        return Ok(true);
+    };
+    let before = trial.state_before.as_deref().unwrap_or_default();
+    let verdict = state.compare(before, &after);
+    trial.record.state_ok = Some(verdict.is_ok());
+    if let Err(problem) = verdict {
+        trial.record.error = Some(problem);
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// The measured part: checkpoint, stop, restore, verify. Does nothing for
 /// a trial that already failed. Then reads the host's state into the
 /// record, failed or not. The record is complete afterwards; the
@@ -248,6 +362,7 @@ async fn checkpoint_and_restore<E: Engine>(
     stop: &Stop,
 ) -> Result<()> {
     let container = trial.container.clone().context("no container")?;
+    check_before(engine, workload, trial, &container).await?;
     let (record, clock) = (&mut trial.record, &mut trial.clock);
     let checkpoint = "ckpt";
     stop.check()?;
@@ -310,6 +425,9 @@ async fn checkpoint_and_restore<E: Engine>(
         .await;
     if trial.record.verified {
         trial.record.verified = check_after_restore(engine, workload, trial, &container).await?;
+    }
+    if trial.record.verified {
+        trial.record.verified = check_after(engine, workload, trial, &container).await?;
     }
     if trial.record.verified {
         trial.record.status = Status::Ok;

@@ -28,6 +28,17 @@ pub struct UserWorkload {
     /// A log line matching this after the restore verifies the trial;
     /// without it, "still running" is all that is checked.
     pub check_pattern: Option<String>,
+    /// Run inside the container once it is ready (to load data).
+    #[serde(default)]
+    pub setup_cmd: Option<String>,
+    /// Run inside the container before the checkpoint and after the
+    /// restore: the program's own account of its state.
+    #[serde(default)]
+    pub check_cmd: Option<String>,
+    /// The after-restore output of check_cmd must match this, instead of
+    /// equalling the before-checkpoint output.
+    #[serde(default)]
+    pub check_expect: Option<String>,
 }
 
 fn default_ready_timeout() -> u64 {
@@ -46,7 +57,52 @@ pub enum Workload {
         timeout: std::time::Duration,
         /// A new log line matching this after the restore verifies it.
         check: Option<regex::Regex>,
+        /// Run inside the container once it is ready.
+        setup: Option<crate::workload::template::Template>,
+        /// The program's own check of its state, before and after.
+        state: Option<StateCheck>,
     },
+}
+
+/// The program's own check of its state: a command run inside the
+/// container before the checkpoint and after the restore.
+#[derive(Debug, Clone)]
+pub struct StateCheck {
+    pub cmd: crate::workload::template::Template,
+    /// The after-output must match this; without it, it must equal the
+    /// before-output.
+    pub expect: Option<regex::Regex>,
+}
+
+impl StateCheck {
+    /// Whether the state after the restore is the state before it; on
+    /// `false`, a message quoting both outputs (shortened).
+    pub fn compare(&self, before: &str, after: &str) -> Result<(), String> {
+        let holds = match &self.expect {
+            Some(pattern) => pattern.is_match(after),
+            None => before == after,
+        };
+        if holds {
+            return Ok(());
+        }
+        let wanted = match &self.expect {
+            Some(pattern) => format!("a match of '{pattern}'"),
+            None => format!("'{}' as before the checkpoint", shorten(before)),
+        };
+        Err(format!(
+            "the program's check (--check-cmd) changed: after the restore it printed '{}', wanted {wanted}",
+            shorten(after)
+        ))
+    }
+}
+
+/// At most 200 characters of a command's output, on one line.
+pub(crate) fn shorten(text: &str) -> String {
+    let flat = text.trim().replace('\n', " | ");
+    match flat.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &flat[..cut]),
+        None => flat,
+    }
 }
 
 impl Workload {
@@ -72,12 +128,28 @@ impl Workload {
                 unused.name()
             );
         }
+        let command = |flag: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| crate::workload::template::Template::parse_for(flag, t))
+                .transpose()
+        };
+        if user.check_expect.is_some() && user.check_cmd.is_none() {
+            bail!("--check-expect matches the output of --check-cmd: give --check-cmd too");
+        }
+        let state =
+            command("--check-cmd", &user.check_cmd)?.map(|cmd| StateCheck { cmd, expect: None });
+        let state = match (state, pattern("--check-expect", &user.check_expect)?) {
+            (Some(s), expect) => Some(StateCheck { expect, ..s }),
+            (None, _) => None,
+        };
         Ok(Workload::User {
             template,
             ready: pattern("--ready-pattern", &user.ready_pattern)?,
             delay: std::time::Duration::from_millis(user.ready_delay_ms),
             timeout: std::time::Duration::from_millis(user.ready_timeout_ms),
             check: pattern("--check-pattern", &user.check_pattern)?,
+            setup: command("--setup-cmd", &user.setup_cmd)?,
+            state,
         })
     }
 

@@ -18,16 +18,21 @@ impl Template {
     /// Splits `text` with shell quoting rules and checks that every
     /// `{placeholder}` names a sweep parameter.
     pub(crate) fn parse(text: &str) -> Result<Template> {
+        Template::parse_for("--cmd", text)
+    }
+
+    /// As `parse`, for the option `flag` (named in its errors).
+    pub(crate) fn parse_for(flag: &str, text: &str) -> Result<Template> {
         let words =
-            shlex::split(text).with_context(|| format!("--cmd '{text}' has unbalanced quotes"))?;
+            shlex::split(text).with_context(|| format!("{flag} '{text}' has unbalanced quotes"))?;
         if words.is_empty() {
-            bail!("--cmd is empty: give the command the container runs");
+            bail!("{flag} is empty: give the command to run");
         }
         for word in &words {
             for name in placeholders(word)? {
                 if !Axis::ALL.iter().any(|a| a.name() == name) {
                     bail!(
-                        "--cmd uses the unknown placeholder {{{name}}}; known ones are {}",
+                        "{flag} uses the unknown placeholder {{{name}}}; known ones are {}",
                         Axis::ALL
                             .iter()
                             .map(|a| format!("{{{}}}", a.name()))

@@ -29,7 +29,7 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
 use super::criu_stats::{PhaseStats, StatsCapture, STATS_DUMP, STATS_RESTORE};
-use super::{Container, Dumped, Engine, Image, PageDestination};
+use super::{Container, Dumped, Engine, Executed, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, Network, RunSpec};
 use crate::run::{owner_alive, RunId, PID_LABEL, RUN_LABEL};
 use crate::workload;
@@ -650,6 +650,43 @@ impl Engine for DockerEngine {
             lines.extend(splitter.push(&chunk?));
         }
         Ok(lines)
+    }
+
+    async fn exec(&self, container: &Container, argv: &[String]) -> Result<Executed> {
+        let what = format!("running a command in container {}", container.name);
+        let config = bollard::exec::CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.to_vec()),
+            ..Default::default()
+        };
+        let created = self
+            .client
+            .create_exec(&container.id, config)
+            .await
+            .map_err(|e| self.api_error(e, &what))?;
+        let started = self
+            .client
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| self.api_error(e, &what))?;
+        let mut text = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|e| self.api_error(e, &what))?;
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        }
+        let inspected = self
+            .client
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| self.api_error(e, &what))?;
+        Ok(Executed {
+            // No exit code once the output has ended: the daemon lost it.
+            code: inspected.exit_code.unwrap_or(-1),
+            output: text,
+        })
     }
 
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {

@@ -5,4 +5,5 @@ pub mod logfile;
 pub mod netns;
 pub mod proctree;
 pub mod rundir;
+pub mod sockets;
 pub mod status_fd;

@@ -90,3 +90,32 @@ pub fn remove_orphans() -> Result<usize> {
     }
     Ok(removed)
 }
+
+/// Sets loopback up in the network namespace of `pid`, when that is not
+/// ckpt's own. runc restores a container's new network namespace with its
+/// loopback down (CRIU issue 590, containerd issue 4683; seen with runc
+/// 1.1.5 under Docker and Podman), so a program serving on 127.0.0.1
+/// answers nothing after the restore until something brings it up.
+pub(crate) fn loopback_up(pid: u32) -> Result<()> {
+    let own =
+        std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let theirs = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .with_context(|| format!("cannot read the network namespace of pid {pid}"))?;
+    if own.ok() == Some(theirs) {
+        return Ok(());
+    }
+    let out = Command::new("nsenter")
+        .arg("-t")
+        .arg(pid.to_string())
+        .args(["-n", "ip", "link", "set", "lo", "up"])
+        .output()
+        .context("cannot run nsenter and ip (util-linux, iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "cannot set loopback up in the restored container (pid {pid}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

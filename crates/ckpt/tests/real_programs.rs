@@ -1,0 +1,294 @@
+//! Real programs, not ckpt's own: redis-server and python3's HTTP server,
+//! in images that scripts/make-image builds from Debian's packages, swept
+//! on Docker and Podman with their state loaded by --setup-cmd and checked
+//! by --check-cmd; a check that does fail when the state differs; and the
+//! doctor's socket check, passing with the CRIU setup builds and failing
+//! with an unpatched one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{ckpt, ckpt_objects, records, text};
+
+const REDIS: &str = "redis-server --port 6379 --save '' --enable-debug-command local";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An image of `kind` in Docker's and Podman's storage, removed from both
+/// when dropped (the test's own image: ckpt must never remove it).
+struct TestImage {
+    tag: String,
+}
+
+impl TestImage {
+    fn build(kind: &str) -> TestImage {
+        let tag = format!("ckpt-test-{kind}:{}", std::process::id());
+        let out = Command::new(repo().join("scripts/make-image"))
+            .args(["--engine", "both", kind, &tag])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "make-image: {out:?}");
+        TestImage { tag }
+    }
+
+    fn exists_in(&self, cli: &str) -> bool {
+        Command::new(cli)
+            .args(["image", "inspect", &self.tag])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        for cli in ["docker", "podman"] {
+            let _ = Command::new(cli).args(["rmi", "-f", &self.tag]).output();
+        }
+    }
+}
+
+/// `ckpt sweep` of one point, one trial per engine; returns success and
+/// what it printed.
+fn sweep(dir: &Path, engines: &str, image: &TestImage, extra: &[&str]) -> (bool, String) {
+    let out = ckpt()
+        .args(["sweep", "--engine", engines, "--children", "1"])
+        .args(["--repeat", "1", "--warmup", "0", "--image", &image.tag])
+        .args(extra)
+        .arg("--output")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    (out.status.success(), format!("{stdout}\n{stderr}"))
+}
+
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn redis_with_loaded_data_keeps_its_digest_on_docker_and_podman() {
+    let before = ckpt_objects();
+    let image = TestImage::build("redis");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("redis");
+    let (ok, output) = sweep(
+        &dir,
+        "docker,podman",
+        &image,
+        &[
+            "--cmd",
+            REDIS,
+            "--ready-pattern",
+            "Ready to accept connections",
+            "--setup-cmd",
+            "redis-cli -p 6379 debug populate 100000",
+            "--check-cmd",
+            "redis-cli -p 6379 debug digest",
+        ],
+    );
+    assert!(ok, "{output}");
+    let records = records(&dir);
+    assert_eq!(records.len(), 2, "{output}");
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["state_ok"], true, "{r}");
+        assert!(r["setup_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["check_ms"].as_f64().unwrap() > 0.0, "{r}");
+        // 100000 keys are in the checkpoint: several MiB, not an empty server.
+        assert!(r["checkpoint_bytes"].as_u64().unwrap() > 8 << 20, "{r}");
+    }
+    assert!(image.exists_in("docker") && image.exists_in("podman"));
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}
+
+#[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
+fn a_check_whose_output_changes_fails_the_trial_with_both_outputs() {
+    let before = ckpt_objects();
+    let image = TestImage::build("redis");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("changed");
+    // INCR answers 1 before the checkpoint and 2 after: the state differs.
+    let (ok, output) = sweep(
+        &dir,
+        "docker",
+        &image,
+        &[
+            "--cmd",
+            REDIS,
+            "--ready-pattern",
+            "Ready to accept connections",
+            "--check-cmd",
+            "redis-cli -p 6379 incr ckpt-check",
+        ],
+    );
+    let records = records(&dir);
+    assert_eq!(records.len(), 1, "{output}");
+    let r = &records[0];
+    assert_eq!(r["status"], "unverified", "{r}");
+    assert_eq!(r["state_ok"], false, "{r}");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("printed '2'") && error.contains("'1'"),
+        "{error}"
+    );
+    assert!(
+        output.contains("NOT verified: the program's check"),
+        "{ok} {output}"
+    );
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}
+
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn python_http_server_serves_the_same_page_after_the_restore() {
+    let before = ckpt_objects();
+    let image = TestImage::build("python");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("http");
+    let fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').read().decode())\"";
+    let (ok, output) = sweep(
+        &dir,
+        "docker,podman",
+        &image,
+        &[
+            "--cmd",
+            "python3 -m http.server 8080 --bind 127.0.0.1 --directory /srv/www",
+            "--ready-pattern",
+            "Serving HTTP",
+            "--check-cmd",
+            fetch,
+            "--check-expect",
+            "(?i)<html",
+        ],
+    );
+    assert!(ok, "{output}");
+    let records = records(&dir);
+    assert_eq!(records.len(), 2, "{output}");
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["state_ok"], true, "{r}");
+    }
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}
+
+#[test]
+#[ignore = "needs root and CRIU: ./scripts/test"]
+fn doctor_checkpoints_a_tcp_connection_and_leaves_nothing() {
+    let out = ckpt().args(["doctor", "--json"]).output().unwrap();
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sockets = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sockets")
+        .expect("a sockets check");
+    assert_eq!(sockets["status"], "ok", "{sockets}");
+    assert!(
+        sockets["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--tcp-established"),
+        "{sockets}"
+    );
+    assert_no_scratch_namespace();
+}
+
+fn assert_no_scratch_namespace() {
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with("-sockcheck"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// CRIU 4.1.1 without the socket patch, built from the source tarball
+/// scripts/setup keeps, in a directory to put first on PATH.
+fn unpatched_criu() -> tempfile::TempDir {
+    let tarball = "/var/cache/ckpt-setup/src/criu_4.1.1.orig.tar.xz";
+    assert!(
+        Path::new(tarball).is_file(),
+        "scripts/setup keeps {tarball}"
+    );
+    let build = tempfile::tempdir().unwrap();
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(build.path())
+        .args(["-xf", tarball])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "unpacking {tarball}");
+    let tree = build.path().join("criu-4.1.1");
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(&tree)
+        .args(["-j2", "criu"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "building CRIU: {out:?}");
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::copy(tree.join("criu/criu"), bin.path().join("criu")).unwrap();
+    bin
+}
+
+#[test]
+#[ignore = "needs root, CRIU's build dependencies (scripts/setup) and dockerd: ./scripts/test"]
+fn an_unpatched_criu_fails_the_socket_check_and_user_sweeps_are_refused() {
+    let before = ckpt_objects();
+    let bin = unpatched_criu();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = ckpt()
+        .args(["doctor", "--json"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sockets = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sockets")
+        .unwrap();
+    assert_eq!(sockets["status"], "warn", "{sockets}");
+    let detail = sockets["detail"].as_str().unwrap();
+    assert!(detail.contains("1:16 opt"), "CRIU's own words: {detail}");
+    assert!(
+        sockets["fix"]
+            .as_str()
+            .unwrap()
+            .contains("criu-4.1.1-socket-opts.patch"),
+        "{sockets}"
+    );
+    // A sweep of a user's program is refused before anything starts.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ckpt()
+        .args(["sweep", "--children", "1", "--repeat", "1", "--warmup", "0"])
+        .args(["--image", "any-image:1", "--cmd", "x"])
+        .arg("--output")
+        .arg(tmp.path().join("refused"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("needs CRIU to checkpoint sockets") && stderr.contains("scripts/setup"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("refused").exists());
+    assert_no_scratch_namespace();
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}
