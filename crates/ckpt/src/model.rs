@@ -150,7 +150,9 @@ impl EngineKind {
 
     /// Whether the user's own image can be run (it needs an image store).
     pub fn takes_user_image(self) -> bool {
-        self.has_daemon()
+        // runc unpacks the image from Docker's or Podman's storage; the
+        // criu engine runs processes on the host, without a root of their own.
+        self != EngineKind::Criu
     }
 
     /// Whether the engine calls runc, so needs it installed.
@@ -441,7 +443,8 @@ mod tests {
     fn capabilities_follow_the_engine_stack() {
         use EngineKind::*;
         assert!(!Criu.has_image() && !Criu.takes_filler_layer() && !Criu.uses_runc());
-        assert!(Runc.has_image() && !Runc.takes_user_image() && Runc.checkpoints_to_tmpfs());
+        assert!(Runc.has_image() && Runc.takes_user_image() && Runc.checkpoints_to_tmpfs());
+        assert!(!EngineKind::Criu.takes_user_image());
         assert!(Docker.takes_user_image() && Podman.has_daemon() && !Docker.checkpoints_to_tmpfs());
         assert_eq!(Docker.migration_methods(), &[MigrationMethod::Copy]);
         assert_eq!(Criu.migration_methods().len(), 3);

@@ -70,14 +70,14 @@ fn sweep(dir: &Path, engines: &str, image: &TestImage, extra: &[&str]) -> (bool,
 
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
-fn redis_with_loaded_data_keeps_its_digest_on_docker_and_podman() {
+fn redis_with_loaded_data_keeps_its_digest_on_docker_podman_and_runc() {
     let before = ckpt_objects();
     let image = TestImage::build("redis");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("redis");
     let (ok, output) = sweep(
         &dir,
-        "docker,podman",
+        "docker,podman,runc",
         &image,
         &[
             "--cmd",
@@ -92,7 +92,7 @@ fn redis_with_loaded_data_keeps_its_digest_on_docker_and_podman() {
     );
     assert!(ok, "{output}");
     let records = records(&dir);
-    assert_eq!(records.len(), 2, "{output}");
+    assert_eq!(records.len(), 3, "{output}");
     for r in &records {
         assert_eq!(r["status"], "ok", "{r}");
         assert_eq!(r["state_ok"], true, "{r}");
@@ -153,7 +153,7 @@ fn python_http_server_serves_the_same_page_after_the_restore() {
     let fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').read().decode())\"";
     let (ok, output) = sweep(
         &dir,
-        "docker,podman",
+        "docker,podman,runc",
         &image,
         &[
             "--cmd",
@@ -168,7 +168,7 @@ fn python_http_server_serves_the_same_page_after_the_restore() {
     );
     assert!(ok, "{output}");
     let records = records(&dir);
-    assert_eq!(records.len(), 2, "{output}");
+    assert_eq!(records.len(), 3, "{output}");
     for r in &records {
         assert_eq!(r["status"], "ok", "{r}");
         assert_eq!(r["state_ok"], true, "{r}");

@@ -8,6 +8,7 @@ pub mod criu_stats;
 pub mod moby;
 pub mod os;
 pub mod runc;
+pub(crate) mod user_rootfs;
 
 use std::time::Duration;
 

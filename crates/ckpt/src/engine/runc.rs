@@ -42,6 +42,8 @@ pub struct RuncEngine {
     /// A CRIU configuration file for this engine's containers (runc's
     /// `org.criu.config` annotation): a migration's TLS options.
     criu_config: Option<PathBuf>,
+    /// The user's image, unpacked once per run (`--image`).
+    user_rootfs: Mutex<Option<super::user_rootfs::UserRootfs>>,
 }
 
 /// Where a destination host's runc keeps its state, inside its run directory.
@@ -88,6 +90,7 @@ impl RuncEngine {
             root: None,
             writable_rootfs: false,
             criu_config: None,
+            user_rootfs: Mutex::new(None),
         }
     }
 
@@ -182,14 +185,33 @@ impl RuncEngine {
     }
 
     /// The OCI configuration: the workload as PID 1 of a container with its
-    /// own PID, mount, IPC, UTS and network namespaces and a read-only root.
-    fn config(&self, rootfs: &Path, args: &[String]) -> Result<Spec> {
+    /// own PID, mount, IPC, UTS and network namespaces and a read-only root
+    /// (writable with --writable-rootfs). A user's command runs as its
+    /// image says (environment, working directory, user).
+    fn config(&self, rootfs: &Path, spec: &RunSpec) -> Result<Spec> {
         let readonly = !self.writable_rootfs;
+        let argv = match &spec.entrypoint {
+            Some(entrypoint) => [entrypoint.clone(), spec.args.clone()].concat(),
+            None => [
+                vec![workload::BINARY_IN_IMAGE.to_string()],
+                spec.args.clone(),
+            ]
+            .concat(),
+        };
+        let user = self
+            .user_rootfs
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))?
+            .clone();
+        let process = match user.filter(|u| u.path == rootfs) {
+            Some(user) => user.process(argv)?,
+            None => {
+                let mut process = Process::default();
+                process.set_args(Some(argv)).set_terminal(Some(false));
+                process
+            }
+        };
         let mut spec = Spec::default();
-        let mut process = Process::default();
-        let mut argv = vec![workload::BINARY_IN_IMAGE.to_string()];
-        argv.extend(args.iter().cloned());
-        process.set_args(Some(argv)).set_terminal(Some(false));
         let mut root = Root::default();
         root.set_path(rootfs.to_path_buf())
             .set_readonly(Some(readonly));
@@ -201,6 +223,41 @@ impl RuncEngine {
             spec.set_annotations(Some([annotation].into_iter().collect()));
         }
         Ok(spec)
+    }
+
+    /// The user's image, unpacked into the run's directory the first time
+    /// it is asked for.
+    async fn user_image(&self, run: &RunId, reference: &str) -> Result<Image> {
+        let known = self
+            .user_rootfs
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))?
+            .clone();
+        let unpacked = match known.filter(|u| u.reference == reference) {
+            Some(u) => u,
+            None => {
+                let dir = match self.run_dir() {
+                    Ok(dir) => dir,
+                    Err(_) => rundir::create("runc", run)?,
+                };
+                *self
+                    .dir
+                    .lock()
+                    .map_err(|_| anyhow!("internal lock poisoned"))? = Some(dir.clone());
+                let u = super::user_rootfs::unpack(run, reference, &dir).await?;
+                *self
+                    .user_rootfs
+                    .lock()
+                    .map_err(|_| anyhow!("internal lock poisoned"))? = Some(u.clone());
+                u
+            }
+        };
+        Ok(Image {
+            reference: unpacked.path.display().to_string(),
+            size_bytes: super::dir_size(&unpacked.path).unwrap_or(0),
+            // The run's copy: it goes with the run's directory.
+            owned: true,
+        })
     }
 
     async fn state_pid(&self, container: &Container) -> Result<u32> {
@@ -259,6 +316,9 @@ impl Engine for RuncEngine {
     }
 
     async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image> {
+        if let Some(reference) = &spec.user_image {
+            return self.user_image(run, reference).await;
+        }
         let dir = rundir::create("runc", run)?;
         let rootfs = dir.join(format!("rootfs-f{}", spec.filler_mib));
         rundir::make_private_dir(&rootfs)?;
@@ -292,7 +352,7 @@ impl Engine for RuncEngine {
         };
         let bundle = self.bundle(&container)?;
         rundir::make_private_dir(&bundle)?;
-        self.config(Path::new(&image.reference), &spec.args)?
+        self.config(Path::new(&image.reference), spec)?
             .save(bundle.join("config.json"))
             .map_err(|e| anyhow!("cannot write config.json for {}: {e}", spec.name))?;
         self.detached(

@@ -249,7 +249,7 @@ impl SweepPlan {
             .collect();
         if self.workload.is_some() && !imageless.is_empty() {
             bail!(
-                "--image runs on the docker and podman engines only ({} take(s) no image): drop {} from --engine",
+                "--image runs on the docker, podman and runc engines ({} take(s) no image: it runs processes on the host): drop {} from --engine",
                 imageless.join(", "),
                 imageless.join(", ")
             );
@@ -659,8 +659,8 @@ mod tests {
             check_cmd: None,
             check_expect: None,
         });
-        assert!(format!("{:#}", p.validate().unwrap_err()).contains("docker and podman"));
-        p.engines = vec![EngineKind::Podman];
+        assert!(format!("{:#}", p.validate().unwrap_err()).contains("drop criu"));
+        p.engines = vec![EngineKind::Podman, EngineKind::Runc];
         p.validate().unwrap();
     }
 

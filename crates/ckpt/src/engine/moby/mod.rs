@@ -9,6 +9,7 @@
 mod leftovers;
 mod migration;
 pub mod podman;
+pub mod rootfs;
 pub mod second;
 
 use std::collections::HashMap;
