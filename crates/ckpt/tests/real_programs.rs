@@ -292,3 +292,41 @@ fn an_unpatched_criu_fails_the_socket_check_and_user_sweeps_are_refused() {
     assert_no_scratch_namespace();
     assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
+
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn a_program_that_dies_before_it_is_ready_is_reported_at_once_with_its_last_words() {
+    let before = ckpt_objects();
+    let image = TestImage::build("redis");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dies");
+    let started = std::time::Instant::now();
+    // redis-server refuses an unknown option and exits with status 1.
+    let (_, output) = sweep(
+        &dir,
+        "docker,podman,runc",
+        &image,
+        &[
+            "--cmd",
+            "redis-server --port 6379 --no-such-option 1",
+            "--ready-pattern",
+            "Ready to accept connections",
+            "--ready-timeout",
+            "300s",
+        ],
+    );
+    // Far below the ready timeout: nobody waited for it.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(150),
+        "{output}"
+    );
+    let records = records(&dir);
+    assert_eq!(records.len(), 3, "{output}");
+    for r in &records {
+        assert_eq!(r["status"], "failed", "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains("ended before printing"), "{error}");
+        assert!(error.contains("Bad directive"), "its last lines: {error}");
+    }
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}

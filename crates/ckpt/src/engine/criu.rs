@@ -335,8 +335,8 @@ impl Engine for CriuEngine {
     ) -> Result<String> {
         let log = self.container_dir(container)?.join("out.log");
         let pid = self.pid_of(container)?;
-        let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
-        logfile::wait_for_line(&log, skip, wanted, timeout, alive)
+        let ended = || super::os::proctree::ended(pid);
+        logfile::wait_for_line(&log, skip, wanted, timeout, ended)
             .await
             .with_context(|| format!("process tree {}", container.name))
     }

@@ -372,7 +372,13 @@ impl Engine for RuncEngine {
         timeout: Duration,
     ) -> Result<String> {
         let log = self.bundle(container)?.join("out.log");
-        logfile::wait_for_line(&log, skip, wanted, timeout, || true)
+        // The container's first process: once it ends, nothing more comes.
+        let pid = self.state_pid(container).await.ok();
+        let ended = || match pid {
+            Some(pid) => super::os::proctree::ended(pid),
+            None => Some("the container is not running".into()),
+        };
+        logfile::wait_for_line(&log, skip, wanted, timeout, ended)
             .await
             .with_context(|| format!("container {}", container.name))
     }

@@ -480,6 +480,26 @@ impl DockerEngine {
         }
     }
 
+    /// "exited with status N" (or what the daemon knows) of a stopped
+    /// container.
+    async fn how_it_ended(&self, container: &Container) -> String {
+        let state = self
+            .client
+            .inspect_container(&container.id, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|c| c.state);
+        match state {
+            Some(s) if s.oom_killed == Some(true) => "killed for want of memory".into(),
+            Some(s) => match (s.exit_code, s.error.filter(|e| !e.is_empty())) {
+                (_, Some(error)) => format!("the engine said: {error}"),
+                (Some(code), None) => format!("it exited with status {code}"),
+                (None, None) => "how is unknown".into(),
+            },
+            None => "how is unknown".into(),
+        }
+    }
+
     fn log_stream(&self, id: &str, follow: bool) -> impl Stream<Item = Result<String>> + '_ {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
@@ -627,12 +647,16 @@ impl Engine for DockerEngine {
                     seen.push(line);
                 }
             }
-            bail!(
-                "the container {} stopped before printing the expected line",
-                container.name
-            )
+            Ok(String::new())
         };
         match tokio::time::timeout(timeout, search).await {
+            // The log ended: the container stopped.
+            Ok(Ok(line)) if line.is_empty() => bail!(
+                "container {} ended before printing the expected line ({}); its last lines: {}",
+                container.name,
+                self.how_it_ended(container).await,
+                last_lines(&seen, 5)
+            ),
             Ok(result) => result,
             Err(_) => bail!(
                 "timed out after {:.1} s waiting for container {} to print the expected line; its last lines: {}",

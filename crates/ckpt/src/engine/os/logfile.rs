@@ -35,13 +35,15 @@ pub(crate) fn lines(path: &Path) -> Result<Vec<String>> {
 
 /// Polls the file until it holds a line matching `wanted` after `skip`
 /// earlier matches. Polling every few milliseconds costs nothing next to
-/// a container start and needs no inotify plumbing.
+/// a container start and needs no inotify plumbing. `ended` says how the
+/// program ended once it has (None while it runs): a program that dies
+/// is reported at once, not after the timeout.
 pub(crate) async fn wait_for_line(
     path: &Path,
     skip: usize,
     wanted: &(dyn Fn(&str) -> bool + Sync),
     timeout: Duration,
-    alive: impl Fn() -> bool,
+    ended: impl Fn() -> Option<String>,
 ) -> Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -49,9 +51,11 @@ pub(crate) async fn wait_for_line(
         if let Some(line) = all.iter().filter(|l| wanted(l)).nth(skip) {
             return Ok(line.clone());
         }
-        if !alive() {
+        if let Some(how) = ended() {
+            // Its last words may still be on their way to the file.
+            let all = lines(path).unwrap_or_default();
             bail!(
-                "the workload exited before printing the expected line; its last lines: {}",
+                "the program ended before printing the expected line ({how}); its last lines: {}",
                 tail(&all)
             );
         }
@@ -83,13 +87,21 @@ mod tests {
         let path = dir.path().join("out.log");
         std::fs::write(&path, "ckpt fib index=0\nckpt fib index=1\nckpt fib ind").unwrap();
         let is_fib = |l: &str| l.starts_with("ckpt fib");
-        let second = wait_for_line(&path, 1, &is_fib, Duration::from_secs(1), || true)
+        let second = wait_for_line(&path, 1, &is_fib, Duration::from_secs(1), || None)
             .await
             .unwrap();
         assert_eq!(second, "ckpt fib index=1");
-        let third = wait_for_line(&path, 2, &is_fib, Duration::from_millis(50), || true).await;
+        let third = wait_for_line(&path, 2, &is_fib, Duration::from_millis(50), || None).await;
         assert!(format!("{:#}", third.unwrap_err()).contains("timed out"));
-        let dead = wait_for_line(&path, 2, &is_fib, Duration::from_secs(5), || false).await;
-        assert!(format!("{:#}", dead.unwrap_err()).contains("exited"));
+        let dead = wait_for_line(&path, 2, &is_fib, Duration::from_secs(5), || {
+            Some("it exited with status 1".into())
+        })
+        .await;
+        let said = format!("{:#}", dead.unwrap_err());
+        assert!(
+            said.contains("ended") && said.contains("status 1"),
+            "{said}"
+        );
+        assert!(said.contains("ckpt fib index=1"), "its last lines: {said}");
     }
 }

@@ -115,6 +115,34 @@ pub(crate) fn reap(pids: &[u32], timeout: std::time::Duration) -> bool {
     pending.is_empty()
 }
 
+/// Whether the process `pid` has ended, and how: None while it runs.
+/// A zombie child of ours is collected here for its exit status (a zombie
+/// runs nothing, though /proc still lists it).
+pub(crate) fn ended(pid: u32) -> Option<String> {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Some("it exited".into());
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|c| stat[c + 1..].split_whitespace().next());
+    if state != Some("Z") {
+        return None;
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on one pid with WNOHANG never blocks.
+    let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+    if r != pid as i32 {
+        return Some("it exited".into());
+    }
+    Some(if libc::WIFEXITED(status) {
+        format!("it exited with status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("it was killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        "it exited".into()
+    })
+}
+
 /// Collects the exited workload processes that were handed to us as the
 /// subreaper: a container's first process, after runc detached from it,
 /// becomes our child, and when a checkpoint or a delete ends it, our
@@ -180,6 +208,25 @@ mod tests {
         assert!(!exited_workload_of("42 (ckpt-workload) Z 8 42 42", 7));
         assert!(!exited_workload_of("42 (runc) Z 7 42 42", 7));
         assert!(!exited_workload_of("42 (a ) Z 7) S 7", 7));
+    }
+
+    #[test]
+    // `ended` collects the child itself: that is what it is for.
+    #[allow(clippy::zombie_processes)]
+    fn says_how_a_child_ended() {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = std::time::Instant::now();
+        let mut how = ended(pid);
+        while how.is_none() && started.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            how = ended(pid);
+        }
+        assert_eq!(how.as_deref(), Some("it exited with status 3"));
+        assert_eq!(ended(std::process::id()), None);
     }
 
     #[test]
