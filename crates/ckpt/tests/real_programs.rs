@@ -330,3 +330,31 @@ fn a_program_that_dies_before_it_is_ready_is_reported_at_once_with_its_last_word
     }
     assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
+
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn a_failed_checkpoint_quotes_criu_on_docker_and_podman() {
+    let before = ckpt_objects();
+    let image = TestImage::build("python");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("criu-says");
+    // A TCP connection to itself: CRIU refuses it without --tcp-established.
+    let holder = "python3 -c \"import socket,time; l=socket.socket(); l.bind(('127.0.0.1',7000)); l.listen(); c=socket.create_connection(('127.0.0.1',7000)); s=l.accept(); print('ready',flush=True); time.sleep(600)\"";
+    let (_, output) = sweep(
+        &dir,
+        "docker,podman",
+        &image,
+        &["--cmd", holder, "--ready-pattern", "^ready$"],
+    );
+    let records = records(&dir);
+    assert_eq!(records.len(), 2, "{output}");
+    for r in &records {
+        assert_eq!(r["status"], "failed", "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains("CRIU said:") && error.contains("--tcp-established"),
+            "CRIU's own words, not only the engine's: {error}"
+        );
+    }
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}

@@ -137,6 +137,37 @@ pub(crate) fn criu_log_errors(log: &Path) -> String {
     format!("CRIU said: {} (log: {})", errors.join(" | "), log.display())
 }
 
+/// The error lines of a CRIU log written since `since` (a log left by an
+/// earlier call says nothing about this one); None when there are none.
+pub(crate) fn criu_errors_since(log: &Path, since: std::time::SystemTime) -> Option<String> {
+    let modified = std::fs::metadata(log).and_then(|m| m.modified()).ok()?;
+    if modified < since {
+        return None;
+    }
+    let text = std::fs::read_to_string(log).ok()?;
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE"))
+        .take(3)
+        .collect();
+    (!errors.is_empty()).then(|| errors.join(" | "))
+}
+
+/// Adds CRIU's own error lines (from `logs`, the first that has any) to a
+/// failed engine call's error: engines report only that CRIU failed.
+pub(crate) async fn quoting_criu<T>(
+    logs: &[PathBuf],
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = std::time::SystemTime::now();
+    call.await.map_err(
+        |e| match logs.iter().find_map(|log| criu_errors_since(log, started)) {
+            Some(lines) => anyhow!("{e:#}; CRIU said: {lines}"),
+            None => e,
+        },
+    )
+}
+
 /// `-D images -W work -o LOG -v4`, the options every criu call here takes.
 fn criu_dirs(images: &Path, work: &Path, log: &str) -> Vec<String> {
     vec![

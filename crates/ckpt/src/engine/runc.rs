@@ -158,6 +158,13 @@ impl RuncEngine {
         ))
     }
 
+    /// Where CRIU writes its log `name`: runc's work directory, or the
+    /// run's shared one when /etc/criu/runc.conf redirects it.
+    fn criu_logs(&self, work: &Path, name: &str) -> Vec<PathBuf> {
+        let shared = self.shared_stats.iter().map(|s| s.path(name));
+        std::iter::once(work.join(name)).chain(shared).collect()
+    }
+
     /// The images and work directories of one checkpoint, created private.
     fn checkpoint_dirs(
         &self,
@@ -408,19 +415,16 @@ impl Engine for RuncEngine {
         let (images, work) = self.checkpoint_dirs(container, checkpoint)?;
         let (images_arg, work_arg) = (images.display().to_string(), work.display().to_string());
         let what = format!("checkpointing container {}", container.name);
-        runc(
-            self.root.as_deref(),
-            &[
-                "checkpoint",
-                "--image-path",
-                &images_arg,
-                "--work-path",
-                &work_arg,
-                &container.name,
-            ],
-            &what,
-        )
-        .await?;
+        let args = [
+            "checkpoint",
+            "--image-path",
+            &images_arg,
+            "--work-path",
+            &work_arg,
+            &container.name,
+        ];
+        let call = runc(self.root.as_deref(), &args, &what);
+        super::criu::quoting_criu(&self.criu_logs(&work, "dump.log"), call).await?;
         Ok(PhaseStats::at(
             Some(&work),
             STATS_DUMP,
@@ -441,7 +445,9 @@ impl Engine for RuncEngine {
     }
 
     async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
-        self.restore_with(container, checkpoint, false).await
+        let work = self.bundle(container)?.join("work").join(checkpoint);
+        let logs = self.criu_logs(&work, "restore.log");
+        super::criu::quoting_criu(&logs, self.restore_with(container, checkpoint, false)).await
     }
 
     async fn restore_lazily(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {

@@ -480,6 +480,53 @@ impl DockerEngine {
         }
     }
 
+    /// Docker's or libpod's checkpoint call.
+    async fn checkpoint_only(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        let stats = PhaseStats::at(None, STATS_DUMP, self.stats.as_deref());
+        if self.flavor == Flavor::Podman {
+            let what = format!("checkpointing container {}", container.name);
+            self.libpod_post(container, "checkpoint", &what).await?;
+            return Ok(stats);
+        }
+        let options = CreateCheckpointOptions {
+            checkpoint_id: checkpoint.to_string(),
+            checkpoint_dir: None,
+            exit: true,
+        };
+        self.client
+            .create_checkpoint(&container.id, options)
+            .await
+            .map_err(|e| {
+                self.api_error(e, &format!("checkpointing container {}", container.name))
+            })?;
+        self.make_checkpoint_unique(container, checkpoint);
+        Ok(stats)
+    }
+
+    /// Docker's start from a checkpoint, or libpod's restore.
+    async fn restore_only(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        let stats = PhaseStats::at(None, STATS_RESTORE, self.stats.as_deref());
+        if self.flavor == Flavor::Podman {
+            let what = format!("restoring container {} from its checkpoint", container.name);
+            self.libpod_post(container, "restore", &what).await?;
+            return Ok(stats);
+        }
+        let query = format!("checkpoint={checkpoint}");
+        let what = format!(
+            "restoring container {} from checkpoint {checkpoint}",
+            container.name
+        );
+        self.start_rewritten(container, move |uri| with_query(uri, &query), &what)
+            .await?;
+        Ok(stats)
+    }
+
+    /// Where CRIU left its log of `name` (dump.log, restore.log), when ckpt
+    /// arranged its work directory: Docker deletes its own copy.
+    fn criu_log(&self, name: &str) -> Vec<PathBuf> {
+        self.stats.iter().map(|s| s.path(name)).collect()
+    }
+
     /// "exited with status N" (or what the daemon knows) of a stopped
     /// container.
     async fn how_it_ended(&self, container: &Container) -> String {
@@ -715,25 +762,13 @@ impl Engine for DockerEngine {
     }
 
     async fn checkpoint(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
-        let stats = PhaseStats::at(None, STATS_DUMP, self.stats.as_deref());
-        if self.flavor == Flavor::Podman {
-            let what = format!("checkpointing container {}", container.name);
-            self.libpod_post(container, "checkpoint", &what).await?;
-            return Ok(stats);
-        }
-        let options = CreateCheckpointOptions {
-            checkpoint_id: checkpoint.to_string(),
-            checkpoint_dir: None,
-            exit: true,
-        };
-        self.client
-            .create_checkpoint(&container.id, options)
-            .await
-            .map_err(|e| {
-                self.api_error(e, &format!("checkpointing container {}", container.name))
-            })?;
-        self.make_checkpoint_unique(container, checkpoint);
-        Ok(stats)
+        let logs = self.criu_log("dump.log");
+        super::criu::quoting_criu(&logs, self.checkpoint_only(container, checkpoint)).await
+    }
+
+    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
+        let logs = self.criu_log("restore.log");
+        super::criu::quoting_criu(&logs, self.restore_only(container, checkpoint)).await
     }
 
     /// Stop-and-copy only: Docker checkpoints into its own directory,
@@ -774,23 +809,6 @@ impl Engine for DockerEngine {
             }) => Ok(()),
             Err(e) => Err(self.api_error(e, &format!("stopping container {}", container.name))),
         }
-    }
-
-    async fn restore(&self, container: &Container, checkpoint: &str) -> Result<PhaseStats> {
-        let stats = PhaseStats::at(None, STATS_RESTORE, self.stats.as_deref());
-        if self.flavor == Flavor::Podman {
-            let what = format!("restoring container {} from its checkpoint", container.name);
-            self.libpod_post(container, "restore", &what).await?;
-            return Ok(stats);
-        }
-        let query = format!("checkpoint={checkpoint}");
-        let what = format!(
-            "restoring container {} from checkpoint {checkpoint}",
-            container.name
-        );
-        self.start_rewritten(container, move |uri| with_query(uri, &query), &what)
-            .await?;
-        Ok(stats)
     }
 
     /// dockerd's pid from its pid file (Podman's service is ckpt's own:
