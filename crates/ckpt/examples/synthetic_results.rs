@@ -64,6 +64,7 @@ fn plan(repeat: u32) -> SweepPlan {
         seed: 14,
         migrate: Vec::new(),
         link_rate: None,
+        tcp_established: false,
     }
 }
 

@@ -155,6 +155,12 @@ impl EngineKind {
         self != EngineKind::Criu
     }
 
+    /// Whether ckpt can ask the engine to checkpoint and restore established
+    /// TCP connections (CRIU's --tcp-established).
+    pub fn keeps_tcp_connections(self) -> bool {
+        matches!(self, EngineKind::Runc | EngineKind::Podman)
+    }
+
     /// Whether the engine calls runc, so needs it installed.
     pub fn uses_runc(self) -> bool {
         self != EngineKind::Criu

@@ -358,3 +358,69 @@ fn a_failed_checkpoint_quotes_criu_on_docker_and_podman() {
     }
     assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
+
+/// A program holding a TCP connection to itself that sends a byte over it
+/// every 200 ms and prints the count; it dies (no new line) when the
+/// connection breaks.
+const CONNECTED: &str = "python3 -c \"import socket,time; l=socket.socket(); l.bind(('127.0.0.1',7000)); l.listen(); c=socket.create_connection(('127.0.0.1',7000)); s,_=l.accept(); print('ready',flush=True); n=0\nwhile True:\n  c.sendall(b'x'); assert s.recv(1)==b'x'; n+=1; print('n',n,flush=True); time.sleep(0.2)\"";
+
+#[test]
+#[ignore = "needs root, Podman and CRIU: ./scripts/test"]
+fn an_established_connection_carries_on_after_the_restore_on_runc_and_podman() {
+    let before = ckpt_objects();
+    let image = TestImage::build("python");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kept");
+    let (ok, output) = sweep(
+        &dir,
+        "runc,podman",
+        &image,
+        &[
+            "--tcp-established",
+            "--cmd",
+            CONNECTED,
+            "--ready-pattern",
+            "^ready$",
+            // A new count after the restore: bytes crossed the restored connection.
+            "--check-pattern",
+            "^n [0-9]+$",
+        ],
+    );
+    assert!(ok, "{output}");
+    let records = records(&dir);
+    assert_eq!(records.len(), 2, "{output}");
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+    assert_no_scratch_namespace();
+    let left: Vec<_> = std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "the containers' namespaces are gone: {left:?}"
+    );
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}
+
+#[test]
+#[ignore = "needs root and dockerd: ./scripts/test"]
+fn tcp_established_on_docker_is_refused_up_front_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::assert_fails(
+        &[
+            "sweep",
+            "--engine",
+            "docker",
+            "--tcp-established",
+            "--image",
+            "any:1",
+            "--cmd",
+            "x",
+            "--output",
+            tmp.path().join("refused").to_str().unwrap(),
+        ],
+        "Docker's API has no such option",
+    );
+    assert!(!tmp.path().join("refused").exists());
+}

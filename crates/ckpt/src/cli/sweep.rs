@@ -63,6 +63,9 @@ pub(super) struct SweepArgs {
     /// Regular expression the after-restore output of --check-cmd must match, instead of equalling the output before
     #[arg(long, requires = "check_cmd", value_name = "REGEX")]
     check_expect: Option<String>,
+    /// Checkpoint and restore the program's established TCP connections too (runc and podman; Docker's API cannot)
+    #[arg(long, requires = "image")]
+    tcp_established: bool,
     /// Measured trials per point
     #[arg(long, default_value_t = 5)]
     repeat: u32,
@@ -181,6 +184,7 @@ impl Start {
             seed: args.seed.unwrap_or_else(rand::random),
             migrate: args.migrate.clone(),
             link_rate: args.link_rate.clone(),
+            tcp_established: args.tcp_established,
         };
         plan.validate()?;
         ckpt::workload::Workload::new(plan.workload.as_ref(), &plan.swept_axes())?;
@@ -234,12 +238,15 @@ pub(super) async fn run(args: SweepArgs) -> Result<u8> {
     let start = Start::from_args(&args, &run)?;
     doctor::require_engines(start.engines()).await?;
     if start.plan().workload.is_some() {
-        doctor::require_sockets("a sweep of your own program (--image)")?;
+        doctor::require_sockets("a sweep of your own program (--image, --tcp-established)")?;
     }
     stop.check()?;
     // `capture` puts /etc/criu/runc.conf back when it drops, on every path.
     let capture = keep_criu_statistics(&run, start.engines());
-    let (engines, facts) = any::open(start.engines(), &run, capture.clone()).await?;
+    let options = any::Options {
+        tcp_established: start.plan().tcp_established,
+    };
+    let (engines, facts) = any::open_with(start.engines(), &run, capture.clone(), options).await?;
     stop.check()?;
     sweeping::check_user_image(&engines, start.plan(), &run).await?;
     stop.check()?;

@@ -151,6 +151,24 @@ pub async fn open(
     run: &RunId,
     stats: Option<std::sync::Arc<super::criu_stats::StatsCapture>>,
 ) -> Result<(Vec<AnyEngine>, Option<super::moby::DaemonFacts>)> {
+    open_with(kinds, run, stats, Options::default()).await
+}
+
+/// How the engines checkpoint, beyond their defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Established TCP connections are checkpointed and restored
+    /// (runc and Podman only; the plan refuses the others).
+    pub tcp_established: bool,
+}
+
+/// `open`, with `options`.
+pub async fn open_with(
+    kinds: &[EngineKind],
+    run: &RunId,
+    stats: Option<std::sync::Arc<super::criu_stats::StatsCapture>>,
+    options: Options,
+) -> Result<(Vec<AnyEngine>, Option<super::moby::DaemonFacts>)> {
     let mut engines = Vec::new();
     let mut facts = None;
     for kind in kinds {
@@ -165,9 +183,14 @@ pub async fn open(
                 let service = super::moby::podman::Service::start(run)?;
                 let mut podman = DockerEngine::podman(service).await?;
                 podman.use_criu_stats(stats.clone());
+                podman.tcp_established = options.tcp_established;
                 AnyEngine::Docker(podman)
             }
-            EngineKind::Runc => AnyEngine::Runc(RuncEngine::new(stats.clone())),
+            EngineKind::Runc => {
+                let mut runc = RuncEngine::new(stats.clone());
+                runc.tcp_established = options.tcp_established;
+                AnyEngine::Runc(runc)
+            }
             EngineKind::Criu => AnyEngine::Criu(CriuEngine::new()),
         });
     }

@@ -19,6 +19,7 @@ use oci_spec::runtime::{Process, Root, Spec};
 use tokio::process::Command;
 
 use super::criu_stats::{PhaseStats, StatsCapture, STATS_DUMP, STATS_RESTORE};
+use super::os::netns::ScratchNetns;
 use super::os::status_fd;
 use super::os::{logfile, rundir};
 use super::{Container, Dumped, Engine, Image, PageDestination};
@@ -42,6 +43,14 @@ pub struct RuncEngine {
     /// A CRIU configuration file for this engine's containers (runc's
     /// `org.criu.config` annotation): a migration's TLS options.
     criu_config: Option<PathBuf>,
+    /// Checkpoint and restore established TCP connections: each container
+    /// then gets a network namespace of ckpt's (loopback up), which runc
+    /// treats as external and restores into, because the namespace runc
+    /// makes itself comes back with loopback down, too late for CRIU to
+    /// reconnect the sockets (CRIU issue 590).
+    pub(crate) tcp_established: bool,
+    /// Those namespaces, by container name; dropped with the container.
+    netns: Mutex<std::collections::HashMap<String, ScratchNetns>>,
     /// The user's image, unpacked once per run (`--image`).
     user_rootfs: Mutex<Option<super::user_rootfs::UserRootfs>>,
 }
@@ -91,6 +100,8 @@ impl RuncEngine {
             writable_rootfs: false,
             criu_config: None,
             user_rootfs: Mutex::new(None),
+            tcp_established: false,
+            netns: Mutex::new(Default::default()),
         }
     }
 
@@ -140,6 +151,9 @@ impl RuncEngine {
         let mut args = vec!["restore", "-d"];
         if lazy {
             args.push("--lazy-pages");
+        }
+        if self.tcp_established {
+            args.push("--tcp-established");
         }
         args.extend([
             "--image-path",
@@ -317,6 +331,36 @@ impl RuncEngine {
     }
 }
 
+/// A namespace name's part for a container: its trial and point
+/// (`t3-n1` of `ckpt-<run>-t3-n1`), short enough for /run/netns.
+fn short_name(container: &str) -> String {
+    let tail: Vec<&str> = container.rsplitn(3, '-').take(2).collect();
+    format!(
+        "{}-{}",
+        tail.get(1).unwrap_or(&"c"),
+        tail.first().unwrap_or(&"0")
+    )
+}
+
+/// Makes the spec's network namespace the one at `path`.
+fn join_netns(config: &mut Spec, path: &Path) -> Result<()> {
+    use oci_spec::runtime::LinuxNamespaceType;
+    let linux = config
+        .linux_mut()
+        .as_mut()
+        .context("the OCI spec has no linux section")?;
+    let namespaces = linux
+        .namespaces_mut()
+        .as_mut()
+        .context("the OCI spec has no namespaces")?;
+    let network = namespaces
+        .iter_mut()
+        .find(|n| n.typ() == LinuxNamespaceType::Network)
+        .context("the OCI spec has no network namespace")?;
+    network.set_path(Some(path.to_path_buf()));
+    Ok(())
+}
+
 impl Engine for RuncEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Runc
@@ -359,7 +403,16 @@ impl Engine for RuncEngine {
         };
         let bundle = self.bundle(&container)?;
         rundir::make_private_dir(&bundle)?;
-        self.config(Path::new(&image.reference), spec)?
+        let mut config = self.config(Path::new(&image.reference), spec)?;
+        if self.tcp_established {
+            let netns = ScratchNetns::create(&short_name(&spec.name))?;
+            join_netns(&mut config, &netns.path())?;
+            self.netns
+                .lock()
+                .map_err(|_| anyhow!("internal lock poisoned"))?
+                .insert(spec.name.clone(), netns);
+        }
+        config
             .save(bundle.join("config.json"))
             .map_err(|e| anyhow!("cannot write config.json for {}: {e}", spec.name))?;
         self.detached(
@@ -415,14 +468,13 @@ impl Engine for RuncEngine {
         let (images, work) = self.checkpoint_dirs(container, checkpoint)?;
         let (images_arg, work_arg) = (images.display().to_string(), work.display().to_string());
         let what = format!("checkpointing container {}", container.name);
-        let args = [
-            "checkpoint",
-            "--image-path",
-            &images_arg,
-            "--work-path",
-            &work_arg,
-            &container.name,
-        ];
+        let tcp = self.tcp_established.then_some("--tcp-established");
+        let args: Vec<&str> = ["checkpoint", "--image-path", &images_arg]
+            .into_iter()
+            .chain(["--work-path", &work_arg])
+            .chain(tcp)
+            .chain([container.name.as_str()])
+            .collect();
         let call = runc(self.root.as_deref(), &args, &what);
         super::criu::quoting_criu(&self.criu_logs(&work, "dump.log"), call).await?;
         Ok(PhaseStats::at(
@@ -533,6 +585,9 @@ impl Engine for RuncEngine {
             bail!("runc could not remove container {}", container.name);
         }
         crate::engine::os::proctree::reap_exited_workloads();
+        if let Ok(mut namespaces) = self.netns.lock() {
+            namespaces.remove(&container.name);
+        }
         rundir::remove(&self.bundle(container)?)
     }
 

@@ -343,6 +343,7 @@ pub(crate) mod tests {
             seed: 1,
             migrate: Vec::new(),
             link_rate: None,
+            tcp_established: false,
         }
     }
 

@@ -166,6 +166,10 @@ pub struct SweepPlan {
     /// shaped to; None: unshaped.
     #[serde(default)]
     pub link_rate: Option<String>,
+    /// Checkpoint and restore established TCP connections (CRIU's
+    /// --tcp-established): runc and podman; Docker's API has no such option.
+    #[serde(default)]
+    pub tcp_established: bool,
 }
 
 /// Refuses, before anything is expanded or created, a grid whose largest
@@ -257,6 +261,14 @@ impl SweepPlan {
         if let Some(e) = self.engines.iter().find(|e| !e.takes_filler_layer()) {
             if self.filler_mib.iter().any(|f| *f > 0) {
                 bail!("--image-filler-mib needs an image, and the {e} engine runs the workload without one: drop {e} from --engine");
+            }
+        }
+        if self.tcp_established {
+            if let Some(e) = self.engines.iter().find(|e| !e.keeps_tcp_connections()) {
+                bail!("--tcp-established: the {e} engine cannot checkpoint established connections (Docker's API has no such option, and a tcp-established line in /etc/criu/runc.conf would apply to every container on the host): use runc or podman");
+            }
+            if self.workload.is_none() {
+                bail!("--tcp-established is for your own program (--image): ckpt's workload holds no connection");
             }
         }
         if self.filler_mib.iter().any(|f| *f > 0) && self.workload.is_some() {
@@ -514,6 +526,7 @@ mod tests {
             seed: 7,
             migrate: Vec::new(),
             link_rate: None,
+            tcp_established: false,
         }
     }
 

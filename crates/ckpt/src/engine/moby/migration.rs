@@ -48,6 +48,8 @@ impl DockerEngine {
             root_dir: facts.root_dir.map(PathBuf::from),
             stats: None,
             sandboxes: Default::default(),
+            tcp_established: false,
+            netns: Default::default(),
         })
     }
 

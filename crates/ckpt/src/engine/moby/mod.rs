@@ -58,6 +58,13 @@ pub struct DockerEngine {
     /// The network sandboxes Docker made for each container, whose files
     /// dockerd leaves behind.
     sandboxes: leftovers::Sandboxes,
+    /// Podman: checkpoint and restore established TCP connections. Each
+    /// container then joins a network namespace of ckpt's (loopback up,
+    /// `ns:PATH`): the one Podman makes at a restore has loopback down, too
+    /// late for CRIU to reconnect the sockets (CRIU issue 590).
+    pub(crate) tcp_established: bool,
+    /// Those namespaces, by container id; dropped with the container.
+    netns: std::sync::Mutex<HashMap<String, crate::engine::os::netns::ScratchNetns>>,
 }
 
 /// Facts about the daemon, for doctor and env.json.
@@ -96,6 +103,8 @@ impl DockerEngine {
             root_dir: facts.root_dir.clone().map(PathBuf::from),
             stats: None,
             sandboxes: Default::default(),
+            tcp_established: false,
+            netns: Default::default(),
         };
         Ok((engine, facts))
     }
@@ -115,6 +124,8 @@ impl DockerEngine {
             root_dir: Some(PathBuf::from(podman::STORAGE_ROOT)),
             stats: None,
             sandboxes: Default::default(),
+            tcp_established: false,
+            netns: Default::default(),
         })
     }
 
@@ -143,7 +154,12 @@ impl DockerEngine {
 
     /// Calls a libpod endpoint (podman's own API) for `container`.
     async fn libpod_post(&self, container: &Container, action: &str, what: &str) -> Result<()> {
-        let path = format!("/v4.0.0/libpod/containers/{}/{action}", container.id);
+        let query = if self.tcp_established {
+            "?tcpEstablished=true"
+        } else {
+            ""
+        };
+        let path = format!("/v4.0.0/libpod/containers/{}/{action}{query}", container.id);
         self.start_rewritten(container, move |uri| with_path(uri, &path), what)
             .await
     }
@@ -349,6 +365,17 @@ impl DockerEngine {
         // Docker's network hook execs dockerd at every start and restore
         // (~90 ms each here); Podman has no such hook and its own defaults.
         let network_disabled = self.flavor == Flavor::Docker && spec.network == Network::Disabled;
+        let own_netns = (self.flavor == Flavor::Podman && self.tcp_established)
+            .then(|| {
+                crate::engine::os::netns::ScratchNetns::create(
+                    &spec.name[spec.name.len().saturating_sub(12)..],
+                )
+            })
+            .transpose()?;
+        let network_mode = match &own_netns {
+            Some(netns) => format!("ns:{}", netns.path().display()),
+            None => "none".into(),
+        };
         let body = ContainerCreateBody {
             image: Some(image.reference.clone()),
             network_disabled: network_disabled.then_some(true),
@@ -358,7 +385,7 @@ impl DockerEngine {
             host_config: Some(HostConfig {
                 // Checkpointing a container with network namespaces that
                 // Docker manages is not needed here and bridge is disabled.
-                network_mode: Some("none".into()),
+                network_mode: Some(network_mode),
                 // Podman: crun fails here, and runc only starts containers
                 // with limits below the host's (see the environment notes).
                 runtime: (self.flavor == Flavor::Podman).then(|| "runc".into()),
@@ -375,6 +402,12 @@ impl DockerEngine {
             .create_container(Some(options), body)
             .await
             .map_err(|e| self.api_error(e, &format!("creating container {}", spec.name)))?;
+        if let Some(netns) = own_netns {
+            self.netns
+                .lock()
+                .map_err(|_| anyhow!("internal lock poisoned"))?
+                .insert(created.id.clone(), netns);
+        }
         Ok(Container {
             id: created.id,
             name: spec.name.clone(),
@@ -874,7 +907,11 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_container(&self, container: &Container) -> Result<()> {
-        self.force_remove(&container.id).await
+        let removed = self.force_remove(&container.id).await;
+        if let Ok(mut namespaces) = self.netns.lock() {
+            namespaces.remove(&container.id);
+        }
+        removed
     }
 
     async fn remove_image(&self, image: &Image) -> Result<()> {

@@ -47,6 +47,11 @@ impl ScratchNetns {
         Ok(netns)
     }
 
+    /// Where the namespace is bound (`ip netns add`).
+    pub(crate) fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new("/run/netns").join(&self.name)
+    }
+
     /// nsenter's option that joins this namespace (and only it).
     pub(crate) fn nsenter_arg(&self) -> String {
         format!("--net=/run/netns/{}", self.name)

@@ -212,6 +212,7 @@ mod fixtures {
             seed: 1,
             migrate: Vec::new(),
             link_rate: None,
+            tcp_established: false,
         }
     }
 
