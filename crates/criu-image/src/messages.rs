@@ -180,7 +180,7 @@ pub struct RegFileEntry {
 }
 
 /// An inet (IPv4, IPv6) socket: a `files.img` entry's `isk`, or an entry
-/// of `inetsk.img` in images of CRIU before 3.0. Addresses are the
+/// of `inetsk.img` in images of CRIU before 3.4. Addresses are the
 /// kernel's bytes in u32 words as the dumping machine stored them (one word
 /// for IPv4, four for IPv6); ports are in host order.
 #[derive(Clone, PartialEq, Message)]
@@ -221,7 +221,7 @@ pub struct InetSkEntry {
 }
 
 /// A unix socket: a `files.img` entry's `usk`, or an entry of `unixsk.img`
-/// in images of CRIU before 3.0. `peer` is the peer's `ino` (0: none).
+/// in images of CRIU before 3.4. `peer` is the peer's `ino` (0: none).
 #[derive(Clone, PartialEq, Message)]
 pub struct UnixSkEntry {
     #[prost(uint32, tag = "1")]

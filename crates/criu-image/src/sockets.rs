@@ -1,7 +1,7 @@
 //! The sockets of a checkpoint: inet and unix sockets one by one, packet
 //! and netlink sockets counted.
 //!
-//! CRIU 3.0 and later write every socket into `files.img`, as a file entry
+//! CRIU 3.4 and later write every socket into `files.img`, as a file entry
 //! of type INETSK (its `isk`), UNIXSK (`usk`), PACKETSK or NETLINKSK; older
 //! versions wrote `inetsk.img` and `unixsk.img`, which are read too. A TCP
 //! connection dumped with `--tcp-established` has its queues and sequence
