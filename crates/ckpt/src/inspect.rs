@@ -1,14 +1,15 @@
 //! `ckpt inspect`: what a checkpoint holds. Loads the files of a checkpoint
 //! directory, a checkpoint archive (tar, gzip or zstd, read as a stream:
 //! never unpacked to disk) or a Docker container's checkpoint, hands them to
-//! the `criu-image` decoder, and renders a tree or JSON.
+//! the `criu-image` decoder, and renders a tree (the summary, the sockets,
+//! the process tree) or JSON.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use criu_image::{needs_content, Checkpoint, MemFiles};
+use criu_image::{needs_content, Checkpoint, MemFiles, Socket};
 use serde::Serialize;
 
 /// Largest image file read into memory. CRIU's metadata images are small;
@@ -272,17 +273,23 @@ pub struct Parts {
     pub mem: bool,
     pub files: bool,
     pub stats: bool,
+    pub sockets: bool,
 }
 
 impl Parts {
-    /// No selection means the overview: tree and statistics.
+    fn any(self) -> bool {
+        self.ps_tree || self.mem || self.files || self.stats || self.sockets
+    }
+
+    /// No selection means the overview: tree, sockets and statistics.
     pub(crate) fn or_default(self) -> Parts {
-        if self.ps_tree || self.mem || self.files || self.stats {
+        if self.any() {
             self
         } else {
             Parts {
                 ps_tree: true,
                 stats: true,
+                sockets: true,
                 ..self
             }
         }
@@ -315,26 +322,11 @@ pub fn render(i: &Inspection, parts: Parts) -> String {
     let parts = parts.or_default();
     let cp = &i.checkpoint;
     let mut out = format!("{}\n", i.source);
-    let mut lines: Vec<String> = Vec::new();
-    if let Some(c) = &i.container {
-        // One fact per line, as checkpointctl shows a container.
-        let field = |k: &str, v: &Option<String>| v.as_ref().map(|v| format!("container {k}: {v}"));
-        let mut facts: Vec<String> = vec![format!("container engine: {}", c.engine)];
-        facts.extend(
-            [
-                field("name", &c.name),
-                field("id", &c.id),
-                field("image", &c.image),
-                field("runtime", &c.runtime),
-                field("created", &c.created),
-                c.rootfs_diff_bytes
-                    .map(|b| format!("container root fs diff size: {}", human(b))),
-            ]
-            .into_iter()
-            .flatten(),
-        );
-        lines.extend(facts);
-    }
+    let mut lines: Vec<String> = i
+        .container
+        .as_ref()
+        .map(container_lines)
+        .unwrap_or_default();
     lines.push(format!(
         "CRIU image format version: {}",
         cp.image_version.map_or("unknown".into(), |v| v.to_string())
@@ -348,7 +340,11 @@ pub fn render(i: &Inspection, parts: Parts) -> String {
     for line in lines {
         out.push_str(&format!("├─ {line}\n"));
     }
-    if parts.ps_tree || parts.mem || parts.files {
+    let tree = parts.ps_tree || parts.mem || parts.files;
+    if parts.sockets {
+        render_sockets(cp, !tree, &mut out);
+    }
+    if tree {
         out.push_str("└─ process tree\n");
         let roots: Vec<_> = cp.roots().collect();
         for (n, root) in roots.iter().enumerate() {
@@ -359,6 +355,102 @@ pub fn render(i: &Inspection, parts: Parts) -> String {
         out.push_str(&format!("warning: {w}\n"));
     }
     out
+}
+
+/// A container's facts, one per line, as checkpointctl shows them.
+fn container_lines(c: &ContainerInfo) -> Vec<String> {
+    let field = |k: &str, v: &Option<String>| v.as_ref().map(|v| format!("container {k}: {v}"));
+    let mut facts: Vec<String> = vec![format!("container engine: {}", c.engine)];
+    facts.extend(
+        [
+            field("name", &c.name),
+            field("id", &c.id),
+            field("image", &c.image),
+            field("runtime", &c.runtime),
+            field("created", &c.created),
+            c.rootfs_diff_bytes
+                .map(|b| format!("container root fs diff size: {}", human(b))),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    facts
+}
+
+/// A socket's family (with a unix socket's type).
+fn socket_family(s: &Socket) -> String {
+    if s.family == "unix" {
+        format!("unix {}", s.kind)
+    } else {
+        s.family.clone()
+    }
+}
+
+/// A socket's local end, and its peer when connected.
+fn socket_ends(s: &Socket) -> String {
+    let local = s.local.as_deref().unwrap_or("unnamed");
+    let peer = s
+        .peer
+        .as_ref()
+        .map_or(String::new(), |p| format!(" peer {p}"));
+    format!("{local}{peer}")
+}
+
+/// A socket without its state: family, local end, peer.
+pub(crate) fn socket_name(s: &Socket) -> String {
+    format!("{} {}", socket_family(s), socket_ends(s))
+}
+
+/// One socket: family, state, local end, peer, and for a TCP connection
+/// whether its stream was saved.
+pub(crate) fn socket_text(s: &Socket) -> String {
+    let stream = if s.stream_saved {
+        ", stream saved"
+    } else if s.is_established_tcp() {
+        ", stream not saved"
+    } else {
+        ""
+    };
+    format!(
+        "{} {} {}{stream}",
+        socket_family(s),
+        s.state,
+        socket_ends(s)
+    )
+}
+
+/// The sockets section: a count, then a line per inet and unix socket.
+fn render_sockets(cp: &Checkpoint, last: bool, out: &mut String) {
+    let (branch, indent) = if last {
+        ("└─", "   ")
+    } else {
+        ("├─", "│  ")
+    };
+    let Some(sockets) = &cp.sockets else {
+        out.push_str(&format!(
+            "{branch} sockets: unknown (files.img is missing or does not decode)\n"
+        ));
+        return;
+    };
+    let mut head = match sockets.entries.len() {
+        0 => "sockets: none".to_string(),
+        n => format!("sockets: {n}"),
+    };
+    if sockets.packet + sockets.netlink > 0 {
+        head.push_str(&format!(
+            " (and {} packet, {} netlink, not listed)",
+            sockets.packet, sockets.netlink
+        ));
+    }
+    out.push_str(&format!("{branch} {head}\n"));
+    for (n, s) in sockets.entries.iter().enumerate() {
+        let branch = if n + 1 == sockets.entries.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        out.push_str(&format!("{indent}{branch} {}\n", socket_text(s)));
+    }
 }
 
 fn stats_line(cp: &Checkpoint) -> String {
@@ -445,14 +537,16 @@ fn render_process(
 /// JSON with only the selected parts (everything when none is selected).
 pub fn to_json(i: &Inspection, parts: Parts) -> Result<String> {
     let mut value = serde_json::to_value(i)?;
-    let any = parts.ps_tree || parts.mem || parts.files || parts.stats;
-    if any {
+    if parts.any() {
         let cp = value["checkpoint"]
             .as_object_mut()
             .context("checkpoint object")?;
         if !parts.stats {
             cp.remove("dump_stats");
             cp.remove("restore_stats");
+        }
+        if !parts.sockets {
+            cp.remove("sockets");
         }
         if !(parts.ps_tree || parts.mem || parts.files) {
             cp.remove("processes");
@@ -486,6 +580,97 @@ mod tests {
         assert_eq!(human(3584), "3.5 KiB");
         assert_eq!(human(5 * 1048576 / 2), "2.5 MiB");
         assert_eq!(human(3 << 30), "3.0 GiB");
+    }
+
+    fn with_sockets(sockets: Option<criu_image::Sockets>) -> Inspection {
+        Inspection {
+            source: "cp".into(),
+            container: None,
+            checkpoint: Checkpoint {
+                image_version: Some(2),
+                criu_run_id: None,
+                processes: Vec::new(),
+                total_bytes: 0,
+                pages_bytes: 0,
+                sockets,
+                dump_stats: None,
+                restore_stats: None,
+                warnings: Vec::new(),
+            },
+        }
+    }
+
+    fn socket(family: &str, state: &str, local: Option<&str>, peer: Option<&str>) -> Socket {
+        Socket {
+            id: 1,
+            ino: 2,
+            family: family.into(),
+            kind: "stream",
+            state: state.into(),
+            local: local.map(str::to_string),
+            peer: peer.map(str::to_string),
+            stream_saved: false,
+        }
+    }
+
+    #[test]
+    fn the_sockets_section_lists_each_socket() {
+        let mut saved = socket("tcp6", "ESTABLISHED", Some("[::1]:80"), Some("[::1]:5000"));
+        saved.stream_saved = true;
+        let sockets = criu_image::Sockets {
+            entries: vec![
+                socket("tcp", "LISTEN", Some("0.0.0.0:80"), None),
+                saved,
+                socket(
+                    "tcp",
+                    "ESTABLISHED",
+                    Some("10.0.0.1:80"),
+                    Some("10.0.0.2:1"),
+                ),
+                socket("unix", "ESTABLISHED", None, Some("/run/a.sock")),
+            ],
+            packet: 1,
+            netlink: 2,
+        };
+        let only = Parts {
+            sockets: true,
+            ..Parts::default()
+        };
+        let text = render(&with_sockets(Some(sockets)), only);
+        let expected = "\
+└─ sockets: 4 (and 1 packet, 2 netlink, not listed)
+   ├─ tcp LISTEN 0.0.0.0:80
+   ├─ tcp6 ESTABLISHED [::1]:80 peer [::1]:5000, stream saved
+   ├─ tcp ESTABLISHED 10.0.0.1:80 peer 10.0.0.2:1, stream not saved
+   └─ unix stream ESTABLISHED unnamed peer /run/a.sock
+";
+        assert!(text.contains(expected), "{text}");
+        assert!(!text.contains("process tree"), "{text}");
+    }
+
+    #[test]
+    fn unknown_and_no_sockets_are_told_apart() {
+        let unknown = render(&with_sockets(None), Parts::default());
+        assert!(
+            unknown.contains(
+                "├─ sockets: unknown (files.img is missing or does not decode)\n└─ process tree"
+            ),
+            "{unknown}"
+        );
+        let none = with_sockets(Some(criu_image::Sockets::default()));
+        let only = |sockets: bool| Parts {
+            sockets,
+            stats: true,
+            ..Parts::default()
+        };
+        assert!(render(&none, only(true)).contains("sockets: none\n"));
+        let json = |parts: Parts| -> serde_json::Value {
+            serde_json::from_str(&to_json(&none, parts).unwrap()).unwrap()
+        };
+        let entries = &json(only(true))["checkpoint"]["sockets"]["entries"];
+        assert_eq!(entries, &serde_json::json!([]));
+        let without = json(only(false));
+        assert!(without["checkpoint"].get("sockets").is_none(), "{without}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_fails, copy_dir as copy_of, run, text};
 use criu_image::framing::{self, magic, IMG_COMMON_MAGIC};
-use criu_image::messages::{InventoryEntry, MmEntry, PstreeEntry, VmaEntry};
+use criu_image::messages::{
+    FileEntry, InetSkEntry, InventoryEntry, MmEntry, PstreeEntry, VmaEntry,
+};
 use prost::Message;
 use serde_json::Value;
 
@@ -142,7 +144,7 @@ fn a_checkpoint_diffed_with_itself_has_no_change() {
     );
     assert!(
         tree.ends_with(
-            "no difference: the same processes, memory, open files, sizes and statistics\n"
+            "no difference: the same processes, memory, open files, sockets, sizes and statistics\n"
         ),
         "{tree}"
     );
@@ -265,4 +267,80 @@ fn checkpoints_of_different_formats_are_refused() {
     std::fs::write(broken.path().join(format!("mm-{ROOT}.img")), b"garbage!").unwrap();
     assert_diff_fails(a.path(), broken.path(), &format!("mm-{ROOT}.img"));
     assert_diff_fails(broken.path(), a.path(), "not of one format");
+}
+
+/// An IPv4 socket on 127.0.0.1 as files.img holds it (type INETSK).
+fn inet_socket(id: u32, sock_type: u32, state: u32, ports: (u32, u32)) -> Vec<u8> {
+    let loopback = u32::from_le_bytes([127, 0, 0, 1]);
+    let socket = InetSkEntry {
+        id,
+        ino: 1000 + id,
+        family: 2,
+        sock_type,
+        state,
+        src_port: ports.0,
+        dst_port: ports.1,
+        src_addr: vec![loopback],
+        dst_addr: vec![if ports.1 == 0 { 0 } else { loopback }],
+        ..Default::default()
+    };
+    FileEntry {
+        kind: 4,
+        id,
+        isk: Some(socket),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A copy of `base` whose files.img also holds `sockets`.
+fn with_sockets(base: &Path, sockets: &[Vec<u8>]) -> tempfile::TempDir {
+    let copy = copy_of(base);
+    let path = copy.path().join("files.img");
+    let mut all = messages(&path, magic::FILES);
+    all.extend_from_slice(sockets);
+    std::fs::write(&path, frame(magic::FILES, &all)).unwrap();
+    copy
+}
+
+/// A: a listener and a connection. B: the connection half closed, the
+/// listener gone, a UDP socket new.
+#[test]
+fn socket_changes_are_listed() {
+    let base = real_checkpoint();
+    let a = with_sockets(
+        base.path(),
+        &[
+            inet_socket(900, 1, 10, (8080, 0)),
+            inet_socket(901, 1, 1, (8080, 40000)),
+        ],
+    );
+    let b = with_sockets(
+        base.path(),
+        &[
+            inet_socket(902, 1, 8, (8080, 40000)),
+            inet_socket(903, 2, 7, (5353, 0)),
+        ],
+    );
+    let json = diff_json(a.path(), b.path());
+    assert_eq!(json["unchanged"], false);
+    let sockets = &json["sockets"];
+    assert_eq!(sockets["removed"][0]["state"], "LISTEN", "{sockets}");
+    assert_eq!(sockets["added"][0]["family"], "udp", "{sockets}");
+    assert_eq!(
+        sockets["changed"][0]["b"]["state"], "CLOSE_WAIT",
+        "{sockets}"
+    );
+    let tree = diff(a.path(), b.path(), false);
+    for line in [
+        "├─ sockets: 2 (no change)",
+        "├─ socket removed: tcp LISTEN 127.0.0.1:8080",
+        "├─ socket added: udp CLOSE 127.0.0.1:5353",
+        "├─ socket changed: tcp 127.0.0.1:8080 peer 127.0.0.1:40000: ESTABLISHED → CLOSE_WAIT",
+    ] {
+        assert!(tree.contains(line), "{line}\n{tree}");
+    }
+    let same = diff_json(a.path(), copy_of(a.path()).path());
+    assert_eq!(same["unchanged"], true, "{same}");
+    assert_eq!(same["sockets"]["unchanged"], 2, "{same}");
 }

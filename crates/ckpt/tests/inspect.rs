@@ -321,3 +321,167 @@ fn docker_container_checkpoint_shows_its_processes() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A network namespace of the test's own, named as ckpt names its own
+/// (`ckpt gc` removes it when the test was killed); deleted, with what
+/// still runs in it, when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn create(what: &str) -> Netns {
+        let netns = Netns(format!("ckpt-m{}-{what}", std::process::id()));
+        sh("ip", &["netns", "add", &netns.0]);
+        sh("ip", &["-n", &netns.0, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// `nsenter` joining only this network namespace (`ip netns exec`
+    /// would make a mount namespace, which CRIU would then try to dump).
+    fn nsenter(&self) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{}", self.0))
+            .arg("--");
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Dumps `ckpt hold-sockets` (a listener on 127.0.0.1 and a connection to
+/// it) with `criu dump --tcp-established` inside `netns`.
+fn dump_socket_holder(netns: &Netns, dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let out = dir.join("holder.out");
+    let log = std::fs::File::create(&out).unwrap();
+    let mut command = netns.nsenter();
+    command
+        .arg(env!("CARGO_BIN_EXE_ckpt"))
+        .arg("hold-sockets")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // Its own session: CRIU dumps a tree without its session leader only
+    // with --shell-job. SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    // nsenter execs the holder in place: the child's pid is the holder's.
+    let mut holder = command.spawn().unwrap();
+    for _ in 0..250 {
+        if std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("n 1")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dumped = netns
+        .nsenter()
+        .args(["criu", "dump", "--tcp-established", "-t"])
+        .arg(holder.id().to_string())
+        .arg("-D")
+        .arg(&images)
+        .args(["-o", "dump.log", "-v2"])
+        .output()
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        dumped.status.success(),
+        "criu dump: {}\n{}",
+        std::fs::read_to_string(images.join("dump.log")).unwrap_or_default(),
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    images
+}
+
+/// `ckpt inspect DIR`'s text: one listener on 127.0.0.1, two connection
+/// ends whose streams were saved.
+fn inspect_text(images: &Path) -> String {
+    let out = ckpt().arg("inspect").arg(images).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    stdout
+}
+
+/// The JSON's TCP sockets: a listener, and the two ends of a connection to
+/// it (one on the listener's port, the other's peer on it), streams saved.
+fn assert_one_listener_and_its_connection(json: &serde_json::Value) {
+    let sockets = json["checkpoint"]["sockets"]["entries"].as_array().unwrap();
+    let tcp: Vec<&serde_json::Value> = sockets.iter().filter(|s| s["family"] == "tcp").collect();
+    let listener = tcp.iter().find(|s| s["state"] == "LISTEN").unwrap();
+    let local = listener["local"].as_str().unwrap();
+    let port = local.strip_prefix("127.0.0.1:").unwrap();
+    let ends = |field: &str| {
+        tcp.iter()
+            .filter(|s| s["state"] == "ESTABLISHED" && s["stream_saved"] == true)
+            .filter(|s| s[field].as_str().unwrap().ends_with(&format!(":{port}")))
+            .count()
+    };
+    assert_eq!(
+        (tcp.len(), ends("local"), ends("peer")),
+        (3, 1, 1),
+        "{json}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and CRIU: ./scripts/test"]
+fn criu_checkpoint_shows_its_tcp_sockets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let netns = Netns::create("insp");
+    let images = dump_socket_holder(&netns, tmp.path());
+    drop(netns);
+    let stdout = inspect_text(&images);
+    eprintln!("{stdout}");
+    assert_eq!(
+        stdout.matches("tcp LISTEN 127.0.0.1:").count(),
+        1,
+        "{stdout}"
+    );
+    let connections = stdout
+        .lines()
+        .filter(|l| l.contains("tcp ESTABLISHED 127.0.0.1:"))
+        .filter(|l| l.contains(" peer 127.0.0.1:") && l.ends_with(", stream saved"))
+        .count();
+    assert_eq!(connections, 2, "{stdout}");
+    let json = inspect_json(&[images.to_str().unwrap(), "--sockets"]);
+    assert_one_listener_and_its_connection(&json);
+    assert!(json["checkpoint"].get("processes").is_none());
+
+    let dir = images.to_str().unwrap();
+    let same = ckpt().args(["diff", dir, dir, "--json"]).output().unwrap();
+    let same: serde_json::Value = serde_json::from_str(&text(&same).0).unwrap();
+    let count = &json["checkpoint"]["sockets"]["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(&same["sockets"]["unchanged"], count, "{same}");
+    assert_eq!(same["unchanged"], true, "{same}");
+
+    // A cut files.img: the sockets are unknown, the file and offset named.
+    let files = images.join("files.img");
+    let bytes = std::fs::read(&files).unwrap();
+    std::fs::write(&files, &bytes[..bytes.len() - 3]).unwrap();
+    let stdout = inspect_text(&images);
+    assert!(stdout.contains("sockets: unknown"), "{stdout}");
+    assert!(
+        stdout.contains("warning: files.img: the file ends early") && stdout.contains("offset"),
+        "{stdout}"
+    );
+}

@@ -23,6 +23,9 @@ pub mod magic {
     pub const FDINFO: u32 = 0x5621_3732;
     pub const FILES: u32 = 0x5630_3138;
     pub const STATS: u32 = 0x5709_3306;
+    /// Sockets in images of CRIU before 3.4 (later ones are in files.img).
+    pub const INETSK: u32 = 0x5644_3851;
+    pub const UNIXSK: u32 = 0x5437_3943;
 }
 
 /// One protobuf message of an image, with the offset of its size field.

@@ -2,10 +2,11 @@
 //!
 //! A checkpoint is a set of named files (`inventory.img`, `pstree.img`,
 //! `core-<tid>.img`, `mm-<pid>.img`, `pagemap-<pid>.img`, `pages-<n>.img`,
-//! `fdinfo-<id>.img`, `files.img`, and the statistics `stats-dump` and
-//! `stats-restore`). This crate turns their bytes into a [`Checkpoint`]:
-//! the process tree with commands, memory areas, pages dumped, open files,
-//! and the dump and restore statistics.
+//! `fdinfo-<id>.img`, `files.img`, `tcp-stream-<ino>.img`, and the
+//! statistics `stats-dump` and `stats-restore`). This crate turns their
+//! bytes into a [`Checkpoint`]: the process tree with commands, memory
+//! areas, pages dumped, open files, sockets, and the dump and restore
+//! statistics.
 //!
 //! It does no I/O of its own: callers hand it the files through the
 //! [`Files`] trait (a directory, an archive, memory). Every error names the
@@ -14,6 +15,7 @@
 
 pub mod framing;
 pub mod messages;
+pub mod sockets;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +24,7 @@ use serde::Serialize;
 
 use framing::magic;
 pub use messages::{DumpStatsEntry, RestoreStatsEntry};
+pub use sockets::{Socket, Sockets};
 
 /// What went wrong, where.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +213,9 @@ pub struct Checkpoint {
     pub total_bytes: u64,
     /// Bytes of the memory pages files.
     pub pages_bytes: u64,
+    /// Inet and unix sockets, packet and netlink sockets counted; None when
+    /// files.img is missing or does not decode.
+    pub sockets: Option<Sockets>,
     pub dump_stats: Option<DumpStatsEntry>,
     pub restore_stats: Option<RestoreStatsEntry>,
     /// Parts that could not be decoded; the rest is still shown.
@@ -245,16 +251,8 @@ impl Checkpoint {
             .iter()
             .map(|entry| process(files, entry, shared_files.as_deref(), &mut warnings))
             .collect();
-        let sizes = files.sizes();
-        let total_bytes = sizes
-            .iter()
-            .map(|(_, s)| *s)
-            .fold(0u64, u64::saturating_add);
-        let pages_bytes = sizes
-            .iter()
-            .filter(|(n, _)| !needs_content(n))
-            .map(|(_, s)| *s)
-            .fold(0u64, u64::saturating_add);
+        let sockets = sockets::decode(files, shared_files.as_deref(), &mut warnings);
+        let (total_bytes, pages_bytes) = sizes(files);
         let dump_stats = stats(files, "stats-dump", &mut warnings).and_then(|s| s.dump);
         let restore_stats = stats(files, "stats-restore", &mut warnings).and_then(|s| s.restore);
         Ok(Checkpoint {
@@ -263,6 +261,7 @@ impl Checkpoint {
             processes,
             total_bytes,
             pages_bytes,
+            sockets,
             dump_stats,
             restore_stats,
             warnings,
@@ -285,6 +284,19 @@ impl Checkpoint {
                 .any(|q| q.pid == p.ppid && q.pid != p.pid)
         })
     }
+}
+
+/// Bytes of all files, and of the memory pages files.
+fn sizes(files: &dyn Files) -> (u64, u64) {
+    let sizes = files.sizes();
+    let sum = |pages_only: bool| {
+        sizes
+            .iter()
+            .filter(|(n, _)| !pages_only || !needs_content(n))
+            .map(|(_, s)| *s)
+            .fold(0u64, u64::saturating_add)
+    };
+    (sum(false), sum(true))
 }
 
 /// Decodes an optional file; a broken one becomes a warning.

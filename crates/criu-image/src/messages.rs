@@ -159,6 +159,10 @@ pub struct FileEntry {
     pub id: u32,
     #[prost(message, optional, tag = "3")]
     pub reg: Option<RegFileEntry>,
+    #[prost(message, optional, tag = "4")]
+    pub isk: Option<InetSkEntry>,
+    #[prost(message, optional, tag = "16")]
+    pub usk: Option<UnixSkEntry>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -173,6 +177,82 @@ pub struct RegFileEntry {
     pub name: String,
     #[prost(uint64, optional, tag = "8")]
     pub size: Option<u64>,
+}
+
+/// An inet (IPv4, IPv6) socket: a `files.img` entry's `isk`, or an entry
+/// of `inetsk.img` in images of CRIU before 3.4. Addresses are the
+/// kernel's bytes in u32 words as the dumping machine stored them (one word
+/// for IPv4, four for IPv6); ports are in host order.
+#[derive(Clone, PartialEq, Message)]
+pub struct InetSkEntry {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(uint32, tag = "2")]
+    pub ino: u32,
+    #[prost(uint32, tag = "3")]
+    pub family: u32,
+    #[prost(uint32, tag = "4")]
+    pub sock_type: u32,
+    #[prost(uint32, tag = "5")]
+    pub proto: u32,
+    #[prost(uint32, tag = "6")]
+    pub state: u32,
+    #[prost(uint32, tag = "7")]
+    pub src_port: u32,
+    #[prost(uint32, tag = "8")]
+    pub dst_port: u32,
+    #[prost(uint32, tag = "9")]
+    pub flags: u32,
+    #[prost(uint32, tag = "10")]
+    pub backlog: u32,
+    #[prost(uint32, repeated, packed = "false", tag = "11")]
+    pub src_addr: Vec<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "12")]
+    pub dst_addr: Vec<u32>,
+    #[prost(bool, optional, tag = "15")]
+    pub v6only: Option<bool>,
+    #[prost(string, optional, tag = "17")]
+    pub ifname: Option<String>,
+    #[prost(uint32, optional, tag = "18")]
+    pub ns_id: Option<u32>,
+    /// 0 none, 1 read, 2 write, 3 both.
+    #[prost(int32, optional, tag = "19")]
+    pub shutdown: Option<i32>,
+}
+
+/// A unix socket: a `files.img` entry's `usk`, or an entry of `unixsk.img`
+/// in images of CRIU before 3.4. `peer` is the peer's `ino` (0: none).
+#[derive(Clone, PartialEq, Message)]
+pub struct UnixSkEntry {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(uint32, tag = "2")]
+    pub ino: u32,
+    #[prost(uint32, tag = "3")]
+    pub sock_type: u32,
+    #[prost(uint32, tag = "4")]
+    pub state: u32,
+    #[prost(uint32, tag = "5")]
+    pub flags: u32,
+    #[prost(uint32, tag = "6")]
+    pub uflags: u32,
+    #[prost(uint32, tag = "7")]
+    pub backlog: u32,
+    #[prost(uint32, tag = "8")]
+    pub peer: u32,
+    /// A path, or an abstract name starting with a NUL byte; empty when
+    /// unbound.
+    #[prost(bytes = "vec", tag = "11")]
+    pub name: Vec<u8>,
+    #[prost(int32, optional, tag = "12")]
+    pub shutdown: Option<i32>,
+    /// The directory a relative name was bound in.
+    #[prost(string, optional, tag = "14")]
+    pub name_dir: Option<String>,
+    #[prost(bool, optional, tag = "15")]
+    pub deleted: Option<bool>,
+    #[prost(uint32, optional, tag = "16")]
+    pub ns_id: Option<u32>,
 }
 
 /// stats-dump and stats-restore.

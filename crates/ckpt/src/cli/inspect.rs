@@ -31,6 +31,9 @@ pub(super) struct InspectArgs {
     /// Show CRIU's dump and restore statistics
     #[arg(long)]
     stats: bool,
+    /// Show the sockets: family, state, local and peer address, TCP stream saved
+    #[arg(long)]
+    sockets: bool,
 }
 
 pub(super) async fn run(args: InspectArgs) -> Result<u8> {
@@ -45,6 +48,7 @@ pub(super) async fn run(args: InspectArgs) -> Result<u8> {
         mem: args.mem,
         files: args.files,
         stats: args.stats,
+        sockets: args.sockets,
     };
     if args.json {
         println!("{}", inspect::to_json(&found, parts)?);

@@ -55,11 +55,11 @@ enum Command {
     },
     /// Write a checkpoint archive that Podman, CRI-O and checkpointctl read (or a checkpoint OCI image) of a fresh workload, removing everything else afterwards
     Export(Box<export::ExportArgs>),
-    /// Show what a checkpoint holds: process tree, memory, open files, CRIU statistics
+    /// Show what a checkpoint holds: process tree, memory, open files, sockets, CRIU statistics
     Inspect(inspect::InspectArgs),
     /// Compare two results directories: time ratios and slopes with confidence intervals, Holm-corrected verdicts, environment differences
     Compare(compare::CompareArgs),
-    /// What changed between two checkpoints of the same workload: processes, memory areas and pages, open files, sizes, CRIU statistics
+    /// What changed between two checkpoints of the same workload: processes, memory areas and pages, open files, sockets, sizes, CRIU statistics
     Diff(diff::DiffArgs),
     /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
     Gc,

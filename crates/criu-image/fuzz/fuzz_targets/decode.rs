@@ -18,7 +18,8 @@ const IDS: &[u8] = &[
     0x20, 0x01,
 ];
 
-const NAMES: [&str; 10] = [
+/// New names go at the end: a corpus file's first byte picks by index.
+const NAMES: [&str; 12] = [
     "pstree.img",
     "inventory.img",
     "core-1.img",
@@ -29,6 +30,8 @@ const NAMES: [&str; 10] = [
     "files.img",
     "stats-dump",
     "stats-restore",
+    "inetsk.img",
+    "unixsk.img",
 ];
 
 fuzz_target!(|data: &[u8]| {

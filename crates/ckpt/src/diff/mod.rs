@@ -2,8 +2,11 @@
 //! Both are read and decoded by `inspect` (a checkpoint directory or a
 //! Podman export archive); this module only sets the two decoded
 //! checkpoints side by side: processes added or gone, and per process the
-//! memory areas, pages and open files that changed; the sizes; CRIU's
-//! statistics with their deltas.
+//! memory areas, pages and open files that changed; the sockets added,
+//! removed or in another state (`sockets`); the sizes; CRIU's statistics
+//! with their deltas.
+
+mod sockets;
 
 use std::path::Path;
 
@@ -12,6 +15,7 @@ use criu_image::{Checkpoint, MemoryArea, OpenFile, Process};
 use serde::Serialize;
 
 use crate::inspect::{self, human, Inspection};
+pub use sockets::{SocketChange, SocketsDiff};
 
 /// A number in A and in B, and B - A.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,6 +113,8 @@ pub struct CheckpointDiff {
     /// Processes in both whose memory, threads or files changed.
     pub processes_changed: Vec<ProcessDiff>,
     pub processes_unchanged: usize,
+    /// None when either checkpoint's sockets are unknown.
+    pub sockets: Option<SocketsDiff>,
     pub statistics: Vec<Statistic>,
     /// Parts of both checkpoints that could not be decoded (the same in
     /// both, or the diff is refused).
@@ -155,6 +161,7 @@ pub fn diff(a: &Inspection, b: &Inspection) -> Result<CheckpointDiff> {
         processes_gone: only_in(ca, cb),
         processes_unchanged: in_both.len() - changed.len(),
         processes_changed: changed,
+        sockets: sockets::diff(ca.sockets.as_ref(), cb.sockets.as_ref()),
         statistics: statistics(ca, cb),
         warnings: ca.warnings.clone(),
         unchanged: false,
@@ -163,6 +170,7 @@ pub fn diff(a: &Inspection, b: &Inspection) -> Result<CheckpointDiff> {
         && d.processes_added.is_empty()
         && d.processes_gone.is_empty()
         && d.processes_changed.is_empty()
+        && d.sockets.as_ref().is_none_or(SocketsDiff::is_empty)
         && d.statistics.iter().all(|s| s.a == s.b);
     Ok(d)
 }
@@ -494,6 +502,7 @@ fn top_lines(d: &CheckpointDiff) -> Vec<String> {
     let named = |tag: &str, p: &ProcessRef| format!("{tag}: {}", process_name(p.pid, &p.command));
     lines.extend(d.processes_gone.iter().map(|p| named("process gone", p)));
     lines.extend(d.processes_added.iter().map(|p| named("process added", p)));
+    lines.extend(sockets::lines(d.sockets.as_ref()));
     lines.extend(d.statistics.iter().map(statistic_line));
     lines
 }
@@ -523,7 +532,7 @@ pub fn render(d: &CheckpointDiff) -> String {
         out.push_str(&format!("warning (in both): {w}\n"));
     }
     out.push_str(if d.unchanged {
-        "no difference: the same processes, memory, open files, sizes and statistics\n"
+        "no difference: the same processes, memory, open files, sockets, sizes and statistics\n"
     } else {
         "the checkpoints differ\n"
     });
