@@ -36,7 +36,7 @@ pub(super) struct SweepArgs {
     /// MiB of incompressible data in an extra image layer (values and ranges)
     #[arg(long, default_value = "0")]
     image_filler_mib: String,
-    /// Your own workload: an image already on this machine (docker and podman engines)
+    /// Your own program: an image already in Docker's or Podman's storage (docker, podman and runc engines; never pulled)
     #[arg(long, requires = "cmd")]
     image: Option<String>,
     /// Command for --image; {children}, {memory_mib}, {threads}, {files} and {filler_mib} are replaced per point
