@@ -158,7 +158,7 @@ impl EngineKind {
     /// Whether ckpt can ask the engine to checkpoint and restore established
     /// TCP connections (CRIU's --tcp-established).
     pub fn keeps_tcp_connections(self) -> bool {
-        matches!(self, EngineKind::Runc | EngineKind::Podman)
+        self != EngineKind::Docker
     }
 
     /// Whether the engine calls runc, so needs it installed.

@@ -424,3 +424,37 @@ fn tcp_established_on_docker_is_refused_up_front_with_the_reason() {
     );
     assert!(!tmp.path().join("refused").exists());
 }
+
+#[test]
+#[ignore = "needs root and CRIU: ./scripts/test"]
+fn an_established_connection_carries_on_after_the_restore_on_the_criu_engine() {
+    let before = ckpt_objects();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kept-criu");
+    // No image: the host's python3, in a network namespace of ckpt's.
+    let out = ckpt()
+        .args(["sweep", "--engine", "criu", "--children", "1"])
+        .args(["--repeat", "2", "--warmup", "0", "--tcp-established"])
+        .args(["--cmd", CONNECTED, "--ready-pattern", "^ready$"])
+        .args(["--check-pattern", "^n [0-9]+$"])
+        .args(["--check-cmd", "cat /proc/net/tcp", "--check-expect", " 01 "])
+        .arg("--output")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let records = records(&dir);
+    assert_eq!(records.len(), 2, "{stderr}");
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        // ESTABLISHED (01) rows in the program's own namespace after the restore.
+        assert_eq!(r["state_ok"], true, "{r}");
+    }
+    assert_no_scratch_namespace();
+    let left: Vec<_> = std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the program's namespace is gone: {left:?}");
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}

@@ -39,32 +39,32 @@ pub(super) struct SweepArgs {
     /// Your own program: an image already in Docker's or Podman's storage (docker, podman and runc engines; never pulled)
     #[arg(long, requires = "cmd")]
     image: Option<String>,
-    /// Command for --image; {children}, {memory_mib}, {threads}, {files} and {filler_mib} are replaced per point
-    #[arg(long, requires = "image", value_name = "TEMPLATE")]
+    /// Your program's command (in --image; without --image, a process tree on the host: criu engine); {children}, {memory_mib}, {threads}, {files} and {filler_mib} are replaced per point
+    #[arg(long, value_name = "TEMPLATE")]
     cmd: Option<String>,
     /// Regular expression: the workload is ready when a log line matches it
-    #[arg(long, requires = "image", value_name = "REGEX")]
+    #[arg(long, requires = "cmd", value_name = "REGEX")]
     ready_pattern: Option<String>,
     /// Without --ready-pattern: how long to wait before the checkpoint
-    #[arg(long, requires = "image", value_parser = positive_duration, default_value = "2s")]
+    #[arg(long, requires = "cmd", value_parser = positive_duration, default_value = "2s")]
     ready_delay: Duration,
     /// With --ready-pattern: how long to wait for it before the trial fails
     #[arg(long, requires = "ready_pattern", value_parser = positive_duration, default_value = "60s")]
     ready_timeout: Duration,
     /// Regular expression: after the restore a new log line must match it (default: only "still running" is checked)
-    #[arg(long, requires = "image", value_name = "REGEX")]
+    #[arg(long, requires = "cmd", value_name = "REGEX")]
     check_pattern: Option<String>,
     /// Run inside the container once it is ready, before any checkpoint (to load data); the same placeholders as --cmd; must exit 0
-    #[arg(long, requires = "image", value_name = "CMD")]
+    #[arg(long, requires = "cmd", value_name = "CMD")]
     setup_cmd: Option<String>,
     /// The program's own check of its state: run inside the container before the checkpoint and after the restore; the two outputs must be identical (state_ok)
-    #[arg(long, requires = "image", value_name = "CMD")]
+    #[arg(long, requires = "cmd", value_name = "CMD")]
     check_cmd: Option<String>,
     /// Regular expression the after-restore output of --check-cmd must match, instead of equalling the output before
     #[arg(long, requires = "check_cmd", value_name = "REGEX")]
     check_expect: Option<String>,
     /// Checkpoint and restore the program's established TCP connections too (runc and podman; Docker's API cannot)
-    #[arg(long, requires = "image")]
+    #[arg(long, requires = "cmd")]
     tcp_established: bool,
     /// Measured trials per point
     #[arg(long, default_value_t = 5)]
@@ -163,20 +163,18 @@ impl Start {
             files: plan::parse_values(&args.files, 0).context("--files")?,
             filler_mib: plan::parse_values(&args.image_filler_mib, 0)
                 .context("--image-filler-mib")?,
-            workload: args
-                .image
-                .clone()
-                .map(|image| ckpt::workload::UserWorkload {
-                    image,
-                    cmd: args.cmd.clone().unwrap_or_default(),
-                    ready_pattern: args.ready_pattern.clone(),
-                    ready_delay_ms: args.ready_delay.as_millis() as u64,
-                    ready_timeout_ms: args.ready_timeout.as_millis() as u64,
-                    check_pattern: args.check_pattern.clone(),
-                    setup_cmd: args.setup_cmd.clone(),
-                    check_cmd: args.check_cmd.clone(),
-                    check_expect: args.check_expect.clone(),
-                }),
+            workload: args.cmd.clone().map(|cmd| ckpt::workload::UserWorkload {
+                // Empty: a program on the host (the criu engine).
+                image: args.image.clone().unwrap_or_default(),
+                cmd,
+                ready_pattern: args.ready_pattern.clone(),
+                ready_delay_ms: args.ready_delay.as_millis() as u64,
+                ready_timeout_ms: args.ready_timeout.as_millis() as u64,
+                check_pattern: args.check_pattern.clone(),
+                setup_cmd: args.setup_cmd.clone(),
+                check_cmd: args.check_cmd.clone(),
+                check_expect: args.check_expect.clone(),
+            }),
             repeat: args.repeat,
             warmup: args.warmup,
             order: args.order,

@@ -191,7 +191,11 @@ pub async fn open_with(
                 runc.tcp_established = options.tcp_established;
                 AnyEngine::Runc(runc)
             }
-            EngineKind::Criu => AnyEngine::Criu(CriuEngine::new()),
+            EngineKind::Criu => {
+                let mut criu = CriuEngine::new();
+                criu.tcp_established = options.tcp_established;
+                AnyEngine::Criu(criu)
+            }
         });
     }
     Ok((engines, facts))

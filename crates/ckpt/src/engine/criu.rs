@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::criu_stats::{PhaseStats, STATS_DUMP, STATS_RESTORE};
+use super::os::netns::ScratchNetns;
 use super::os::{logfile, rundir, status_fd};
 use super::{Container, Dumped, Engine, Image, PageDestination};
 use crate::model::{EngineKind, ImageSpec, RunSpec};
@@ -35,6 +36,20 @@ pub struct CriuEngine {
     pids: Mutex<std::collections::HashMap<String, u32>>,
     /// Added to a migration dump that talks to another host (TLS).
     migration_options: Vec<String>,
+    /// A user's program (`--cmd`) runs in a network namespace of ckpt's
+    /// (loopback up), by container name; CRIU runs inside it too, so the
+    /// namespace is not the tree's to dump. Dropped with the container.
+    netns: Mutex<std::collections::HashMap<String, ScratchNetns>>,
+    /// Checkpoint and restore established TCP connections.
+    pub(crate) tcp_established: bool,
+}
+
+/// What a CRIU call needs beyond its directories.
+#[derive(Debug, Clone, Default)]
+struct CallOptions {
+    /// Run CRIU inside this network namespace.
+    netns: Option<PathBuf>,
+    tcp_established: bool,
 }
 
 /// How long a lazy dump may take to start serving pages.
@@ -65,14 +80,41 @@ enum Call {
 }
 
 /// Runs one CRIU RPC call on the blocking pool.
-async fn criu_call(call: Call, images: PathBuf, work: PathBuf, what: String) -> Result<()> {
+async fn criu_call(
+    call: Call,
+    (images, work): (PathBuf, PathBuf),
+    what: String,
+    options: CallOptions,
+) -> Result<()> {
     tokio::task::spawn_blocking(move || -> Result<()> {
+        match options.netns.clone() {
+            Some(netns) => super::os::netns::on_this_thread_in(&netns, || {
+                criu_call_here(call, images, work, what, options.tcp_established)
+            })?,
+            None => criu_call_here(call, images, work, what, options.tcp_established),
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("the CRIU call did not finish: {e}"))?
+}
+
+/// One CRIU RPC call from this thread (its `criu swrk` starts in the
+/// thread's network namespace).
+fn criu_call_here(
+    call: Call,
+    images: PathBuf,
+    work: PathBuf,
+    what: String,
+    tcp_established: bool,
+) -> Result<()> {
+    {
         let images_fd = open_dir_inheritable(&images)?;
         let work_fd = open_dir_inheritable(&work)?;
         let mut criu = rust_criu::Criu::new().map_err(|e| anyhow!("{what} failed: {e}"))?;
         criu.set_images_dir_fd(images_fd.as_raw_fd());
         criu.set_work_dir_fd(work_fd.as_raw_fd());
         criu.set_log_level(4);
+        criu.set_tcp_established(tcp_established);
         let result = match call {
             Call::Dump { pid } => {
                 criu.set_log_file("dump.log".into());
@@ -103,9 +145,7 @@ async fn criu_call(call: Call, images: PathBuf, work: PathBuf, what: String) -> 
                 work.join(log).display()
             )
         })
-    })
-    .await
-    .map_err(|e| anyhow!("the CRIU call did not finish: {e}"))?
+    }
 }
 
 /// Runs the criu command line (migrations need its page-server and
@@ -205,6 +245,8 @@ impl CriuEngine {
             dir: Mutex::new(None),
             pids: Mutex::new(std::collections::HashMap::new()),
             migration_options: Vec::new(),
+            netns: Mutex::new(Default::default()),
+            tcp_established: false,
         }
     }
 
@@ -235,6 +277,40 @@ impl CriuEngine {
             .with_context(|| format!("no pid recorded for {}", container.name))
     }
 
+    /// How CRIU is called for `container`: inside its namespace, if it
+    /// has one of ckpt's.
+    fn call_options(&self, container: &Container) -> Result<CallOptions> {
+        let netns = self
+            .netns
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))?
+            .get(&container.name)
+            .map(ScratchNetns::path);
+        Ok(CallOptions {
+            netns,
+            tcp_established: self.tcp_established,
+        })
+    }
+
+    /// The program and arguments to start: ckpt's workload, or the user's
+    /// `--cmd` (then in a network namespace of ckpt's, returned too).
+    fn program(
+        &self,
+        image: &Image,
+        spec: &RunSpec,
+    ) -> Result<(std::process::Command, Option<ScratchNetns>)> {
+        let Some(entrypoint) = &spec.entrypoint else {
+            let mut command = std::process::Command::new(&image.reference);
+            command.args(&spec.args);
+            return Ok((command, None));
+        };
+        let (program, rest) = entrypoint.split_first().context("--cmd is empty")?;
+        let mut command = std::process::Command::new(program);
+        command.args(rest).args(&spec.args);
+        let tail = &spec.name[spec.name.len().saturating_sub(12)..];
+        Ok((command, Some(ScratchNetns::create(tail)?)))
+    }
+
     fn dirs(&self, container: &Container, checkpoint: &str) -> Result<(PathBuf, PathBuf)> {
         let base = self.container_dir(container)?;
         let (images, work) = (
@@ -257,7 +333,8 @@ impl Default for CriuEngine {
 /// one of ours (a pid can be reused by an unrelated process).
 fn workload_tree(root: u32) -> Vec<u32> {
     let is_workload = std::fs::read_to_string(format!("/proc/{root}/comm"))
-        .is_ok_and(|c| c.trim() == "ckpt-workload");
+        .is_ok_and(|c| c.trim() == "ckpt-workload")
+        || super::os::netns::in_ckpt_netns(root);
     if !is_workload {
         return Vec::new();
     }
@@ -313,12 +390,18 @@ impl Engine for CriuEngine {
         let dir = self.container_dir(&container)?;
         rundir::make_private_dir(&dir)?;
         let log = std::fs::File::create(dir.join("out.log"))?;
-        let mut command = std::process::Command::new(&image.reference);
+        let (mut command, netns) = self.program(image, spec)?;
         command
-            .args(&spec.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        let netns_fd = match &netns {
+            Some(n) => {
+                Some(std::fs::File::open(n.path()).context("opening the program's namespace")?)
+            }
+            None => None,
+        };
+        let netns_raw = netns_fd.as_ref().map(|f| f.as_raw_fd());
         // SAFETY: setsid and close_range are async-signal-safe. A session
         // of its own keeps the tree out of ckpt's process group (a Ctrl-C
         // at the terminal is ckpt's to handle) and inside the dumped tree
@@ -326,8 +409,14 @@ impl Engine for CriuEngine {
         // caller's lock file, say) are not the workload's: CRIU would dump
         // them, and a lock would outlive ckpt in the workload.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::setsid();
+                // A user's program joins its network namespace.
+                if let Some(fd) = netns_raw {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 // Marked close-on-exec, not closed: std's spawn waits on
                 // a pipe of its own among them to learn that exec happened.
                 libc::syscall(
@@ -341,8 +430,14 @@ impl Engine for CriuEngine {
         }
         let child = command
             .spawn()
-            .with_context(|| format!("cannot start the workload {}", image.reference))?;
+            .with_context(|| format!("cannot start the workload {}", spec.name))?;
+        drop(netns_fd);
         let pid = child.id();
+        if let Some(netns) = netns {
+            if let Ok(mut namespaces) = self.netns.lock() {
+                namespaces.insert(container.name.clone(), netns);
+            }
+        }
         if let Ok(mut pids) = self.pids.lock() {
             pids.insert(container.name.clone(), pid);
         }
@@ -374,6 +469,27 @@ impl Engine for CriuEngine {
 
     async fn logs(&self, container: &Container) -> Result<Vec<String>> {
         logfile::lines(&self.container_dir(container)?.join("out.log"))
+    }
+
+    /// The command runs on the host, in the program's network namespace.
+    async fn exec(&self, container: &Container, argv: &[String]) -> Result<super::Executed> {
+        let pid = self.pid_of(container)?;
+        let out = tokio::process::Command::new("nsenter")
+            .arg("-t")
+            .arg(pid.to_string())
+            .arg("-n")
+            .arg("--")
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run nsenter (util-linux)")?;
+        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok(super::Executed {
+            code: out.status.code().map_or(-1, i64::from),
+            output,
+        })
     }
 
     async fn checkpoint_for_migration(
@@ -458,7 +574,8 @@ impl Engine for CriuEngine {
         let tree: Vec<String> = workload_tree(pid).iter().map(u32::to_string).collect();
         std::fs::write(self.container_dir(container)?.join("tree"), tree.join(" "))?;
         let what = format!("checkpointing process tree {}", container.name);
-        criu_call(Call::Dump { pid }, images, work.clone(), what).await?;
+        let options = self.call_options(container)?;
+        criu_call(Call::Dump { pid }, (images, work.clone()), what, options).await?;
         Ok(PhaseStats::at(Some(&work), STATS_DUMP, None))
     }
 
@@ -489,7 +606,8 @@ impl Engine for CriuEngine {
             "restoring process tree {} from checkpoint {checkpoint}",
             container.name
         );
-        criu_call(Call::Restore, images, work.clone(), what).await?;
+        let options = self.call_options(container)?;
+        criu_call(Call::Restore, (images, work.clone()), what, options).await?;
         Ok(PhaseStats::at(Some(&work), STATS_RESTORE, None))
     }
 
@@ -520,6 +638,10 @@ impl Engine for CriuEngine {
         }
         if let Ok(mut pids) = self.pids.lock() {
             pids.remove(&container.name);
+        }
+        // After the tree: its namespace is how a user's tree is known.
+        if let Ok(mut namespaces) = self.netns.lock() {
+            namespaces.remove(&container.name);
         }
         // The tree CRIU's dump ended is ours to collect too.
         crate::engine::os::proctree::reap_exited_workloads();

@@ -234,7 +234,7 @@ pub async fn check_user_image<E: Engine>(
     plan: &SweepPlan,
     run: &RunId,
 ) -> Result<()> {
-    let Some(user) = &plan.workload else {
+    let Some(user) = plan.workload.as_ref().filter(|w| !w.image.is_empty()) else {
         return Ok(());
     };
     let wanted = ImageSpec {

@@ -251,7 +251,14 @@ impl SweepPlan {
             .filter(|e| !e.takes_user_image())
             .map(|e| e.name())
             .collect();
-        if self.workload.is_some() && !imageless.is_empty() {
+        if let Some(w) = self.workload.as_ref().filter(|w| w.image.is_empty()) {
+            if let Some(e) = self.engines.iter().find(|e| **e != EngineKind::Criu) {
+                bail!(
+                    "--cmd '{}' without --image runs a process tree on the host, which only the criu engine does: give --image for {e}, or use --engine criu",
+                    w.cmd
+                );
+            }
+        } else if self.workload.is_some() && !imageless.is_empty() {
             bail!(
                 "--image runs on the docker, podman and runc engines ({} take(s) no image: it runs processes on the host): drop {} from --engine",
                 imageless.join(", "),

@@ -124,3 +124,51 @@ pub(crate) fn loopback_up(pid: u32) -> Result<()> {
     }
     Ok(())
 }
+
+/// The inode that names a network namespace file.
+fn netns_inode(path: &std::path::Path) -> Option<u64> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+/// Whether `pid` runs in a namespace of ckpt's (one of this process's
+/// or of another ckpt's): how the criu engine recognises a user's program
+/// tree as its own before it kills it.
+pub(crate) fn in_ckpt_netns(pid: u32) -> bool {
+    let Some(theirs) = netns_inode(std::path::Path::new(&format!("/proc/{pid}/ns/net"))) else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(PREFIX)
+            && netns_inode(&e.path()) == Some(theirs)
+    })
+}
+
+/// Runs `work` with the calling thread in the network namespace at `path`
+/// (a namespace is a per-thread attribute for the network), and puts the
+/// thread back afterwards: processes it starts meanwhile (CRIU) start in
+/// that namespace.
+pub(crate) fn on_this_thread_in<T>(path: &std::path::Path, work: impl FnOnce() -> T) -> Result<T> {
+    use std::os::fd::AsRawFd;
+    let home = std::fs::File::open("/proc/thread-self/ns/net")
+        .context("cannot open this thread's network namespace")?;
+    let target = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the network namespace {}", path.display()))?;
+    // SAFETY: setns on fds we own; only this thread's namespace changes.
+    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot enter {}", path.display()));
+    }
+    let out = work();
+    // SAFETY: as above, back to where the thread was.
+    // (It cannot fail: the fd is of the namespace the thread came from.)
+    if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("cannot return a thread to its own network namespace");
+    }
+    Ok(out)
+}
