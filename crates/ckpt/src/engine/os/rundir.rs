@@ -1,13 +1,13 @@
 //! Working directories of daemon-less engines (runc bundles, CRIU images),
-//! one per run under /run/ckpt/<engine>/, with the owner's pid so that
-//! `ckpt gc` removes only what dead runs left.
+//! one per run under /run/ckpt/<engine>/, with the owner's pid and start
+//! time so that `ckpt gc` removes only what dead runs left.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::run::{owner_alive, RunId};
+use crate::run::{owner_alive, owner_record, RunId};
 
 const OWNER_FILE: &str = "owner.pid";
 
@@ -21,7 +21,7 @@ pub(crate) fn create(engine: &str, run: &RunId) -> Result<PathBuf> {
 pub(crate) fn create_named(engine: &str, name: &str) -> Result<PathBuf> {
     let dir = Path::new(crate::model::STATE_ROOT).join(engine).join(name);
     make_private_dir(&dir)?;
-    std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())
+    std::fs::write(dir.join(OWNER_FILE), owner_record())
         .with_context(|| format!("cannot write {}", dir.join(OWNER_FILE).display()))?;
     Ok(dir)
 }
