@@ -231,7 +231,11 @@ pub fn remove_orphans() -> Result<usize> {
 }
 
 fn remove_orphans_at(conf: &Path, root: &Path) -> Result<usize> {
-    if !conf.parent().is_some_and(Path::is_dir) {
+    // Nothing of ckpt's: no lock is taken (nor its file made) on a host
+    // where ckpt never changed the file.
+    let marked = std::fs::read_to_string(conf).is_ok_and(|t| t.contains(MARKER));
+    let no_dirs = std::fs::read_dir(root).map_or(true, |mut d| d.next().is_none());
+    if !conf.parent().is_some_and(Path::is_dir) || (!marked && no_dirs) {
         return Ok(0);
     }
     edit(conf, |text| {
@@ -467,6 +471,16 @@ mod tests {
         let kept = std::fs::read_to_string(&conf).unwrap();
         assert_eq!(kept, format!("tcp-established\n{live_lines}"));
         assert!(live_dir.exists() && !dead_dir.exists());
+
+        // A host where ckpt never wrote: not even the lock is made.
+        let clean = tempfile::tempdir().unwrap();
+        let conf = clean.path().join("runc.conf");
+        std::fs::write(&conf, "tcp-established\n").unwrap();
+        assert_eq!(
+            remove_orphans_at(&conf, &clean.path().join("stats")).unwrap(),
+            0
+        );
+        assert!(!lock_path(&conf).exists());
     }
 
     #[test]
