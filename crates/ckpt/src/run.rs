@@ -57,17 +57,61 @@ impl fmt::Display for RunId {
     }
 }
 
-/// True when a ckpt process with this pid still runs; used by `gc` to leave
-/// a live run's objects alone.
-pub(crate) fn owner_alive(pid_label: Option<&str>) -> bool {
-    let Some(pid) = pid_label.and_then(|p| p.parse::<u32>().ok()) else {
+/// How an owner is recorded (owner files, runc.conf's marker lines): this
+/// process's pid and its start time, "pid starttime", so that the pid
+/// reused by another process, even another ckpt, is not taken for it.
+pub(crate) fn owner_record() -> String {
+    let pid = std::process::id();
+    match start_time(pid) {
+        Some(start) => format!("{pid} {start}"),
+        None => pid.to_string(),
+    }
+}
+
+/// When process `pid` started, in clock ticks after boot: field 22 of
+/// `/proc/<pid>/stat`.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command, may hold spaces and parentheses: count from
+    // after its closing parenthesis, where field 3 starts.
+    let after_command = stat.rsplit_once(')')?.1;
+    after_command.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// A recorded owner: its pid, and its start time when recorded (files of
+/// older ckpt versions hold only the pid).
+fn parse_owner(record: &str) -> Option<(u32, Option<u64>)> {
+    let mut fields = record.split_whitespace();
+    let pid = fields.next()?.parse().ok()?;
+    let start = match fields.next() {
+        Some(start) => Some(start.parse().ok()?),
+        None => None,
+    };
+    fields.next().is_none().then_some((pid, start))
+}
+
+/// Whether the process `pid` runs and, when its start time is known, is
+/// the one that started then.
+fn runs_since(pid: u32, start: Option<u64>) -> bool {
+    match start {
+        Some(start) => start_time(pid) == Some(start),
+        None => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    }
+}
+
+/// True when the ckpt process recorded as `owner` ("pid" or "pid
+/// starttime") still runs; used by `gc` to leave a live run's objects
+/// alone.
+pub(crate) fn owner_alive(owner: Option<&str>) -> bool {
+    let Some((pid, start)) = owner.and_then(parse_owner) else {
         return false;
     };
     let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
         return false;
     };
-    // A recycled pid that now belongs to another program does not count.
-    comm.trim() == "ckpt" && pid != std::process::id()
+    // A recycled pid that now belongs to another program does not count,
+    // nor one of another ckpt process when the start time was recorded.
+    comm.trim() == "ckpt" && pid != std::process::id() && runs_since(pid, start)
 }
 
 /// The signal that interrupted a run.
@@ -230,7 +274,95 @@ mod tests {
     fn missing_or_dead_owner_is_not_alive() {
         assert!(!owner_alive(None));
         assert!(!owner_alive(Some("not-a-pid")));
+        assert!(!owner_alive(Some("1 2 3")));
         // Our own pid never protects objects from our own gc.
         assert!(!owner_alive(Some(&std::process::id().to_string())));
+        assert!(!owner_alive(Some(&owner_record())));
+    }
+
+    #[test]
+    fn the_owner_is_recorded_with_its_start_time() {
+        let own = std::process::id();
+        let (pid, start) = parse_owner(&owner_record()).unwrap();
+        assert_eq!(pid, own);
+        let start = start.expect("a start time");
+        assert!(runs_since(own, Some(start)));
+        assert!(runs_since(own, None), "a file with only the pid");
+        assert!(
+            !runs_since(own, Some(start + 1)),
+            "another process, same pid"
+        );
+
+        let dead = testing::dead_pid();
+        assert!(start_time(dead).is_none());
+        assert!(!runs_since(dead, None));
+        assert!(!runs_since(dead, Some(start)));
+    }
+
+    #[test]
+    fn another_ckpt_on_a_reused_pid_is_not_the_owner() {
+        let other = testing::FakeCkpt::start();
+        assert!(owner_alive(Some(&other.record())));
+        assert!(owner_alive(Some(&other.pid().to_string())), "an older file");
+        let start = start_time(other.pid()).unwrap();
+        let reused = format!("{} {}", other.pid(), start.saturating_sub(1));
+        assert!(!owner_alive(Some(&reused)));
+        let dead = testing::dead_pid();
+        assert!(!owner_alive(Some(&format!("{dead} {start}"))));
+    }
+}
+
+/// Owners for the tests of what `ckpt gc` leaves alone.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::process::{Child, Command};
+
+    /// Another live process named `ckpt` (a `sleep` started through a link
+    /// of that name), as a concurrent run would be.
+    pub(crate) struct FakeCkpt {
+        child: Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl FakeCkpt {
+        pub(crate) fn start() -> FakeCkpt {
+            let dir = tempfile::tempdir().unwrap();
+            let link = dir.path().join("ckpt");
+            std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
+            let child = Command::new(&link).arg("60").spawn().unwrap();
+            // comm changes at exec: wait for it.
+            let comm = format!("/proc/{}/comm", child.id());
+            for _ in 0..500 {
+                if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "ckpt") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            FakeCkpt { child, _dir: dir }
+        }
+
+        pub(crate) fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        /// Its owner record, "pid starttime".
+        pub(crate) fn record(&self) -> String {
+            format!("{} {}", self.pid(), super::start_time(self.pid()).unwrap())
+        }
+    }
+
+    impl Drop for FakeCkpt {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// The pid of a process that has exited and been reaped.
+    pub(crate) fn dead_pid() -> u32 {
+        let mut child = Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::engine::{Container, Engine};
 use crate::workload::{StateReport, StateVerdict};
@@ -23,6 +23,11 @@ pub(crate) async fn check_state<E: Engine>(
     pids: &[u32],
     (threads, files): (u32, u32),
 ) -> Result<StateVerdict> {
+    // With no process there is no answer to wait for (and `len() - 1`
+    // would wrap around: a wait for the 2^64th line until the timeout).
+    let Some(last) = pids.len().checked_sub(1) else {
+        bail!("no process found in the restored container: nothing answered the state check");
+    };
     let is_report = |l: &str| StateReport::parse(l).is_ok();
     // Answers to earlier requests (none in a sweep) would be counted twice.
     let earlier = engine
@@ -33,12 +38,7 @@ pub(crate) async fn check_state<E: Engine>(
         .count();
     engine.signal(container, libc::SIGUSR1).await?;
     engine
-        .wait_for_line(
-            container,
-            earlier + pids.len() - 1,
-            &is_report,
-            CHECK_TIMEOUT,
-        )
+        .wait_for_line(container, earlier + last, &is_report, CHECK_TIMEOUT)
         .await
         .context("waiting for the restored processes to check their memory, threads and files")?;
     let reports: Vec<StateReport> = engine
@@ -49,4 +49,97 @@ pub(crate) async fn check_state<E: Engine>(
         .skip(earlier)
         .collect();
     Ok(StateVerdict::judge(&reports, pids, threads, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::criu_stats::PhaseStats;
+    use crate::engine::Image;
+    use crate::model::{EngineKind, ImageSpec, RunSpec};
+    use crate::run::RunId;
+
+    /// An engine whose container printed nothing and whose waits end at
+    /// once, as a timeout would: only the calls `check_state` makes work.
+    struct Silent;
+
+    impl Engine for Silent {
+        fn kind(&self) -> EngineKind {
+            EngineKind::Criu
+        }
+        async fn build_image(&self, _: &RunId, _: &ImageSpec) -> Result<Image> {
+            unimplemented!()
+        }
+        async fn run(&self, _: &RunId, _: &Image, _: &RunSpec) -> Result<Container> {
+            unimplemented!()
+        }
+        async fn wait_for_line(
+            &self,
+            _: &Container,
+            skip: usize,
+            _: &(dyn Fn(&str) -> bool + Sync),
+            _: Duration,
+        ) -> Result<String> {
+            bail!("timed out waiting for line {skip}")
+        }
+        async fn logs(&self, _: &Container) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        async fn signal(&self, _: &Container, _: i32) -> Result<()> {
+            Ok(())
+        }
+        async fn checkpoint(&self, _: &Container, _: &str) -> Result<PhaseStats> {
+            unimplemented!()
+        }
+        async fn stop(&self, _: &Container) -> Result<()> {
+            unimplemented!()
+        }
+        async fn restore(&self, _: &Container, _: &str) -> Result<PhaseStats> {
+            unimplemented!()
+        }
+        async fn root_pid(&self, _: &Container) -> Result<u32> {
+            unimplemented!()
+        }
+        fn checkpoint_path(&self, _: &Container, _: &str) -> Option<std::path::PathBuf> {
+            None
+        }
+        async fn remove_checkpoint(&self, _: &Container, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn remove_container(&self, _: &Container) -> Result<()> {
+            unimplemented!()
+        }
+        async fn remove_image(&self, _: &Image) -> Result<()> {
+            unimplemented!()
+        }
+        async fn remove_run(&self, _: &RunId) -> Result<usize> {
+            unimplemented!()
+        }
+        async fn remove_orphans(&self) -> Result<usize> {
+            unimplemented!()
+        }
+    }
+
+    fn container() -> Container {
+        Container {
+            id: "c".into(),
+            name: "c".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_process_is_reported_without_waiting() {
+        let err = check_state(&Silent, &container(), &[], (0, 0))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("no process found"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn the_last_processs_answer_is_awaited() {
+        let err = check_state(&Silent, &container(), &[7, 8, 9], (0, 0))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
 }

@@ -23,8 +23,8 @@ pub(super) async fn run() -> Result<u8> {
     // The host's CRIU configuration belongs to no engine: always cleaned.
     removed += criu_stats::remove_orphans()?;
     // Throwaway destination hosts of migrations: their second daemons
-    // first (they live in the hosts' namespaces), then the namespaces and
-    // the credentials.
+    // first (they live in the hosts' namespaces), then the namespaces, the
+    // credentials and what a killed `ckpt serve` received.
     removed += ckpt::engine::moby::second::remove_orphans()?;
     removed += ckpt::engine::os::netns::remove_orphans()?;
     removed += ckpt::migrate::remove_orphans()?;

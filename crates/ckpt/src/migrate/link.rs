@@ -6,10 +6,12 @@
 //! at the end, and by `ckpt gc` when the run died.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::engine::os::lock::FileLock;
 use crate::engine::os::netns::{self, ip};
 use crate::run::RunId;
 
@@ -56,6 +58,68 @@ pub fn parse_rate(text: &str) -> Result<f64> {
     }
 }
 
+/// Where the links' subnets are taken from: 10.231.0.0/16, a /30 each.
+const SUBNETS: (Ipv4Addr, u32) = (Ipv4Addr::new(10, 231, 0, 0), 16);
+
+/// The host's IPv4 addresses, as `ip -o -4 addr show` prints them.
+fn host_addresses() -> Result<String> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .context("cannot run `ip` (iproute2): install it")?;
+    if !out.status.success() {
+        bail!(
+            "`ip -o -4 addr show` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The address ranges (first, last) the interfaces in `ip -o -4 addr
+/// show`'s output cover: each address's network, and a point-to-point
+/// peer's (`inet A peer B/P`).
+fn used_ranges(ip_output: &str) -> Vec<(u32, u32)> {
+    let range = |text: &str| -> Option<(u32, u32)> {
+        let (addr, prefix) = text.split_once('/').unwrap_or((text, "32"));
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+        let size = 1u64 << (32 - prefix);
+        let first = u64::from(u32::from(addr)) / size * size;
+        Some((first as u32, (first + size - 1) as u32))
+    };
+    let mut used = Vec::new();
+    for line in ip_output.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(at) = fields.iter().position(|f| *f == "inet") else {
+            continue;
+        };
+        used.extend(fields.get(at + 1).and_then(|a| range(a)));
+        if fields.get(at + 2) == Some(&"peer") {
+            used.extend(fields.get(at + 3).and_then(|a| range(a)));
+        }
+    }
+    used
+}
+
+/// The first /30 of 10.231.0.0/16 that no interface of the host uses,
+/// from `ip -o -4 addr show`'s output (the same output, the same subnet).
+fn free_subnet(ip_output: &str) -> Result<Ipv4Addr> {
+    let used = used_ranges(ip_output);
+    let first = u32::from(SUBNETS.0);
+    let last = first + ((1u32 << (32 - SUBNETS.1)) - 1);
+    (first..=last)
+        .step_by(4)
+        .find(|block| !used.iter().any(|(a, b)| *a <= block + 3 && *block <= *b))
+        .map(Ipv4Addr::from)
+        .with_context(|| {
+            format!(
+                "no /30 of {}/{} is free on this host: every one overlaps an interface's address (`ip -4 addr`)",
+                SUBNETS.0, SUBNETS.1
+            )
+        })
+}
+
 /// The two ends of the link.
 #[derive(Debug)]
 pub struct Link {
@@ -90,14 +154,17 @@ impl Link {
         static MADE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
         let slot = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}{slot}", &run.as_str()[run.as_str().len() - 4..]);
-        let subnet = u8::from_str_radix(&tag[2..4], 16)
-            .unwrap_or(0)
-            .wrapping_add(slot);
+        // One run at a time picks a subnet and puts its address on the host,
+        // so that the next one sees it taken.
+        let state = Path::new(crate::model::STATE_ROOT);
+        crate::engine::os::rundir::make_private_dir(state)?;
+        let _lock = FileLock::exclusive(&state.join("link.lock"))?;
+        let subnet = free_subnet(&host_addresses()?)?;
         let link = Link {
             netns: netns::name_for(&tag),
             host_if: format!("ckh{tag}"),
-            host_addr: Ipv4Addr::new(10, 231, subnet, 1),
-            peer_addr: Ipv4Addr::new(10, 231, subnet, 2),
+            host_addr: Ipv4Addr::from(u32::from(subnet) + 1),
+            peer_addr: Ipv4Addr::from(u32::from(subnet) + 2),
         };
         if let Err(e) = link.set_up(rate) {
             link.remove();
@@ -176,6 +243,56 @@ impl Drop for Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ip -o -4 addr show` on a host with two throwaway links already.
+    const TWO_LINKS: &str = "\
+1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
+2: eth0    inet 192.168.1.20/24 brd 192.168.1.255 scope global dynamic eth0\\       valid_lft 85000sec preferred_lft 85000sec
+7: ckh1a2b0    inet 10.231.0.1/30 scope global ckh1a2b0\\       valid_lft forever preferred_lft forever
+9: ckh77c00    inet 10.231.0.5/30 scope global ckh77c00\\       valid_lft forever preferred_lft forever
+";
+
+    #[test]
+    fn the_first_free_subnet_is_chosen() {
+        let subnet = |output: &str| free_subnet(output).unwrap().to_string();
+        assert_eq!(subnet(""), "10.231.0.0");
+        assert_eq!(
+            subnet(&TWO_LINKS.lines().take(2).collect::<Vec<_>>().join("\n")),
+            "10.231.0.0"
+        );
+        assert_eq!(subnet(TWO_LINKS), "10.231.0.8");
+        assert_eq!(
+            subnet(TWO_LINKS),
+            "10.231.0.8",
+            "the same output, the same subnet"
+        );
+        // A gap is used again; a wider network covers every /30 in it.
+        let gap: Vec<&str> = TWO_LINKS
+            .lines()
+            .filter(|l| !l.contains("ckh1a2b0"))
+            .collect();
+        let gap = gap.join("\n");
+        assert_eq!(subnet(&gap), "10.231.0.0");
+        let half = TWO_LINKS.replace("10.231.0.1/30", "10.231.0.2/31");
+        assert_eq!(subnet(&half), "10.231.0.8", "half a /30 is not free");
+        let wide = format!("{TWO_LINKS}4: br0    inet 10.231.0.200/23 scope global br0\n");
+        assert_eq!(subnet(&wide), "10.231.2.0");
+        // A point-to-point address and its peer.
+        let ptp = "5: tun0    inet 10.231.0.1 peer 10.231.0.6/32 scope global tun0\n";
+        assert_eq!(subnet(ptp), "10.231.0.8");
+        assert!(free_subnet("3: vpn0    inet 10.0.0.1/8 scope global vpn0\n").is_err());
+    }
+
+    #[test]
+    fn unreadable_lines_cover_nothing() {
+        let odd = "1: x    inet nonsense scope global x\n2: y    inet 10.231.0.1/33\n3: z\n";
+        assert!(used_ranges(odd).is_empty());
+        assert_eq!(
+            used_ranges("1: a    inet 10.231.1.7/32")[0],
+            (0x0ae70107, 0x0ae70107)
+        );
+        assert_eq!(used_ranges("1: a    inet 1.2.3.4/0")[0], (0, u32::MAX));
+    }
 
     #[test]
     fn rates_parse_in_tc_syntax() {

@@ -938,18 +938,51 @@ async fn send_bundle<S: AsyncWrite + Unpin>(
     Ok(sent)
 }
 
-/// For `ckpt gc`: the work directories (credentials) of dead migrations.
+/// For `ckpt gc`: the work directories (credentials) of dead migrations,
+/// and the scratch directories of dead `ckpt serve` processes (a Docker or
+/// Podman move's checkpoint: its memory, on tmpfs).
 pub fn remove_orphans() -> Result<usize> {
-    let dirs = crate::engine::os::rundir::orphans("migrate");
-    for dir in &dirs {
-        crate::engine::os::rundir::remove(dir)?;
+    remove_orphans_in(Path::new(crate::model::STATE_ROOT))
+}
+
+fn remove_orphans_in(root: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for side in ["migrate", "serve"] {
+        for dir in crate::engine::os::rundir::orphans_in(root, side) {
+            crate::engine::os::rundir::remove(&dir)?;
+            removed += 1;
+        }
     }
-    Ok(dirs.len())
+    Ok(removed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gc_removes_the_directories_of_dead_serve_and_migrate_processes() {
+        let root = tempfile::tempdir().unwrap();
+        let live = crate::run::testing::FakeCkpt::start();
+        let dead = format!("{} 1", crate::run::testing::dead_pid());
+        let made = [
+            ("serve/run-a", &dead),
+            ("serve/run-b", &live.record()),
+            ("migrate/run-c", &dead),
+            ("migrate/run-d", &live.record()),
+        ];
+        for (dir, owner) in made {
+            let dir = root.path().join(dir);
+            std::fs::create_dir_all(dir.join("images/checkpoint")).unwrap();
+            std::fs::write(dir.join("owner.pid"), owner).unwrap();
+        }
+        assert_eq!(remove_orphans_in(root.path()).unwrap(), 2);
+        for (dir, owner) in made {
+            let kept = root.path().join(dir).exists();
+            assert_eq!(kept, *owner != dead, "{dir}");
+        }
+        assert_eq!(remove_orphans_in(root.path()).unwrap(), 0);
+    }
 
     #[test]
     fn the_gap_is_the_longest_pause_across_both_logs() {

@@ -495,8 +495,17 @@ fn wait_listening(addr: SocketAddr) -> Result<()> {
     )
 }
 
+/// Whether something listens on `port`, over IPv4 or IPv6 (a page server
+/// on an IPv6 address, or on `::`, shows in tcp6 only).
 fn listening(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap_or_default();
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .any(|path| listens_in(&std::fs::read_to_string(path).unwrap_or_default(), port))
+}
+
+/// Whether a socket table as /proc/net/tcp or /proc/net/tcp6 prints it
+/// holds a listening socket on `port`.
+fn listens_in(table: &str, port: u16) -> bool {
     let wanted = format!(":{port:04X}");
     // Columns: sl, local address (hex ip:port), remote, state (0A: LISTEN).
     table.lines().skip(1).any(|line| {
@@ -535,4 +544,37 @@ fn move_dir(from: &Path, to: &Path) -> Result<()> {
         }
     }
     crate::engine::os::rundir::remove(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1C8C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1C8D 0100007F:A1B2 01 00000000:00000000 00:00000000 00000000     0        0 1002 1 0000000000000000 20 4 30 10 -1
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1C8E 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2001 1 0000000000000000 100 0 0 10 0
+   1: 0000000000000000FFFF00000100007F:1C8F 0000000000000000FFFF00000100007F:A1B3 01 00000000:00000000 00:00000000 00000000     0        0 2002 1 0000000000000000 20 4 30 10 -1
+";
+
+    #[test]
+    fn listeners_are_found_in_both_tables() {
+        assert!(listens_in(TCP, 7308));
+        assert!(listens_in(TCP6, 7310), "an IPv6 listener");
+        assert!(!listens_in(TCP, 7309), "a connection, not a listener");
+        assert!(!listens_in(TCP6, 7311), "a connection, not a listener");
+        assert!(!listens_in(TCP, 7310) && !listens_in("", 7308));
+    }
+
+    #[test]
+    fn a_listener_on_ipv6_is_seen() {
+        // Hosts without IPv6 have nothing to show.
+        let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+            return;
+        };
+        let port = listener.local_addr().unwrap().port();
+        assert!(listening(port), "port {port}");
+    }
 }

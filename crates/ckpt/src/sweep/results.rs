@@ -325,23 +325,85 @@ fn csv_header() -> Result<csv::StringRecord> {
 
 /// Rewrites a trials.csv written before a column was added (a resumed
 /// sweep of an older ckpt) with today's columns, so that new rows do not
-/// land under an old header. Rows that do not parse (a cut last row) are
-/// dropped, as when resuming. (With trials.jsonl beside it, resuming has
-/// already rebuilt it from there.)
+/// land under an old header. (With trials.jsonl beside it, resuming has
+/// already rebuilt it from there.) A row that does not parse is never
+/// dropped silently: the file is left as it is and the error names its
+/// lines, unless the only such row is a last line cut short by a crash (no
+/// newline at the end), which is dropped with a warning.
 fn upgrade_csv(path: &Path) -> Result<()> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     if *reader.headers()? == csv_header()? {
         return Ok(());
     }
+    let cut = !ends_with_newline(path)?;
     let upgraded = replacement(path);
     let mut writer = csv::Writer::from_writer(open_new(&upgraded)?);
-    // A row at a time: an old sweep can be large.
-    for record in reader.deserialize::<TrialRecord>().filter_map(Result::ok) {
-        writer.serialize(record).context("writing trials.csv")?;
+    let copied = copy_rows(&mut reader, cut, |record| {
+        writer.serialize(record).context("writing trials.csv")
+    })
+    .and_then(|dropped| {
+        writer.flush().context("flushing trials.csv")?;
+        Ok(dropped)
+    });
+    let dropped = match copied {
+        Ok(dropped) => dropped,
+        Err(e) => {
+            let _ = std::fs::remove_file(&upgraded);
+            return Err(e.context(format!(
+                "cannot give {} today's columns (it is left as it was)",
+                path.display()
+            )));
+        }
+    };
+    if let Some(line) = dropped {
+        eprintln!(
+            "ckpt: warning: dropped line {line} of {}: cut short (no newline at the end of the file)",
+            path.display()
+        );
     }
-    writer.flush().context("flushing trials.csv")?;
     std::fs::rename(&upgraded, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Hands every row of an old trials.csv, as today's record, to `write`,
+/// but for the last one when `cut`; returns that dropped row's line. Fails,
+/// naming the lines, when any other row does not parse.
+fn copy_rows(
+    reader: &mut csv::Reader<File>,
+    cut: bool,
+    mut write: impl FnMut(&TrialRecord) -> Result<()>,
+) -> Result<Option<u64>> {
+    let headers = reader.headers()?.clone();
+    let (mut bad, mut last) = (Vec::new(), None);
+    // A row behind: the last one is known only at the end.
+    let mut held: Option<TrialRecord> = None;
+    for row in reader.records() {
+        let line = match &row {
+            Ok(row) => row.position().map(|p| p.line()),
+            Err(e) => e.position().map(|p| p.line()),
+        };
+        if let Some(record) = held.take() {
+            write(&record)?;
+        }
+        let parsed = row.ok().and_then(|r| r.deserialize(Some(&headers)).ok());
+        match parsed {
+            Some(record) => held = Some(record),
+            None => bad.push(line.unwrap_or(0)),
+        }
+        last = line;
+    }
+    let dropped = cut.then_some(last).flatten();
+    if !bad.iter().all(|line| Some(*line) == dropped) {
+        let lines: Vec<String> = bad.iter().map(u64::to_string).collect();
+        bail!(
+            "line(s) {} do not parse as trial records, and upgrading would drop them: correct or delete those lines (keep a copy of the file), then run again",
+            lines.join(", ")
+        );
+    }
+    if let Some(record) = held.filter(|_| dropped.is_none()) {
+        write(&record)?;
+    }
+    Ok(dropped)
 }
 
 /// What resuming needs of the records already written.
@@ -694,6 +756,65 @@ mod tests {
         results.record_writer().unwrap();
         let again = std::fs::read_to_string(results.file(ResultFile::TrialsCsv)).unwrap();
         assert_eq!(again, text);
+    }
+
+    /// OLD_CSV with `rows` appended.
+    fn old_csv_with(rows: &str) -> (tempfile::TempDir, ResultsDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        std::fs::write(
+            results.file(ResultFile::TrialsCsv),
+            format!("{OLD_CSV}{rows}"),
+        )
+        .unwrap();
+        (dir, results)
+    }
+
+    fn old_row(trial: usize) -> String {
+        OLD_CSV
+            .lines()
+            .nth(1)
+            .unwrap()
+            .replacen(",1,runc,", &format!(",{trial},runc,"), 1)
+    }
+
+    #[test]
+    fn an_old_csv_with_rows_that_do_not_parse_is_not_upgraded() {
+        let rows = format!(
+            "{}\nnot,a,row\n{}\n{}\n",
+            old_row(2),
+            old_row(3),
+            "x".repeat(5)
+        );
+        let (_dir, results) = old_csv_with(&rows);
+        let path = results.file(ResultFile::TrialsCsv);
+        let before = std::fs::read(&path).unwrap();
+        let err = format!("{:#}", results.record_writer().err().expect("refused"));
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("line(s) 4, 6 do not parse"), "{err}");
+        assert!(err.contains("correct or delete those lines"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "left as it was");
+        assert!(!replacement(&path).exists());
+    }
+
+    #[test]
+    fn a_cut_last_line_of_an_old_csv_is_dropped() {
+        // Cut after its last field: it parses, but nothing says it is whole.
+        let (_dir, results) = old_csv_with(&format!("{}\n{}", old_row(2), old_row(3)));
+        results.record_writer().unwrap();
+        let rows: Vec<TrialRecord> = csv::Reader::from_path(results.file(ResultFile::TrialsCsv))
+            .unwrap()
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.iter().map(|r| r.trial).collect::<Vec<_>>(), [1, 2]);
+
+        // Cut in the middle: it does not parse.
+        let row = old_row(3);
+        let (_dir, results) = old_csv_with(&row[..row.len() / 2]);
+        results.record_writer().unwrap();
+        let rows = results.csv_rows().unwrap().unwrap();
+        assert_eq!((rows.complete, rows.current), (1, true));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the engines read from or leave on the operating system: process trees
-//! under /proc, per-run state directories, and log files they tail.
+//! under /proc, per-run state directories, log files they tail, and a lock
+//! among ckpt processes.
 
+pub(crate) mod lock;
 pub mod logfile;
 pub mod netns;
 pub mod proctree;
