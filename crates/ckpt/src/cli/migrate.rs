@@ -167,10 +167,13 @@ pub(super) struct CredentialsArgs {
     /// An address or DNS name each host is reached on; name both hosts (CRIU checks its peer's certificate against the address it uses)
     #[arg(long = "host", value_name = "IP_OR_NAME", required = true)]
     hosts: Vec<String>,
+    /// How many days the certificates are valid (1 to 3650); make new ones before they expire
+    #[arg(long, default_value_t = 365)]
+    days: u32,
 }
 
 pub(super) fn credentials(args: CredentialsArgs) -> Result<u8> {
-    let (serve, migrate) = migrate::tls::for_hosts(&args.dir, &args.hosts)?;
+    let (serve, migrate) = migrate::tls::for_hosts(&args.dir, &args.hosts, args.days)?;
     println!(
         "made in {} (0600; the CA's key was not kept):\n  ca.pem                   both hosts\n  serve.pem, serve.key     the destination: ckpt serve --listen ADDR:PORT --ca {} --cert {} --key {}\n  migrate.pem, migrate.key the source: ckpt migrate --to HOST:PORT --ca {} --cert {} --key {}",
         args.dir.display(),

@@ -29,7 +29,8 @@ pub struct Credentials {
 /// they use. Returns (server, client).
 pub fn throwaway(dir: &Path, ips: &[IpAddr]) -> Result<(Credentials, Credentials)> {
     let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
-    let ca = Authority::new("ckpt migration CA (throwaway)")?;
+    // One move's credentials: a day is more than any move takes.
+    let ca = Authority::new("ckpt migration CA (throwaway)", Validity::days(1)?)?;
     let ca_path = dir.join("ca.pem");
     write_private(&ca_path, ca.cert.pem().as_bytes(), false)?;
     let server = ca.issue(dir, &ca_path, "server", &names, false)?;
@@ -52,7 +53,8 @@ pub const CREDENTIAL_FILES: [&str; 5] = [
 /// [`throwaway`]. `dir` is made 0700 and the files 0600; existing files
 /// are never overwritten. The CA's key is not kept: nobody can issue
 /// another certificate under this CA. Returns (serve, migrate).
-pub fn for_hosts(dir: &Path, hosts: &[String]) -> Result<(Credentials, Credentials)> {
+pub fn for_hosts(dir: &Path, hosts: &[String], days: u32) -> Result<(Credentials, Credentials)> {
+    let validity = Validity::days(days)?;
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if hosts.is_empty() {
         bail!("name at least one host (--host): the certificates must name the addresses the hosts reach each other on");
@@ -77,7 +79,7 @@ pub fn for_hosts(dir: &Path, hosts: &[String]) -> Result<(Credentials, Credentia
         .with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot make {} private", dir.display()))?;
-    let ca = Authority::new("ckpt migration CA")?;
+    let ca = Authority::new("ckpt migration CA", validity)?;
     let ca_path = dir.join("ca.pem");
     write_private(&ca_path, ca.cert.pem().as_bytes(), true)?;
     let serve = ca.issue(dir, &ca_path, "serve", hosts, true)?;
@@ -102,23 +104,60 @@ fn san(host: &str) -> Result<rcgen::SanType> {
     }
 }
 
+/// The longest validity `ckpt credentials --days` gives (ten years).
+pub const MAX_DAYS: u32 = 3650;
+
+/// When a set of certificates is valid: from a few minutes ago (the two
+/// hosts' clocks may differ a little) for a number of days. rustls checks
+/// it on both sides of every connection; the CA's key is not kept, so
+/// expiry is how a set of credentials ends.
+#[derive(Debug, Clone, Copy)]
+struct Validity {
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+}
+
+impl Validity {
+    fn days(days: u32) -> Result<Validity> {
+        if days == 0 || days > MAX_DAYS {
+            bail!("--days {days}: give 1 to {MAX_DAYS} days");
+        }
+        let now = time::OffsetDateTime::now_utc();
+        Ok(Validity {
+            not_before: now - time::Duration::minutes(5),
+            not_after: now + time::Duration::days(i64::from(days)),
+        })
+    }
+
+    fn apply(&self, params: &mut rcgen::CertificateParams) {
+        params.not_before = self.not_before;
+        params.not_after = self.not_after;
+    }
+}
+
 /// A CA made for one set of credentials; its key lives only in memory.
 struct Authority {
     cert: rcgen::Certificate,
     key: rcgen::KeyPair,
+    validity: Validity,
 }
 
 impl Authority {
-    fn new(common_name: &str) -> Result<Authority> {
+    fn new(common_name: &str, validity: Validity) -> Result<Authority> {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
+        validity.apply(&mut params);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
         let cert = params.self_signed(&key)?;
-        Ok(Authority { cert, key })
+        Ok(Authority {
+            cert,
+            key,
+            validity,
+        })
     }
 
     /// `<name>.pem` and `<name>.key` in `dir`, naming `hosts`, for both
@@ -134,6 +173,7 @@ impl Authority {
         use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
+        self.validity.apply(&mut params);
         params.distinguished_name.push(DnType::CommonName, name);
         params.subject_alt_names = hosts.iter().map(|h| san(h)).collect::<Result<_>>()?;
         params.extended_key_usages = vec![
@@ -296,7 +336,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("creds");
         let hosts = ["10.0.0.1".to_string(), "dest.example".to_string()];
-        let (serve, migrate) = for_hosts(&dir, &hosts).unwrap();
+        let (serve, migrate) = for_hosts(&dir, &hosts, 365).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         for file in CREDENTIAL_FILES {
@@ -306,17 +346,32 @@ mod tests {
         serve.server_config().unwrap();
         migrate.client_config().unwrap();
         let before = std::fs::read(&serve.key).unwrap();
-        let err = format!("{:#}", for_hosts(&dir, &hosts).unwrap_err());
+        let err = format!("{:#}", for_hosts(&dir, &hosts, 365).unwrap_err());
         assert!(err.contains("never overwrites"), "{err}");
         assert_eq!(std::fs::read(&serve.key).unwrap(), before);
         let err = format!(
             "{:#}",
-            for_hosts(&tmp.path().join("b"), &["a b".into()]).unwrap_err()
+            for_hosts(&tmp.path().join("b"), &["a b".into()], 365).unwrap_err()
         );
         assert!(
             err.contains("neither an IP address nor a DNS name"),
             "{err}"
         );
-        assert!(for_hosts(&tmp.path().join("c"), &[]).is_err());
+        assert!(for_hosts(&tmp.path().join("c"), &[], 365).is_err());
+    }
+
+    #[test]
+    fn certificates_are_valid_for_the_days_asked_and_no_longer() {
+        let two = Validity::days(2).unwrap();
+        let span = two.not_after - two.not_before;
+        assert_eq!(span, time::Duration::days(2) + time::Duration::minutes(5));
+        assert!(two.not_before < time::OffsetDateTime::now_utc());
+        for bad in [0, MAX_DAYS + 1] {
+            let err = format!("{:#}", Validity::days(bad).unwrap_err());
+            assert!(err.contains("--days"), "{err}");
+        }
+        let mut params = rcgen::CertificateParams::default();
+        two.apply(&mut params);
+        assert_eq!(params.not_after, two.not_after);
     }
 }
