@@ -53,32 +53,62 @@ impl Drop for TestImage {
     }
 }
 
-/// `ckpt sweep` of one point, one trial per engine; returns success and
-/// what it printed.
-fn sweep(dir: &Path, engines: &str, image: &TestImage, extra: &[&str]) -> (bool, String) {
+/// What a sweep printed and recorded.
+struct Swept {
+    ok: bool,
+    output: String,
+    records: Vec<serde_json::Value>,
+}
+
+/// `ckpt sweep` of one point, one trial per engine, of an image of `kind`
+/// built for it (and removed after it); checks that the sweep left nothing
+/// of ckpt's and that the image is still there.
+fn sweep_image(kind: &str, engines: &str, extra: &[&str]) -> Swept {
+    let before = ckpt_objects();
+    let image = TestImage::build(kind);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results");
     let out = ckpt()
         .args(["sweep", "--engine", engines, "--children", "1"])
         .args(["--repeat", "1", "--warmup", "0", "--image", &image.tag])
         .args(extra)
         .arg("--output")
-        .arg(dir)
+        .arg(&dir)
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
-    (out.status.success(), format!("{stdout}\n{stderr}"))
+    let swept = Swept {
+        ok: out.status.success(),
+        output: format!("{stdout}\n{stderr}"),
+        records: records(&dir),
+    };
+    assert_eq!(
+        swept.records.len(),
+        engines.split(',').count(),
+        "{}",
+        swept.output
+    );
+    assert!(image.exists_in("docker") && image.exists_in("podman"));
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+    swept
+}
+
+/// Every record has `status` (and `state_ok`, when given).
+fn assert_each(swept: &Swept, status: &str, state_ok: Option<bool>) {
+    for r in &swept.records {
+        assert_eq!(r["status"], status, "{r}");
+        if let Some(state_ok) = state_ok {
+            assert_eq!(r["state_ok"], state_ok, "{r}");
+        }
+    }
 }
 
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn redis_with_loaded_data_keeps_its_digest_on_docker_podman_and_runc() {
-    let before = ckpt_objects();
-    let image = TestImage::build("redis");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("redis");
-    let (ok, output) = sweep(
-        &dir,
+    let swept = sweep_image(
+        "redis",
         "docker,podman,runc",
-        &image,
         &[
             "--cmd",
             REDIS,
@@ -90,33 +120,23 @@ fn redis_with_loaded_data_keeps_its_digest_on_docker_podman_and_runc() {
             "redis-cli -p 6379 debug digest",
         ],
     );
-    assert!(ok, "{output}");
-    let records = records(&dir);
-    assert_eq!(records.len(), 3, "{output}");
-    for r in &records {
-        assert_eq!(r["status"], "ok", "{r}");
-        assert_eq!(r["state_ok"], true, "{r}");
+    assert!(swept.ok, "{}", swept.output);
+    assert_each(&swept, "ok", Some(true));
+    for r in &swept.records {
         assert!(r["setup_ms"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["check_ms"].as_f64().unwrap() > 0.0, "{r}");
         // 100000 keys are in the checkpoint: several MiB, not an empty server.
         assert!(r["checkpoint_bytes"].as_u64().unwrap() > 8 << 20, "{r}");
     }
-    assert!(image.exists_in("docker") && image.exists_in("podman"));
-    assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
 
 #[test]
 #[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn a_check_whose_output_changes_fails_the_trial_with_both_outputs() {
-    let before = ckpt_objects();
-    let image = TestImage::build("redis");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("changed");
     // INCR answers 1 before the checkpoint and 2 after: the state differs.
-    let (ok, output) = sweep(
-        &dir,
+    let swept = sweep_image(
+        "redis",
         "docker",
-        &image,
         &[
             "--cmd",
             REDIS,
@@ -126,35 +146,26 @@ fn a_check_whose_output_changes_fails_the_trial_with_both_outputs() {
             "redis-cli -p 6379 incr ckpt-check",
         ],
     );
-    let records = records(&dir);
-    assert_eq!(records.len(), 1, "{output}");
-    let r = &records[0];
-    assert_eq!(r["status"], "unverified", "{r}");
-    assert_eq!(r["state_ok"], false, "{r}");
-    let error = r["error"].as_str().unwrap();
+    assert_each(&swept, "unverified", Some(false));
+    let error = swept.records[0]["error"].as_str().unwrap();
     assert!(
         error.contains("printed '2'") && error.contains("'1'"),
         "{error}"
     );
     assert!(
-        output.contains("NOT verified: the program's check"),
-        "{ok} {output}"
+        swept.output.contains("NOT verified: the program's check"),
+        "{}",
+        swept.output
     );
-    assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
 
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn python_http_server_serves_the_same_page_after_the_restore() {
-    let before = ckpt_objects();
-    let image = TestImage::build("python");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("http");
     let fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').read().decode())\"";
-    let (ok, output) = sweep(
-        &dir,
+    let swept = sweep_image(
+        "python",
         "docker,podman,runc",
-        &image,
         &[
             "--cmd",
             "python3 -m http.server 8080 --bind 127.0.0.1 --directory /srv/www",
@@ -166,14 +177,8 @@ fn python_http_server_serves_the_same_page_after_the_restore() {
             "(?i)<html",
         ],
     );
-    assert!(ok, "{output}");
-    let records = records(&dir);
-    assert_eq!(records.len(), 3, "{output}");
-    for r in &records {
-        assert_eq!(r["status"], "ok", "{r}");
-        assert_eq!(r["state_ok"], true, "{r}");
-    }
-    assert_eq!(ckpt_objects(), before, "nothing left behind");
+    assert!(swept.ok, "{}", swept.output);
+    assert_each(&swept, "ok", Some(true));
 }
 
 #[test]
@@ -195,15 +200,16 @@ fn doctor_checkpoints_a_tcp_connection_and_leaves_nothing() {
             .contains("--tcp-established"),
         "{sockets}"
     );
-    assert_no_scratch_namespace();
+    assert_no_ckpt_namespace();
 }
 
-fn assert_no_scratch_namespace() {
+/// No network namespace of ckpt's is left (`ckpt-m<pid>-...`).
+fn assert_no_ckpt_namespace() {
     let left: Vec<String> = std::fs::read_dir("/run/netns")
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with("-sockcheck"))
+                .filter(|n| n.starts_with("ckpt-m"))
                 .collect()
         })
         .unwrap_or_default();
@@ -289,23 +295,18 @@ fn an_unpatched_criu_fails_the_socket_check_and_user_sweeps_are_refused() {
         "{stderr}"
     );
     assert!(!tmp.path().join("refused").exists());
-    assert_no_scratch_namespace();
+    assert_no_ckpt_namespace();
     assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
 
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn a_program_that_dies_before_it_is_ready_is_reported_at_once_with_its_last_words() {
-    let before = ckpt_objects();
-    let image = TestImage::build("redis");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("dies");
     let started = std::time::Instant::now();
     // redis-server refuses an unknown option and exits with status 1.
-    let (_, output) = sweep(
-        &dir,
+    let swept = sweep_image(
+        "redis",
         "docker,podman,runc",
-        &image,
         &[
             "--cmd",
             "redis-server --port 6379 --no-such-option 1",
@@ -318,45 +319,35 @@ fn a_program_that_dies_before_it_is_ready_is_reported_at_once_with_its_last_word
     // Far below the ready timeout: nobody waited for it.
     assert!(
         started.elapsed() < std::time::Duration::from_secs(150),
-        "{output}"
+        "{}",
+        swept.output
     );
-    let records = records(&dir);
-    assert_eq!(records.len(), 3, "{output}");
-    for r in &records {
-        assert_eq!(r["status"], "failed", "{r}");
+    assert_each(&swept, "failed", None);
+    for r in &swept.records {
         let error = r["error"].as_str().unwrap();
         assert!(error.contains("ended before printing"), "{error}");
         assert!(error.contains("Bad directive"), "its last lines: {error}");
     }
-    assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
 
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn a_failed_checkpoint_quotes_criu_on_docker_and_podman() {
-    let before = ckpt_objects();
-    let image = TestImage::build("python");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("criu-says");
     // A TCP connection to itself: CRIU refuses it without --tcp-established.
     let holder = "python3 -c \"import socket,time; l=socket.socket(); l.bind(('127.0.0.1',7000)); l.listen(); c=socket.create_connection(('127.0.0.1',7000)); s=l.accept(); print('ready',flush=True); time.sleep(600)\"";
-    let (_, output) = sweep(
-        &dir,
+    let swept = sweep_image(
+        "python",
         "docker,podman",
-        &image,
         &["--cmd", holder, "--ready-pattern", "^ready$"],
     );
-    let records = records(&dir);
-    assert_eq!(records.len(), 2, "{output}");
-    for r in &records {
-        assert_eq!(r["status"], "failed", "{r}");
+    assert_each(&swept, "failed", None);
+    for r in &swept.records {
         let error = r["error"].as_str().unwrap();
         assert!(
             error.contains("CRIU said:") && error.contains("--tcp-established"),
             "CRIU's own words, not only the engine's: {error}"
         );
     }
-    assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
 
 /// A program holding a TCP connection to itself that sends a byte over it
@@ -367,14 +358,9 @@ const CONNECTED: &str = "python3 -c \"import socket,time; l=socket.socket(); l.b
 #[test]
 #[ignore = "needs root, Podman and CRIU: ./scripts/test"]
 fn an_established_connection_carries_on_after_the_restore_on_runc_and_podman() {
-    let before = ckpt_objects();
-    let image = TestImage::build("python");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kept");
-    let (ok, output) = sweep(
-        &dir,
+    let swept = sweep_image(
+        "python",
         "runc,podman",
-        &image,
         &[
             "--tcp-established",
             "--cmd",
@@ -386,21 +372,9 @@ fn an_established_connection_carries_on_after_the_restore_on_runc_and_podman() {
             "^n [0-9]+$",
         ],
     );
-    assert!(ok, "{output}");
-    let records = records(&dir);
-    assert_eq!(records.len(), 2, "{output}");
-    for r in &records {
-        assert_eq!(r["status"], "ok", "{r}");
-    }
-    assert_no_scratch_namespace();
-    let left: Vec<_> = std::fs::read_dir("/run/netns")
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(
-        left.is_empty(),
-        "the containers' namespaces are gone: {left:?}"
-    );
-    assert_eq!(ckpt_objects(), before, "nothing left behind");
+    assert!(swept.ok, "{}", swept.output);
+    assert_each(&swept, "ok", None);
+    assert_no_ckpt_namespace();
 }
 
 #[test]
@@ -437,6 +411,7 @@ fn an_established_connection_carries_on_after_the_restore_on_the_criu_engine() {
         .args(["--repeat", "2", "--warmup", "0", "--tcp-established"])
         .args(["--cmd", CONNECTED, "--ready-pattern", "^ready$"])
         .args(["--check-pattern", "^n [0-9]+$"])
+        // ESTABLISHED (01) rows in the program's own namespace after the restore.
         .args(["--check-cmd", "cat /proc/net/tcp", "--check-expect", " 01 "])
         .arg("--output")
         .arg(&dir)
@@ -448,13 +423,8 @@ fn an_established_connection_carries_on_after_the_restore_on_the_criu_engine() {
     assert_eq!(records.len(), 2, "{stderr}");
     for r in &records {
         assert_eq!(r["status"], "ok", "{r}");
-        // ESTABLISHED (01) rows in the program's own namespace after the restore.
         assert_eq!(r["state_ok"], true, "{r}");
     }
-    assert_no_scratch_namespace();
-    let left: Vec<_> = std::fs::read_dir("/run/netns")
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "the program's namespace is gone: {left:?}");
+    assert_no_ckpt_namespace();
     assert_eq!(ckpt_objects(), before, "nothing left behind");
 }
