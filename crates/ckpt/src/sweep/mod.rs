@@ -102,6 +102,7 @@ pub async fn run_trials<E: Engine>(
     let mut images = Images::default();
     let mut writer = prepared.results.record_writer()?;
     let bar = progress::bar(todo.len());
+    let mut pace = progress::Pace::new(todo.len());
     let total = prepared.plan.trials().len();
     let mut leftover: Option<(&E, Container)> = None;
     let mut moves = Moves {
@@ -114,7 +115,7 @@ pub async fn run_trials<E: Engine>(
         if let Some(method) = spec.method {
             let record = moves.trial(engine.kind(), method, spec, run, stop).await?;
             writer.append(&record)?;
-            report_trial(&bar, spec.index, total, &record);
+            report_trial(&bar, (spec.index, total, &mut pace), &record);
             continue;
         }
         bar.set_message(format!("{} N={}", engine.name(), spec.point.children));
@@ -154,7 +155,7 @@ pub async fn run_trials<E: Engine>(
         if trial.record.engine_unreachable {
             wait_until_healthy(engine, stop).await?;
         }
-        report_trial(&bar, spec.index, total, &trial.record);
+        report_trial(&bar, (spec.index, total, &mut pace), &trial.record);
     }
     bar.finish_and_clear();
     moves.close(run).await;
@@ -165,10 +166,21 @@ pub async fn run_trials<E: Engine>(
     Ok(todo.len())
 }
 
-/// One line per trial: above the progress bar, or alone without a terminal.
-fn report_trial(bar: &indicatif::ProgressBar, index: usize, total: usize, record: &TrialRecord) {
+/// One line per trial: above the progress bar (which shows the time left),
+/// or alone without a terminal, with the time left at this run's pace.
+fn report_trial(
+    bar: &indicatif::ProgressBar,
+    (index, total, pace): (usize, usize, &mut progress::Pace),
+    record: &TrialRecord,
+) {
+    let remaining = pace.one_done();
     if bar.is_hidden() {
-        eprintln!("[{}/{total}] {}", index + 1, progress::one_line(record));
+        eprintln!(
+            "[{}/{total}] {} ({})",
+            index + 1,
+            progress::one_line(record),
+            progress::left(remaining)
+        );
     } else {
         bar.println(progress::one_line(record));
         bar.inc(1);
