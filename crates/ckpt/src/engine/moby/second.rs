@@ -224,21 +224,41 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Unmounts whatever is still mounted under `dir` (Podman's storage keeps
-/// a bind mount of its overlay directory), deepest first, then removes it.
+/// a bind mount of its overlay directory), deepest first, then removes it;
+/// a mount that stays refuses the removal, which would otherwise descend
+/// into whatever is mounted there.
 fn remove_dir(dir: &Path) -> Result<()> {
+    for mount in mounts_under(dir) {
+        let path = std::ffi::CString::new(mount.as_str())?;
+        // SAFETY: a valid C string; MNT_DETACH never blocks.
+        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let error = std::io::Error::last_os_error();
+            // EINVAL: not a mount point any more (a parent's went first).
+            if error.raw_os_error() != Some(libc::EINVAL) {
+                bail!("cannot unmount {mount} ({error}), so {} is left in place: unmount it and run `ckpt gc`", dir.display());
+            }
+        }
+    }
+    if let Some(still) = mounts_under(dir).first() {
+        bail!(
+            "{still} is still mounted, so {} is left in place: unmount it and run `ckpt gc`",
+            dir.display()
+        );
+    }
+    rundir::remove(dir)
+}
+
+/// Mount points at or under `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<String> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut under: Vec<&str> = mounts
+    let mut under: Vec<String> = mounts
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter(|m| Path::new(m).starts_with(dir))
+        .map(str::to_string)
         .collect();
     under.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for mount in under {
-        let path = std::ffi::CString::new(mount)?;
-        // SAFETY: a valid C string; MNT_DETACH never blocks.
-        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-    }
-    rundir::remove(dir)
+    under
 }
 
 /// For `ckpt gc`: stops the second daemons of runs whose ckpt process is
@@ -265,4 +285,33 @@ pub fn remove_orphans() -> Result<usize> {
 /// Whether `pid` runs one of `commands` (a recycled pid runs something else).
 fn runs(pid: u32, commands: &[&str]) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| commands.contains(&c.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount_tmpfs(at: &Path) -> bool {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    #[ignore = "needs root (mounts a tmpfs): ./scripts/test"]
+    fn a_directory_is_removed_only_once_nothing_is_mounted_under_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("daemon");
+        let inner = dir.join("storage/overlay");
+        std::fs::create_dir_all(&inner).unwrap();
+        assert!(mount_tmpfs(&inner), "mount needs root");
+        assert!(mount_tmpfs(&inner), "a second mount over the first");
+        std::fs::write(inner.join("file"), b"x").unwrap();
+        assert_eq!(mounts_under(&dir).len(), 2);
+        remove_dir(&dir).unwrap();
+        assert!(!dir.exists());
+        assert!(mounts_under(&dir).is_empty());
+    }
 }
