@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{assert_fails, ckpt, ckpt_objects, text};
+use common::{assert_fails, ckpt, ckpt_objects, text, TestImage, REDIS_PROGRAM};
 
 fn sh(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap();
@@ -131,6 +131,35 @@ fn docker_archive_is_read_by_checkpointctl_and_inspect() {
 #[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn podman_archive_is_read_by_checkpointctl_and_inspect() {
     archive_is_read_by_every_tool("podman", "podman.tar", &[]);
+}
+
+/// A program of the user's on runc (redis-server from an image in
+/// Docker's storage, unpacked by ckpt): its archive is shown by
+/// checkpointctl and `ckpt inspect`, with the image's name, redis-server's
+/// process and its listening socket; nothing is left behind.
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn runc_archive_of_a_real_program_is_read_by_checkpointctl_and_inspect() {
+    let before = (ckpt_objects(), podman_objects());
+    let image = TestImage::build("redis");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("redis.tar");
+    let mut args = vec!["--engine", "runc", "--image", &image.tag];
+    args.extend_from_slice(&REDIS_PROGRAM[..6]);
+    args.extend(["-o", path.to_str().unwrap()]);
+    export(&args);
+    let file = path.to_str().unwrap();
+    let shown = checkpointctl(&["show", file]);
+    assert!(shown.contains(&image.tag), "{shown}");
+    checkpointctl(&["inspect", "--ps-tree", file]);
+    let info = inspect_json(&path);
+    let text = info.to_string();
+    assert!(text.contains("redis-server"), "{info}");
+    assert!(text.contains(&image.tag), "{info}");
+    assert!(text.contains("6379"), "the listening socket: {info}");
+    assert!(image.exists_in("docker"), "the user's image stays");
+    drop(image);
+    assert_eq!((ckpt_objects(), podman_objects()), before);
 }
 
 fn workload_binary() -> PathBuf {

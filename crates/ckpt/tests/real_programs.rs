@@ -7,51 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{ckpt, ckpt_objects, records, text};
+use common::{ckpt, ckpt_objects, records, text, TestImage};
 
 const REDIS: &str = "redis-server --port 6379 --save '' --enable-debug-command local";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// An image of `kind` in Docker's and Podman's storage, removed from both
-/// when dropped (the test's own image: ckpt must never remove it).
-struct TestImage {
-    tag: String,
-}
-
-impl TestImage {
-    fn build(kind: &str) -> TestImage {
-        let tag = format!("ckpt-test-{kind}:{}", std::process::id());
-        let out = Command::new(repo().join("scripts/make-image"))
-            .args(["--engine", "both", kind, &tag])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "make-image: {out:?}");
-        TestImage { tag }
-    }
-
-    fn exists_in(&self, cli: &str) -> bool {
-        Command::new(cli)
-            .args(["image", "inspect", &self.tag])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-}
-
-impl Drop for TestImage {
-    fn drop(&mut self) {
-        for cli in ["docker", "podman"] {
-            let _ = Command::new(cli).args(["rmi", "-f", &self.tag]).output();
-        }
-    }
-}
 
 /// What a sweep printed and recorded.
 struct Swept {

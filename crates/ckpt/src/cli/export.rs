@@ -28,9 +28,11 @@ pub(super) struct ExportArgs {
     /// MiB each process writes and keeps resident
     #[arg(long, default_value_t = 0)]
     memory_mib: u32,
-    /// The workload's image, built by you (ckpt's workload as its entrypoint); kept afterwards, so the checkpoint can be restored from it. docker and podman only
+    /// With --cmd: the image of a program of yours, already in Docker's or Podman's storage (never pulled; runc unpacks it). Without --cmd: an image of ckpt's workload, built by you (docker and podman only). Kept afterwards, so the checkpoint can be restored from it
     #[arg(long, value_name = "REF")]
     image: Option<String>,
+    #[command(flatten)]
+    program: super::program::ProgramArgs,
     /// The file to write (mode 0600)
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
@@ -58,6 +60,7 @@ pub(super) async fn run(args: ExportArgs) -> Result<u8> {
                 memory_mib: args.memory_mib,
                 ..Default::default()
             },
+            program: args.program.program(args.image.as_deref())?.map(Box::new),
             user_image: args.image,
         },
         (None, Some(from)) => Source::Archive(from),

@@ -22,6 +22,11 @@ pub(super) struct MigrateArgs {
     /// Child processes of the workload
     #[arg(long, default_value_t = 1)]
     children: u32,
+    /// Move a program of yours instead of ckpt's workload: an image already in Docker's or Podman's storage on both hosts (never pulled), running --cmd (runc only)
+    #[arg(long, requires = "cmd", value_name = "IMG")]
+    image: Option<String>,
+    #[command(flatten)]
+    program: super::program::ProgramArgs,
     /// MiB each process writes and keeps resident
     #[arg(long, default_value_t = 0)]
     memory_mib: u32,
@@ -84,6 +89,7 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
             ..Default::default()
         },
         link_rate: args.link_rate,
+        program: args.program.program(args.image.as_deref())?,
     };
     if options.method != MigrationMethod::Copy {
         eprintln!(
@@ -122,16 +128,24 @@ fn describe(m: &Migration) -> String {
     for phase in &m.phases {
         out.push_str(&format!("  {:<12} {:>9.1} ms\n", phase.name, phase.ms));
     }
+    // Only ckpt's forker ticks: a program's pause is unknown, not zero.
+    let gap = match (m.gap_ms, &m.program) {
+        (Some(g), _) => format!("{g:.1} ms"),
+        (None, Some(_)) => "unknown (your program prints no ticks)".to_string(),
+        (None, None) => "- ms".to_string(),
+    };
     out.push_str(&format!(
-        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  ticks' gap   {:>9} ms\n  bytes sent   {:>9} ({}; {} of images on the source)\n",
+        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  ticks' gap   {:>12}\n  bytes sent   {:>9} ({}; {} of images on the source)\n",
         m.downtime_ms,
         m.total_ms,
-        m.gap_ms.map_or("-".to_string(), |g| format!("{g:.1}")),
+        gap,
         m.bytes_sent,
         m.bytes_counted.label(),
         m.image_bytes
     ));
-    let verdict = if m.verified() {
+    let verdict = if let Some(image) = &m.program {
+        program_verdict(m, image)
+    } else if m.verified() {
         format!("verified: the same {} processes run at the destination, memory, threads and files intact", m.processes_before)
     } else {
         format!(
@@ -141,6 +155,26 @@ fn describe(m: &Migration) -> String {
     };
     out.push_str(&format!("  {verdict}\n"));
     out
+}
+
+/// The verdict on a program of the user's: its process count and state_ok.
+fn program_verdict(m: &Migration, image: &str) -> String {
+    let state = match (m.state_ok, &m.state_problem) {
+        (Some(true), _) => "state_ok true: --check-cmd printed the same at the destination after the restore as at the source before the dump".to_string(),
+        (Some(false), problem) => format!("state_ok false: {}", problem.as_deref().unwrap_or("")),
+        (None, _) => "state_ok unknown: no --check-cmd".to_string(),
+    };
+    let head = match m.verified() {
+        true => format!(
+            "verified: {image} runs at the destination as {} process(es), as at the source",
+            m.processes_before
+        ),
+        false => format!(
+            "NOT verified ({} processes before): {:?}",
+            m.processes_before, m.check
+        ),
+    };
+    format!("{head}\n  {state}")
 }
 
 /// A rate in tc's syntax, checked before anything is made.

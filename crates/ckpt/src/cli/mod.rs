@@ -9,6 +9,7 @@ mod export;
 mod gc;
 mod inspect;
 mod migrate;
+mod program;
 mod sweep;
 
 use std::path::PathBuf;

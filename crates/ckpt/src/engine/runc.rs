@@ -210,7 +210,6 @@ impl RuncEngine {
     /// (writable with --writable-rootfs). A user's command runs as its
     /// image says (environment, working directory, user).
     fn config(&self, rootfs: &Path, spec: &RunSpec) -> Result<Spec> {
-        let readonly = !self.writable_rootfs;
         let argv = match &spec.entrypoint {
             Some(entrypoint) => [entrypoint.clone(), spec.args.clone()].concat(),
             None => [
@@ -232,6 +231,12 @@ impl RuncEngine {
                 process
             }
         };
+        Ok(self.spec_for(rootfs, process))
+    }
+
+    /// The container's OCI configuration around `process`.
+    fn spec_for(&self, rootfs: &Path, process: Process) -> Spec {
+        let readonly = !self.writable_rootfs;
         let mut spec = Spec::default();
         let mut root = Root::default();
         root.set_path(rootfs.to_path_buf())
@@ -243,7 +248,23 @@ impl RuncEngine {
             let annotation = ("org.criu.config".to_string(), conf.display().to_string());
             spec.set_annotations(Some([annotation].into_iter().collect()));
         }
-        Ok(spec)
+        spec
+    }
+
+    /// A bundle for `container` that this engine writes itself, around a
+    /// process described elsewhere (a migration's destination, which takes
+    /// no config.json from the source): `rootfs` is this host's own.
+    pub(crate) fn write_bundle(
+        &self,
+        container: &Container,
+        rootfs: &Path,
+        process: Process,
+    ) -> Result<()> {
+        let bundle = self.bundle(container)?;
+        rundir::make_private_dir(&bundle)?;
+        self.spec_for(rootfs, process)
+            .save(bundle.join("config.json"))
+            .map_err(|e| anyhow!("cannot write config.json for {}: {e}", container.name))
     }
 
     /// The user's image, unpacked into the run's directory the first time

@@ -28,15 +28,28 @@ pub(crate) struct UserRootfs {
 pub(crate) async fn unpack(run: &RunId, reference: &str, dir: &Path) -> Result<UserRootfs> {
     let path = dir.join("rootfs-user");
     super::os::rundir::make_private_dir(&path)?;
+    let (store, config) = locate(run, reference).await?;
+    store.export_rootfs(run, reference, &path).await?;
+    Ok(UserRootfs {
+        reference: reference.into(),
+        path,
+        config,
+    })
+}
+
+/// Refuses an image that neither Docker's nor Podman's storage holds,
+/// before anything is made (ckpt never pulls).
+pub(crate) async fn require(run: &RunId, reference: &str) -> Result<()> {
+    locate(run, reference).await.map(drop)
+}
+
+/// The storage holding `reference` (Docker's first, else Podman's, whose
+/// service goes when the engine is dropped) and the image's configuration.
+async fn locate(run: &RunId, reference: &str) -> Result<(DockerEngine, ImageConfig)> {
     let docker = DockerEngine::connect_any().await.ok().map(|(d, _)| d);
     if let Some(docker) = docker {
         if let Some(config) = docker.image_config(reference).await {
-            docker.export_rootfs(run, reference, &path).await?;
-            return Ok(UserRootfs {
-                reference: reference.into(),
-                path,
-                config,
-            });
+            return Ok((docker, config));
         }
     }
     let service = podman::Service::start_tagged(run, "image")
@@ -47,12 +60,7 @@ pub(crate) async fn unpack(run: &RunId, reference: &str, dir: &Path) -> Result<U
             "image {reference} is in neither Docker's nor Podman's storage: build or load it first (`docker build -t {reference} DIR`, `docker load`, or scripts/make-image); ckpt does not pull"
         );
     };
-    podman.export_rootfs(run, reference, &path).await?;
-    Ok(UserRootfs {
-        reference: reference.into(),
-        path,
-        config,
-    })
+    Ok((podman, config))
 }
 
 impl UserRootfs {

@@ -19,18 +19,22 @@ use crate::engine::criu_stats::StatsCapture;
 use crate::engine::{Container, Engine, Image};
 use crate::model::{EngineKind, ImageSpec, Point, RunSpec};
 use crate::run::{RunId, Stop};
+use crate::workload::program::UserProgram;
 use archive::{Compression, ContainerFacts};
 use pending::Pending;
 
 /// Where the checkpoint comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A fresh workload at `point` on `engine` (the user's image when
-    /// given: it must run ckpt's workload, and it is never removed).
+    /// A fresh workload at `point` on `engine`: ckpt's forker (from the
+    /// user's image when given: it must run ckpt's workload, and it is
+    /// never removed), or a program of the user's.
     Workload {
         engine: EngineKind,
         point: Point,
         user_image: Option<String>,
+        /// Boxed: it is large, and an archive has none.
+        program: Option<Box<UserProgram>>,
     },
     /// An archive that exists (Podman's, CRI-O's, or one ckpt wrote).
     Archive(PathBuf),
@@ -74,8 +78,9 @@ pub fn refuse_unsupported(options: &ExportOptions) -> Result<()> {
         Source::Workload {
             engine: EngineKind::Runc,
             user_image: Some(_),
+            program: None,
             ..
-        } => bail!("runc has no image store: --image works with --engine docker or podman"),
+        } => bail!("runc has no image store: --image without --cmd (an image of ckpt's workload) works with --engine docker or podman; with --cmd, runc runs your program from the image"),
         Source::Archive(path) if !path.is_file() => {
             bail!("{} is not a file: give a checkpoint archive to --from", path.display())
         }
@@ -86,6 +91,12 @@ pub fn refuse_unsupported(options: &ExportOptions) -> Result<()> {
 /// Writes the archive (or the OCI image) `options` ask for.
 pub async fn export(options: &ExportOptions, run: &RunId, stop: &Stop) -> Result<Exported> {
     refuse_unsupported(options)?;
+    if let Source::Workload {
+        program: Some(_), ..
+    } = &options.source
+    {
+        crate::host::doctor::require_sockets("exporting a program of yours (--cmd)")?;
+    }
     // The output's directory is checked before any engine work.
     let mut out = Pending::create(&options.output, options.replace)?;
     let gzip = options.compression == Compression::Gzip;
@@ -166,6 +177,7 @@ async fn from_workload(
         engine: kind,
         point,
         user_image,
+        program,
     } = &options.source
     else {
         bail!("no workload to export");
@@ -186,7 +198,12 @@ async fn from_workload(
             user_image: user_image.clone(),
             ..Default::default()
         };
-        let result = checkpoint_into(&engine, &spec, *point, compression, run, stop, out).await;
+        let what = What {
+            image: &spec,
+            program: program.as_deref(),
+            point: *point,
+        };
+        let result = checkpoint_into(&engine, &what, compression, run, stop, out).await;
         let cleaned = engine.remove_run(run).await;
         let result = result.and(cleaned.map(|_| ()));
         drop(engine);
@@ -201,34 +218,39 @@ async fn from_workload(
     exported
 }
 
+/// What to start: the image, and ckpt's forker at `point` or the user's
+/// program.
+struct What<'a> {
+    image: &'a ImageSpec,
+    program: Option<&'a UserProgram>,
+    point: Point,
+}
+
 /// Builds, runs, waits until ready, checkpoints, writes.
 async fn checkpoint_into(
     engine: &AnyEngine,
-    image_spec: &ImageSpec,
-    point: Point,
+    what: &What<'_>,
     compression: Compression,
     run: &RunId,
     stop: &Stop,
     out: &mut std::fs::File,
 ) -> Result<()> {
     stop.check()?;
-    let image = engine.build_image(run, image_spec).await?;
+    let image = engine.build_image(run, what.image).await?;
     stop.check()?;
-    let spec = RunSpec {
-        name: run.name("export"),
-        args: crate::workload::forker_args(&point, INTERVAL_MS),
-        entrypoint: None,
-        network: Default::default(),
+    let name = run.name("export");
+    let spec = match what.program {
+        Some(program) => program.run_spec(&name, &what.point),
+        None => RunSpec {
+            name,
+            args: crate::workload::forker_args(&what.point, INTERVAL_MS),
+            entrypoint: None,
+            network: Default::default(),
+        },
     };
     let created = chrono::Utc::now();
     let container = engine.run(run, &image, &spec).await?;
-    stop.unless_stopped(engine.wait_for_line(
-        &container,
-        0,
-        &crate::workload::is_ready,
-        Duration::from_secs(60),
-    ))
-    .await?;
+    wait_until_ready(engine, &container, what, stop).await?;
     stop.check()?;
     if let AnyEngine::Docker(docker) = engine {
         if engine.kind() == EngineKind::Podman {
@@ -241,7 +263,8 @@ async fn checkpoint_into(
         .runtime_spec(&container)
         .and_then(|p| std::fs::read(p).ok());
     let stats = engine.checkpoint(&container, CHECKPOINT).await?;
-    let facts = facts(engine.kind(), &container, &image, created);
+    let image_name = what.program.map(|p| p.user.image.as_str());
+    let facts = facts(engine.kind(), &container, &image, image_name, created);
     let images = engine
         .checkpoint_path(&container, CHECKPOINT)
         .context("the engine keeps its checkpoint where ckpt cannot read it")?;
@@ -256,18 +279,46 @@ async fn checkpoint_into(
     Ok(())
 }
 
+/// Waits for the forker's ready line, or for the program's pattern (or
+/// delay) and then its --setup-cmd.
+async fn wait_until_ready(
+    engine: &AnyEngine,
+    container: &Container,
+    what: &What<'_>,
+    stop: &Stop,
+) -> Result<()> {
+    if let Some(program) = what.program {
+        program.ready(engine, container, &what.point, stop).await?;
+        return Ok(());
+    }
+    let ready = engine.wait_for_line(
+        container,
+        0,
+        &crate::workload::is_ready,
+        Duration::from_secs(60),
+    );
+    stop.unless_stopped(ready).await.map(drop)
+}
+
+/// `program_image`: the image a program of the user's came from, which
+/// names a runc bundle's root (ckpt's own runc root is a directory, not
+/// an image).
 fn facts(
     kind: EngineKind,
     container: &Container,
     image: &Image,
+    program_image: Option<&str>,
     created: chrono::DateTime<chrono::Utc>,
 ) -> ContainerFacts {
+    let image = match kind {
+        EngineKind::Runc => program_image.map(String::from),
+        _ => Some(image.reference.clone()),
+    };
     ContainerFacts {
         engine: kind.name().to_string(),
         id: container.id.clone(),
         name: container.name.clone(),
-        // A runc bundle's root filesystem is a directory, not an image.
-        image: (kind != EngineKind::Runc).then(|| image.reference.clone()),
+        image,
         runtime: "runc".into(),
         created,
         checkpointed: chrono::Utc::now(),
@@ -293,6 +344,7 @@ mod tests {
             engine,
             point: Point::default(),
             user_image: user_image.map(String::from),
+            program: None,
         }
     }
 

@@ -7,7 +7,9 @@
 
 pub mod link;
 pub mod meter;
+pub mod program;
 pub mod serve;
+mod start;
 pub mod tls;
 pub mod wire;
 
@@ -25,7 +27,7 @@ use crate::engine::moby::second::SecondDaemon;
 use crate::engine::moby::DockerEngine;
 use crate::engine::runc::RuncEngine;
 use crate::engine::{Container, Engine, Image, PageDestination};
-use crate::model::{EngineKind, ImageSpec, MigrationMethod, Point, RunSpec};
+use crate::model::{EngineKind, MigrationMethod, Point};
 use crate::run::{RunId, Stop};
 use link::Link;
 use meter::{BytesCounted, Counted};
@@ -40,6 +42,8 @@ pub struct MigrateOptions {
     pub point: Point,
     /// tc's rate syntax (`1gbit`), for the link to the throwaway host.
     pub link_rate: Option<String>,
+    /// A program of the user's (runc) instead of ckpt's forker.
+    pub program: Option<crate::workload::program::UserProgram>,
 }
 
 /// One step of a migration and how long it took.
@@ -69,14 +73,32 @@ pub struct Migration {
     pub processes_before: usize,
     /// The longest interval between two consecutive ticks of the
     /// workload's first process across the move (it ticks every 10 ms):
-    /// the pause its users saw.
+    /// the pause its users saw. Unknown (None) for a program of the
+    /// user's, which prints no ticks.
     pub gap_ms: Option<f64>,
     pub check: Message,
+    /// The image of the user's program moved (None: ckpt's forker).
+    pub program: Option<String>,
+    /// Whether the program's check (--check-cmd) printed at the
+    /// destination after the restore what it printed at the source before
+    /// the dump (None: no check).
+    pub state_ok: Option<bool>,
+    /// What differed, when state_ok is false.
+    pub state_problem: Option<String>,
 }
 
 impl Migration {
-    /// Same processes, and every one found its memory, threads and files.
+    /// Same processes, and every one found its memory, threads and files;
+    /// for a program of the user's, as many processes and its state kept.
     pub fn verified(&self) -> bool {
+        if self.program.is_some() {
+            return self.state_ok != Some(false)
+                && matches!(&self.check, Message::Verified {
+                    processes,
+                    problem: None,
+                    ..
+                } if *processes == self.processes_before);
+        }
         matches!(&self.check, Message::Verified {
             processes,
             memory_ok: Some(true),
@@ -173,10 +195,22 @@ pub async fn migrate_to(
     stop: &Stop,
 ) -> Result<Migration> {
     refuse_unsupported(options, matches!(target, Target::Remote(_)))?;
+    if let Some(program) = &options.program {
+        program::check_plan(program, options.engine, run).await?;
+    }
     let session = Session::open(options.engine, run, target).await?;
-    let outcome = session
-        .move_one(options.method, options.point, &run.name("mover"), run, stop)
-        .await;
+    let host = (&session.host, &session.client);
+    let name = run.name("mover");
+    let outcome = move_one(
+        &session.source,
+        options,
+        &name,
+        run,
+        stop,
+        host,
+        &session.dir,
+    )
+    .await;
     session.close(run).await;
     outcome
 }
@@ -274,6 +308,7 @@ impl Session {
             method,
             point,
             link_rate: None,
+            program: None,
         };
         move_one(
             &self.source,
@@ -550,14 +585,8 @@ async fn move_one(
     .map_err(|e| tls::explain(e, &host.name()))?;
     let ours = crate::host::envinfo::engine_versions();
     check_destination_engine(options.engine, &ours, &theirs)?;
-    let image = source.build_image(run, &ImageSpec::default()).await?;
-    let spec = RunSpec {
-        name: name.to_string(),
-        // Ticks every 10 ms: the gap across the move is measured in them.
-        args: crate::workload::forker_args(&options.point, TICK_MS),
-        entrypoint: None,
-        network: Default::default(),
-    };
+    let (image_spec, spec) = start::specs(options, name);
+    let image = source.build_image(run, &image_spec).await?;
     let container = source.run(run, &image, &spec).await?;
     let workload = Workload {
         container: &container,
@@ -591,15 +620,7 @@ async fn move_running(
     stream: &mut Stream,
 ) -> Result<Migration> {
     let container = workload.container;
-    let ready = stop
-        .unless_stopped(source.wait_for_line(
-            container,
-            0,
-            &crate::workload::is_ready,
-            Duration::from_secs(60),
-        ))
-        .await?;
-    let processes_before = crate::workload::ready_pids(&ready).map_or(0, |p| p.len());
+    let processes_before = start::wait_until_ready(source, container, options, stop).await?;
     stop.check()?;
     let tcp = stream.get_ref().0.get_ref();
     let (local, peer) = (tcp.local_addr()?, tcp.peer_addr()?);
@@ -612,26 +633,26 @@ async fn move_running(
         lazy_at: host.lazy_address(local.ip()),
         phases: Vec::new(),
         criu_page_bytes: None,
+        program: options.program.is_some(),
     };
     if options.engine.has_daemon() {
         mover
             .timed("prepare", prepare_destination(stream, source, workload))
             .await?;
     }
+    let state_before = match &options.program {
+        Some(program) => program::before_dump(&mut mover, stream, program, &options.point).await?,
+        None => None,
+    };
     let (downtime, total) = mover.run(stream, options.method).await?;
     let check = wire::recv(stream).await?;
-    let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
-    let gap_ms = match &check {
-        Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
-        _ => None,
-    };
-    let moved = host.bytes(stream)?.saturating_sub(bytes_before);
-    let (bytes_sent, bytes_counted) = bytes_of_move(host, moved, mover.criu_page_bytes);
-    wire::send(stream, &Message::Finish).await?;
-    wire::expect(stream, "done", |m| matches!(m, Message::Done).then_some(())).await?;
+    let gap_ms = gap_across(source, container, &check).await;
+    let (state_ok, state_problem) =
+        program::state_verdict(options.program.as_ref(), state_before.as_deref(), &check);
+    let (bytes_sent, bytes_counted) =
+        finish(stream, host, bytes_before, mover.criu_page_bytes).await?;
     let image_bytes = checkpoint_on_source(source, container)
-        .and_then(|p| crate::engine::dir_size(&p).or_else(|| Some(p.metadata().ok()?.len())))
-        .unwrap_or(0);
+        .and_then(|p| crate::engine::dir_size(&p).or_else(|| Some(p.metadata().ok()?.len())));
     Ok(Migration {
         engine: options.engine,
         method: options.method,
@@ -640,11 +661,38 @@ async fn move_running(
         total_ms: ms(total),
         bytes_sent,
         bytes_counted,
-        image_bytes,
+        image_bytes: image_bytes.unwrap_or(0),
         processes_before,
         gap_ms,
         check,
+        program: options.program.as_ref().map(|p| p.user.image.clone()),
+        state_ok,
+        state_problem,
     })
+}
+
+/// The longest pause of the workload's ticks across the move (None
+/// without ticks on both hosts: a program of the user's prints none).
+async fn gap_across(source: &AnyEngine, container: &Container, check: &Message) -> Option<f64> {
+    let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
+    match check {
+        Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
+        _ => None,
+    }
+}
+
+/// Counts the move's bytes, then has the destination remove what it made.
+async fn finish(
+    stream: &mut Stream,
+    host: &Host,
+    bytes_before: u64,
+    criu_page_bytes: Option<u64>,
+) -> Result<(u64, BytesCounted)> {
+    let moved = host.bytes(stream)?.saturating_sub(bytes_before);
+    let counted = bytes_of_move(host, moved, criu_page_bytes);
+    wire::send(stream, &Message::Finish).await?;
+    wire::expect(stream, "done", |m| matches!(m, Message::Done).then_some(())).await?;
+    Ok(counted)
 }
 
 /// What the destination hears first: the container, the workload's point,
@@ -759,6 +807,8 @@ struct Mover<'a> {
     phases: Vec<Phase>,
     /// What CRIU sent over its own connection, when its statistics say.
     criu_page_bytes: Option<u64>,
+    /// A program of the user's: the destination made its own bundle.
+    program: bool,
 }
 
 impl Mover<'_> {
@@ -785,8 +835,8 @@ impl Mover<'_> {
         lazy_from: Option<SocketAddr>,
     ) -> Result<()> {
         let (source, container) = (self.source, self.container);
-        self.timed("transfer", send_bundle(stream, source, container))
-            .await?;
+        let sent = send_bundle(stream, source, container, self.program);
+        self.timed("transfer", sent).await?;
         wire::send(stream, &Message::Restore { lazy_from }).await?;
         self.timed(
             "restore",
@@ -894,13 +944,16 @@ fn dump_failed(source: &AnyEngine, container: &Container, e: anyhow::Error) -> a
 }
 
 /// Sends what the destination needs: the checkpoint's images, and for
-/// runc the config.json and the root filesystem it names, for a plain
-/// process tree its pid and output files; Docker's checkpoint directory as
-/// `checkpoint/`, Podman's exported archive as `checkpoint.tar`.
+/// runc the config.json and the root filesystem it names (only the images
+/// for a program of the user's: the destination made its own bundle from
+/// its own image), for a plain process tree its pid and output files;
+/// Docker's checkpoint directory as `checkpoint/`, Podman's exported
+/// archive as `checkpoint.tar`.
 async fn send_bundle<S: AsyncWrite + Unpin>(
     stream: &mut S,
     source: &AnyEngine,
     container: &Container,
+    program: bool,
 ) -> Result<u64> {
     let none = |_: &Path| false;
     let kind = source.kind();
@@ -919,6 +972,7 @@ async fn send_bundle<S: AsyncWrite + Unpin>(
     let images = Path::new("images").join(CHECKPOINT);
     let mut sent = wire::send_tree(stream, &dir.join(&images), &images, &none).await?;
     let top_files: &[&str] = match kind {
+        EngineKind::Runc if program => return Ok(sent),
         EngineKind::Runc => {
             let config =
                 std::fs::read(dir.join("config.json")).context("the bundle has no config.json")?;

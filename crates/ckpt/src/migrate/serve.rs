@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, Command};
 
+use super::program::{make_bundle, Program};
 use super::tls::Credentials;
 use super::wire::{self, Message};
 use crate::engine::any::AnyEngine;
@@ -124,6 +125,7 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
         source_log: log,
         criu_tls,
         helpers: Vec::new(),
+        program: None,
     };
     let result = host.take(stream, method, point, (own_ip, peer_ip)).await;
     host.clean_up().await;
@@ -165,6 +167,8 @@ struct Destination {
     container: Container,
     /// CRIU's page server or lazy-pages daemon, while they run.
     helpers: Vec<Child>,
+    /// A program of the user's, whose bundle this host made itself.
+    program: Option<Program>,
 }
 
 impl Destination {
@@ -204,6 +208,11 @@ impl Destination {
                 Message::Prepare { image, args } if self.kind.has_daemon() => {
                     self.prepare(image, args).await?;
                     wire::send(stream, &Message::Prepared).await?;
+                }
+                Message::Program(program) if self.kind == EngineKind::Runc => {
+                    make_bundle(&self.engine, &self.run, &self.container, &program).await?;
+                    self.program = Some(program);
+                    wire::send(stream, &Message::ProgramReady).await?;
                 }
                 Message::StartPageServer if method == MigrationMethod::PageServer => {
                     let port = self.start_page_server(own_ip)?;
@@ -311,6 +320,8 @@ impl Destination {
             return self.restore_in_daemon().await;
         }
         match self.kind {
+            // A program's bundle is this host's own already.
+            EngineKind::Runc if self.program.is_some() => {}
             EngineKind::Runc => self.point_config_at_own_rootfs()?,
             _ => self.reopen_source_log()?,
         }
@@ -330,6 +341,12 @@ impl Destination {
         // CRIU's own words, from its log: it goes with the run directory.
         let log = self.work()?.join("restore.log");
         restored.map_err(|e| e.context(crate::engine::criu::criu_log_errors(&log)))?;
+        if self.program.is_some() {
+            // runc restores a network namespace with loopback down: a
+            // program serving on it would answer nobody, its check included.
+            let pid = self.engine.root_pid(&self.container).await?;
+            crate::engine::os::netns::loopback_up(pid)?;
+        }
         Ok(self.engine.processes(&self.container).await?.len())
     }
 
@@ -397,6 +414,9 @@ impl Destination {
         // post-copy would fetch them all at once and pause the ticks for
         // ckpt's sake, not the move's.
         self.wait_for_pages().await;
+        if let Some(program) = &self.program {
+            return super::program::verify(&self.engine, &self.container, program).await;
+        }
         tokio::time::sleep(Duration::from_millis(5 * super::TICK_MS)).await;
         let ticks_us =
             super::tick_times(&self.engine.logs(&self.container).await.unwrap_or_default());
@@ -419,6 +439,7 @@ impl Destination {
                 files_ok: Some(v.files),
                 problem: v.problem,
                 ticks_us,
+                state: None,
             },
             Err(e) => failed_check(pids.len(), format!("{e:#}")),
         }
@@ -458,6 +479,7 @@ fn failed_check(processes: usize, problem: String) -> Message {
         files_ok: None,
         problem: Some(problem),
         ticks_us: Vec::new(),
+        state: None,
     }
 }
 

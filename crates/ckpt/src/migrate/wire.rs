@@ -40,6 +40,12 @@ pub enum Message {
     Prepare { image: String, args: Vec<String> },
     /// Server: the image is loaded (and the container created).
     Prepared,
+    /// Client (runc, a program of the user's): the image to unpack from
+    /// this host's own storage and the process to build a bundle around,
+    /// ahead of the checkpoint. No path or config.json of the source's.
+    Program(super::program::Program),
+    /// Server: the image is unpacked and the bundle written.
+    ProgramReady,
     /// Client: start a CRIU page server for the dump's memory pages.
     StartPageServer,
     /// Server: the page server listens on this port.
@@ -62,6 +68,10 @@ pub enum Message {
         /// When the restored workload's first process ticked here (wall
         /// clock, microseconds), for the gap its users saw.
         ticks_us: Vec<u64>,
+        /// A program of the user's: what its check command printed here
+        /// after the restore (the source compares it with its own).
+        #[serde(default)]
+        state: Option<String>,
     },
     /// Client: the move is over; remove what you made.
     Finish,

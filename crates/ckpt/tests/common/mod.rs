@@ -148,3 +148,54 @@ pub fn trial_numbers(dir: &std::path::Path) -> Vec<u64> {
     t.sort_unstable();
     t
 }
+
+/// An image of `kind` (redis, python) that scripts/make-image builds into
+/// Docker's and Podman's storage, removed from both when dropped (the
+/// test's own image: ckpt must never remove it).
+pub struct TestImage {
+    pub tag: String,
+}
+
+impl TestImage {
+    pub fn build(kind: &str) -> TestImage {
+        let tag = format!("ckpt-test-{kind}:{}", std::process::id());
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-image");
+        let out = Command::new(script)
+            .args(["--engine", "both", kind, &tag])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "make-image: {out:?}");
+        TestImage { tag }
+    }
+
+    pub fn exists_in(&self, cli: &str) -> bool {
+        Command::new(cli)
+            .args(["image", "inspect", &self.tag])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        for cli in ["docker", "podman"] {
+            let _ = Command::new(cli).args(["rmi", "-f", &self.tag]).output();
+        }
+    }
+}
+
+/// redis-server as the real-program tests run it, its readiness, the data
+/// its setup loads and the check of that data (`DEBUG DIGEST`).
+pub const REDIS_PROGRAM: [&str; 8] = [
+    "--cmd",
+    "redis-server --port 6379 --save '' --enable-debug-command local",
+    "--ready-pattern",
+    "Ready to accept connections",
+    "--setup-cmd",
+    "redis-cli -p 6379 debug populate 100000",
+    "--check-cmd",
+    "redis-cli -p 6379 debug digest",
+];

@@ -1,0 +1,58 @@
+//! The options that describe a program of the user's to `ckpt migrate`
+//! and `ckpt export` (with their own --image): its command, when it is
+//! ready, how to load it and how to check it.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use ckpt::workload::program::UserProgram;
+use ckpt::workload::UserWorkload;
+
+use super::positive_duration;
+
+#[derive(clap::Args, Debug)]
+pub(super) struct ProgramArgs {
+    /// With --image: the program to run, split like a shell would (no shell); {children}, {memory_mib}, ... are replaced by the options' values
+    #[arg(long, requires = "image", value_name = "TEMPLATE")]
+    cmd: Option<String>,
+    /// Regular expression: the program is ready when a log line matches it
+    #[arg(long, requires = "cmd", value_name = "REGEX")]
+    ready_pattern: Option<String>,
+    /// Without --ready-pattern: how long to wait before the checkpoint
+    #[arg(long, requires = "cmd", value_parser = positive_duration, default_value = "2s")]
+    ready_delay: Duration,
+    /// With --ready-pattern: how long to wait for it
+    #[arg(long, requires = "ready_pattern", value_parser = positive_duration, default_value = "60s")]
+    ready_timeout: Duration,
+    /// Run inside the container once it is ready, before the checkpoint (to load data); must exit 0
+    #[arg(long, requires = "cmd", value_name = "CMD")]
+    setup_cmd: Option<String>,
+    /// The program's own check of its state: run inside the container before the checkpoint and after the restore; the two outputs must be identical (state_ok)
+    #[arg(long, requires = "cmd", value_name = "CMD")]
+    check_cmd: Option<String>,
+    /// Regular expression the after-restore output of --check-cmd must match, instead of equalling the output before
+    #[arg(long, requires = "check_cmd", value_name = "REGEX")]
+    check_expect: Option<String>,
+}
+
+impl ProgramArgs {
+    /// The program `image` runs, parsed (None without --cmd).
+    pub(super) fn program(&self, image: Option<&str>) -> Result<Option<UserProgram>> {
+        let (Some(image), Some(cmd)) = (image, &self.cmd) else {
+            return Ok(None);
+        };
+        UserProgram::new(UserWorkload {
+            image: image.to_string(),
+            cmd: cmd.clone(),
+            ready_pattern: self.ready_pattern.clone(),
+            ready_delay_ms: self.ready_delay.as_millis() as u64,
+            ready_timeout_ms: self.ready_timeout.as_millis() as u64,
+            check_pattern: None,
+            setup_cmd: self.setup_cmd.clone(),
+            check_cmd: self.check_cmd.clone(),
+            check_expect: self.check_expect.clone(),
+        })
+        .map(Some)
+    }
+}

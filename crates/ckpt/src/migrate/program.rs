@@ -1,0 +1,248 @@
+//! A program of the user's moved on runc (`ckpt migrate --image IMG --cmd
+//! TEMPLATE`). The source sends the image's name and a description of the
+//! process it runs (argv, environment, working directory, uid and gid),
+//! never a path or a config.json of its own: the destination unpacks the
+//! image from its own Docker or Podman storage (ckpt never pulls) and
+//! writes its own bundle around that process. The program's own check
+//! (--check-cmd), run at the source before the dump and at the destination
+//! after the restore, says whether its state came across (state_ok).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{Process, Spec, User};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::wire::{self, Message};
+use crate::engine::any::AnyEngine;
+use crate::engine::{Container, Engine};
+use crate::model::{EngineKind, ImageSpec, Point};
+use crate::run::RunId;
+use crate::workload::program::UserProgram;
+
+/// What the destination hears about the program, ahead of the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    /// The image, as the destination's Docker or Podman knows it.
+    pub image: String,
+    pub process: ProcessDescription,
+    /// The check command, rendered, to run after the restore.
+    pub check: Option<Vec<String>>,
+}
+
+/// The process the source runs, as its image configured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessDescription {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl ProcessDescription {
+    /// The process of an OCI configuration.
+    fn of_spec(spec: &Spec) -> Result<ProcessDescription> {
+        let process = spec
+            .process()
+            .as_ref()
+            .context("the bundle has no process")?;
+        Ok(ProcessDescription {
+            argv: process.args().clone().unwrap_or_default(),
+            env: process.env().clone().unwrap_or_default(),
+            cwd: process.cwd().display().to_string(),
+            uid: process.user().uid(),
+            gid: process.user().gid(),
+        })
+    }
+
+    /// The OCI process it describes (as the source's was made).
+    pub(crate) fn to_oci(&self) -> Process {
+        let mut user = User::default();
+        user.set_uid(self.uid).set_gid(self.gid);
+        let mut process = Process::default();
+        process
+            .set_args(Some(self.argv.clone()))
+            .set_env(Some(self.env.clone()))
+            .set_cwd(self.cwd.clone().into())
+            .set_user(user)
+            .set_terminal(Some(false));
+        process
+    }
+}
+
+/// Refuses, before anything changes on this host, what cannot move:
+/// another engine than runc, a CRIU that cannot dump sockets, an image this
+/// host does not hold (the template and patterns were parsed already).
+pub(super) async fn check_plan(
+    program: &UserProgram,
+    engine: EngineKind,
+    run: &RunId,
+) -> Result<()> {
+    if engine != EngineKind::Runc {
+        bail!(
+            "--image moves a program of yours with --engine runc only (by copy, page-server or lazy); the {engine} engine moves ckpt's own workload (leave out --image)"
+        );
+    }
+    crate::host::doctor::require_sockets("moving a program of yours (--image)")?;
+    crate::engine::user_rootfs::require(run, &program.user.image).await
+}
+
+/// What the destination needs: the image's name, the process the source's
+/// bundle runs, the check.
+fn describe(
+    program: &UserProgram,
+    source: &AnyEngine,
+    container: &Container,
+    point: &Point,
+) -> Result<Program> {
+    let config = source
+        .runtime_spec(container)
+        .context("the source keeps no bundle")?;
+    let spec = Spec::load(&config)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+    Ok(Program {
+        image: program.user.image.clone(),
+        process: ProcessDescription::of_spec(&spec)?,
+        check: program.check_argv(point),
+    })
+}
+
+/// Has the destination unpack the image from its own storage and write its
+/// bundle, ahead of the checkpoint (outside the downtime); a destination
+/// without the image fails here, before the dump.
+async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    program: &UserProgram,
+    source: &AnyEngine,
+    container: &Container,
+    point: &Point,
+) -> Result<()> {
+    let described = describe(program, source, container, point)?;
+    wire::send(stream, &Message::Program(described)).await?;
+    wire::expect(stream, "the program's bundle", |m| {
+        matches!(m, Message::ProgramReady).then_some(())
+    })
+    .await
+}
+
+/// Before the dump: the destination's own bundle (timed as "prepare"),
+/// then the program's check at the source; returns what the check printed.
+pub(super) async fn before_dump<S: AsyncRead + AsyncWrite + Unpin>(
+    mover: &mut super::Mover<'_>,
+    stream: &mut S,
+    program: &UserProgram,
+    point: &Point,
+) -> Result<Option<String>> {
+    let (source, container) = (mover.source, mover.container);
+    let prepared = prepare_destination(stream, program, source, container, point);
+    mover.timed("prepare", prepared).await?;
+    program.check(source, container, point).await
+}
+
+/// The program's check at the destination, compared with the source's
+/// (None, None for ckpt's forker, which the destination checks itself).
+pub(super) fn state_verdict(
+    program: Option<&UserProgram>,
+    before: Option<&str>,
+    check: &Message,
+) -> (Option<bool>, Option<String>) {
+    let Some(program) = program else {
+        return (None, None);
+    };
+    let after = match check {
+        Message::Verified { state, .. } => state.as_deref(),
+        _ => None,
+    };
+    program.state_verdict(before, after)
+}
+
+/// The destination's side: unpacks the image from this host's own storage
+/// into the run's directory and writes the bundle around the described
+/// process.
+pub(super) async fn make_bundle(
+    engine: &AnyEngine,
+    run: &RunId,
+    container: &Container,
+    program: &Program,
+) -> Result<()> {
+    let AnyEngine::Runc(runc) = engine else {
+        bail!("a program of the user's moves with runc only");
+    };
+    let wanted = ImageSpec {
+        user_image: Some(program.image.clone()),
+        ..Default::default()
+    };
+    let image = runc
+        .build_image(run, &wanted)
+        .await
+        .context("the destination cannot unpack the program's image")?;
+    runc.write_bundle(
+        container,
+        Path::new(&image.reference),
+        program.process.to_oci(),
+    )
+}
+
+/// The destination's check of the restored program: its processes, and
+/// what its check command prints here.
+pub(super) async fn verify(
+    engine: &AnyEngine,
+    container: &Container,
+    program: &Program,
+) -> Message {
+    let (processes, problem) = match engine.processes(container).await {
+        Ok(pids) => (pids.len(), None),
+        Err(e) => (0, Some(format!("{e:#}"))),
+    };
+    let state = match (&program.check, &problem) {
+        (Some(argv), None) => {
+            match crate::workload::program::run_check(engine, container, argv).await {
+                Ok(output) => Some(output),
+                Err(e) => return failed(processes, format!("at the destination: {e:#}")),
+            }
+        }
+        _ => None,
+    };
+    Message::Verified {
+        processes,
+        memory_ok: None,
+        threads_ok: None,
+        files_ok: None,
+        problem,
+        ticks_us: Vec::new(),
+        state,
+    }
+}
+
+fn failed(processes: usize, problem: String) -> Message {
+    Message::Verified {
+        processes,
+        memory_ok: None,
+        threads_ok: None,
+        files_ok: None,
+        problem: Some(problem),
+        ticks_us: Vec::new(),
+        state: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_crosses_whole() {
+        let description = ProcessDescription {
+            argv: vec!["redis-server".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/srv".into(),
+            uid: 101,
+            gid: 102,
+        };
+        let mut spec = Spec::default();
+        spec.set_process(Some(description.to_oci()));
+        assert_eq!(ProcessDescription::of_spec(&spec).unwrap(), description);
+    }
+}
