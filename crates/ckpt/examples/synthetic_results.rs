@@ -65,6 +65,7 @@ fn plan(repeat: u32) -> SweepPlan {
         migrate: Vec::new(),
         link_rate: None,
         tcp_established: false,
+        writable_rootfs: false,
     }
 }
 

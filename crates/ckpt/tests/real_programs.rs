@@ -14,6 +14,14 @@ use common::{ckpt, ckpt_objects, records, text, TestImage};
 
 const REDIS: &str = "redis-server --port 6379 --save '' --enable-debug-command local";
 
+/// redis, ready when it says so.
+const REDIS_ARGS: [&str; 4] = [
+    "--cmd",
+    REDIS,
+    "--ready-pattern",
+    "Ready to accept connections",
+];
+
 /// What a sweep printed and recorded.
 struct Swept {
     ok: bool,
@@ -388,4 +396,46 @@ fn an_established_connection_carries_on_after_the_restore_on_the_criu_engine() {
     }
     assert_no_ckpt_namespace();
     assert_eq!(ckpt_objects(), before, "nothing left behind");
+}
+
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn an_image_only_docker_has_is_copied_for_podman_and_the_copy_removed() {
+    let before = ckpt_objects();
+    let image = TestImage::build_in("redis", "docker");
+    assert!(!image.exists_in("podman"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("copied");
+    let out = ckpt()
+        .args(["sweep", "--engine", "podman", "--children", "1"])
+        .args(["--repeat", "1", "--warmup", "0", "--image", &image.tag])
+        .args(REDIS_ARGS)
+        .arg("--output")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(records(&dir)[0]["status"], "ok");
+    assert!(!image.exists_in("podman"), "ckpt's copy is removed");
+    assert!(image.exists_in("docker"), "the user's image stays");
+    assert_eq!(ckpt_objects(), before, "nothing left behind");
+}
+
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn a_program_that_writes_its_root_needs_writable_rootfs_on_runc() {
+    let writer = "python3 -c \"open('/state', 'w').write('1'); print('ready', flush=True); import time; time.sleep(600)\"";
+    let args = ["--cmd", writer, "--ready-pattern", "^ready$"];
+    let read_only = sweep_image("python", "runc", &args);
+    assert_each(&read_only, "failed", None);
+    let error = read_only.records[0]["error"].as_str().unwrap();
+    assert!(error.contains("Read-only file system"), "{error}");
+    let writable = sweep_image(
+        "python",
+        "runc",
+        &[&args[..], &["--writable-rootfs"]].concat(),
+    );
+    assert!(writable.ok, "{}", writable.output);
+    assert_each(&writable, "ok", None);
 }

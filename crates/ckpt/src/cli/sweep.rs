@@ -66,6 +66,9 @@ pub(super) struct SweepArgs {
     /// Checkpoint and restore the program's established TCP connections too (runc and podman; Docker's API cannot)
     #[arg(long, requires = "cmd")]
     tcp_established: bool,
+    /// runc: run your program with a writable root filesystem (read-only by default; lazy restores need it)
+    #[arg(long, requires = "image")]
+    writable_rootfs: bool,
     /// Measured trials per point
     #[arg(long, default_value_t = 5)]
     repeat: u32,
@@ -183,6 +186,7 @@ impl Start {
             migrate: args.migrate.clone(),
             link_rate: args.link_rate.clone(),
             tcp_established: args.tcp_established,
+            writable_rootfs: args.writable_rootfs,
         };
         plan.validate()?;
         ckpt::workload::Workload::new(plan.workload.as_ref(), &plan.swept_axes())?;
@@ -243,6 +247,7 @@ pub(super) async fn run(args: SweepArgs) -> Result<u8> {
     let capture = keep_criu_statistics(&run, start.engines());
     let options = any::Options {
         tcp_established: start.plan().tcp_established,
+        writable_rootfs: start.plan().writable_rootfs,
     };
     let (engines, facts) = any::open_with(start.engines(), &run, capture.clone(), options).await?;
     stop.check()?;

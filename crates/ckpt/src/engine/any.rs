@@ -160,6 +160,8 @@ pub struct Options {
     /// Established TCP connections are checkpointed and restored
     /// (runc and Podman only; the plan refuses the others).
     pub tcp_established: bool,
+    /// runc's containers get a writable root filesystem.
+    pub writable_rootfs: bool,
 }
 
 /// `open`, with `options`.
@@ -189,6 +191,9 @@ pub async fn open_with(
             EngineKind::Runc => {
                 let mut runc = RuncEngine::new(stats.clone());
                 runc.tcp_established = options.tcp_established;
+                if options.writable_rootfs {
+                    runc = runc.with_writable_rootfs();
+                }
                 AnyEngine::Runc(runc)
             }
             EngineKind::Criu => {

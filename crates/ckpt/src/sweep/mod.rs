@@ -356,6 +356,7 @@ pub(crate) mod tests {
             migrate: Vec::new(),
             link_rate: None,
             tcp_established: false,
+            writable_rootfs: false,
         }
     }
 

@@ -170,6 +170,9 @@ pub struct SweepPlan {
     /// --tcp-established): runc and podman; Docker's API has no such option.
     #[serde(default)]
     pub tcp_established: bool,
+    /// runc: the program's root filesystem writable (read-only by default).
+    #[serde(default)]
+    pub writable_rootfs: bool,
 }
 
 /// Refuses, before anything is expanded or created, a grid whose largest
@@ -277,6 +280,9 @@ impl SweepPlan {
             if self.workload.is_none() {
                 bail!("--tcp-established is for your own program (--image): ckpt's workload holds no connection");
             }
+        }
+        if self.writable_rootfs && !self.engines.contains(&EngineKind::Runc) {
+            bail!("--writable-rootfs is for the runc engine (Docker's and Podman's containers have a writable layer already, criu's programs the host's files): add runc to --engine or drop it");
         }
         if self.filler_mib.iter().any(|f| *f > 0) && self.workload.is_some() {
             bail!("--image-filler-mib adds a layer to ckpt's own workload image; with --image, build the sizes you want into your images");
@@ -534,6 +540,7 @@ mod tests {
             migrate: Vec::new(),
             link_rate: None,
             tcp_established: false,
+            writable_rootfs: false,
         }
     }
 

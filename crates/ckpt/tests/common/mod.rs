@@ -158,11 +158,16 @@ pub struct TestImage {
 
 impl TestImage {
     pub fn build(kind: &str) -> TestImage {
-        let tag = format!("ckpt-test-{kind}:{}", std::process::id());
+        TestImage::build_in(kind, "both")
+    }
+
+    /// Only in `engine`'s storage (docker or podman).
+    pub fn build_in(kind: &str, engine: &str) -> TestImage {
+        let tag = format!("ckpt-test-{kind}-{engine}:{}", std::process::id());
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-image");
         let out = Command::new(script)
-            .args(["--engine", "both", kind, &tag])
+            .args(["--engine", engine, kind, &tag])
             .output()
             .unwrap();
         assert!(out.status.success(), "make-image: {out:?}");

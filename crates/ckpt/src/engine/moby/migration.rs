@@ -50,6 +50,7 @@ impl DockerEngine {
             sandboxes: Default::default(),
             tcp_established: false,
             netns: Default::default(),
+            copies: Default::default(),
         })
     }
 

@@ -6,6 +6,7 @@
 //! request still goes through bollard's connection, version negotiation and
 //! error handling; no fork, no second HTTP client.
 
+mod copy;
 mod leftovers;
 mod migration;
 pub mod podman;
@@ -63,6 +64,8 @@ pub struct DockerEngine {
     /// `ns:PATH`): the one Podman makes at a restore has loopback down, too
     /// late for CRIU to reconnect the sockets (CRIU issue 590).
     pub(crate) tcp_established: bool,
+    /// Images ckpt copied here from the other daemon (removed at the end).
+    copies: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Those namespaces, by container id; dropped with the container.
     netns: std::sync::Mutex<HashMap<String, crate::engine::os::netns::ScratchNetns>>,
 }
@@ -105,6 +108,7 @@ impl DockerEngine {
             sandboxes: Default::default(),
             tcp_established: false,
             netns: Default::default(),
+            copies: Default::default(),
         };
         Ok((engine, facts))
     }
@@ -126,6 +130,7 @@ impl DockerEngine {
             sandboxes: Default::default(),
             tcp_established: false,
             netns: Default::default(),
+            copies: Default::default(),
         })
     }
 
@@ -277,12 +282,16 @@ impl DockerEngine {
         Ok(removed)
     }
 
-    /// The user's image, which must exist here already: ckpt never pulls
-    /// (there may be no registry) and never removes it.
-    async fn user_image(&self, reference: &str) -> Result<Image> {
+    /// The user's image, from this daemon's storage or copied from the
+    /// other's: ckpt never pulls (there may be no registry) and never
+    /// removes the user's own; only a copy it made is its to remove.
+    async fn user_image(&self, run: &RunId, reference: &str) -> Result<Image> {
+        if self.client.inspect_image(reference).await.is_err() {
+            self.copy_from_other(run, reference).await?;
+        }
         let inspect = self.client.inspect_image(reference).await.map_err(|e| {
             self.api_error(e, &format!("looking up image {reference}")).context(format!(
-                "image {reference} is not on this machine: build or load it first (`{} build -t {reference} DIR` or `{} load`); ckpt does not pull",
+                "image {reference} is in neither Docker's nor Podman's storage: build or load it first (`{} build -t {reference} DIR` or `{} load`); ckpt does not pull",
                 self.name(),
                 self.name()
             ))
@@ -290,7 +299,7 @@ impl DockerEngine {
         Ok(Image {
             reference: reference.to_string(),
             size_bytes: inspect.size.unwrap_or(0).max(0) as u64,
-            owned: false,
+            owned: self.is_copy(reference),
         })
     }
 
@@ -659,7 +668,7 @@ impl Engine for DockerEngine {
 
     async fn build_image(&self, run: &RunId, spec: &ImageSpec) -> Result<Image> {
         if let Some(user) = &spec.user_image {
-            return self.user_image(user).await;
+            return self.user_image(run, user).await;
         }
         let binary = workload::locate_binary()?;
         let context = workload::build_context_stream(&binary, spec.filler_mib)?;
@@ -918,12 +927,17 @@ impl Engine for DockerEngine {
         if !image.owned {
             return Ok(());
         }
+        if let Ok(mut copies) = self.copies.lock() {
+            copies.remove(&image.reference);
+        }
         self.remove_image_ref(&image.reference).await
     }
 
     async fn remove_run(&self, run: &RunId) -> Result<usize> {
-        self.remove_labelled(&format!("{RUN_LABEL}={}", run.as_str()), false)
-            .await
+        let objects = self
+            .remove_labelled(&format!("{RUN_LABEL}={}", run.as_str()), false)
+            .await?;
+        Ok(objects + self.remove_copies().await?)
     }
 
     async fn remove_orphans(&self) -> Result<usize> {

@@ -213,6 +213,7 @@ mod fixtures {
             migrate: Vec::new(),
             link_rate: None,
             tcp_established: false,
+            writable_rootfs: false,
         }
     }
 
