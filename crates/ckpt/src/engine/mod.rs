@@ -290,10 +290,6 @@ pub(crate) async fn restore_with_retry<E: Engine>(
         let started = std::time::Instant::now();
         match engine.restore(container, checkpoint).await {
             Ok(stats) => {
-                // Part of the restore: until loopback is up, a program
-                // serving on it answers nothing.
-                let pid = engine.root_pid(container).await?;
-                os::netns::loopback_up(pid)?;
                 return Ok(Restored {
                     retries,
                     took: started.elapsed(),
@@ -311,6 +307,15 @@ pub(crate) async fn restore_with_retry<E: Engine>(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sets loopback up in a restored container's network namespace: runc
+/// (under Docker and Podman too) restores a new namespace with loopback
+/// down, so a program serving on it would answer nobody. Part of restoring
+/// a user's program; ckpt's own workload holds no socket and skips it.
+pub(crate) async fn serve_on_loopback<E: Engine>(engine: &E, container: &Container) -> Result<()> {
+    let pid = engine.root_pid(container).await?;
+    os::netns::loopback_up(pid)
 }
 
 /// Total bytes of the regular files under `dir` (None when unreadable).

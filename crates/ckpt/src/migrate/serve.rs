@@ -344,8 +344,7 @@ impl Destination {
         if self.program.is_some() {
             // runc restores a network namespace with loopback down: a
             // program serving on it would answer nobody, its check included.
-            let pid = self.engine.root_pid(&self.container).await?;
-            crate::engine::os::netns::loopback_up(pid)?;
+            crate::engine::serve_on_loopback(&self.engine, &self.container).await?;
         }
         Ok(self.engine.processes(&self.container).await?.len())
     }

@@ -401,7 +401,15 @@ async fn checkpoint_and_restore<E: Engine>(
     let (restored, _) = clock
         .time(engine::restore_with_retry(engine, &container, checkpoint))
         .await;
-    let restored = restored?;
+    let mut restored = restored?;
+    if let Workload::User { .. } = workload {
+        // Counted in the restore: the program serves nobody before it.
+        let (up, ms) = clock
+            .time(engine::serve_on_loopback(engine, &container))
+            .await;
+        up?;
+        restored.took += Duration::from_secs_f64(ms / 1000.0);
+    }
     let (after, _) = clock.time(engine.processes(&container)).await;
     let after = after.context("listing the restored container's processes")?;
     let before = &trial.before;
