@@ -36,34 +36,29 @@ impl Destination {
         stream.allow(limits::DUMP_WAIT);
         loop {
             let message = wire::recv(stream).await?;
+            in_order(&message, restored)?;
             stream.allow(match &message {
                 Message::File { .. } => limits::READ_IDLE,
                 _ => limits::DUMP_WAIT,
             });
             match message {
-                Message::Prepare { image, args } if self.kind.has_daemon() && !restored => {
+                Message::Prepare { image, args } if self.kind.has_daemon() => {
                     self.prepare(image, args, &point).await?;
                     wire::send(stream, &Message::Prepared).await?;
                 }
-                Message::Program(program) if self.kind == EngineKind::Runc && !restored => {
+                Message::Program(program) if self.kind == EngineKind::Runc => {
                     make_bundle(&self.engine, &self.run, &self.container, &program).await?;
                     self.program = Some(program);
                     wire::send(stream, &Message::ProgramReady).await?;
                 }
-                Message::StartPageServer if method == MigrationMethod::PageServer && !restored => {
+                Message::StartPageServer if method == MigrationMethod::PageServer => {
                     let port = self.start_page_server(own_ip)?;
                     wire::send(stream, &Message::PageServerReady { port }).await?;
-                }
-                Message::File { path, .. } if restored => {
-                    bail!(
-                        "the client sent a file ({}) after the restore: refused",
-                        path.display()
-                    )
                 }
                 Message::File { path, size, mode } => {
                     self.receive_file(stream, &path, size, mode).await?
                 }
-                Message::Restore { lazy_from } if !restored => {
+                Message::Restore { lazy_from } => {
                     restored = true;
                     self.restore_and_verify(stream, point, lazy_from, peer_ip)
                         .await?;
@@ -109,5 +104,45 @@ impl Destination {
         wire::send(stream, &Message::Restored { processes }).await?;
         let verified = self.verify(point).await;
         wire::send(stream, &verified).await
+    }
+}
+
+/// Once the restore has begun, the client may only finish: a file then
+/// (which would land in a running container's bundle), a second restore
+/// or any other request is refused with the reason.
+pub(super) fn in_order(message: &Message, restored: bool) -> Result<()> {
+    match (restored, message) {
+        (false, _) | (true, Message::Finish) => Ok(()),
+        (true, Message::File { path, .. }) => bail!(
+            "the client sent a file ({}) after the restore: refused",
+            path.display()
+        ),
+        (true, other) => bail!("the client sent {other:?} after the restore: refused"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_the_restore_only_the_finish_is_taken() {
+        let file = Message::File {
+            path: "images/migrated/pages-1.img".into(),
+            size: 1,
+            mode: 0o600,
+        };
+        let restore = Message::Restore { lazy_from: None };
+        for m in [&file, &restore, &Message::Finish, &Message::StartPageServer] {
+            in_order(m, false).unwrap();
+        }
+        in_order(&Message::Finish, true).unwrap();
+        let e = in_order(&file, true).unwrap_err().to_string();
+        assert!(
+            e.contains("after the restore") && e.contains("pages-1.img"),
+            "{e}"
+        );
+        assert!(in_order(&restore, true).is_err());
+        assert!(in_order(&Message::StartPageServer, true).is_err());
     }
 }
