@@ -201,6 +201,10 @@ pub async fn recv_file<S: AsyncRead + Unpin>(
         bail!("the link closed in the middle of {}", rel.display());
     }
     file.flush().await?;
+    // The mode exactly (creating applied the umask), on the open file.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::Permissions::from_mode(mode & 0o777);
+    file.set_permissions(mode).await?;
     Ok(())
 }
 
