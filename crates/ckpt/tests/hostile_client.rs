@@ -164,6 +164,35 @@ async fn names_and_paths_of_the_clients_choosing_are_refused() {
     assert_eq!(serve.log().matches("failed").count(), 5, "{}", serve.log());
 }
 
+/// A plain TCP connection held open and silent before any handshake holds
+/// up nobody: a client with a certificate is answered at once meanwhile,
+/// and serve drops the silent one when its handshake's 10 s are over.
+#[tokio::test(flavor = "current_thread")]
+async fn an_idle_connection_holds_up_nobody_and_is_dropped() {
+    let mut serve = Serve::start();
+    let mut idle = tokio::net::TcpStream::connect(&serve.addr).await.unwrap();
+    let started = Instant::now();
+    let mut client = serve.client().await;
+    let said = refusal(&mut client, &[hello(EngineKind::Runc, "..", None)]).await;
+    assert!(said.contains("starts with a dot"), "{said}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // serve ends the silent connection: the read sees its end.
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    let ended = tokio::time::timeout(Duration::from_secs(15), idle.read(&mut byte)).await;
+    assert!(matches!(ended, Ok(Ok(0)) | Ok(Err(_))), "{ended:?}");
+    assert!(
+        serve.log().contains("no TLS handshake within 10 s"),
+        "{}",
+        serve.log()
+    );
+    assert!(serve.still_serving(), "{}", serve.log());
+}
+
 /// A message larger than the protocol's bound, and one cut short, are
 /// refused with the reason; serve keeps serving.
 #[tokio::test(flavor = "current_thread")]
