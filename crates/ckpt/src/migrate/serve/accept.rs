@@ -35,7 +35,15 @@ pub(super) async fn serve_all(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (tcp, peer) = accepted?;
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors, say: serve on, a little later.
+                        eprintln!("ckpt serve: accepting failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 if running.len() >= MAX_CONNECTIONS {
                     eprintln!("ckpt serve: refused {peer}: {MAX_CONNECTIONS} connections are being served");
                     continue;
