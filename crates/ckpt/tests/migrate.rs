@@ -651,6 +651,37 @@ fn migrate_to_a_remote_serve_with_user_credentials() {
     assert_eq!(ckpt_objects(), before);
 }
 
+/// A plain TCP connection held open and silent before any handshake does
+/// not hold up a move to the same `ckpt serve` (each connection is served
+/// on its own, the handshake is bounded): the move arrives verified in the
+/// time a move takes, and serve ends after it.
+#[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
+fn an_idle_connection_does_not_hold_up_a_move() {
+    let host = UserHost::new();
+    let creds = host.credentials("creds");
+    let mut serve = host.serve(
+        &creds.join("ca.pem"),
+        &creds.join("serve.pem"),
+        &creds.join("serve.key"),
+    );
+    let idle = std::net::TcpStream::connect(host.to()).unwrap();
+    let started = Instant::now();
+    let out = host.migrate("copy", &creds.join("ca.pem"), &creds);
+    let took = started.elapsed();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}\n{}", host.serve_log());
+    let m: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(m["check"]["Verified"]["memory_ok"], true, "{m}");
+    // The idle connection stays silent: a move waiting for it would wait
+    // for ever (or, before, until a timeout of the client's own).
+    assert!(took < Duration::from_secs(45), "the move took {took:?}");
+    assert!(serve_ends(&mut serve).success(), "{}", host.serve_log());
+    drop(idle);
+    drop(host);
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+}
+
 /// Nothing listens at the address: a clear error at once, no workload
 /// started, nothing left.
 #[test]

@@ -944,11 +944,11 @@ fn dump_failed(source: &AnyEngine, container: &Container, e: anyhow::Error) -> a
 }
 
 /// Sends what the destination needs: the checkpoint's images, and for
-/// runc the config.json and the root filesystem it names (only the images
-/// for a program of the user's: the destination made its own bundle from
-/// its own image), for a plain process tree its pid and output files;
-/// Docker's checkpoint directory as `checkpoint/`, Podman's exported
-/// archive as `checkpoint.tar`.
+/// runc the root filesystem its config.json names, never the config.json
+/// (only the images for a program of the user's: the destination made its
+/// own bundle from its own image), for a plain process tree its pid and
+/// output files; Docker's checkpoint directory as `checkpoint/`, Podman's
+/// exported archive as `checkpoint.tar`.
 async fn send_bundle<S: AsyncWrite + Unpin>(
     stream: &mut S,
     source: &AnyEngine,
@@ -981,7 +981,7 @@ async fn send_bundle<S: AsyncWrite + Unpin>(
                 .as_str()
                 .context("config.json names no root")?;
             sent += wire::send_tree(stream, Path::new(rootfs), Path::new("rootfs"), &none).await?;
-            &["config.json"]
+            return Ok(sent);
         }
         _ => &["pid", "out.log"],
     };

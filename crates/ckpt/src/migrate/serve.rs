@@ -11,6 +11,18 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, Command};
 
+mod accept;
+mod bundle;
+mod limits;
+mod names;
+mod outlog;
+mod owned;
+mod received;
+mod steps;
+
+use limits::Timed;
+use owned::Owned;
+
 use super::program::{make_bundle, Program};
 use super::tls::Credentials;
 use super::wire::{self, Message};
@@ -19,7 +31,7 @@ use crate::engine::criu::CriuEngine;
 use crate::engine::moby::DockerEngine;
 use crate::engine::runc::RuncEngine;
 use crate::engine::{Container, Engine, Image};
-use crate::model::{EngineKind, MigrationMethod, Point, RunSpec};
+use crate::model::{EngineKind, Point, RunSpec};
 use crate::run::RunId;
 
 /// The checkpoint's name on both hosts.
@@ -47,53 +59,23 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     eprintln!("ckpt serve: listening on {listen}");
-    loop {
-        let (tcp, peer) = listener.accept().await?;
-        let mut stream = match acceptor.accept(tcp).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                // Nothing was created for it: the handshake comes first.
-                eprintln!("ckpt serve: refused {peer}: {e}");
-                continue;
-            }
-        };
-        // The address the client reached: CRIU's helpers listen there, and
-        // CRIU checks it against the peer's certificate.
-        let own_ip = stream.get_ref().0.local_addr()?.ip();
-        // The server speaks first: a client whose certificate was refused
-        // learns it at its first read (TLS 1.3 checks it after the client
-        // has finished its handshake), before it starts anything.
-        let (criu, runc) = crate::host::envinfo::engine_versions();
-        if let Err(e) = wire::send(&mut stream, &Message::Ready { criu, runc }).await {
-            eprintln!("ckpt serve: {peer} left before the hello: {e:#}");
-            continue;
-        }
-        let result = receive(
-            &mut stream,
-            (own_ip, peer.ip()),
-            creds.criu_options(),
-            daemons,
-        )
-        .await;
-        if let Err(e) = &result {
-            let message = format!("{e:#}");
-            eprintln!("ckpt serve: the migration from {peer} failed: {message}");
-            let _ = wire::send(&mut stream, &Message::Error { message }).await;
-        }
-        if once {
-            return result;
-        }
-    }
+    let serving = accept::Serving {
+        acceptor,
+        criu_tls: creds.criu_options(),
+        daemons,
+    };
+    accept::serve_all(listener, serving, once).await
 }
 
 /// One migration, from the client's hello to its finish. Whatever it
 /// created is removed on every path.
 async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
+    stream: &mut Timed<S>,
     (own_ip, peer_ip): (IpAddr, IpAddr),
     criu_tls: Vec<String>,
     daemons: &Daemons,
 ) -> Result<()> {
+    stream.allow(limits::HELLO_WAIT);
     let (kind, method, name, point, log) = wire::expect(stream, "a hello", |m| match m {
         Message::Hello {
             engine,
@@ -105,13 +87,23 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
         _ => None,
     })
     .await?;
+    // The client's name is a label only; serve names what it makes.
+    names::check_label(&name)?;
+    let log = match kind {
+        EngineKind::Criu => log
+            .map(|l| outlog::check_shape(&l).map(|_| l))
+            .transpose()?,
+        _ => None,
+    };
     let run = RunId::new();
+    eprintln!("ckpt serve: receiving {name} as run {run}");
     let engine = destination_engine(kind, &run, daemons).await?;
     // Docker's and Podman's files arrive beside their daemon's storage.
     let scratch = match kind.has_daemon() {
         true => Some(crate::engine::os::rundir::create("serve", &run)?),
         false => None,
     };
+    let own = names::own_container(&run);
     let mut host = Destination {
         engine,
         kind,
@@ -119,9 +111,10 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
         scratch,
         image: None,
         container: Container {
-            id: format!("{name}-dest"),
-            name: format!("{name}-dest"),
+            id: own.clone(),
+            name: own,
         },
+        owned: Owned::default(),
         source_log: log,
         criu_tls,
         helpers: Vec::new(),
@@ -169,6 +162,8 @@ struct Destination {
     helpers: Vec<Child>,
     /// A program of the user's, whose bundle this host made itself.
     program: Option<Program>,
+    /// What this host made for the move: removed, and nothing else.
+    owned: Owned,
 }
 
 impl Destination {
@@ -189,77 +184,42 @@ impl Destination {
         Ok(self.bundle()?.join("work").join(CHECKPOINT))
     }
 
-    /// Receives files and requests until the workload runs here, checks
-    /// it, then waits for the client's finish.
-    async fn take<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        stream: &mut S,
-        method: MigrationMethod,
-        point: Point,
-        (own_ip, peer_ip): (IpAddr, IpAddr),
-    ) -> Result<()> {
-        if !self.kind.has_daemon() {
-            for dir in [self.images()?, self.work()?] {
-                crate::engine::os::rundir::make_private_dir(&dir)?;
-            }
-        }
-        loop {
-            match wire::recv(stream).await? {
-                Message::Prepare { image, args } if self.kind.has_daemon() => {
-                    self.prepare(image, args).await?;
-                    wire::send(stream, &Message::Prepared).await?;
-                }
-                Message::Program(program) if self.kind == EngineKind::Runc => {
-                    make_bundle(&self.engine, &self.run, &self.container, &program).await?;
-                    self.program = Some(program);
-                    wire::send(stream, &Message::ProgramReady).await?;
-                }
-                Message::StartPageServer if method == MigrationMethod::PageServer => {
-                    let port = self.start_page_server(own_ip)?;
-                    wire::send(stream, &Message::PageServerReady { port }).await?;
-                }
-                Message::File { path, size, mode } => {
-                    wire::recv_file(stream, &self.bundle()?, &path, size, mode).await?;
-                }
-                Message::Restore { lazy_from } => {
-                    // The source names where it serves pages (it may
-                    // listen elsewhere than it connects from).
-                    let lazy_from = lazy_from.map(|a| match a.ip().is_unspecified() {
-                        true => SocketAddr::new(peer_ip, a.port()),
-                        false => a,
-                    });
-                    let processes = self.restore(lazy_from).await?;
-                    wire::send(stream, &Message::Restored { processes }).await?;
-                    let verified = self.verify(point).await;
-                    wire::send(stream, &verified).await?;
-                }
-                Message::Finish => return Ok(()),
-                other => bail!("unexpected {other:?} during a {} migration", method.name()),
-            }
-        }
-    }
-
-    /// Loads the image that came as `image.tar`; Docker's container is
-    /// created now, with the source's command, and started from the
+    /// Loads the image that came as `image.tar` under its reference,
+    /// which this daemon must not hold yet (serve never loads over, nor
+    /// removes, an image it did not make); Docker's container is created
+    /// now, under serve's own name, running ckpt's forker at the point
+    /// (the client's arguments must be those), and started from the
     /// checkpoint later (Podman makes its container from the archive).
-    async fn prepare(&mut self, image: String, args: Vec<String>) -> Result<()> {
+    async fn prepare(&mut self, image: String, args: Vec<String>, point: &Point) -> Result<()> {
         let AnyEngine::Docker(daemon) = &self.engine else {
             bail!("only Docker and Podman moves send an image");
         };
+        names::check_image_reference(&image)?;
+        let forker = crate::workload::forker_args(point, super::TICK_MS);
+        if args != forker {
+            bail!(
+                "the client asked to run {args:?}: serve runs ckpt's forker with {forker:?} only"
+            );
+        }
+        if daemon.holds_image(&image).await? {
+            bail!("the destination's daemon holds an image named {image} already: serve does not load over it (remove it there, or move another image)");
+        }
         daemon.load_image(&self.bundle()?.join("image.tar")).await?;
         let image = Image {
             reference: image,
             size_bytes: 0,
             owned: true,
         };
+        self.owned.image(&image);
         if self.kind == EngineKind::Docker {
             let spec = RunSpec {
                 name: self.container.name.clone(),
-                args,
+                args: forker,
                 entrypoint: None,
                 network: Default::default(),
             };
             self.container = daemon.create(&self.run, &image, &spec).await?;
+            self.owned.container(&self.container);
         }
         self.image = Some(image);
         Ok(())
@@ -285,6 +245,7 @@ impl Destination {
             self.container = daemon
                 .import_checkpoint(&scratch.join("checkpoint.tar"), &self.container.name)
                 .await?;
+            self.owned.container(&self.container);
         }
         Ok(self.engine.processes(&self.container).await?.len())
     }
@@ -315,14 +276,14 @@ impl Destination {
 
     /// Restores the received checkpoint; with `lazy_from`, its memory comes
     /// from the source through a lazy-pages daemon. Returns the processes.
-    async fn restore(&mut self, lazy_from: Option<SocketAddr>) -> Result<usize> {
+    async fn restore(&mut self, lazy_from: Option<SocketAddr>, point: &Point) -> Result<usize> {
         if self.kind.has_daemon() {
             return self.restore_in_daemon().await;
         }
         match self.kind {
             // A program's bundle is this host's own already.
             EngineKind::Runc if self.program.is_some() => {}
-            EngineKind::Runc => self.point_config_at_own_rootfs()?,
+            EngineKind::Runc => bundle::write_forker_config(&self.engine, &self.container, point)?,
             _ => self.reopen_source_log()?,
         }
         // The page server exits once the dump has sent every page.
@@ -371,37 +332,18 @@ impl Destination {
     }
 
     /// A plain process tree's output file is restored at the path it had at
-    /// the source (CRIU reopens files by path): made there from the copy
-    /// that came along when that path does not exist on this host, and
-    /// read through this host's own `out.log`.
-    fn reopen_source_log(&self) -> Result<()> {
+    /// the source (CRIU reopens files by path; its shape was checked): made
+    /// there from the copy that came along when missing, and read through
+    /// this host's own `out.log`.
+    fn reopen_source_log(&mut self) -> Result<()> {
         let source = self
             .source_log
-            .as_ref()
+            .clone()
             .context("the client named no output file")?;
         let own = self.bundle()?.join("out.log");
-        if !source.exists() {
-            std::fs::create_dir_all(source.parent().context("a log path without a directory")?)?;
-            std::fs::copy(&own, source)
-                .with_context(|| format!("cannot make {}", source.display()))?;
-        }
+        self.owned.paths(outlog::place(&source, &own)?);
         std::fs::remove_file(&own)?;
-        std::os::unix::fs::symlink(source, &own)?;
-        Ok(())
-    }
-
-    /// The source's config.json names the source's root filesystem: the
-    /// copy that came with it is this host's.
-    fn point_config_at_own_rootfs(&self) -> Result<()> {
-        let path = self.bundle()?.join("config.json");
-        let text = std::fs::read(&path).context("the client sent no config.json")?;
-        let mut config: serde_json::Value = serde_json::from_slice(&text)?;
-        config["root"]["path"] = serde_json::Value::String("rootfs".into());
-        // The source's CRIU configuration (its credentials) is the source's.
-        if let Some(annotations) = config["annotations"].as_object_mut() {
-            annotations.remove("org.criu.config");
-        }
-        std::fs::write(&path, serde_json::to_vec(&config)?)?;
+        std::os::unix::fs::symlink(&source, &own)?;
         Ok(())
     }
 
@@ -456,12 +398,10 @@ impl Destination {
         for helper in &mut self.helpers {
             let _ = helper.kill().await;
         }
+        // What serve made, by the ids its engine gave: never by a name of
+        // the client's (the source's labels name the source's run).
+        self.owned.remove(&self.engine).await;
         if let Some(scratch) = &self.scratch {
-            // What the source's labels name is not this run's: by name.
-            let _ = self.engine.remove_container(&self.container).await;
-            if let Some(image) = &self.image {
-                let _ = self.engine.remove_image(image).await;
-            }
             let _ = crate::engine::os::rundir::remove(scratch);
         }
         if let Err(e) = self.engine.remove_run(&self.run).await {

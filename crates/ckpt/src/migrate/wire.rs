@@ -3,7 +3,9 @@
 //! followed by their bytes (streamed, never held in memory whole).
 
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+pub(crate) mod store;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -183,8 +185,8 @@ async fn send_file<S: AsyncWrite + Unpin>(
 }
 
 /// Stores a file announced by `File` under `root`. Paths that would leave
-/// `root` are refused: the peer is authenticated, but not trusted to write
-/// anywhere on this host.
+/// `root`, links and files already there are refused: the peer is
+/// authenticated, but not trusted to write anywhere on this host.
 pub async fn recv_file<S: AsyncRead + Unpin>(
     stream: &mut S,
     root: &Path,
@@ -192,32 +194,26 @@ pub async fn recv_file<S: AsyncRead + Unpin>(
     size: u64,
     mode: u32,
 ) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        bail!(
-            "the other host sent a file named {}, outside its directory",
-            rel.display()
-        );
-    }
-    let path = root.join(rel);
-    if let Some(parent) = path.parent() {
-        // Private, as every directory ckpt makes (and as the source's
-        // were: CRIU checks the mode of the root it restores into).
-        tokio::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .await?;
-    }
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let (file, _) = store::create_confined(root, rel, mode)?;
+    let mut file = tokio::fs::File::from_std(file);
     let copied = tokio::io::copy(&mut stream.take(size), &mut file).await?;
     if copied != size {
         bail!("the link closed in the middle of {}", rel.display());
     }
     file.flush().await?;
-    tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777)).await?;
+    // The mode exactly (creating applied the umask), on the open file.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::Permissions::from_mode(mode & 0o777);
+    file.set_permissions(mode).await?;
+    Ok(())
+}
+
+/// Reads and drops a file's bytes (one the receiver does not take).
+pub async fn drain_file<S: AsyncRead + Unpin>(stream: &mut S, size: u64) -> Result<()> {
+    let copied = tokio::io::copy(&mut stream.take(size), &mut tokio::io::sink()).await?;
+    if copied != size {
+        bail!("the link closed in the middle of a file");
+    }
     Ok(())
 }
 

@@ -62,6 +62,18 @@ impl DockerEngine {
         write_stream(stream.map(|c| c.map_err(|e| self.api_error(e, &what))), to).await
     }
 
+    /// Whether this daemon holds an image named `reference` (a
+    /// destination never loads over, nor removes, an image it did not make).
+    pub(crate) async fn holds_image(&self, reference: &str) -> Result<bool> {
+        match self.client.inspect_image(reference).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(self.api_error(e, &format!("looking up image {reference}"))),
+        }
+    }
+
     /// Loads a `docker save` tar.
     pub(crate) async fn load_image(&self, from: &Path) -> Result<()> {
         let body = read_stream(from).await?;
