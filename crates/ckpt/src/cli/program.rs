@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use ckpt::workload::program::UserProgram;
+use ckpt::program::UserProgram;
 use ckpt::workload::UserWorkload;
 
 use super::positive_duration;

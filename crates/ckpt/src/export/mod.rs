@@ -18,8 +18,8 @@ use crate::engine::any::AnyEngine;
 use crate::engine::criu_stats::StatsCapture;
 use crate::engine::{Container, Engine, Image};
 use crate::model::{EngineKind, ImageSpec, Point, RunSpec};
+use crate::program::UserProgram;
 use crate::run::{RunId, Stop};
-use crate::workload::program::UserProgram;
 use archive::{Compression, ContainerFacts};
 use pending::Pending;
 

@@ -43,7 +43,7 @@ pub struct MigrateOptions {
     /// tc's rate syntax (`1gbit`), for the link to the throwaway host.
     pub link_rate: Option<String>,
     /// A program of the user's (runc) instead of ckpt's forker.
-    pub program: Option<crate::workload::program::UserProgram>,
+    pub program: Option<crate::program::UserProgram>,
 }
 
 /// One step of a migration and how long it took.

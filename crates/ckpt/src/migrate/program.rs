@@ -18,8 +18,8 @@ use super::wire::{self, Message};
 use crate::engine::any::AnyEngine;
 use crate::engine::{Container, Engine};
 use crate::model::{EngineKind, ImageSpec, Point};
+use crate::program::UserProgram;
 use crate::run::RunId;
-use crate::workload::program::UserProgram;
 
 /// What the destination hears about the program, ahead of the checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,12 +197,10 @@ pub(super) async fn verify(
         Err(e) => (0, Some(format!("{e:#}"))),
     };
     let state = match (&program.check, &problem) {
-        (Some(argv), None) => {
-            match crate::workload::program::run_check(engine, container, argv).await {
-                Ok(output) => Some(output),
-                Err(e) => return failed(processes, format!("at the destination: {e:#}")),
-            }
-        }
+        (Some(argv), None) => match crate::program::run_check(engine, container, argv).await {
+            Ok(output) => Some(output),
+            Err(e) => return failed(processes, format!("at the destination: {e:#}")),
+        },
         _ => None,
     };
     Message::Verified {

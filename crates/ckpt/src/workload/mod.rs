@@ -2,7 +2,6 @@
 //! static binary is, the build context of its `FROM scratch` image, and
 //! reading the lines it prints (defined in crate `ckpt-protocol`).
 
-pub mod program;
 pub mod template;
 
 use std::path::{Path, PathBuf};

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{UserWorkload, Workload};
 use crate::engine::{Container, Engine};
 use crate::model::{ImageSpec, Point, RunSpec};
 use crate::run::Stop;
+use crate::workload::{UserWorkload, Workload};
 
 /// How long --setup-cmd and --check-cmd may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
