@@ -199,7 +199,9 @@ pub(super) async fn verify(
     let state = match (&program.check, &problem) {
         (Some(argv), None) => match crate::program::run_check(engine, container, argv).await {
             Ok(output) => Some(output),
-            Err(e) => return failed(processes, format!("at the destination: {e:#}")),
+            Err(e) => {
+                return Message::failed_check(processes, format!("at the destination: {e:#}"))
+            }
         },
         _ => None,
     };
@@ -211,18 +213,6 @@ pub(super) async fn verify(
         problem,
         ticks_us: Vec::new(),
         state,
-    }
-}
-
-fn failed(processes: usize, problem: String) -> Message {
-    Message::Verified {
-        processes,
-        memory_ok: None,
-        threads_ok: None,
-        files_ok: None,
-        problem: Some(problem),
-        ticks_us: Vec::new(),
-        state: None,
     }
 }
 

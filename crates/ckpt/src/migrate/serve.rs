@@ -363,7 +363,7 @@ impl Destination {
             super::tick_times(&self.engine.logs(&self.container).await.unwrap_or_default());
         let pids = match self.engine.processes(&self.container).await {
             Ok(pids) => pids,
-            Err(e) => return failed_check(0, format!("{e:#}")),
+            Err(e) => return Message::failed_check(0, format!("{e:#}")),
         };
         match crate::verify::check_state(
             &self.engine,
@@ -382,7 +382,7 @@ impl Destination {
                 ticks_us,
                 state: None,
             },
-            Err(e) => failed_check(pids.len(), format!("{e:#}")),
+            Err(e) => Message::failed_check(pids.len(), format!("{e:#}")),
         }
     }
 
@@ -407,18 +407,6 @@ impl Destination {
         if let Err(e) = self.engine.remove_run(&self.run).await {
             eprintln!("ckpt serve: cleaning up {} failed: {e:#}", self.run);
         }
-    }
-}
-
-fn failed_check(processes: usize, problem: String) -> Message {
-    Message::Verified {
-        processes,
-        memory_ok: None,
-        threads_ok: None,
-        files_ok: None,
-        problem: Some(problem),
-        ticks_us: Vec::new(),
-        state: None,
     }
 }
 

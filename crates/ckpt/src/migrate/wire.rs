@@ -83,6 +83,22 @@ pub enum Message {
     Error { message: String },
 }
 
+impl Message {
+    /// The destination's verdict when its check could not run: `problem`
+    /// says why, nothing else is known.
+    pub fn failed_check(processes: usize, problem: String) -> Message {
+        Message::Verified {
+            processes,
+            memory_ok: None,
+            threads_ok: None,
+            files_ok: None,
+            problem: Some(problem),
+            ticks_us: Vec::new(),
+            state: None,
+        }
+    }
+}
+
 pub async fn send<S: AsyncWrite + Unpin>(stream: &mut S, message: &Message) -> Result<()> {
     let bytes = serde_json::to_vec(message)?;
     stream.write_u32(bytes.len() as u32).await?;
