@@ -13,10 +13,10 @@ use crate::run::Stop;
 use crate::workload::{UserWorkload, Workload};
 
 /// How long --setup-cmd and --check-cmd may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the program may take to close the connection its check
 /// closed (CRIU cannot dump a half-closed socket).
-const CLOSE_WAIT_LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_WAIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// The user's program, its command and patterns parsed.
 #[derive(Debug, Clone)]

@@ -10,16 +10,15 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ckpt, ckpt_objects, records, text, TestImage};
+use common::{ckpt, ckpt_objects, records, text, TestImage, REDIS_PROGRAM};
 
-const REDIS: &str = "redis-server --port 6379 --save '' --enable-debug-command local";
-
-/// redis, ready when it says so.
+/// redis, ready when it says so (without the data and check of
+/// `REDIS_PROGRAM`).
 const REDIS_ARGS: [&str; 4] = [
-    "--cmd",
-    REDIS,
-    "--ready-pattern",
-    "Ready to accept connections",
+    REDIS_PROGRAM[0],
+    REDIS_PROGRAM[1],
+    REDIS_PROGRAM[2],
+    REDIS_PROGRAM[3],
 ];
 
 /// What a sweep printed and recorded.
@@ -75,20 +74,7 @@ fn assert_each(swept: &Swept, status: &str, state_ok: Option<bool>) {
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn redis_with_loaded_data_keeps_its_digest_on_docker_podman_and_runc() {
-    let swept = sweep_image(
-        "redis",
-        "docker,podman,runc",
-        &[
-            "--cmd",
-            REDIS,
-            "--ready-pattern",
-            "Ready to accept connections",
-            "--setup-cmd",
-            "redis-cli -p 6379 debug populate 100000",
-            "--check-cmd",
-            "redis-cli -p 6379 debug digest",
-        ],
-    );
+    let swept = sweep_image("redis", "docker,podman,runc", &REDIS_PROGRAM);
     assert!(swept.ok, "{}", swept.output);
     assert_each(&swept, "ok", Some(true));
     for r in &swept.records {
@@ -107,13 +93,10 @@ fn a_check_whose_output_changes_fails_the_trial_with_both_outputs() {
         "redis",
         "docker",
         &[
-            "--cmd",
-            REDIS,
-            "--ready-pattern",
-            "Ready to accept connections",
-            "--check-cmd",
-            "redis-cli -p 6379 incr ckpt-check",
-        ],
+            &REDIS_ARGS[..],
+            &["--check-cmd", "redis-cli -p 6379 incr ckpt-check"],
+        ]
+        .concat(),
     );
     assert_each(&swept, "unverified", Some(false));
     let error = swept.records[0]["error"].as_str().unwrap();

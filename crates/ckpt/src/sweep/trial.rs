@@ -22,11 +22,8 @@ use crate::workload::{self, Workload};
 const WORKLOAD_INTERVAL_MS: u64 = 1000;
 /// How long a workload may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long --setup-cmd and --check-cmd may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long a connection the check closed may stay half closed in the
-/// program before the checkpoint goes ahead anyway.
-const CLOSE_WAIT_LIMIT: Duration = Duration::from_secs(5);
+/// The same bounds on the user's commands as outside sweeps.
+use crate::program::{CLOSE_WAIT_LIMIT, COMMAND_TIMEOUT};
 
 /// Times a trial: engine calls (and the waits on the workload) are timed
 /// one by one for the record; ckpt's own work between them (reading
