@@ -10,67 +10,16 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::{Process, Spec, User};
-use serde::{Deserialize, Serialize};
+use oci_spec::runtime::Spec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::described::{ProcessDescription, Program};
 use super::wire::{self, Message};
 use crate::engine::any::AnyEngine;
 use crate::engine::{Container, Engine};
 use crate::model::{EngineKind, ImageSpec, Point};
 use crate::program::UserProgram;
 use crate::run::RunId;
-
-/// What the destination hears about the program, ahead of the checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Program {
-    /// The image, as the destination's Docker or Podman knows it.
-    pub image: String,
-    pub process: ProcessDescription,
-    /// The check command, rendered, to run after the restore.
-    pub check: Option<Vec<String>>,
-}
-
-/// The process the source runs, as its image configured it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessDescription {
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl ProcessDescription {
-    /// The process of an OCI configuration.
-    fn of_spec(spec: &Spec) -> Result<ProcessDescription> {
-        let process = spec
-            .process()
-            .as_ref()
-            .context("the bundle has no process")?;
-        Ok(ProcessDescription {
-            argv: process.args().clone().unwrap_or_default(),
-            env: process.env().clone().unwrap_or_default(),
-            cwd: process.cwd().display().to_string(),
-            uid: process.user().uid(),
-            gid: process.user().gid(),
-        })
-    }
-
-    /// The OCI process it describes (as the source's was made).
-    pub(crate) fn to_oci(&self) -> Process {
-        let mut user = User::default();
-        user.set_uid(self.uid).set_gid(self.gid);
-        let mut process = Process::default();
-        process
-            .set_args(Some(self.argv.clone()))
-            .set_env(Some(self.env.clone()))
-            .set_cwd(self.cwd.clone().into())
-            .set_user(user)
-            .set_terminal(Some(false));
-        process
-    }
-}
 
 /// Refuses, before anything changes on this host, what cannot move:
 /// another engine than runc, a CRIU that cannot dump sockets, an image this
@@ -112,7 +61,7 @@ fn describe(
 /// Has the destination unpack the image from its own storage and write its
 /// bundle, ahead of the checkpoint (outside the downtime); a destination
 /// without the image fails here, before the dump.
-async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     program: &UserProgram,
     source: &AnyEngine,
@@ -125,20 +74,6 @@ async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
         matches!(m, Message::ProgramReady).then_some(())
     })
     .await
-}
-
-/// Before the dump: the destination's own bundle (timed as "prepare"),
-/// then the program's check at the source; returns what the check printed.
-pub(super) async fn before_dump<S: AsyncRead + AsyncWrite + Unpin>(
-    mover: &mut super::Mover<'_>,
-    stream: &mut S,
-    program: &UserProgram,
-    point: &Point,
-) -> Result<Option<String>> {
-    let (source, container) = (mover.source, mover.container);
-    let prepared = prepare_destination(stream, program, source, container, point);
-    mover.timed("prepare", prepared).await?;
-    program.check(source, container, point).await
 }
 
 /// The program's check at the destination, compared with the source's

@@ -23,7 +23,8 @@ mod steps;
 use limits::Timed;
 use owned::Owned;
 
-use super::program::{make_bundle, Program};
+use super::described::Program;
+use super::program::make_bundle;
 use super::tls::Credentials;
 use super::wire::{self, Message};
 use crate::engine::any::AnyEngine;

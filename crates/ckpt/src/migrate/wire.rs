@@ -45,7 +45,7 @@ pub enum Message {
     /// Client (runc, a program of the user's): the image to unpack from
     /// this host's own storage and the process to build a bundle around,
     /// ahead of the checkpoint. No path or config.json of the source's.
-    Program(super::program::Program),
+    Program(super::described::Program),
     /// Server: the image is unpacked and the bundle written.
     ProgramReady,
     /// Client: start a CRIU page server for the dump's memory pages.

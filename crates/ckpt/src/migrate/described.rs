@@ -1,0 +1,58 @@
+//! The description of a user's program that travels to the destination
+//! (`Message::Program`): the image's name and the process it runs, never a
+//! path or a configuration file of the source's.
+
+use anyhow::{Context, Result};
+use oci_spec::runtime::{Process, Spec, User};
+use serde::{Deserialize, Serialize};
+
+/// What the destination hears about the program, ahead of the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    /// The image, as the destination's Docker or Podman knows it.
+    pub image: String,
+    pub process: ProcessDescription,
+    /// The check command, rendered, to run after the restore.
+    pub check: Option<Vec<String>>,
+}
+
+/// The process the source runs, as its image configured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessDescription {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl ProcessDescription {
+    /// The process of an OCI configuration.
+    pub(super) fn of_spec(spec: &Spec) -> Result<ProcessDescription> {
+        let process = spec
+            .process()
+            .as_ref()
+            .context("the bundle has no process")?;
+        Ok(ProcessDescription {
+            argv: process.args().clone().unwrap_or_default(),
+            env: process.env().clone().unwrap_or_default(),
+            cwd: process.cwd().display().to_string(),
+            uid: process.user().uid(),
+            gid: process.user().gid(),
+        })
+    }
+
+    /// The OCI process it describes (as the source's was made).
+    pub(crate) fn to_oci(&self) -> Process {
+        let mut user = User::default();
+        user.set_uid(self.uid).set_gid(self.gid);
+        let mut process = Process::default();
+        process
+            .set_args(Some(self.argv.clone()))
+            .set_env(Some(self.env.clone()))
+            .set_cwd(self.cwd.clone().into())
+            .set_user(user)
+            .set_terminal(Some(false));
+        process
+    }
+}

@@ -1,0 +1,505 @@
+//! The source's side of one move: start the workload, hand its checkpoint
+//! over step by step (timed), and gather what the destination found.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::measured::{longest_gap_ms, tick_times, Migration, Phase};
+use super::meter::{self, BytesCounted};
+use super::serve::CHECKPOINT;
+use super::session::{bytes_of_move, Host, Session, Stream};
+use super::wire::{self, Message};
+use super::{program, start, tls, MigrateOptions};
+use crate::engine::any::AnyEngine;
+use crate::engine::{Container, Engine, Image, PageDestination};
+use crate::model::{EngineKind, MigrationMethod, Point};
+use crate::run::{RunId, Stop};
+
+/// Starts the workload, waits until it is ready, and moves it.
+pub(super) async fn move_one(
+    source: &AnyEngine,
+    options: &MigrateOptions,
+    name: &str,
+    run: &RunId,
+    stop: &Stop,
+    (host, creds): (&Host, &tls::Credentials),
+    scratch: &Path,
+) -> Result<Migration> {
+    // First the destination: one that is unreachable or refuses us costs
+    // no workload.
+    let mut stream = host.connect(creds).await?;
+    // TLS 1.3 reports a refused client certificate at the first read.
+    let theirs = wire::expect(&mut stream, "ready", |m| match m {
+        Message::Ready { criu, runc } => Some((criu, runc)),
+        _ => None,
+    })
+    .await
+    .map_err(|e| tls::explain(e, &host.name()))?;
+    let ours = crate::host::envinfo::engine_versions();
+    check_destination_engine(options.engine, &ours, &theirs)?;
+    let (image_spec, spec) = start::specs(options, name);
+    let image = source.build_image(run, &image_spec).await?;
+    let container = source.run(run, &image, &spec).await?;
+    let workload = Workload {
+        container: &container,
+        image: &image,
+        args: &spec.args,
+        scratch,
+    };
+    let moved = move_running(source, &workload, options, stop, host, &mut stream).await;
+    // The source's copy goes at once: a sweep moves many, each with its
+    // checkpoint beside it.
+    let _ = source.remove_container(&container).await;
+    moved
+}
+
+impl Session {
+    /// Starts a workload at `point` named `name`, moves it by `method`, and
+    /// removes it from the source.
+    pub async fn move_one(
+        &self,
+        method: MigrationMethod,
+        point: Point,
+        name: &str,
+        run: &RunId,
+        stop: &Stop,
+    ) -> Result<Migration> {
+        let options = MigrateOptions {
+            engine: self.kind(),
+            method,
+            point,
+            link_rate: None,
+            program: None,
+        };
+        move_one(
+            &self.source,
+            &options,
+            name,
+            run,
+            stop,
+            (&self.host, &self.client),
+            &self.dir,
+        )
+        .await
+    }
+}
+
+/// The workload being moved: its container, the image and command it
+/// runs, and a directory of the source's for files on their way.
+struct Workload<'a> {
+    container: &'a Container,
+    image: &'a Image,
+    args: &'a [String],
+    scratch: &'a Path,
+}
+
+/// Moves the workload once it is ready.
+async fn move_running(
+    source: &AnyEngine,
+    workload: &Workload<'_>,
+    options: &MigrateOptions,
+    stop: &Stop,
+    host: &Host,
+    stream: &mut Stream,
+) -> Result<Migration> {
+    let container = workload.container;
+    let processes_before = start::wait_until_ready(source, container, options, stop).await?;
+    stop.check()?;
+    let tcp = stream.get_ref().0.get_ref();
+    let (local, peer) = (tcp.local_addr()?, tcp.peer_addr()?);
+    wire::send(stream, &hello(source, container, options)?).await?;
+    let bytes_before = host.bytes(stream)?;
+    let mut mover = Mover {
+        source,
+        container,
+        peer: peer.ip(),
+        lazy_at: host.lazy_address(local.ip()),
+        phases: Vec::new(),
+        criu_page_bytes: None,
+        program: options.program.is_some(),
+    };
+    if options.engine.has_daemon() {
+        mover
+            .timed("prepare", prepare_destination(stream, source, workload))
+            .await?;
+    }
+    let state_before = match &options.program {
+        Some(program) => {
+            // The destination's own bundle (timed as "prepare"), then the
+            // program's check at the source.
+            let prepared =
+                program::prepare_destination(stream, program, source, container, &options.point);
+            mover.timed("prepare", prepared).await?;
+            program.check(source, container, &options.point).await?
+        }
+        None => None,
+    };
+    let (downtime, total) = mover.run(stream, options.method).await?;
+    let check = wire::recv(stream).await?;
+    let gap_ms = gap_across(source, container, &check).await;
+    let (state_ok, state_problem) =
+        program::state_verdict(options.program.as_ref(), state_before.as_deref(), &check);
+    let (bytes_sent, bytes_counted) =
+        finish(stream, host, bytes_before, mover.criu_page_bytes).await?;
+    let image_bytes = checkpoint_on_source(source, container)
+        .and_then(|p| crate::engine::dir_size(&p).or_else(|| Some(p.metadata().ok()?.len())));
+    Ok(Migration {
+        engine: options.engine,
+        method: options.method,
+        phases: mover.phases,
+        downtime_ms: ms(downtime),
+        total_ms: ms(total),
+        bytes_sent,
+        bytes_counted,
+        image_bytes: image_bytes.unwrap_or(0),
+        processes_before,
+        gap_ms,
+        check,
+        program: options.program.as_ref().map(|p| p.user.image.clone()),
+        state_ok,
+        state_problem,
+    })
+}
+
+/// The longest pause of the workload's ticks across the move (None
+/// without ticks on both hosts: a program of the user's prints none).
+async fn gap_across(source: &AnyEngine, container: &Container, check: &Message) -> Option<f64> {
+    let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
+    match check {
+        Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
+        _ => None,
+    }
+}
+
+/// Counts the move's bytes, then has the destination remove what it made.
+async fn finish(
+    stream: &mut Stream,
+    host: &Host,
+    bytes_before: u64,
+    criu_page_bytes: Option<u64>,
+) -> Result<(u64, BytesCounted)> {
+    let moved = host.bytes(stream)?.saturating_sub(bytes_before);
+    let counted = bytes_of_move(host, moved, criu_page_bytes);
+    wire::send(stream, &Message::Finish).await?;
+    wire::expect(stream, "done", |m| matches!(m, Message::Done).then_some(())).await?;
+    Ok(counted)
+}
+
+/// What the destination hears first: the container, the workload's point,
+/// and for a plain process tree the file its output goes to.
+fn hello(source: &AnyEngine, container: &Container, options: &MigrateOptions) -> Result<Message> {
+    let log = match options.engine {
+        EngineKind::Criu => Some(
+            source
+                .container_dir(container)
+                .context("the source keeps no files")?
+                .join("out.log"),
+        ),
+        _ => None,
+    };
+    Ok(Message::Hello {
+        engine: options.engine,
+        method: options.method,
+        name: container.name.clone(),
+        point: options.point,
+        log,
+    })
+}
+
+/// Refuses a destination whose engine cannot restore what this host
+/// checkpoints: one without the engine, or with an older CRIU (CRIU
+/// reads the images of its own and older versions only).
+fn check_destination_engine(
+    kind: EngineKind,
+    ours: &(Option<String>, Option<String>),
+    theirs: &(Option<String>, Option<String>),
+) -> Result<()> {
+    let Some(their_criu) = &theirs.0 else {
+        bail!("the destination has no working CRIU (`criu --version` failed there): install CRIU there (./scripts/setup)");
+    };
+    if kind == EngineKind::Runc && theirs.1.is_none() {
+        bail!("the destination has no runc (`runc --version` failed there): install runc there, or move with --engine criu");
+    }
+    let numbers =
+        |v: &str| -> Vec<u32> { v.split('.').filter_map(|n| n.trim().parse().ok()).collect() };
+    if let Some(our_criu) = &ours.0 {
+        if numbers(their_criu) < numbers(our_criu) {
+            bail!("the destination's CRIU is {their_criu}, older than this host's {our_criu}: CRIU restores images of its own and older versions only; install CRIU {our_criu} or newer there");
+        }
+    }
+    Ok(())
+}
+
+/// Docker and Podman: the image goes ahead of the checkpoint (it does not
+/// change), and Docker's container is created at the destination, so that
+/// neither counts in the downtime.
+async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    source: &AnyEngine,
+    workload: &Workload<'_>,
+) -> Result<()> {
+    let AnyEngine::Docker(daemon) = source else {
+        bail!("only Docker and Podman moves send their image");
+    };
+    let saved = workload.scratch.join("image.tar");
+    daemon.save_image(&workload.image.reference, &saved).await?;
+    let sent = wire::send_path(stream, &saved, Path::new("image.tar")).await;
+    let _ = std::fs::remove_file(&saved);
+    sent?;
+    let prepare = Message::Prepare {
+        image: workload.image.reference.clone(),
+        args: workload.args.to_vec(),
+    };
+    wire::send(stream, &prepare).await?;
+    wire::expect(stream, "prepared", |m| {
+        matches!(m, Message::Prepared).then_some(())
+    })
+    .await
+}
+
+/// Where the checkpoint lies at the source: runc's and CRIU's image
+/// directory, Docker's checkpoint directory, Podman's exported archive.
+fn checkpoint_on_source(source: &AnyEngine, container: &Container) -> Option<PathBuf> {
+    match source {
+        AnyEngine::Docker(daemon) => daemon.migration_checkpoint(container, CHECKPOINT),
+        other => Some(
+            other
+                .container_dir(container)?
+                .join("images")
+                .join(CHECKPOINT),
+        ),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The source's side of one move, phase by phase.
+pub(super) struct Mover<'a> {
+    pub(super) source: &'a AnyEngine,
+    pub(super) container: &'a Container,
+    /// The destination's address, as the source reaches it.
+    peer: IpAddr,
+    /// Where the source serves lazy pages.
+    lazy_at: SocketAddr,
+    phases: Vec<Phase>,
+    /// What CRIU sent over its own connection, when its statistics say.
+    criu_page_bytes: Option<u64>,
+    /// A program of the user's: the destination made its own bundle.
+    program: bool,
+}
+
+impl Mover<'_> {
+    pub(super) async fn timed<T>(
+        &mut self,
+        name: &'static str,
+        step: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let result = step
+            .await
+            .with_context(|| format!("migration step '{name}'"))?;
+        self.phases.push(Phase {
+            name,
+            ms: ms(started.elapsed()),
+        });
+        Ok(result)
+    }
+
+    /// Sends the checkpoint and has the destination restore it.
+    async fn hand_over<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        lazy_from: Option<SocketAddr>,
+    ) -> Result<()> {
+        let (source, container) = (self.source, self.container);
+        let sent = send_bundle(stream, source, container, self.program);
+        self.timed("transfer", sent).await?;
+        wire::send(stream, &Message::Restore { lazy_from }).await?;
+        self.timed(
+            "restore",
+            wire::expect(stream, "restored", |m| match m {
+                Message::Restored { processes } => Some(processes),
+                _ => None,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The destination failed. With stop-and-copy the whole checkpoint is
+    /// still here: the workload starts again at the source, nothing lost.
+    /// With a page server or lazy pages its memory has left the source.
+    async fn after_failed_hand_over(
+        &mut self,
+        method: MigrationMethod,
+        e: anyhow::Error,
+    ) -> anyhow::Error {
+        if method != MigrationMethod::Copy {
+            return e.context(format!(
+                "the destination failed during a {} migration: the workload's memory had left the source, so it is lost",
+                method.name()
+            ));
+        }
+        match self.source.restore(self.container, CHECKPOINT).await {
+            Ok(_) => e.context("the destination failed; the workload was restored at the source from its checkpoint, nothing lost"),
+            Err(again) => e.context(format!("the destination failed, and restoring at the source failed too: {again:#}")),
+        }
+    }
+
+    /// Runs the method's steps; returns (downtime, total).
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        method: MigrationMethod,
+    ) -> Result<(Duration, Duration)> {
+        let pages = match method {
+            MigrationMethod::Copy => PageDestination::Images,
+            MigrationMethod::PageServer => {
+                wire::send(stream, &Message::StartPageServer).await?;
+                let port = wire::expect(stream, "the page server's port", |m| match m {
+                    Message::PageServerReady { port } => Some(port),
+                    _ => None,
+                })
+                .await?;
+                PageDestination::PageServer(SocketAddr::new(self.peer, port))
+            }
+            MigrationMethod::Lazy => PageDestination::Lazy(self.lazy_at),
+        };
+        let started = Instant::now();
+        let (source, container) = (self.source, self.container);
+        let dumped = self
+            .timed(
+                "checkpoint",
+                source.checkpoint_for_migration(container, CHECKPOINT, pages),
+            )
+            .await;
+        let mut dumped = dumped.map_err(|e| dump_failed(source, container, e))?;
+        if dumped.serving.is_none() {
+            // The dump killed the processes; the source's runc forgets them.
+            self.timed("stop", source.stop(container)).await?;
+        }
+        let lazy_from = matches!(pages, PageDestination::Lazy(_)).then_some(self.lazy_at);
+        if let Err(e) = self.hand_over(stream, lazy_from).await {
+            return Err(self.after_failed_hand_over(method, e).await);
+        }
+        let downtime = started.elapsed();
+        if let Some(mut serving) = dumped.serving.take() {
+            // Post-copy: the move ends when the last page has left.
+            let status = self
+                .timed("pages", async { Ok(serving.wait().await?) })
+                .await?;
+            if !status.success() {
+                bail!("the lazy dump's page transfer failed ({status}): the workload's memory is lost with it");
+            }
+            self.timed("stop", source.stop(container)).await?;
+        }
+        let total = started.elapsed();
+        let stats = dumped.stats.dump();
+        tracing::debug!("the migration dump's statistics: {stats:?}");
+        let images = source
+            .container_dir(container)
+            .map(|d| d.join("images").join(CHECKPOINT));
+        self.criu_page_bytes =
+            images.and_then(|images| meter::criu_page_bytes(method, stats.as_ref(), &images));
+        Ok((downtime, total))
+    }
+}
+
+/// A failed dump left the workload running at the source (CRIU resumes
+/// it), whatever the method: says so, with CRIU's words for runc (the
+/// criu engine already gives them).
+fn dump_failed(source: &AnyEngine, container: &Container, e: anyhow::Error) -> anyhow::Error {
+    let log = source
+        .container_dir(container)
+        .map(|d| d.join("work").join(CHECKPOINT).join("dump.log"))
+        .filter(|log| source.kind() == EngineKind::Runc && log.exists());
+    let e = match log {
+        Some(log) => e.context(crate::engine::criu::criu_log_errors(&log)),
+        None => e,
+    };
+    e.context("the dump failed, so nothing left the source: CRIU resumed the workload there")
+}
+
+/// Sends what the destination needs: the checkpoint's images, and for
+/// runc the root filesystem its config.json names, never the config.json
+/// (only the images for a program of the user's: the destination made its
+/// own bundle from its own image), for a plain process tree its pid and
+/// output files; Docker's checkpoint directory as `checkpoint/`, Podman's
+/// exported archive as `checkpoint.tar`.
+async fn send_bundle<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    source: &AnyEngine,
+    container: &Container,
+    program: bool,
+) -> Result<u64> {
+    let none = |_: &Path| false;
+    let kind = source.kind();
+    if kind.has_daemon() {
+        let at =
+            checkpoint_on_source(source, container).context("the checkpoint is not on disk")?;
+        return match kind {
+            EngineKind::Docker => {
+                wire::send_tree(stream, &at, Path::new("checkpoint"), &none).await
+            }
+            _ => wire::send_path(stream, &at, Path::new("checkpoint.tar")).await,
+        };
+    }
+    let dir = source.container_dir(container).context("no bundle")?;
+    let dir = dir.as_path();
+    let images = Path::new("images").join(CHECKPOINT);
+    let mut sent = wire::send_tree(stream, &dir.join(&images), &images, &none).await?;
+    let top_files: &[&str] = match kind {
+        EngineKind::Runc if program => return Ok(sent),
+        EngineKind::Runc => {
+            let config =
+                std::fs::read(dir.join("config.json")).context("the bundle has no config.json")?;
+            let config: serde_json::Value = serde_json::from_slice(&config)?;
+            let rootfs = config["root"]["path"]
+                .as_str()
+                .context("config.json names no root")?;
+            sent += wire::send_tree(stream, Path::new(rootfs), Path::new("rootfs"), &none).await?;
+            return Ok(sent);
+        }
+        _ => &["pid", "out.log"],
+    };
+    let not_wanted = |p: &Path| {
+        p.parent() != Some(dir) || !top_files.iter().any(|f| p.file_name() == Some(f.as_ref()))
+    };
+    sent += wire::send_tree(stream, dir, Path::new(""), &not_wanted).await?;
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_without_the_engine_or_with_an_older_criu_is_refused() {
+        let ours = (
+            Some("4.1.1".to_string()),
+            Some("runc version 1.1.5".to_string()),
+        );
+        let check = |criu: Option<&str>, runc: Option<&str>, kind| {
+            let theirs = (criu.map(str::to_string), runc.map(str::to_string));
+            check_destination_engine(kind, &ours, &theirs).map_err(|e| e.to_string())
+        };
+        assert!(check(Some("4.1.1"), Some("runc version 1.1.12"), EngineKind::Runc).is_ok());
+        assert!(check(Some("4.2"), None, EngineKind::Criu).is_ok());
+        assert!(check(Some("4.1"), Some("r"), EngineKind::Runc)
+            .unwrap_err()
+            .contains("older than this host's 4.1.1"));
+        assert!(check(Some("3.17.1"), Some("r"), EngineKind::Runc).is_err());
+        assert!(check(None, Some("r"), EngineKind::Runc)
+            .unwrap_err()
+            .contains("no working CRIU"));
+        assert!(check(Some("4.1.1"), None, EngineKind::Runc)
+            .unwrap_err()
+            .contains("no runc"));
+    }
+}
