@@ -145,6 +145,13 @@ impl fmt::Display for Signal {
 #[error("interrupted by {0}")]
 pub struct Interrupted(pub Signal);
 
+/// Context on `Interrupted` when a second signal dropped the step in
+/// flight: what that step was making may be left, so the caller cleans up
+/// by search (as `ckpt gc` does) and says so.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped at once, in the middle of a step")]
+pub struct CutShort;
+
 /// A request to stop, seen by the work in progress.
 ///
 /// Dropping a future in the middle of an engine call that creates something
@@ -232,7 +239,9 @@ pub async fn run_stoppable<T>(
     let mut requested = stop.requested.clone();
     tokio::select! {
         result = work => result,
-        _ = requested.wait_for(|r| r.1 >= 2) => Err(stop.check().unwrap_err().into()),
+        _ = requested.wait_for(|r| r.1 >= 2) => {
+            Err(anyhow::Error::new(stop.check().unwrap_err()).context(CutShort))
+        }
     }
 }
 

@@ -85,8 +85,12 @@ fn copy_and_page_server_move_runc_containers_and_criu_trees_verified_leaving_not
             gap > 10.0 && gap <= m["total_ms"].as_f64().unwrap() + 100.0,
             "{m}"
         );
-        // 3 processes x 32 MiB crossed the link, one way or another.
+        // 3 processes x 32 MiB crossed the link, one way or another, and
+        // are in the checkpoint's size wherever they travelled.
         assert!(m["bytes_sent"].as_u64().unwrap() > 96 << 20, "{m} {stderr}");
+        assert!(m["checkpoint_bytes"].as_u64().unwrap() > 96 << 20, "{m}");
+        // One host's clock: nothing to correct.
+        assert!(m["clock"].is_null(), "{m}");
         assert!(
             leftovers().is_empty(),
             "{engine} {method}: {:?}",
@@ -644,6 +648,17 @@ fn migrate_to_a_remote_serve_with_user_credentials() {
         // 3 processes x 32 MiB: through ckpt's stream (copy) or CRIU's
         // lazy pages, counted either way.
         assert!(m["bytes_sent"].as_u64().unwrap() > 96 << 20, "{m}");
+        // The checkpoint holds the pages wherever they travelled.
+        assert!(m["checkpoint_bytes"].as_u64().unwrap() > 96 << 20, "{m}");
+        // The destination's clock was read over the link: here it is this
+        // host's own, so the offset is within its uncertainty (loopback,
+        // well under a few ms) plus scheduling noise.
+        let (offset, within) = (
+            m["clock"]["offset_ms"].as_f64().unwrap(),
+            m["clock"]["uncertainty_ms"].as_f64().unwrap(),
+        );
+        assert!(within < 100.0 && offset.abs() <= within + 5.0, "{m}");
+        assert!(m["gap_ms"].as_f64().unwrap() > 10.0, "{m}");
         assert!(serve_ends(&mut serve).success(), "{}", host.serve_log());
     }
     drop(host);

@@ -55,3 +55,19 @@ fn too_many_values_on_an_axis_or_trials_in_all_are_refused() {
     let (stderr, ..) = refused(&["--children", "1..1000", "--memory-mib", "0..999"]);
     assert!(stderr.contains("6000000 trials"), "{stderr}");
 }
+
+/// A move that cannot fit in this machine's memory is refused before any
+/// engine is opened or any directory made.
+#[test]
+fn a_move_larger_than_the_memory_is_refused_up_front() {
+    let out = ckpt()
+        .args(["migrate", "--engine", "runc", "--memory-mib", "99999999"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs about") && stderr.contains("lower --memory-mib"),
+        "{stderr}"
+    );
+}

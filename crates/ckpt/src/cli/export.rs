@@ -74,7 +74,12 @@ pub(super) async fn run(args: ExportArgs) -> Result<u8> {
         oci_image: args.oci_image,
     };
     let run = RunId::new();
-    let done = cleanup::run_stoppable(&stop, export::export(&options, &run, &stop)).await?;
+    let kind = match &options.source {
+        Source::Workload { engine, .. } => Some(*engine),
+        Source::Archive(_) => None,
+    };
+    let done = cleanup::run_stoppable(&stop, export::export(&options, &run, &stop)).await;
+    let done = super::clean_cut_short(kind, done).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else {

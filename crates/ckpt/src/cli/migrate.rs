@@ -109,8 +109,9 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
         },
     };
     let run = RunId::new();
-    let moved =
-        cleanup::run_stoppable(&stop, migrate::migrate_to(&options, &target, &run, &stop)).await?;
+    let moving = migrate::migrate_to(&options, &target, &run, &stop);
+    let moved = cleanup::run_stoppable(&stop, moving).await;
+    let moved = super::clean_cut_short(Some(options.engine), moved).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&moved)?);
     } else {
@@ -134,14 +135,23 @@ fn describe(m: &Migration) -> String {
         (None, Some(_)) => "unknown (your program prints no ticks)".to_string(),
         (None, None) => "- ms".to_string(),
     };
+    let gap = match m.clock {
+        Some(c) if m.gap_ms.is_some() => format!(
+            "{gap} (±{:.1} ms: the destination's clock, {:+.1} ms from this host's, was read over the link)",
+            c.uncertainty_ms, c.offset_ms
+        ),
+        _ => gap,
+    };
+    let known = |b: Option<u64>| b.map_or("unknown".to_string(), |b| b.to_string());
     out.push_str(&format!(
-        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  ticks' gap   {:>12}\n  bytes sent   {:>9} ({}; {} of images on the source)\n",
+        "  downtime     {:>9.1} ms\n  total        {:>9.1} ms\n  ticks' gap   {:>12}\n  bytes sent   {:>9} ({})\n  checkpoint   {:>9} bytes (images on the source: {}; the rest is the pages CRIU sent itself)\n",
         m.downtime_ms,
         m.total_ms,
         gap,
         m.bytes_sent,
         m.bytes_counted.label(),
-        m.image_bytes
+        known(m.checkpoint_bytes),
+        known(m.image_bytes),
     ));
     let verdict = if let Some(image) = &m.program {
         program_verdict(m, image)

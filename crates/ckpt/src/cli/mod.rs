@@ -20,7 +20,8 @@ use clap::{Parser, Subcommand};
 
 use ckpt::engine::any::AnyEngine;
 use ckpt::engine::Engine;
-use ckpt::run::{Interrupted, RunId};
+use ckpt::model::EngineKind;
+use ckpt::run::{CutShort, Interrupted, RunId};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -111,6 +112,10 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     // (everything it made is gone by then), with the signal's exit status.
     match result {
         Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(Interrupted(signal)) if e.downcast_ref::<CutShort>().is_some() => {
+                eprintln!("ckpt: stopped at once by {signal} in the middle of a step; it removed what it found of its own: run `ckpt gc` to remove anything else that step left");
+                Ok(signal.exit_code() as u8)
+            }
             Some(Interrupted(signal)) => {
                 eprintln!("ckpt: stopped by {signal} after finishing its current step; nothing it created is left");
                 Ok(signal.exit_code() as u8)
@@ -119,6 +124,33 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         },
         ok => ok,
     }
+}
+
+/// After a second signal dropped a move or an export in the middle of a
+/// step: removes by search, as `ckpt gc` does, what that step may have left
+/// on `kind`'s engine and in ckpt's run directories (this process counts as
+/// gone already: its own objects are found with the dead runs').
+pub(crate) async fn clean_cut_short<T>(kind: Option<EngineKind>, outcome: Result<T>) -> Result<T> {
+    let Err(e) = outcome else {
+        return outcome;
+    };
+    if e.downcast_ref::<CutShort>().is_none() {
+        return Err(e);
+    }
+    if let Some(kind) = kind {
+        if let Err(failed) = ckpt::engine::any::remove_orphans(kind).await {
+            eprintln!("ckpt: cleaning up {kind} failed: {failed:#}");
+        }
+    }
+    for cleaned in [
+        ckpt::engine::os::netns::remove_orphans(),
+        ckpt::migrate::remove_orphans(),
+    ] {
+        if let Err(failed) = cleaned {
+            eprintln!("ckpt: cleaning up failed: {failed:#}");
+        }
+    }
+    Err(e)
 }
 
 /// Removes every object of `run` from every engine; true when all went.

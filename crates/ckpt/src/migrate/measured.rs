@@ -27,8 +27,19 @@ pub struct Migration {
     pub bytes_sent: u64,
     pub bytes_counted: BytesCounted,
     /// The checkpoint's images on the source's disk (pages excluded when
-    /// they went elsewhere).
-    pub image_bytes: u64,
+    /// they went elsewhere); None when unreadable.
+    pub image_bytes: Option<u64>,
+    /// The whole checkpoint: the images plus the memory pages CRIU sent
+    /// over its own connection (page server, post-copy); None when either
+    /// part is unknown.
+    pub checkpoint_bytes: Option<u64>,
+    /// CRIU's phases of the dump (at the source) and of the restore (at
+    /// the destination), when CRIU left them.
+    pub criu_dump: Option<criu_image::DumpStatsEntry>,
+    pub criu_restore: Option<criu_image::RestoreStatsEntry>,
+    /// The destination's wall clock against the source's, when it is
+    /// another machine's: the gap's tick times were corrected by it.
+    pub clock: Option<ClockOffset>,
     pub processes_before: usize,
     /// The longest interval between two consecutive ticks of the
     /// workload's first process across the move (it ticks every 10 ms):
@@ -69,6 +80,43 @@ impl Migration {
     }
 }
 
+/// How far the destination's wall clock is ahead of the source's,
+/// measured over the link: the exchange with the shortest round trip,
+/// whose half is the uncertainty.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ClockOffset {
+    pub offset_ms: f64,
+    pub uncertainty_ms: f64,
+}
+
+impl ClockOffset {
+    /// From exchanges of (source's send time, destination's time, source's
+    /// receive time), all wall clock in µs; None without any.
+    pub(crate) fn from_exchanges(exchanges: &[(u64, u64, u64)]) -> Option<ClockOffset> {
+        let &(sent, theirs, back) = exchanges
+            .iter()
+            .min_by_key(|(s, _, b)| b.saturating_sub(*s))?;
+        let midpoint = (sent as f64 + back as f64) / 2.0;
+        Some(ClockOffset {
+            offset_ms: (theirs as f64 - midpoint) / 1000.0,
+            uncertainty_ms: back.saturating_sub(sent) as f64 / 2000.0,
+        })
+    }
+
+    /// A destination tick time on the source's clock.
+    pub(crate) fn to_source(self, their_us: u64) -> u64 {
+        (their_us as f64 - self.offset_ms * 1000.0).max(0.0) as u64
+    }
+}
+
+/// The wall clock in µs since the epoch (0 before it).
+pub(crate) fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// How often the moved workload ticks.
 pub(crate) const TICK_MS: u64 = 10;
 
@@ -100,6 +148,17 @@ pub(super) fn longest_gap_ms(source: &[u64], destination: &[u64]) -> Option<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_offset_comes_from_the_quickest_exchange() {
+        // The destination is 5 s ahead; the second exchange is quickest.
+        let exchanges = [(1_000, 5_002_000, 5_000), (10_000, 5_010_500, 11_000)];
+        let clock = ClockOffset::from_exchanges(&exchanges).unwrap();
+        assert_eq!(clock.offset_ms, 5_000.0);
+        assert_eq!(clock.uncertainty_ms, 0.5);
+        assert_eq!(clock.to_source(5_020_000), 20_000);
+        assert_eq!(ClockOffset::from_exchanges(&[]), None);
+    }
 
     #[test]
     fn the_gap_is_the_longest_pause_across_both_logs() {

@@ -89,7 +89,9 @@ pub async fn migrate_to(
     run: &RunId,
     stop: &Stop,
 ) -> Result<Migration> {
-    refuse_unsupported(options, matches!(target, Target::Remote(_)))?;
+    let remote = matches!(target, Target::Remote(_));
+    refuse_unsupported(options, remote)?;
+    check_memory(&options.point, remote, &crate::host::envinfo::capacity())?;
     if let Some(program) = &options.program {
         program::check_plan(program, options.engine, run).await?;
     }
@@ -136,6 +138,31 @@ fn refuse_unsupported(options: &MigrateOptions, remote: bool) -> Result<()> {
     }
 }
 
+/// Refuses, before anything starts, a workload whose move cannot fit in
+/// this machine's memory. At the peak the source holds the checkpoint
+/// (runc and CRIU write it to a tmpfs) while the destination receives it,
+/// and a throwaway destination on this machine then restores the tree
+/// beside them: three times the tree's memory; two with a remote one.
+/// A program of the user's writes what it writes: ckpt cannot know.
+fn check_memory(point: &Point, remote: bool, capacity: &crate::model::Capacity) -> Result<()> {
+    let tree = (u64::from(point.children) + 1) * u64::from(point.memory_mib);
+    let needed = tree * if remote { 2 } else { 3 };
+    let available = capacity.memory_available_mib * 9 / 10;
+    if needed > available {
+        bail!(
+            "moving {} processes x {} MiB needs about {needed} MiB of memory on this machine ({}), but {} MiB are available: lower --memory-mib or --children",
+            u64::from(point.children) + 1,
+            point.memory_mib,
+            match remote {
+                true => "the tree and its checkpoint",
+                false => "the tree, its checkpoint at the source and the copy the throwaway host receives and restores",
+            },
+            capacity.memory_available_mib
+        );
+    }
+    Ok(())
+}
+
 /// For `ckpt gc`: the work directories (credentials) of dead migrations,
 /// and the scratch directories of dead `ckpt serve` processes (a Docker or
 /// Podman move's checkpoint: its memory, on tmpfs).
@@ -157,6 +184,24 @@ fn remove_orphans_in(root: &Path) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_larger_than_the_memory_is_refused_up_front() {
+        let capacity = crate::model::Capacity {
+            memory_available_mib: 10_000,
+            state_free_mib: 10_000,
+        };
+        let point = |children, memory_mib| Point {
+            children,
+            memory_mib,
+            ..Default::default()
+        };
+        assert!(check_memory(&point(2, 1000), false, &capacity).is_ok());
+        let said = check_memory(&point(2, 1100), false, &capacity).unwrap_err();
+        assert!(said.to_string().contains("needs about 9900 MiB"), "{said}");
+        assert!(check_memory(&point(2, 1100), true, &capacity).is_ok());
+        assert!(check_memory(&point(0, 99_999_999), true, &capacity).is_err());
+    }
 
     #[test]
     fn gc_removes_the_directories_of_dead_serve_and_migrate_processes() {

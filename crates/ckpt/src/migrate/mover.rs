@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::measured::{longest_gap_ms, tick_times, Migration, Phase};
+use super::measured::{longest_gap_ms, tick_times, wall_us, ClockOffset, Migration, Phase};
 use super::meter::{self, BytesCounted};
 use super::serve::CHECKPOINT;
 use super::session::{bytes_of_move, Host, Session, Stream};
@@ -112,6 +112,11 @@ async fn move_running(
     let tcp = stream.get_ref().0.get_ref();
     let (local, peer) = (tcp.local_addr()?, tcp.peer_addr()?);
     wire::send(stream, &hello(source, container, options)?).await?;
+    // Another machine's clock stamps the destination's ticks.
+    let clock = match host {
+        Host::Remote { .. } => Some(clock_offset(stream).await?),
+        Host::Throwaway { .. } => None,
+    };
     let bytes_before = host.bytes(stream)?;
     let mut mover = Mover {
         source,
@@ -120,6 +125,8 @@ async fn move_running(
         lazy_at: host.lazy_address(local.ip()),
         phases: Vec::new(),
         criu_page_bytes: None,
+        criu_dump: None,
+        criu_restore: None,
         program: options.program.is_some(),
     };
     if options.engine.has_daemon() {
@@ -140,13 +147,15 @@ async fn move_running(
     };
     let (downtime, total) = mover.run(stream, options.method).await?;
     let check = wire::recv(stream).await?;
-    let gap_ms = gap_across(source, container, &check).await;
+    let gap_ms = gap_across(source, container, &check, clock).await;
     let (state_ok, state_problem) =
         program::state_verdict(options.program.as_ref(), state_before.as_deref(), &check);
     let (bytes_sent, bytes_counted) =
         finish(stream, host, bytes_before, mover.criu_page_bytes).await?;
     let image_bytes = checkpoint_on_source(source, container)
         .and_then(|p| crate::engine::dir_size(&p).or_else(|| Some(p.metadata().ok()?.len())));
+    // With stop-and-copy the pages are in the images (criu_page_bytes 0).
+    let checkpoint_bytes = image_bytes.zip(mover.criu_page_bytes).map(|(i, p)| i + p);
     Ok(Migration {
         engine: options.engine,
         method: options.method,
@@ -155,7 +164,11 @@ async fn move_running(
         total_ms: ms(total),
         bytes_sent,
         bytes_counted,
-        image_bytes: image_bytes.unwrap_or(0),
+        image_bytes,
+        checkpoint_bytes,
+        criu_dump: mover.criu_dump,
+        criu_restore: mover.criu_restore,
+        clock,
         processes_before,
         gap_ms,
         check,
@@ -166,13 +179,42 @@ async fn move_running(
 }
 
 /// The longest pause of the workload's ticks across the move (None
-/// without ticks on both hosts: a program of the user's prints none).
-async fn gap_across(source: &AnyEngine, container: &Container, check: &Message) -> Option<f64> {
+/// without ticks on both hosts: a program of the user's prints none), the
+/// destination's ticks put on the source's clock when it has its own.
+async fn gap_across(
+    source: &AnyEngine,
+    container: &Container,
+    check: &Message,
+    clock: Option<ClockOffset>,
+) -> Option<f64> {
     let source_ticks = tick_times(&source.logs(container).await.unwrap_or_default());
-    match check {
-        Message::Verified { ticks_us, .. } => longest_gap_ms(&source_ticks, ticks_us),
-        _ => None,
+    let Message::Verified { ticks_us, .. } = check else {
+        return None;
+    };
+    let theirs: Vec<u64> = match clock {
+        Some(clock) => ticks_us.iter().map(|&t| clock.to_source(t)).collect(),
+        None => ticks_us.clone(),
+    };
+    longest_gap_ms(&source_ticks, &theirs)
+}
+
+/// Exchanges of the time with the destination, before the checkpoint.
+const CLOCK_EXCHANGES: usize = 5;
+
+/// How far the destination's wall clock is ahead of this host's.
+async fn clock_offset(stream: &mut Stream) -> Result<ClockOffset> {
+    let mut exchanges = Vec::with_capacity(CLOCK_EXCHANGES);
+    for _ in 0..CLOCK_EXCHANGES {
+        let sent = wall_us();
+        wire::send(stream, &Message::Clock).await?;
+        let theirs = wire::expect(stream, "the destination's time", |m| match m {
+            Message::ClockIs { wall_us } => Some(wall_us),
+            _ => None,
+        })
+        .await?;
+        exchanges.push((sent, theirs, wall_us()));
     }
+    ClockOffset::from_exchanges(&exchanges).context("no clock exchange")
 }
 
 /// Counts the move's bytes, then has the destination remove what it made.
@@ -290,6 +332,9 @@ pub(super) struct Mover<'a> {
     phases: Vec<Phase>,
     /// What CRIU sent over its own connection, when its statistics say.
     criu_page_bytes: Option<u64>,
+    /// CRIU's phases of the dump and of the destination's restore.
+    criu_dump: Option<criu_image::DumpStatsEntry>,
+    criu_restore: Option<criu_image::RestoreStatsEntry>,
     /// A program of the user's: the destination made its own bundle.
     program: bool,
 }
@@ -321,14 +366,11 @@ impl Mover<'_> {
         let sent = send_bundle(stream, source, container, self.program);
         self.timed("transfer", sent).await?;
         wire::send(stream, &Message::Restore { lazy_from }).await?;
-        self.timed(
-            "restore",
-            wire::expect(stream, "restored", |m| match m {
-                Message::Restored { processes } => Some(processes),
-                _ => None,
-            }),
-        )
-        .await?;
+        let restored = wire::expect(stream, "restored", |m| match m {
+            Message::Restored { criu, .. } => Some(criu),
+            _ => None,
+        });
+        self.criu_restore = self.timed("restore", restored).await?;
         Ok(())
     }
 
@@ -407,6 +449,7 @@ impl Mover<'_> {
             .map(|d| d.join("images").join(CHECKPOINT));
         self.criu_page_bytes =
             images.and_then(|images| meter::criu_page_bytes(method, stats.as_ref(), &images));
+        self.criu_dump = stats;
         Ok((downtime, total))
     }
 }

@@ -230,7 +230,9 @@ impl Destination {
     /// the container's own directory (dockerd 20.10 refuses a custom
     /// checkpoint directory, moby#37344). Podman: libpod imports the
     /// archive, making the container.
-    async fn restore_in_daemon(&mut self) -> Result<usize> {
+    async fn restore_in_daemon(
+        &mut self,
+    ) -> Result<(usize, Option<criu_image::RestoreStatsEntry>)> {
         let AnyEngine::Docker(daemon) = &self.engine else {
             bail!("not a Docker or Podman destination");
         };
@@ -241,14 +243,18 @@ impl Destination {
                 .checkpoint_path(&self.container, CHECKPOINT)
                 .context("the Docker daemon did not say where it keeps its data")?;
             move_dir(&scratch.join("checkpoint"), &target)?;
-            crate::engine::restore_with_retry(&self.engine, &self.container, CHECKPOINT).await?;
+            let restored =
+                crate::engine::restore_with_retry(&self.engine, &self.container, CHECKPOINT)
+                    .await?;
+            let processes = self.engine.processes(&self.container).await?.len();
+            return Ok((processes, restored.stats.restore()));
         } else {
             self.container = daemon
                 .import_checkpoint(&scratch.join("checkpoint.tar"), &self.container.name)
                 .await?;
             self.owned.container(&self.container);
         }
-        Ok(self.engine.processes(&self.container).await?.len())
+        Ok((self.engine.processes(&self.container).await?.len(), None))
     }
 
     /// A CRIU page server for the dump's pages, on a free port.
@@ -277,7 +283,11 @@ impl Destination {
 
     /// Restores the received checkpoint; with `lazy_from`, its memory comes
     /// from the source through a lazy-pages daemon. Returns the processes.
-    async fn restore(&mut self, lazy_from: Option<SocketAddr>, point: &Point) -> Result<usize> {
+    async fn restore(
+        &mut self,
+        lazy_from: Option<SocketAddr>,
+        point: &Point,
+    ) -> Result<(usize, Option<criu_image::RestoreStatsEntry>)> {
         if self.kind.has_daemon() {
             return self.restore_in_daemon().await;
         }
@@ -302,13 +312,14 @@ impl Destination {
         };
         // CRIU's own words, from its log: it goes with the run directory.
         let log = self.work()?.join("restore.log");
-        restored.map_err(|e| e.context(crate::engine::criu::criu_log_errors(&log)))?;
+        let stats = restored.map_err(|e| e.context(crate::engine::criu::criu_log_errors(&log)))?;
         if self.program.is_some() {
             // runc restores a network namespace with loopback down: a
             // program serving on it would answer nobody, its check included.
             crate::engine::serve_on_loopback(&self.engine, &self.container).await?;
         }
-        Ok(self.engine.processes(&self.container).await?.len())
+        let processes = self.engine.processes(&self.container).await?.len();
+        Ok((processes, stats.restore()))
     }
 
     /// The lazy-pages daemon: serves the restored processes' page faults
@@ -350,7 +361,7 @@ impl Destination {
 
     /// Checks the restored workload as a sweep does: its processes, and
     /// each one's memory, threads and files.
-    async fn verify(&mut self, point: Point) -> Message {
+    async fn verify(&mut self, point: Point, restore_began_us: u64) -> Message {
         // The ticks the workload printed on its own, up to the last page:
         // the pause its users saw. ckpt's check reads every page, which in
         // post-copy would fetch them all at once and pause the ticks for
@@ -360,8 +371,8 @@ impl Destination {
             return super::program::verify(&self.engine, &self.container, program).await;
         }
         tokio::time::sleep(Duration::from_millis(5 * super::TICK_MS)).await;
-        let ticks_us =
-            super::tick_times(&self.engine.logs(&self.container).await.unwrap_or_default());
+        let ticks = super::tick_times(&self.engine.logs(&self.container).await.unwrap_or_default());
+        let ticks_us = limits::ticks_to_send(ticks, restore_began_us);
         let pids = match self.engine.processes(&self.container).await {
             Ok(pids) => pids,
             Err(e) => return Message::failed_check(0, format!("{e:#}")),

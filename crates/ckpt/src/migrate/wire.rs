@@ -58,8 +58,18 @@ pub enum Message {
     /// Client: everything is sent; restore now, fetching the pages from
     /// `lazy_from` when the memory stayed at the source (post-copy).
     Restore { lazy_from: Option<SocketAddr> },
-    /// Server: the workload runs here, as these processes.
-    Restored { processes: usize },
+    /// Server: the workload runs here, as these processes; CRIU's phases
+    /// of the restore when it left them.
+    Restored {
+        processes: usize,
+        #[serde(default)]
+        criu: Option<criu_image::RestoreStatsEntry>,
+    },
+    /// Client, before the checkpoint: what time is it there? (The gap the
+    /// workload's users saw compares the two hosts' tick times.)
+    Clock,
+    /// Server: its wall clock, in microseconds since the epoch.
+    ClockIs { wall_us: u64 },
     /// Server: what the check of the restored workload found.
     Verified {
         processes: usize,

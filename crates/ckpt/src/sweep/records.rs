@@ -303,7 +303,13 @@ impl TrialRecord {
         self.downtime_ms = Some(m.downtime_ms);
         self.total_ms = Some(m.total_ms);
         self.bytes_sent = Some(m.bytes_sent);
-        self.checkpoint_bytes = Some(m.image_bytes);
+        self.checkpoint_bytes = m.checkpoint_bytes;
+        if let Some(d) = &m.criu_dump {
+            self.fill_dump_stats(d);
+        }
+        if let Some(r) = &m.criu_restore {
+            self.fill_restore_stats(r);
+        }
         self.processes_before = Some(m.processes_before as u32);
         self.gap_ms = m.gap_ms;
         if let crate::migrate::wire::Message::Verified {
@@ -327,8 +333,29 @@ impl TrialRecord {
         };
     }
 
+    /// CRIU's phases of a dump (it counts in microseconds).
+    pub(crate) fn fill_dump_stats(&mut self, d: &criu_image::DumpStatsEntry) {
+        self.criu_freezing_ms = Some(us_to_ms(d.freezing_time));
+        self.criu_frozen_ms = Some(us_to_ms(d.frozen_time));
+        self.criu_memdump_ms = Some(us_to_ms(d.memdump_time));
+        self.criu_memwrite_ms = Some(us_to_ms(d.memwrite_time));
+        self.criu_pages_scanned = Some(d.pages_scanned);
+        self.criu_pages_written = Some(d.pages_written);
+    }
+
+    /// CRIU's phases of a restore.
+    pub(crate) fn fill_restore_stats(&mut self, r: &criu_image::RestoreStatsEntry) {
+        self.criu_forking_ms = Some(us_to_ms(r.forking_time));
+        self.criu_restore_ms = Some(us_to_ms(r.restore_time));
+        self.criu_pages_restored = r.pages_restored;
+    }
+
     /// True for trials that count in the statistics.
     pub(crate) fn measured_ok(&self) -> bool {
         !self.warmup && self.status == Status::Ok
     }
+}
+/// CRIU counts in microseconds.
+fn us_to_ms(us: u32) -> f64 {
+    f64::from(us) / 1000.0
 }

@@ -63,11 +63,6 @@ impl Stopwatch {
     }
 }
 
-/// CRIU counts in microseconds.
-fn us_to_ms(us: u32) -> f64 {
-    f64::from(us) / 1000.0
-}
-
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -369,12 +364,7 @@ async fn checkpoint_and_restore<E: Engine>(
     clock
         .own(async {
             if let Some(d) = stats.dump() {
-                record.criu_freezing_ms = Some(us_to_ms(d.freezing_time));
-                record.criu_frozen_ms = Some(us_to_ms(d.frozen_time));
-                record.criu_memdump_ms = Some(us_to_ms(d.memdump_time));
-                record.criu_memwrite_ms = Some(us_to_ms(d.memwrite_time));
-                record.criu_pages_scanned = Some(d.pages_scanned);
-                record.criu_pages_written = Some(d.pages_written);
+                record.fill_dump_stats(&d);
             }
             record.checkpoint_bytes = engine.checkpoint_size(&container, checkpoint).await;
         })
@@ -415,9 +405,7 @@ async fn checkpoint_and_restore<E: Engine>(
             record.restore_ms = Some(millis(restored.took));
             record.restore_retries = restored.retries;
             if let Some(r) = restored.stats.restore() {
-                record.criu_forking_ms = Some(us_to_ms(r.forking_time));
-                record.criu_restore_ms = Some(us_to_ms(r.restore_time));
-                record.criu_pages_restored = r.pages_restored;
+                record.fill_restore_stats(&r);
             }
             record.processes_after = Some(after.len() as u32);
             record.verified = same_pids(before, &after);

@@ -27,6 +27,26 @@ pub(crate) const HELLO_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Until the checkpoint's files come: the source dumps meanwhile.
 pub(crate) const DUMP_WAIT: Duration = Duration::from_secs(10 * 60);
 
+/// The most tick times the destination sends back (about 200 s of ticks
+/// every 10 ms, some 340 KB of JSON): a message stays far below the
+/// protocol's 1 MiB however long the move took.
+const MAX_TICKS: usize = 20_000;
+
+/// Ticks are sent from this long before the restore began: the gap lies
+/// between the source's last tick and the first ones here, and a plain
+/// process tree's log holds the source's whole history too.
+const TICKS_BEFORE_RESTORE_US: u64 = 2_000_000;
+
+/// The tick times worth sending: from shortly before the restore began,
+/// the earliest MAX_TICKS of them.
+pub(crate) fn ticks_to_send(mut ticks: Vec<u64>, restore_began_us: u64) -> Vec<u64> {
+    let from = restore_began_us.saturating_sub(TICKS_BEFORE_RESTORE_US);
+    ticks.retain(|&t| t >= from);
+    ticks.sort_unstable();
+    ticks.truncate(MAX_TICKS);
+    ticks
+}
+
 /// A stream whose reads time out: the first read after `allow` may wait
 /// that long, every other READ_IDLE.
 pub(crate) struct Timed<S> {
@@ -104,6 +124,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_sent_start_shortly_before_the_restore_and_are_bounded() {
+        let began = 100_000_000;
+        let ticks: Vec<u64> = (0..100_000u64).map(|i| 90_000_000 + i * 10_000).collect();
+        let sent = ticks_to_send(ticks, began);
+        assert_eq!(sent.len(), MAX_TICKS);
+        assert_eq!(sent[0], began - TICKS_BEFORE_RESTORE_US);
+        assert!(sent.windows(2).all(|w| w[0] < w[1]));
+        assert!(ticks_to_send(vec![1, 2, 3], began).is_empty());
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test(start_paused = true)]

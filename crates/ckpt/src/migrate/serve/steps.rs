@@ -63,6 +63,10 @@ impl Destination {
                     self.restore_and_verify(stream, point, lazy_from, peer_ip)
                         .await?;
                 }
+                Message::Clock => {
+                    let wall_us = crate::migrate::measured::wall_us();
+                    wire::send(stream, &Message::ClockIs { wall_us }).await?;
+                }
                 Message::Finish => return Ok(()),
                 other => bail!("unexpected {other:?} during a {} migration", method.name()),
             }
@@ -100,9 +104,10 @@ impl Destination {
             true => SocketAddr::new(peer_ip, a.port()),
             false => a,
         });
-        let processes = self.restore(lazy_from, &point).await?;
-        wire::send(stream, &Message::Restored { processes }).await?;
-        let verified = self.verify(point).await;
+        let began_us = crate::migrate::measured::wall_us();
+        let (processes, criu) = self.restore(lazy_from, &point).await?;
+        wire::send(stream, &Message::Restored { processes, criu }).await?;
+        let verified = self.verify(point, began_us).await;
         wire::send(stream, &verified).await
     }
 }
