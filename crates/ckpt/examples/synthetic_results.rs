@@ -174,7 +174,7 @@ fn record(spec: &TrialSpec, engine: &str, at: DateTime<Utc>, rng: &mut StdRng) -
         criu_forking_ms: Some(0.01 * restore_ms),
         criu_restore_ms: Some(0.6 * restore_ms),
         criu_pages_restored: Some(pages / 2),
-        overhead_ms: 0.8 * noise(rng),
+        overhead_ms: Some(0.8 * noise(rng)),
         status: Status::Ok,
         host_memcg_dying: Some(place / 50),
         host_mounts: Some(30 + rng.gen_range(0..3)),

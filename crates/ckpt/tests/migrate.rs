@@ -505,6 +505,11 @@ fn a_sweep_of_migrations_records_downtime_per_method() {
             ["copy", "page-server"].contains(&r["method"].as_str().unwrap()),
             "{r}"
         );
+        // The engine column holds the engine; the series label is the analysis's.
+        assert!(
+            ["runc", "criu"].contains(&r["engine"].as_str().unwrap()),
+            "{r}"
+        );
     }
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(

@@ -259,3 +259,36 @@ fn runs_that_measured_different_things_are_not_merged() {
     assert!(err.contains("network:"), "{err}");
     assert!(!out.path().join("report.md").exists());
 }
+
+/// The shipped migration sweep (written when its records' engine column
+/// held `runc+copy` and their overhead a 0 nothing had measured) reports
+/// each series once, no unknown as 0, its growth per GiB of the tree's
+/// memory with an interval, and no rate for lazy moves.
+#[test]
+fn the_shipped_migration_sweep_prints_no_unknown_as_zero() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results");
+    let copy = copy_dir(&root.join("migration"));
+    let results = ResultsDir::new(copy.path());
+    let analysis = ckpt::output::write_outputs(&results).unwrap();
+    let mut series: Vec<&str> = analysis.points.iter().map(|p| p.engine.as_str()).collect();
+    series.dedup();
+    assert_eq!(series, ["runc+copy", "runc+lazy"]);
+    let report = std::fs::read_to_string(results.file(ResultFile::ReportMd)).unwrap();
+    assert!(!report.contains("0.00 ms"), "{report}");
+    match &analysis.overhead {
+        Some(o) => assert!(o.min > 0.0, "{o:?}"),
+        None => assert!(
+            report.contains("ckpt's own time per trial is not measured for migration trials.")
+        ),
+    }
+    let copy_fit = &analysis.downtime_fits[0];
+    assert_eq!(copy_fit.engine, "runc+copy");
+    assert!(copy_fit.fit.slope_ci_low < copy_fit.fit.slope);
+    assert!(report.contains("- runc+copy, N=0: downtime grows by "));
+    assert!(report.contains(" ms per GiB of the tree's memory (95% CI "));
+    let lazy_rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("| runc+lazy | ") && l.ends_with("| - | - | - |"))
+        .collect();
+    assert_eq!(lazy_rows.len(), 2, "{report}");
+}

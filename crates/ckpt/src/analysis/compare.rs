@@ -297,7 +297,7 @@ fn log_times(records: &[TrialRecord]) -> BTreeMap<(String, Point, Operation), Ve
     for r in records.iter().filter(|r| r.measured_ok()) {
         for op in Operation::ALL {
             if let Some(ms) = op.value(r).filter(|ms| *ms > 0.0) {
-                let key = (r.engine.clone(), r.point(), op);
+                let key = (r.series(), r.point(), op);
                 out.entry(key).or_default().push(ms.ln());
             }
         }

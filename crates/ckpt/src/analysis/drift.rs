@@ -83,15 +83,15 @@ pub(crate) fn drifts(records: &[TrialRecord], points: &[PointSummary]) -> Vec<Dr
         .iter()
         .map(|p| ((p.engine.as_str(), p.point(), p.operation), p.mean_ms))
         .collect();
-    let mut engines: Vec<&str> = records
+    let mut engines: Vec<String> = records
         .iter()
         .filter(|r| r.measured_ok())
-        .map(|r| r.engine.as_str())
+        .map(|r| r.series())
         .collect();
     engines.sort_unstable();
     engines.dedup();
     let mut out = Vec::new();
-    for engine in engines {
+    for engine in &engines {
         let trials = in_run_order(records, engine);
         for op in Operation::ALL {
             out.extend(drift(engine, op, &trials, &means));
@@ -106,7 +106,7 @@ pub(crate) fn drifts(records: &[TrialRecord], points: &[PointSummary]) -> Vec<Dr
 fn in_run_order<'a>(records: &'a [TrialRecord], engine: &str) -> Vec<&'a TrialRecord> {
     let mut trials: Vec<&TrialRecord> = records
         .iter()
-        .filter(|r| r.measured_ok() && r.engine == engine)
+        .filter(|r| r.measured_ok() && r.series() == engine)
         .collect();
     // Stable: trials without a readable start keep the file's order.
     trials.sort_by_key(|r| started(r));

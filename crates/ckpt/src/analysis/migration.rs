@@ -1,63 +1,79 @@
-//! Migration trials: downtime, total time and bytes on the link per method
-//! and point, and how downtime grows with memory (a least-squares line per
-//! method, in ms per GiB).
+//! Migration trials: downtime, total time and bytes on the link per series
+//! (engine+method) and point, and how downtime grows with the memory the
+//! process tree holds (a least-squares line per series and slice, in ms per
+//! GiB, with the slope's 95% confidence interval).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{describe, Stats};
+use super::{describe, fit, without, Fit, Stats};
+use crate::model::{Axis, Point};
 use crate::sweep::records::TrialRecord;
 
-/// One method (engine label `runc+lazy`) at one point.
+/// One series (`runc+lazy`) at one point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationSummary {
+    /// The series label: engine+method.
     pub engine: String,
     pub children: u32,
     pub memory_mib: u32,
     pub downtime: Stats,
-    pub total: Stats,
+    /// None when no trial recorded it (never 0 for unknown).
+    #[serde(default)]
+    pub total: Option<Stats>,
     /// The longest pause in the workload's ticks across the move.
     #[serde(default)]
     pub gap: Option<Stats>,
-    pub bytes_mean: f64,
+    /// None when no trial recorded the link's counters.
+    #[serde(default)]
+    pub bytes_mean: Option<f64>,
 }
 
-/// How one method's downtime grows with memory.
+/// How one series' downtime grows with the memory of the whole process
+/// tree, the other axes (children among them) held at `at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DowntimeFit {
+    /// The series label: engine+method.
     pub engine: String,
-    pub ms_per_gib: f64,
-    pub intercept_ms: f64,
+    /// The point the fit holds fixed; its memory_mib is 0.
+    pub at: Point,
+    /// Downtime (ms) against the tree's memory (GiB) over the individual
+    /// trials: slope in ms per GiB, intercept in ms.
+    pub fit: Fit,
 }
 
-/// The summaries of every method and point that has measured migrations.
-pub(crate) fn summarise(records: &[TrialRecord]) -> Vec<MigrationSummary> {
-    let moved: Vec<&TrialRecord> = records
+/// The memory the whole tree holds, in GiB: the parent and each child
+/// write memory_mib each.
+pub(crate) fn tree_gib(r: &TrialRecord) -> f64 {
+    f64::from(r.children + 1) * f64::from(r.memory_mib) / 1024.0
+}
+
+/// The trials that moved and count in the statistics.
+fn moved(records: &[TrialRecord]) -> impl Iterator<Item = &TrialRecord> {
+    records
         .iter()
         .filter(|r| r.measured_ok() && r.downtime_ms.is_some())
-        .collect();
-    let mut keys: Vec<(String, u32, u32)> = moved
-        .iter()
-        .map(|r| (r.engine.clone(), r.children, r.memory_mib))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter_map(|(engine, children, memory_mib)| {
-            let at: Vec<&&TrialRecord> = moved
-                .iter()
-                .filter(|r| {
-                    r.engine == engine && r.children == children && r.memory_mib == memory_mib
-                })
-                .collect();
+}
+
+/// The summaries of every series and point that has measured migrations.
+pub(crate) fn summarise(records: &[TrialRecord]) -> Vec<MigrationSummary> {
+    let mut at: BTreeMap<(String, u32, u32), Vec<&TrialRecord>> = BTreeMap::new();
+    for r in moved(records) {
+        let key = (r.series(), r.children, r.memory_mib);
+        at.entry(key).or_default().push(r);
+    }
+    at.into_iter()
+        .filter_map(|((engine, children, memory_mib), trials)| {
             let values = |f: fn(&TrialRecord) -> Option<f64>| -> Vec<f64> {
-                at.iter().filter_map(|r| f(r)).collect()
+                trials.iter().filter_map(|r| f(r)).collect()
             };
-            let bytes = values(|r| r.bytes_sent.map(|b| b as f64));
+            let bytes = describe(&values(|r| r.bytes_sent.map(|b| b as f64)));
             Some(MigrationSummary {
                 downtime: describe(&values(|r| r.downtime_ms))?,
-                total: describe(&values(|r| r.total_ms))?,
+                total: describe(&values(|r| r.total_ms)),
                 gap: describe(&values(|r| r.gap_ms)),
-                bytes_mean: bytes.iter().sum::<f64>() / bytes.len().max(1) as f64,
+                bytes_mean: bytes.map(|b| b.mean),
                 engine,
                 children,
                 memory_mib,
@@ -66,33 +82,24 @@ pub(crate) fn summarise(records: &[TrialRecord]) -> Vec<MigrationSummary> {
         .collect()
 }
 
-/// Downtime against memory per method, fitted over the point means (at
-/// least two memory sizes).
-pub(crate) fn fits(summaries: &[MigrationSummary]) -> Vec<DowntimeFit> {
-    let mut engines: Vec<&str> = summaries.iter().map(|s| s.engine.as_str()).collect();
-    engines.dedup();
-    engines
+/// Downtime against the tree's memory per series and per slice (children
+/// and every axis but memory held fixed), over the individual trials: at
+/// least three, at two memory sizes or more (`fit`'s own condition).
+pub(crate) fn fits(records: &[TrialRecord]) -> Vec<DowntimeFit> {
+    let mut slices: BTreeMap<(String, Point), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for r in moved(records) {
+        let key = (r.series(), without(r.point(), Axis::MemoryMib));
+        let (xs, ys) = slices.entry(key).or_default();
+        xs.push(tree_gib(r));
+        ys.extend(r.downtime_ms);
+    }
+    slices
         .into_iter()
-        .filter_map(|engine| {
-            let xy: Vec<(f64, f64)> = summaries
-                .iter()
-                .filter(|s| s.engine == engine)
-                .map(|s| (f64::from(s.memory_mib) / 1024.0, s.downtime.mean))
-                .collect();
-            let n = xy.len() as f64;
-            let (mx, my) = (
-                xy.iter().map(|p| p.0).sum::<f64>() / n,
-                xy.iter().map(|p| p.1).sum::<f64>() / n,
-            );
-            let sxx: f64 = xy.iter().map(|p| (p.0 - mx).powi(2)).sum();
-            if xy.len() < 2 || sxx == 0.0 {
-                return None;
-            }
-            let slope = xy.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+        .filter_map(|((engine, at), (xs, ys))| {
             Some(DowntimeFit {
-                engine: engine.to_string(),
-                ms_per_gib: slope,
-                intercept_ms: my - slope * mx,
+                fit: fit(&xs, &ys)?,
+                engine,
+                at,
             })
         })
         .collect()
@@ -101,19 +108,23 @@ pub(crate) fn fits(summaries: &[MigrationSummary]) -> Vec<DowntimeFit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MigrationMethod;
 
-    fn moved(engine: &str, memory_mib: u32, downtime: f64) -> TrialRecord {
+    fn moved(series: &str, children: u32, memory_mib: u32, downtime: f64) -> TrialRecord {
+        let (engine, method) = series.split_once('+').unwrap_or((series, ""));
         let spec = crate::sweep::plan::TrialSpec {
             index: 0,
             engine: 0,
             point: crate::model::Point {
-                children: 0,
+                children,
                 memory_mib,
                 ..Default::default()
             },
             repetition: 0,
             warmup: false,
-            method: Some(crate::model::MigrationMethod::Copy),
+            method: MigrationMethod::ALL
+                .into_iter()
+                .find(|m| m.name() == method),
         };
         TrialRecord {
             status: crate::sweep::records::Status::Ok,
@@ -125,20 +136,116 @@ mod tests {
     }
 
     #[test]
-    fn downtime_is_summarised_per_method_and_fitted_against_memory() {
+    fn the_series_is_the_engine_and_the_method_once() {
+        let copy = moved("runc+copy", 0, 0, 1.0);
+        assert_eq!(
+            (copy.engine.as_str(), copy.series().as_str()),
+            ("runc", "runc+copy")
+        );
+        let plain = TrialRecord {
+            method: None,
+            ..copy.clone()
+        };
+        assert_eq!(plain.series(), "runc");
+        // An older record held the label in its engine column.
+        let old = TrialRecord {
+            engine: "runc+copy".into(),
+            ..copy.clone()
+        };
+        assert_eq!(old.series(), "runc+copy");
+        let lazy = TrialRecord {
+            method: Some(MigrationMethod::Lazy),
+            ..old
+        };
+        assert_eq!(
+            lazy.series(),
+            "runc+copy+lazy",
+            "only its own method is not added"
+        );
+    }
+
+    #[test]
+    fn downtime_is_summarised_per_series_and_point() {
+        let mut unmetered = moved("runc+lazy", 0, 0, 350.0);
+        (unmetered.bytes_sent, unmetered.total_ms) = (None, None);
         let records = vec![
-            moved("runc+copy", 0, 300.0),
-            moved("runc+copy", 1024, 10_300.0),
-            moved("runc+copy", 1024, 10_300.0),
-            moved("runc+lazy", 0, 350.0),
-            moved("runc+lazy", 1024, 750.0),
+            moved("runc+copy", 0, 0, 300.0),
+            moved("runc+copy", 0, 1024, 10_300.0),
+            moved("runc+copy", 0, 1024, 10_300.0),
+            unmetered,
+            moved("runc+lazy", 0, 1024, 750.0),
         ];
         let s = summarise(&records);
-        assert_eq!(s.len(), 4);
+        let keys: Vec<(&str, u32)> = s
+            .iter()
+            .map(|m| (m.engine.as_str(), m.memory_mib))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("runc+copy", 0),
+                ("runc+copy", 1024),
+                ("runc+lazy", 0),
+                ("runc+lazy", 1024)
+            ]
+        );
         assert_eq!(s[1].downtime.n, 2);
-        let f = fits(&s);
-        assert_eq!(f.len(), 2);
-        assert!((f[0].ms_per_gib - 10_000.0).abs() < 1e-6, "{f:?}");
-        assert!((f[1].ms_per_gib - 400.0).abs() < 1e-6 && (f[1].intercept_ms - 350.0).abs() < 1e-6);
+        assert_eq!(
+            (s[2].bytes_mean, s[2].total.as_ref()),
+            (None, None),
+            "unknown, not 0"
+        );
+        assert_eq!(s[3].bytes_mean, Some(1024.0 * 1048576.0));
+    }
+
+    #[test]
+    fn downtime_is_fitted_per_series_and_children_against_the_trees_memory() {
+        // N=1: two processes, so 512 MiB each is 1 GiB of tree. Per process
+        // the slope would read 20000 ms per GiB; mixed with N=0 another.
+        let mut records: Vec<TrialRecord> = [(0, 290.0), (0, 310.0), (512, 10_280.0)]
+            .into_iter()
+            .chain([(512, 10_320.0), (1024, 20_300.0), (1024, 20_300.0)])
+            .map(|(mib, ms)| moved("runc+copy", 1, mib, ms))
+            .collect();
+        records.extend(
+            [(0, 300.0), (1024, 5_300.0), (1024, 5_300.0)]
+                .map(|(mib, ms)| moved("runc+copy", 0, mib, ms)),
+        );
+        records.extend(
+            [(0, 400.0), (1024, 500.0), (1024, 500.0)]
+                .map(|(mib, ms)| moved("runc+lazy", 0, mib, ms)),
+        );
+        let f = fits(&records);
+        let found: Vec<(&str, u32)> = f
+            .iter()
+            .map(|d| (d.engine.as_str(), d.at.children))
+            .collect();
+        assert_eq!(
+            found,
+            [("runc+copy", 0), ("runc+copy", 1), ("runc+lazy", 0)]
+        );
+        let n1 = &f[1].fit;
+        assert_eq!(n1.n, 6);
+        assert!(
+            (n1.slope - 10_000.0).abs() < 1e-6 && (n1.intercept - 300.0).abs() < 1e-6,
+            "{n1:?}"
+        );
+        // Residuals -10, 10, -20, 20, 0, 0: SSE 1000, Sxx 4, t(4) = 2.776445.
+        let half = 2.776445 * (1000.0f64 / 4.0 / 4.0).sqrt();
+        assert!((n1.slope_ci_low - (10_000.0 - half)).abs() < 1e-3, "{n1:?}");
+        assert!(
+            (n1.slope_ci_high - (10_000.0 + half)).abs() < 1e-3,
+            "{n1:?}"
+        );
+        assert!((f[0].fit.slope - 5_000.0).abs() < 1e-6 && (f[2].fit.slope - 100.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn no_fit_without_two_memory_sizes_and_three_trials() {
+        let one_size = [300.0, 310.0, 320.0].map(|ms| moved("runc+copy", 0, 1024, ms));
+        assert!(fits(&one_size).is_empty());
+        let two_trials =
+            [(0, 300.0), (1024, 10_300.0)].map(|(mib, ms)| moved("runc+copy", 0, mib, ms));
+        assert!(fits(&two_trials).is_empty());
     }
 }

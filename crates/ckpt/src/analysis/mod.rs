@@ -380,8 +380,12 @@ pub struct Analysis {
     pub failed: usize,
     pub unverified: usize,
     pub restore_retries: u32,
-    /// ckpt's own time per trial.
+    /// ckpt's own time per trial, over the trials that measured it.
     pub overhead: Option<Stats>,
+    /// Trials that ran to the end without measuring ckpt's own time
+    /// (migration trials).
+    #[serde(default)]
+    pub overhead_unmeasured: usize,
     /// Distinct image sizes seen (one value: the size did not change).
     pub image_sizes: Vec<u64>,
     /// Per engine and operation, whether times drifted over the run.
@@ -429,10 +433,7 @@ type Key = (String, Point);
 fn group(records: &[TrialRecord]) -> BTreeMap<Key, Vec<&TrialRecord>> {
     let mut groups: BTreeMap<Key, Vec<&TrialRecord>> = BTreeMap::new();
     for r in records.iter().filter(|r| !r.warmup) {
-        groups
-            .entry((r.engine.clone(), r.point()))
-            .or_default()
-            .push(r);
+        groups.entry((r.series(), r.point())).or_default().push(r);
     }
     groups
 }
@@ -461,21 +462,28 @@ fn mib_per_s(bytes: f64, ms: f64) -> Option<f64> {
     (ms > 0.0).then(|| bytes / 1048576.0 / (ms / 1000.0))
 }
 
+/// Whether a trial's checkpoint time leaves out moving its memory: a lazy
+/// migration's dump ends before the pages stream (the destination fetches
+/// them after the restore), so bytes over that time are no throughput.
+pub(crate) fn pages_after_restore(r: &TrialRecord) -> bool {
+    r.method == Some(crate::model::MigrationMethod::Lazy)
+}
+
 /// Means of the derived metrics over a point's good trials: resident
 /// memory, and checkpoint throughput over wall time and over CRIU's
-/// memory phases.
+/// memory phases (none for trials whose checkpoint does not move the
+/// pages).
 fn derived(ok: &[&TrialRecord]) -> (Option<f64>, Option<f64>, Option<f64>) {
     let rss: Vec<f64> = ok
         .iter()
         .filter_map(|r| r.rss_bytes)
         .map(|b| b as f64)
         .collect();
-    let wall: Vec<f64> = ok
-        .iter()
+    let timed = || ok.iter().filter(|r| !pages_after_restore(r));
+    let wall: Vec<f64> = timed()
         .filter_map(|r| mib_per_s(r.checkpoint_bytes? as f64, r.checkpoint_ms?))
         .collect();
-    let criu: Vec<f64> = ok
-        .iter()
+    let criu: Vec<f64> = timed()
         .filter_map(|r| mib_per_s(r.checkpoint_bytes? as f64, r.criu_memdump_ms?))
         .collect();
     let m = |v: &[f64]| describe(v).map(|s| s.mean);
@@ -495,8 +503,9 @@ pub(crate) fn analyse(records: &[TrialRecord]) -> Analysis {
     let swept = swept_axes(records);
     let (fits, off_fit) = all_fits(records, &engines, &swept, &points);
     let migrations = migration::summarise(records);
+    let (overhead, overhead_unmeasured) = overhead(records);
     Analysis {
-        downtime_fits: migration::fits(&migrations),
+        downtime_fits: migration::fits(records),
         migrations,
         drift: drift::drifts(records, &points),
         phases: phases(&groups),
@@ -510,7 +519,8 @@ pub(crate) fn analyse(records: &[TrialRecord]) -> Analysis {
         failed: with_status(records, Status::Failed),
         unverified: with_status(records, Status::Unverified),
         restore_retries: records.iter().map(|r| r.restore_retries).sum(),
-        overhead: overhead(records),
+        overhead,
+        overhead_unmeasured,
         image_sizes: distinct_image_sizes(records),
     }
 }
@@ -622,7 +632,7 @@ fn engines(groups: &BTreeMap<Key, Vec<&TrialRecord>>) -> Vec<String> {
 fn measured<'a>(records: &'a [TrialRecord], engine: &str) -> Vec<&'a TrialRecord> {
     records
         .iter()
-        .filter(|r| r.measured_ok() && r.engine == engine)
+        .filter(|r| r.measured_ok() && r.series() == engine)
         .collect()
 }
 
@@ -723,14 +733,16 @@ fn with_status(records: &[TrialRecord], status: Status) -> usize {
     records.iter().filter(|r| r.status == status).count()
 }
 
-/// ckpt's own time per trial, over every trial that ran to the end.
-fn overhead(records: &[TrialRecord]) -> Option<Stats> {
-    let overheads: Vec<f64> = records
+/// ckpt's own time per trial, over every trial that ran to the end and
+/// measured it (an unknown is left out, never counted as 0), and how many
+/// such trials did not measure it.
+fn overhead(records: &[TrialRecord]) -> (Option<Stats>, usize) {
+    let ran: Vec<&TrialRecord> = records
         .iter()
         .filter(|r| r.status != Status::Failed)
-        .map(|r| r.overhead_ms)
         .collect();
-    describe(&overheads)
+    let overheads: Vec<f64> = ran.iter().filter_map(|r| r.overhead_ms).collect();
+    (describe(&overheads), ran.len() - overheads.len())
 }
 
 /// The image sizes seen, sorted and each once.
@@ -940,10 +952,39 @@ mod tests {
             restore_ms: Some(rs),
             checkpoint_bytes: Some(100),
             verified: true,
-            overhead_ms: 1.0,
+            overhead_ms: Some(1.0),
             status: Status::Ok,
             ..TrialRecord::new("r", &spec, "docker")
         }
+    }
+
+    #[test]
+    fn overhead_leaves_unknowns_out_and_lazy_moves_have_no_throughput() {
+        let mut records: Vec<TrialRecord> = (0..3).map(|_| record(1, 100.0, 150.0)).collect();
+        let mut lazy = record(1, 100.0, 150.0);
+        (lazy.method, lazy.overhead_ms) = (Some(crate::model::MigrationMethod::Lazy), None);
+        records.extend([lazy.clone(), lazy]);
+        let a = analyse(&records);
+        let o = a.overhead.as_ref().unwrap();
+        assert_eq!((o.n, o.mean, a.overhead_unmeasured), (3, 1.0, 2));
+        let throughput = |engine: &str| {
+            let p = a
+                .points
+                .iter()
+                .find(|p| p.engine == engine && p.operation == Operation::Checkpoint);
+            p.unwrap().throughput_mib_s
+        };
+        assert!(throughput("docker").is_some());
+        assert_eq!(
+            throughput("docker+lazy"),
+            None,
+            "lazy is its own series, without a rate"
+        );
+        let moves_only = analyse(&records[3..]);
+        assert_eq!(
+            (moves_only.overhead, moves_only.overhead_unmeasured),
+            (None, 2)
+        );
     }
 
     #[test]

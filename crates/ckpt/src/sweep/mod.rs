@@ -217,8 +217,10 @@ impl Moves {
             .iter()
             .find(|s| s.kind() == kind)
             .expect("opened above");
-        let label = format!("{kind}+{}", method.name());
-        let mut record = TrialRecord::new(run.as_str(), spec, &label);
+        // The engine is the engine and the method has its own column: the
+        // analysis makes the series label (`runc+copy`) from both.
+        let mut record = TrialRecord::new(run.as_str(), spec, kind.name());
+        record.method = Some(method);
         record.started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let name = run.name(&format!("t{}-move", spec.index));
         match session.move_one(method, spec.point, &name, run, stop).await {

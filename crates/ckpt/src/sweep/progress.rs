@@ -68,7 +68,7 @@ pub(crate) fn one_line(r: &TrialRecord) -> String {
     format!(
         "trial {} {} N={}{}{}: checkpoint {}, restore {}, {status}",
         r.trial,
-        r.engine,
+        r.series(),
         r.children,
         point_extras(r),
         if r.warmup { " (warm-up)" } else { "" },

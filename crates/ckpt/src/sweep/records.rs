@@ -83,7 +83,10 @@ pub struct TrialRecord {
     pub criu_restore_ms: Option<f64>,
     pub criu_pages_restored: Option<u64>,
     /// ckpt's own time in the trial: everything but engine calls and waits.
-    pub overhead_ms: f64,
+    /// None where it was not measured (migration trials; older records of
+    /// them held a 0 that meant the same).
+    #[serde(default)]
+    pub overhead_ms: Option<f64>,
     pub status: Status,
     pub error: Option<String>,
     /// A migration trial's method (empty for checkpoint/restore on one host).
@@ -242,7 +245,7 @@ impl TrialRecord {
             criu_forking_ms: None,
             criu_restore_ms: None,
             criu_pages_restored: None,
-            overhead_ms: 0.0,
+            overhead_ms: None,
             status: Status::Failed,
             error: None,
             engine_unreachable: false,
@@ -348,6 +351,19 @@ impl TrialRecord {
         self.criu_forking_ms = Some(us_to_ms(r.forking_time));
         self.criu_restore_ms = Some(us_to_ms(r.restore_time));
         self.criu_pages_restored = r.pages_restored;
+    }
+
+    /// The series the analysis puts this trial in: the engine, and its
+    /// migration method when it has one (`runc+copy`), so that moves by
+    /// each method and plain checkpoints stay apart. Older migration
+    /// records already held the method in `engine`: it is not added twice.
+    pub fn series(&self) -> String {
+        match self.method {
+            Some(m) if !self.engine.ends_with(&format!("+{}", m.name())) => {
+                format!("{}+{}", self.engine, m.name())
+            }
+            _ => self.engine.clone(),
+        }
     }
 
     /// True for trials that count in the statistics.

@@ -181,7 +181,7 @@ impl ResultsDir {
                 continue;
             }
             match serde_json::from_str(&line) {
-                Ok(record) => visit(&line, record)?,
+                Ok(record) => visit(&line, upgraded(record))?,
                 Err(_) => dropped.push(number + 1),
             }
         }
@@ -303,6 +303,22 @@ impl ResultsDir {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot set the mode of {}", path.display()))
     }
+}
+
+/// A record as today's ckpt writes it. Older migration records held the
+/// analysis's label (`runc+copy`) in `engine` beside the method, and a 0 in
+/// `overhead_ms` that nothing had measured: their engine is the engine
+/// again (so the series label is not doubled, `runc@host+copy` when
+/// merged) and their overhead unknown.
+fn upgraded(mut record: TrialRecord) -> TrialRecord {
+    let Some(method) = record.method else {
+        return record;
+    };
+    if let Some(engine) = record.engine.strip_suffix(&format!("+{}", method.name())) {
+        record.engine = engine.to_string();
+        record.overhead_ms = None;
+    }
+    record
 }
 
 /// The CSV columns of a record, in order.
@@ -557,7 +573,7 @@ mod tests {
             processes_before: Some(6),
             processes_after: Some(6),
             verified: true,
-            overhead_ms: 0.5,
+            overhead_ms: Some(0.5),
             status: Status::Ok,
             ..TrialRecord::new("r", &spec, "docker")
         }
@@ -696,6 +712,46 @@ mod tests {
         assert_eq!(results.read_records().unwrap().records.len(), 1);
         let rows = results.csv_rows().unwrap().unwrap();
         assert_eq!((rows.complete, rows.current), (1, false));
+    }
+
+    /// A migration record as ckpt wrote it before the method left the
+    /// engine column (docs/results/migration), cut to the fields at issue.
+    const OLD_MOVE: &str = r#"{"run_id":"r","trial":1,"engine":"runc+lazy","children":0,"repetition":0,"warmup":false,"started_at":"","restore_retries":0,"verified":true,"overhead_ms":0.0,"status":"ok","method":"lazy","downtime_ms":363.4}"#;
+
+    #[test]
+    fn an_older_migration_record_reads_with_its_engine_and_no_overhead() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = ResultsDir::new(dir.path());
+        let plain = OLD_JSON.replace("\"overhead_ms\":0.363603", "\"overhead_ms\":0.0");
+        let text = format!("{OLD_MOVE}\n{plain}\n");
+        std::fs::write(results.file(ResultFile::TrialsJsonl), text).unwrap();
+        let records = results.read_records().unwrap().records;
+        let moved = &records[0];
+        assert_eq!(
+            (moved.engine.as_str(), moved.series().as_str()),
+            ("runc", "runc+lazy")
+        );
+        assert_eq!(moved.overhead_ms, None, "its 0 was never measured");
+        // A plain trial's 0 is its own, and stays.
+        assert_eq!(
+            (records[1].series().as_str(), records[1].overhead_ms),
+            ("runc", Some(0.0))
+        );
+    }
+
+    #[test]
+    fn an_empty_overhead_in_csv_reads_as_unknown() {
+        let mut record = sample(0);
+        record.overhead_ms = None;
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.serialize(&record).unwrap();
+        let bytes = writer.into_inner().unwrap();
+        let back: TrialRecord = csv::Reader::from_reader(bytes.as_slice())
+            .deserialize()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.overhead_ms, None);
     }
 
     #[test]

@@ -342,7 +342,7 @@ pub(crate) async fn measure<E: Engine>(
     // moment in every trial, so the values compare from trial to trial.
     let state = trial.clock.own(async { HostState::read() }).await;
     trial.record.set_host(&state);
-    trial.record.overhead_ms = trial.clock.overhead_ms();
+    trial.record.overhead_ms = Some(trial.clock.overhead_ms());
 }
 
 /// Fills the record as it goes, so a failure keeps what was measured

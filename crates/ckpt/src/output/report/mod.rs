@@ -150,6 +150,9 @@ impl Report<'_> {
             out.push(Block::Para(text));
         }
         out.push(self.derived_table());
+        if let Some(note) = self.lazy_throughput_note() {
+            out.push(Block::Para(note));
+        }
         out.extend(self.figure_blocks(|f| f.stem == crate::output::plot::SIZE));
         out.push(Block::Heading("Where the time goes".into()));
         out.push(Block::Para(self.phase_text()));

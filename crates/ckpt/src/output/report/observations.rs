@@ -109,13 +109,26 @@ impl Report<'_> {
         ))
     }
 
+    /// Over the trials that measured it; migration trials do not, and an
+    /// unknown is never a 0 in the mean.
     fn overhead_sentence(&self) -> Option<String> {
-        self.analysis.overhead.as_ref().map(|o| {
-            format!(
-                "ckpt's own time per trial (outside engine calls and waits): mean {:.2} ms, max {:.2} ms.",
-                o.mean, o.max
-            )
-        })
+        let unmeasured = self.analysis.overhead_unmeasured;
+        let Some(o) = self.analysis.overhead.as_ref() else {
+            return (unmeasured > 0)
+                .then(|| "ckpt's own time per trial is not measured for migration trials.".into());
+        };
+        let over = match unmeasured {
+            0 => String::new(),
+            _ => format!(" over the {} trial(s) that measured it", o.n),
+        };
+        let rest = match unmeasured {
+            0 => String::new(),
+            k => format!("; not measured for the {k} migration trial(s)"),
+        };
+        Some(format!(
+            "ckpt's own time per trial (outside engine calls and waits){over}: mean {:.2} ms, max {:.2} ms{rest}.",
+            o.mean, o.max
+        ))
     }
 
     /// The checkpoint size at the first and the last point.

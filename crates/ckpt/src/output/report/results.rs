@@ -2,6 +2,7 @@
 
 use super::{mib, Block, Report};
 use crate::analysis::{self, Operation, PointSummary};
+use crate::model::MigrationMethod;
 
 impl Report<'_> {
     /// Table rows: engine, point, then checkpoint and restore mean [CI] and sd.
@@ -117,5 +118,17 @@ impl Report<'_> {
             })
             .collect();
         Block::Table(header, rows)
+    }
+
+    /// Why lazy migrations' rows have no throughput; None without them.
+    pub(super) fn lazy_throughput_note(&self) -> Option<String> {
+        self.rows(Operation::Checkpoint)
+            .iter()
+            .any(|p| p.engine.ends_with(&format!("+{}", MigrationMethod::Lazy.name())))
+            .then(|| {
+                "Lazy migrations (+lazy) have no throughput (\"-\"): their checkpoint ends before the memory pages move \
+                 (the destination fetches them after the restore), so its size over its time is no rate of anything."
+                    .into()
+            })
     }
 }
