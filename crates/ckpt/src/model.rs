@@ -257,7 +257,7 @@ pub enum Network {
     /// runc makes the namespace and Docker runs no network hook.
     #[default]
     Disabled,
-    /// `--network none`, as the seed's CLI method: Docker's network
+    /// `--network none`, as the course report's docker CLI loop: Docker's network
     /// controller sets the namespace up through a prestart hook that execs
     /// dockerd (`libnetwork-setkey`) on every start and every restore.
     None,

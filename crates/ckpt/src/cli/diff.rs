@@ -6,7 +6,7 @@ use ckpt::diff;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct DiffArgs {
-    /// The first checkpoint: a checkpoint directory (CRIU's image files) or a checkpoint archive; a Docker container's checkpoint by its directory, not the container's name
+    /// The first checkpoint: a checkpoint directory (CRIU's image files) or a checkpoint archive (Podman's, CRI-O's or `ckpt export`'s; plain, gzip or zstd); a Docker container's checkpoint by its directory, not the container's name
     a: String,
     /// The second checkpoint, compared with the first (deltas are B - A)
     b: String,

@@ -30,7 +30,7 @@ pub(super) struct MigrateArgs {
     /// MiB each process writes and keeps resident
     #[arg(long, default_value_t = 0)]
     memory_mib: u32,
-    /// Limit the throwaway link's rate (tc syntax: 1gbit, 100mbit)
+    /// Limit the throwaway link's rate (tc syntax: 1gbit, 100mbit; default: unshaped)
     #[arg(long, value_name = "RATE", value_parser = rate, conflicts_with = "to")]
     link_rate: Option<String>,
     /// Move to the `ckpt serve` at HOST:PORT (another host) instead of a throwaway one here

@@ -44,7 +44,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The seed's experiment (checkpoint and restore time against the number of child processes), or any grid over processes, memory, threads, open files and image size, on your own image too
+    /// Checkpoint and restore time against the number of child processes (the course report's experiment), or any grid over processes, memory, threads, open files and image size, on your own image too
     Sweep(Box<sweep::SweepArgs>),
     /// Rebuild summary, figures and report of a results directory, or make one report from several hosts' directories (no engine needed)
     Report {
@@ -63,7 +63,7 @@ enum Command {
     Compare(compare::CompareArgs),
     /// What changed between two checkpoints of the same workload: processes, memory areas and pages, open files, sockets, sizes, CRIU statistics
     Diff(diff::DiffArgs),
-    /// Remove containers and images that killed ckpt runs left behind (only ckpt's own)
+    /// Remove what killed ckpt runs left behind: containers, images, run directories, migration namespaces and second daemons, checkpoints a killed `ckpt serve` received, ckpt's lines in /etc/criu/runc.conf (only ckpt's own, only of runs whose process is gone)
     Gc,
     /// Move a running container to another host (a `ckpt serve` elsewhere, or a throwaway one on this machine) and measure the downtime
     Migrate(migrate::MigrateArgs),

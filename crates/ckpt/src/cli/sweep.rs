@@ -82,7 +82,7 @@ pub(super) struct SweepArgs {
     #[arg(long, value_enum, default_value_t = Order::Shuffled)]
     order: Order,
     /// Docker networking: disabled (no network hook; what runc and criu do)
-    /// or none (`--network none`, as the seed's CLI method)
+    /// or none (`--network none`, as the course report's docker CLI loop)
     #[arg(long, value_enum, default_value_t = Network::Disabled)]
     network: Network,
     /// Seed of the shuffled order (default: random, recorded in plan.json)
@@ -97,10 +97,10 @@ pub(super) struct SweepArgs {
     /// With --resume: run again every trial that failed, not only those whose engine was unreachable
     #[arg(long, requires = "resume")]
     retry_failed: bool,
-    /// Every trial moves the container to a throwaway host by these methods (runc, criu), instead of checkpoint, stop and restore here
+    /// Every trial moves the container to a throwaway host by these methods instead of checkpoint, stop and restore here: copy, page-server and lazy on runc; copy and page-server on criu; copy on docker and podman
     #[arg(long, value_enum, value_delimiter = ',')]
     migrate: Vec<MigrationMethod>,
-    /// With --migrate: shape the migration trials' link to RATE (tc syntax: 1gbit, 100mbit)
+    /// With --migrate: shape the migration trials' link to RATE (tc syntax: 1gbit, 100mbit; default: unshaped)
     #[arg(long, value_name = "RATE")]
     link_rate: Option<String>,
     /// Run a plan estimated to take more than a day

@@ -120,7 +120,7 @@ fn parse_item(item: &str) -> Result<(u32, u32, u32)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
-    /// Point after point, as the seed did.
+    /// Point after point, as the course report did.
     Sequential,
     /// Interleaved at random, so that drift over time cannot pose as a trend.
     Shuffled,
