@@ -44,7 +44,7 @@ async fn call(conn: &mut Conn, args: &[&[u8]], bound: Duration) -> anyhow::Resul
     let value = timeout(bound, exchange)
         .await
         .map_err(|_| anyhow::anyhow!("no reply to {name} within {bound:?}"))?
-        .with_context(|| format!("{name}"))?;
+        .with_context(|| name.clone())?;
     if let Value::Error(error) = &value {
         anyhow::bail!("{name} replied error '{error}'");
     }

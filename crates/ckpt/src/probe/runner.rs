@@ -29,7 +29,8 @@ struct Shared {
     started: Instant,
 }
 
-/// A probe that is running; `stop` ends it and returns its log.
+/// A probe that is running; `stop` ends it and returns its log. Dropped
+/// without `stop`, its connections end too, but redis keys are left.
 pub struct RunningProbe {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
@@ -170,8 +171,13 @@ async fn settle(
     let work = async {
         let mut conn = connect(shared, &mut not_stopped).await?;
         let finals = counters::read(&mut conn, keys, shared.limits.reply_timeout).await?;
-        for (connection, last) in connections.iter_mut().zip(finals) {
-            connection.final_counter = Some(last);
+        for (key, last) in keys.iter().zip(finals) {
+            // By key, not by position: a connection whose task failed has
+            // no log.
+            let owner = connections.iter_mut().find(|c| c.key.as_deref() == Some(*key));
+            if let Some(connection) = owner {
+                connection.final_counter = Some(last);
+            }
         }
         counters::delete(&mut conn, keys, shared.limits.reply_timeout).await
     };
