@@ -16,6 +16,8 @@
 //! the `ProbeSummary` that goes into records: requests, failed, unknown,
 //! reconnects, connections kept, the client-visible gap, latency inside
 //! and outside the window, and for redis each counter's verdict.
+//! `start_on_thread` runs it on a thread and runtime of its own, after a
+//! hook that can enter the client's network namespace.
 //! `rto` sets a namespace's minimum TCP retransmission timeout
 //! (`--probe-rto-min`), so that the gap shows the service's pause rather
 //! than TCP's backoff.
@@ -30,6 +32,7 @@ pub mod rto;
 mod runner;
 mod spec;
 mod summary;
+mod thread;
 
 #[cfg(test)]
 mod test_servers;
@@ -42,3 +45,4 @@ pub use spec::{
     ProbeKind, ProbeLimits, ProbeSpec, SpecError, DEFAULT_CONNECTIONS, DEFAULT_INTERVAL,
 };
 pub use summary::{longest_wait, percentile, summarise, CounterCheck, Latency, ProbeSummary};
+pub use thread::{start_on_thread, ProbeThread};

@@ -174,7 +174,9 @@ async fn settle(
         for (key, last) in keys.iter().zip(finals) {
             // By key, not by position: a connection whose task failed has
             // no log.
-            let owner = connections.iter_mut().find(|c| c.key.as_deref() == Some(*key));
+            let owner = connections
+                .iter_mut()
+                .find(|c| c.key.as_deref() == Some(*key));
             if let Some(connection) = owner {
                 connection.final_counter = Some(last);
             }
