@@ -79,6 +79,8 @@ impl ConnectionLog {
 /// A stopped probe's record.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProbeLog {
+    /// Flattened: `"kind": "http", "path": "/"`.
+    #[serde(flatten)]
     pub kind: ProbeKind,
     pub interval_us: u64,
     /// When the stop was asked, on the probe's clock.
