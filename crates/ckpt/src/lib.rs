@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod migrate;
 pub mod model;
 pub mod output;
+pub mod probe;
 pub mod program;
 pub mod run;
 pub mod sweep;
