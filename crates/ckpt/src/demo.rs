@@ -100,6 +100,7 @@ async fn start<E: Engine>(
         args: workload::fib_args(interval_ms),
         entrypoint: None,
         network: Network::Disabled,
+        netns: None,
     };
     step(2, "create and run the container", async {
         let c = engine.run(run, image, &spec).await?;

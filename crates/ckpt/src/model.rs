@@ -387,6 +387,9 @@ pub struct RunSpec {
     pub args: Vec<String>,
     pub entrypoint: Option<Vec<String>>,
     pub network: Network,
+    /// A network namespace of ckpt's to join instead of a new one (runc:
+    /// the spec's namespace path, which CRIU then treats as external).
+    pub netns: Option<std::path::PathBuf>,
 }
 
 /// A trial's cost model: `base_s + per_process_s x processes + per_mib_s x

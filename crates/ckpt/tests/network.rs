@@ -84,6 +84,7 @@ async fn check_both(docker: &DockerEngine, run: &RunId) -> anyhow::Result<()> {
             args: vec!["forker".into(), "--children".into(), "1".into()],
             entrypoint: None,
             network,
+            netns: None,
         };
         let c = docker.run(run, &image, &spec).await?;
         docker

@@ -30,6 +30,18 @@ pub(super) struct MigrateArgs {
     /// MiB each process writes and keeps resident
     #[arg(long, default_value_t = 0)]
     memory_mib: u32,
+    /// Move a service with its clients connected: a client in a namespace of ckpt's keeps it busy (tcp:PORT a line echoed, http:PORT[/PATH] a GET, redis:PORT an INCR per connection) and says what it saw; runc, with --image, to the throwaway host; connections are dumped established
+    #[arg(long, value_name = "KIND:PORT", requires = "image")]
+    probe: Option<ckpt::probe::ProbeSpec>,
+    /// With --probe: persistent connections
+    #[arg(long, value_name = "N", default_value_t = ckpt::probe::DEFAULT_CONNECTIONS, requires = "probe")]
+    probe_connections: usize,
+    /// With --probe: each connection's time between requests
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = super::positive_duration, requires = "probe")]
+    probe_interval: std::time::Duration,
+    /// With --probe: the client's minimum TCP retransmission timeout (the kernel's is 200 ms, doubling: it stretches the gap clients see past the service's own pause)
+    #[arg(long, value_name = "DURATION", value_parser = super::positive_duration, requires = "probe")]
+    probe_rto_min: Option<std::time::Duration>,
     /// Limit the throwaway link's rate (tc syntax: 1gbit, 100mbit; default: unshaped)
     #[arg(long, value_name = "RATE", value_parser = rate, conflicts_with = "to")]
     link_rate: Option<String>,
@@ -80,6 +92,7 @@ pub(super) struct ServeArgs {
 
 pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
     let stop = Stop::watch();
+    let probe = probe_options(&args)?;
     let options = MigrateOptions {
         engine: args.engine,
         method: args.method,
@@ -90,6 +103,7 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
         },
         link_rate: args.link_rate,
         program: args.program.program(args.image.as_deref())?,
+        probe,
     };
     if options.method != MigrationMethod::Copy {
         eprintln!(
@@ -118,6 +132,20 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
         print!("{}", describe(&moved));
     }
     Ok(u8::from(!moved.verified()))
+}
+
+/// --probe and its settings, checked.
+fn probe_options(args: &MigrateArgs) -> Result<Option<migrate::ProbeOptions>> {
+    let Some(spec) = args.probe.clone() else {
+        return Ok(None);
+    };
+    let spec = spec
+        .with_connections(args.probe_connections)?
+        .with_interval(args.probe_interval)?;
+    Ok(Some(migrate::ProbeOptions {
+        spec,
+        rto_min: args.probe_rto_min,
+    }))
 }
 
 fn describe(m: &Migration) -> String {
@@ -153,6 +181,9 @@ fn describe(m: &Migration) -> String {
         known(m.checkpoint_bytes),
         known(m.image_bytes),
     ));
+    if let Some(client) = &m.client {
+        out.push_str(&client_view(client));
+    }
     let verdict = if let Some(image) = &m.program {
         program_verdict(m, image)
     } else if m.verified() {
@@ -164,6 +195,32 @@ fn describe(m: &Migration) -> String {
         )
     };
     out.push_str(&format!("  {verdict}\n"));
+    out
+}
+
+/// What the probe's clients saw, beside ckpt's own downtime.
+fn client_view(c: &ckpt::probe::ProbeSummary) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let mut out = format!(
+        "  clients      {} {} connection(s), {} kept; {} request(s): {} ok, {} failed, {} unknown (sent, then the connection was lost); {} reconnect(s)\n",
+        c.connections, c.kind, c.connections_kept, c.requests, c.requests_ok, c.requests_failed, c.requests_unknown, c.reconnects
+    );
+    out.push_str(&format!(
+        "  client gap   {:>9.1} ms (the longest any connection waited for a reply)\n  latency      during the move p50 {} p99 {} max {} ms; outside it p50 {} p99 {} max {} ms\n",
+        c.gap_ms,
+        ms(c.inside.p50_ms), ms(c.inside.p99_ms), ms(c.inside.max_ms),
+        ms(c.outside.p50_ms), ms(c.outside.p99_ms), ms(c.outside.max_ms),
+    ));
+    if let Some(ok) = c.counters_ok {
+        let verdict = match ok {
+            true => "every connection's counter holds each INCR it saw answered, none twice",
+            false => "a counter lost or repeated a write",
+        };
+        out.push_str(&format!("  counters     {verdict}\n"));
+    }
+    for problem in &c.problems {
+        out.push_str(&format!("  probe        {problem}\n"));
+    }
     out
 }
 

@@ -259,11 +259,15 @@ impl RuncEngine {
         container: &Container,
         rootfs: &Path,
         process: Process,
+        netns: Option<&Path>,
     ) -> Result<()> {
         let bundle = self.bundle(container)?;
         rundir::make_private_dir(&bundle)?;
-        self.spec_for(rootfs, process)
-            .save(bundle.join("config.json"))
+        let mut spec = self.spec_for(rootfs, process);
+        if let Some(path) = netns {
+            join_netns(&mut spec, path)?;
+        }
+        spec.save(bundle.join("config.json"))
             .map_err(|e| anyhow!("cannot write config.json for {}: {e}", container.name))
     }
 
@@ -425,7 +429,9 @@ impl Engine for RuncEngine {
         let bundle = self.bundle(&container)?;
         rundir::make_private_dir(&bundle)?;
         let mut config = self.config(Path::new(&image.reference), spec)?;
-        if self.tcp_established {
+        if let Some(path) = &spec.netns {
+            join_netns(&mut config, path)?;
+        } else if self.tcp_established {
             let netns = ScratchNetns::create(&short_name(&spec.name))?;
             join_netns(&mut config, &netns.path())?;
             self.netns
@@ -537,6 +543,9 @@ impl Engine for RuncEngine {
         let mut args: Vec<String> = ["checkpoint", "--image-path"].map(String::from).to_vec();
         args.push(images.display().to_string());
         args.extend(["--work-path".to_string(), work.display().to_string()]);
+        if self.tcp_established {
+            args.push("--tcp-established".to_string());
+        }
         match pages {
             PageDestination::Images => {}
             PageDestination::PageServer(addr) => {

@@ -246,6 +246,7 @@ async fn checkpoint_into(
             args: crate::workload::forker_args(&what.point, INTERVAL_MS),
             entrypoint: None,
             network: Default::default(),
+            netns: None,
         },
     };
     let created = chrono::Utc::now();

@@ -14,6 +14,17 @@ pub struct Program {
     pub process: ProcessDescription,
     /// The check command, rendered, to run after the restore.
     pub check: Option<Vec<String>>,
+    /// A service moved with its clients connected: the name of the
+    /// network namespace of ckpt's (on the throwaway host's machine) to
+    /// restore it into, with its established connections. Never a path:
+    /// serve takes only a name of ckpt's own namespaces.
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// The destination runs the program's check only when the client asks
+    /// (`Message::Check`): after its probe has stopped and removed what it
+    /// wrote, so that the check sees the program's own state.
+    #[serde(default)]
+    pub check_on_request: bool,
 }
 
 /// The process the source runs, as its image configured it.

@@ -40,6 +40,8 @@ pub struct Migration {
     /// The destination's wall clock against the source's, when it is
     /// another machine's: the gap's tick times were corrected by it.
     pub clock: Option<ClockOffset>,
+    /// What the clients of a service moved with them saw (`--probe`).
+    pub client: Option<crate::probe::ProbeSummary>,
     pub processes_before: usize,
     /// The longest interval between two consecutive ticks of the
     /// workload's first process across the move (it ticks every 10 ms):

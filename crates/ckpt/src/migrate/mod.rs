@@ -5,12 +5,14 @@
 //! restores and checks it. Downtime runs on the source's monotonic clock
 //! from the checkpoint request to the destination's "restored".
 
+mod clients;
 mod described;
 pub mod link;
 mod measured;
 pub mod meter;
 mod mover;
 pub mod program;
+mod segment;
 pub mod serve;
 mod session;
 mod start;
@@ -24,6 +26,7 @@ use anyhow::{bail, Result};
 
 use crate::model::{EngineKind, MigrationMethod, Point};
 use crate::run::{RunId, Stop};
+pub use clients::ProbeOptions;
 pub(crate) use measured::{tick_times, TICK_MS};
 pub use measured::{Migration, Phase};
 pub use session::Session;
@@ -38,6 +41,8 @@ pub struct MigrateOptions {
     pub link_rate: Option<String>,
     /// A program of the user's (runc) instead of ckpt's forker.
     pub program: Option<crate::program::UserProgram>,
+    /// A service moved with its clients connected (`--probe`).
+    pub probe: Option<ProbeOptions>,
 }
 
 /// The port the source's lazy dump serves pages on.
@@ -95,7 +100,8 @@ pub async fn migrate_to(
     if let Some(program) = &options.program {
         program::check_plan(program, options.engine, run).await?;
     }
-    let session = Session::open(options.engine, run, target).await?;
+    let established = options.probe.is_some();
+    let session = Session::open(options.engine, run, target, established).await?;
     let host = (&session.host, &session.client);
     let name = run.name("mover");
     let outcome = mover::move_one(
@@ -129,6 +135,9 @@ fn refuse_unsupported(options: &MigrateOptions, remote: bool) -> Result<()> {
                 .join(", ")
         );
     }
+    if options.probe.is_some() {
+        refuse_probe(options, remote)?;
+    }
     match (options.engine, options.method) {
         (EngineKind::Runc | EngineKind::Docker | EngineKind::Podman, _) => Ok(()),
         (EngineKind::Criu, MigrationMethod::Lazy) if !remote => bail!(
@@ -136,6 +145,21 @@ fn refuse_unsupported(options: &MigrateOptions, remote: bool) -> Result<()> {
         ),
         (EngineKind::Criu, _) => Ok(()),
     }
+}
+
+/// A service moved with its clients: a program of the user's on runc, to
+/// the throwaway host (two machines share no segment of ckpt's).
+fn refuse_probe(options: &MigrateOptions, remote: bool) -> Result<()> {
+    if remote {
+        bail!("--probe needs the throwaway destination: its clients and the service's two places share a network segment ckpt makes on this machine, which another host is not on; drop --to or --probe");
+    }
+    if options.program.is_none() {
+        bail!("--probe needs a service to probe: give --image and --cmd (ckpt's own workload serves nothing)");
+    }
+    if options.engine != EngineKind::Runc {
+        bail!("--probe moves a service with its clients on the runc engine; on {} it is not built yet", options.engine);
+    }
+    Ok(())
 }
 
 /// Refuses, before anything starts, a workload whose move cannot fit in

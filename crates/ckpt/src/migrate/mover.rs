@@ -10,10 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::measured::{longest_gap_ms, tick_times, wall_us, ClockOffset, Migration, Phase};
 use super::meter::{self, BytesCounted};
+use super::segment::Segment;
 use super::serve::CHECKPOINT;
 use super::session::{bytes_of_move, Host, Session, Stream};
 use super::wire::{self, Message};
-use super::{program, start, tls, MigrateOptions};
+use super::{clients, program, start, tls, MigrateOptions};
 use crate::engine::any::AnyEngine;
 use crate::engine::{Container, Engine, Image, PageDestination};
 use crate::model::{EngineKind, MigrationMethod, Point};
@@ -41,7 +42,14 @@ pub(super) async fn move_one(
     .map_err(|e| tls::explain(e, &host.name()))?;
     let ours = crate::host::envinfo::engine_versions();
     check_destination_engine(options.engine, &ours, &theirs)?;
-    let (image_spec, spec) = start::specs(options, name);
+    let (image_spec, mut spec) = start::specs(options, name);
+    // A service with clients lives on the segment, in ckpt's namespace.
+    let segment = options
+        .probe
+        .as_ref()
+        .map(|_| Segment::create("mv"))
+        .transpose()?;
+    spec.netns = segment.as_ref().map(Segment::source_path);
     let image = source.build_image(run, &image_spec).await?;
     let container = source.run(run, &image, &spec).await?;
     let workload = Workload {
@@ -49,6 +57,7 @@ pub(super) async fn move_one(
         image: &image,
         args: &spec.args,
         scratch,
+        segment: segment.as_ref(),
     };
     let moved = move_running(source, &workload, options, stop, host, &mut stream).await;
     // The source's copy goes at once: a sweep moves many, each with its
@@ -74,6 +83,7 @@ impl Session {
             point,
             link_rate: None,
             program: None,
+            probe: None,
         };
         move_one(
             &self.source,
@@ -95,6 +105,8 @@ struct Workload<'a> {
     image: &'a Image,
     args: &'a [String],
     scratch: &'a Path,
+    /// The network of a service moved with its clients.
+    segment: Option<&'a Segment>,
 }
 
 /// Moves the workload once it is ready.
@@ -128,6 +140,8 @@ async fn move_running(
         criu_dump: None,
         criu_restore: None,
         program: options.program.is_some(),
+        segment: workload.segment,
+        window: None,
     };
     if options.engine.has_daemon() {
         mover
@@ -138,14 +152,30 @@ async fn move_running(
         Some(program) => {
             // The destination's own bundle (timed as "prepare"), then the
             // program's check at the source.
+            let netns = workload.segment.map(Segment::destination_name);
+            let point = &options.point;
             let prepared =
-                program::prepare_destination(stream, program, source, container, &options.point);
+                program::prepare_destination(stream, program, source, container, point, netns);
             mover.timed("prepare", prepared).await?;
             program.check(source, container, &options.point).await?
         }
         None => None,
     };
-    let (downtime, total) = mover.run(stream, options.method).await?;
+    // The program's state was read before the probe wrote anything.
+    let probe = match (&options.probe, workload.segment) {
+        (Some(probe), Some(segment)) => Some(clients::start(probe, segment).await?),
+        _ => None,
+    };
+    let moved = mover.run(stream, options.method).await;
+    let client = match probe {
+        Some(probe) => Some(clients::finish(probe, mover.window).await?),
+        None => None,
+    };
+    let (downtime, total) = moved?;
+    if client.is_some() {
+        // The probe has removed its keys: the destination checks now.
+        wire::send(stream, &Message::Check).await?;
+    }
     let check = wire::recv(stream).await?;
     let gap_ms = gap_across(source, container, &check, clock).await;
     let (state_ok, state_problem) =
@@ -169,6 +199,7 @@ async fn move_running(
         criu_dump: mover.criu_dump,
         criu_restore: mover.criu_restore,
         clock,
+        client,
         processes_before,
         gap_ms,
         check,
@@ -337,6 +368,11 @@ pub(super) struct Mover<'a> {
     criu_restore: Option<criu_image::RestoreStatsEntry>,
     /// A program of the user's: the destination made its own bundle.
     program: bool,
+    /// A service's network: detached at the source before the dump,
+    /// attached at the destination once restored.
+    segment: Option<&'a Segment>,
+    /// From the detaching to the attaching: the clients' window.
+    window: Option<(Instant, Instant)>,
 }
 
 impl Mover<'_> {
@@ -389,8 +425,24 @@ impl Mover<'_> {
             ));
         }
         match self.source.restore(self.container, CHECKPOINT).await {
-            Ok(_) => e.context("the destination failed; the workload was restored at the source from its checkpoint, nothing lost"),
-            Err(again) => e.context(format!("the destination failed, and restoring at the source failed too: {again:#}")),
+            Ok(_) => {
+                self.back_to_source();
+                e.context("the destination failed; the workload was restored at the source from its checkpoint, nothing lost")
+            }
+            Err(again) => e.context(format!(
+                "the destination failed, and restoring at the source failed too: {again:#}"
+            )),
+        }
+    }
+
+    /// The service runs at the source again: its clients reach it there.
+    fn back_to_source(&self) {
+        if let Some(segment) = self.segment {
+            if let Err(e) = segment.back_to_source() {
+                eprintln!(
+                    "ckpt migrate: reattaching the source's service to its clients failed: {e:#}"
+                );
+            }
         }
     }
 
@@ -413,6 +465,9 @@ impl Mover<'_> {
             }
             MigrationMethod::Lazy => PageDestination::Lazy(self.lazy_at),
         };
+        if let Some(segment) = self.segment {
+            segment.detach_source()?;
+        }
         let started = Instant::now();
         let (source, container) = (self.source, self.container);
         let dumped = self
@@ -421,7 +476,13 @@ impl Mover<'_> {
                 source.checkpoint_for_migration(container, CHECKPOINT, pages),
             )
             .await;
-        let mut dumped = dumped.map_err(|e| dump_failed(source, container, e))?;
+        let mut dumped = match dumped {
+            Ok(dumped) => dumped,
+            Err(e) => {
+                self.back_to_source();
+                return Err(dump_failed(source, container, e));
+            }
+        };
         if dumped.serving.is_none() {
             // The dump killed the processes; the source's runc forgets them.
             self.timed("stop", source.stop(container)).await?;
@@ -429,6 +490,10 @@ impl Mover<'_> {
         let lazy_from = matches!(pages, PageDestination::Lazy(_)).then_some(self.lazy_at);
         if let Err(e) = self.hand_over(stream, lazy_from).await {
             return Err(self.after_failed_hand_over(method, e).await);
+        }
+        if let Some(segment) = self.segment {
+            segment.attach_destination()?;
+            self.window = Some((started, Instant::now()));
         }
         let downtime = started.elapsed();
         if let Some(mut serving) = dumped.serving.take() {
@@ -449,7 +514,9 @@ impl Mover<'_> {
             .map(|d| d.join("images").join(CHECKPOINT));
         self.criu_page_bytes =
             images.and_then(|images| meter::criu_page_bytes(method, stats.as_ref(), &images));
-        self.criu_dump = stats;
+        // A lazy dump's statistics are written after it served the pages,
+        // with its frozen time counted to then: not the dump's phases.
+        self.criu_dump = stats.filter(|_| method != MigrationMethod::Lazy);
         Ok((downtime, total))
     }
 }

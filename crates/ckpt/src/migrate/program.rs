@@ -55,6 +55,8 @@ fn describe(
         image: program.user.image.clone(),
         process: ProcessDescription::of_spec(&spec)?,
         check: program.check_argv(point),
+        netns: None,
+        check_on_request: false,
     })
 }
 
@@ -67,8 +69,13 @@ pub(super) async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
     source: &AnyEngine,
     container: &Container,
     point: &Point,
+    netns: Option<&str>,
 ) -> Result<()> {
-    let described = describe(program, source, container, point)?;
+    let mut described = describe(program, source, container, point)?;
+    // A service with clients: restored into the destination's side of the
+    // segment, and checked once the probe has gone.
+    described.netns = netns.map(str::to_string);
+    described.check_on_request = netns.is_some();
     wire::send(stream, &Message::Program(described)).await?;
     wire::expect(stream, "the program's bundle", |m| {
         matches!(m, Message::ProgramReady).then_some(())
@@ -113,10 +120,16 @@ pub(super) async fn make_bundle(
         .build_image(run, &wanted)
         .await
         .context("the destination cannot unpack the program's image")?;
+    let netns = program
+        .netns
+        .as_deref()
+        .map(crate::engine::os::netns::ckpt_netns_path)
+        .transpose()?;
     runc.write_bundle(
         container,
         Path::new(&image.reference),
         program.process.to_oci(),
+        netns.as_deref(),
     )
 }
 

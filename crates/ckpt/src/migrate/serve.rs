@@ -218,6 +218,7 @@ impl Destination {
                 args: forker,
                 entrypoint: None,
                 network: Default::default(),
+                netns: None,
             };
             self.container = daemon.create(&self.run, &image, &spec).await?;
             self.owned.container(&self.container);

@@ -60,7 +60,14 @@ pub(super) enum Host {
 impl Session {
     /// Makes the source's side and, for a throwaway destination, the host,
     /// its credentials and its server.
-    pub async fn open(kind: EngineKind, run: &RunId, target: &Target) -> Result<Session> {
+    /// `established`: the source's engine dumps established connections
+    /// (a service moved with its clients).
+    pub async fn open(
+        kind: EngineKind,
+        run: &RunId,
+        target: &Target,
+        established: bool,
+    ) -> Result<Session> {
         // The source's daemon first: when it is not there, nothing is made.
         let daemon_source = match kind {
             EngineKind::Docker => Some(AnyEngine::Docker(DockerEngine::connect_checked().await?.0)),
@@ -92,11 +99,13 @@ impl Session {
                 Some(engine) => engine,
                 None => bail!("no {kind} engine was opened at the source"),
             },
-            EngineKind::Runc => AnyEngine::Runc(
-                RuncEngine::new(None)
+            EngineKind::Runc => {
+                let mut runc = RuncEngine::new(None)
                     .with_writable_rootfs()
-                    .with_criu_config(criu_conf),
-            ),
+                    .with_criu_config(criu_conf);
+                runc.tcp_established = established;
+                AnyEngine::Runc(runc)
+            }
         };
         Ok(Session {
             dir,

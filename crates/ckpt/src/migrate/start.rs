@@ -28,6 +28,7 @@ fn forker_spec(name: &str, point: &Point) -> RunSpec {
         args: crate::workload::forker_args(point, super::TICK_MS),
         entrypoint: None,
         network: Default::default(),
+        netns: None,
     }
 }
 

@@ -65,6 +65,9 @@ pub enum Message {
         #[serde(default)]
         criu: Option<criu_image::RestoreStatsEntry>,
     },
+    /// Client, after the restore of a program whose check waits for it
+    /// (`Program::check_on_request`): its probe has stopped; check now.
+    Check,
     /// Client, before the checkpoint: what time is it there? (The gap the
     /// workload's users saw compares the two hosts' tick times.)
     Clock,

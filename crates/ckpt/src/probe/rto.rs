@@ -109,6 +109,26 @@ pub fn set_rto_min(namespace: &str, rto_min: Duration) -> anyhow::Result<usize> 
     Ok(changes.len())
 }
 
+/// The smallest cap Linux takes on the retransmission timeout's backoff
+/// (net.ipv4.tcp_rto_max_ms, per namespace, since Linux 6.15).
+pub const RTO_MAX_MS: u32 = 1000;
+
+/// Caps the backoff of the retransmission timeout in `namespace` at
+/// RTO_MAX_MS: with a 10 ms minimum, retransmissions still double (10, 20,
+/// 40 ms, ...), so after a long pause the first one after the service is
+/// back may come up to the cap later. Returns false on a kernel without
+/// the setting (the backoff then doubles up to two minutes).
+pub fn cap_rto_max(namespace: &str) -> anyhow::Result<bool> {
+    check_name(namespace)?;
+    refuse_own_namespace(namespace)?;
+    let key = format!("net.ipv4.tcp_rto_max_ms={RTO_MAX_MS}");
+    let out = Command::new("ip")
+        .args(["netns", "exec", namespace, "sysctl", "-q", "-w", &key])
+        .output()
+        .context("cannot run `ip netns exec ... sysctl`")?;
+    Ok(out.status.success())
+}
+
 /// The named namespace must not be the one this process or init is in:
 /// changing the host's routes is not the probe's to do.
 fn refuse_own_namespace(namespace: &str) -> anyhow::Result<()> {

@@ -209,7 +209,7 @@ impl Moves {
                 link_rate: self.link_rate.clone(),
                 once: false,
             };
-            let session = crate::migrate::Session::open(kind, run, &target).await?;
+            let session = crate::migrate::Session::open(kind, run, &target, false).await?;
             self.sessions.push(session);
         }
         let session = self

@@ -167,6 +167,7 @@ impl Workload {
                 args: forker_args(point, interval_ms),
                 entrypoint: None,
                 network,
+                netns: None,
             },
             Workload::User { template, .. } => {
                 let mut argv = template.render(point);
@@ -176,6 +177,7 @@ impl Workload {
                     args: rest,
                     entrypoint: Some(argv),
                     network,
+                    netns: None,
                 }
             }
         }

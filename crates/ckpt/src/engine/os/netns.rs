@@ -148,6 +148,38 @@ pub(crate) fn in_ckpt_netns(pid: u32) -> bool {
     })
 }
 
+/// Whether `name` names a namespace of ckpt's that exists: what `ckpt
+/// serve` accepts from a client, which may name no other path.
+pub(crate) fn ckpt_netns_path(name: &str) -> Result<std::path::PathBuf> {
+    let shaped = name.starts_with(PREFIX)
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !shaped {
+        bail!("'{name}' is not the name of a network namespace of ckpt's ({PREFIX}...)");
+    }
+    let path = std::path::Path::new("/run/netns").join(name);
+    if !path.exists() {
+        bail!("there is no network namespace {name} on this host");
+    }
+    Ok(path)
+}
+
+/// Moves the calling thread into the network namespace at `path` for the
+/// rest of its life (a thread of its own: a probe's).
+pub(crate) fn enter_for_good(path: &std::path::Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let target = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the network namespace {}", path.display()))?;
+    // SAFETY: setns on an fd we own; only this thread's namespace changes.
+    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot enter {}", path.display()));
+    }
+    Ok(())
+}
+
 /// Runs `work` with the calling thread in the network namespace at `path`
 /// (a namespace is a per-thread attribute for the network), and puts the
 /// thread back afterwards: processes it starts meanwhile (CRIU) start in

@@ -37,7 +37,7 @@ pub(crate) fn write_forker_config(
     process
         .set_args(Some(forker_argv(point)))
         .set_terminal(Some(false));
-    runc.write_bundle(container, Path::new("rootfs"), process)
+    runc.write_bundle(container, Path::new("rootfs"), process, None)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::limits::{self, Timed};
 use super::received;
 use super::wire::{self, Message};
 use super::{make_bundle, Destination};
+use crate::engine::any::AnyEngine;
 use crate::model::{EngineKind, MigrationMethod, Point};
 
 impl Destination {
@@ -47,6 +48,10 @@ impl Destination {
                     wire::send(stream, &Message::Prepared).await?;
                 }
                 Message::Program(program) if self.kind == EngineKind::Runc => {
+                    if let (Some(_), AnyEngine::Runc(runc)) = (&program.netns, &mut self.engine) {
+                        // A service with clients: its connections come too.
+                        runc.tcp_established = true;
+                    }
                     make_bundle(&self.engine, &self.run, &self.container, &program).await?;
                     self.program = Some(program);
                     wire::send(stream, &Message::ProgramReady).await?;
@@ -93,7 +98,7 @@ impl Destination {
     /// Restores, says so, checks the workload and says what it found.
     async fn restore_and_verify<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        stream: &mut S,
+        stream: &mut Timed<S>,
         point: Point,
         lazy_from: Option<SocketAddr>,
         peer_ip: IpAddr,
@@ -107,6 +112,15 @@ impl Destination {
         let began_us = crate::migrate::measured::wall_us();
         let (processes, criu) = self.restore(lazy_from, &point).await?;
         wire::send(stream, &Message::Restored { processes, criu }).await?;
+        if self.program.as_ref().is_some_and(|p| p.check_on_request) {
+            // The client's probe runs meanwhile (its settle time, bounded
+            // as a dump is).
+            stream.allow(limits::DUMP_WAIT);
+            wire::expect(stream, "the request to check", |m| {
+                matches!(m, Message::Check).then_some(())
+            })
+            .await?;
+        }
         let verified = self.verify(point, began_us).await;
         wire::send(stream, &verified).await
     }

@@ -1,0 +1,184 @@
+//! The network a service moves across, on this machine: one L2 segment (a
+//! bridge in a namespace of its own) that joins the client's namespace and
+//! the service's namespace at each host. The service's namespace is ckpt's,
+//! not the container engine's, so that CRIU treats it as external: it is
+//! made at both hosts in advance with the same address and MAC, and only
+//! one of the two is attached to the segment at a time. Clients keep
+//! talking to the same IP:port; the bridge learns the MAC's new port from
+//! the first frame the restored service sends, and floods until then.
+//!
+//! The source's port is detached before the dump: a client's packet that
+//! reached the dumped service would draw a reset (CRIU's network lock
+//! stays in CRIU's own namespace when the service's is external).
+//! Addresses exist only inside these namespaces, and every host knows
+//! the others' MACs (permanent neighbour entries): nothing waits on ARP.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::engine::os::netns::{ip, ScratchNetns};
+
+/// The service's address at either host.
+pub(crate) const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+/// The client's address.
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const PREFIX_LEN: u8 = 24;
+/// The service's MAC at either host (locally administered).
+const SERVICE_MAC: &str = "02:00:0a:4d:00:0a";
+/// The client's MAC.
+const CLIENT_MAC: &str = "02:00:0a:4d:00:01";
+/// The bridge, inside the segment's namespace.
+const BRIDGE: &str = "br0";
+/// The interface of every host on the segment, inside its namespace.
+const HOST_IF: &str = "eth0";
+
+/// The segment and its three hosts' namespaces; all removed when dropped
+/// (the service's processes inside are killed with them).
+pub(crate) struct Segment {
+    client: ScratchNetns,
+    source: ScratchNetns,
+    destination: ScratchNetns,
+    /// Last: the ports go with it.
+    bridge: ScratchNetns,
+}
+
+/// A host on the segment: its namespace and its port's name on the bridge.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Source,
+    Destination,
+}
+
+impl Side {
+    fn port(self) -> &'static str {
+        match self {
+            Side::Client => "p-client",
+            Side::Source => "p-source",
+            Side::Destination => "p-dest",
+        }
+    }
+}
+
+impl Segment {
+    /// The bridge, the client attached, the source's service namespace
+    /// attached and the destination's made but detached. `tag` tells one
+    /// move's namespaces from another's.
+    pub(crate) fn create(tag: &str) -> Result<Segment> {
+        let bridge = ScratchNetns::create(&format!("{tag}-seg"))?;
+        ip(&["-n", &bridge.name, "link", "add", BRIDGE, "type", "bridge"])?;
+        ip(&["-n", &bridge.name, "link", "set", BRIDGE, "up"])?;
+        let segment = Segment {
+            client: ScratchNetns::create(&format!("{tag}-cli"))?,
+            source: ScratchNetns::create(&format!("{tag}-src"))?,
+            destination: ScratchNetns::create(&format!("{tag}-dst"))?,
+            bridge,
+        };
+        segment.join(Side::Client, CLIENT_IP, Some(CLIENT_MAC))?;
+        segment.join(Side::Source, SERVICE_IP, Some(SERVICE_MAC))?;
+        segment.join(Side::Destination, SERVICE_IP, Some(SERVICE_MAC))?;
+        // Every host knows the others' MACs for good: no ARP exchange
+        // waits on a port that has just come up (a retransmission waiting
+        // on one went out at ARP's next retry, up to a second later).
+        segment.know(Side::Client, SERVICE_IP, SERVICE_MAC)?;
+        segment.know(Side::Source, CLIENT_IP, CLIENT_MAC)?;
+        segment.know(Side::Destination, CLIENT_IP, CLIENT_MAC)?;
+        segment.attach(Side::Client)?;
+        segment.attach(Side::Source)?;
+        Ok(segment)
+    }
+
+    fn netns(&self, side: Side) -> &ScratchNetns {
+        match side {
+            Side::Client => &self.client,
+            Side::Source => &self.source,
+            Side::Destination => &self.destination,
+        }
+    }
+
+    /// A veth from the host's namespace to a port in the segment's, the
+    /// host's end addressed and up, the port down and on no bridge yet.
+    fn join(&self, side: Side, addr: Ipv4Addr, mac: Option<&str>) -> Result<()> {
+        let host = &self.netns(side).name;
+        let mut add = vec!["-n", host, "link", "add", HOST_IF];
+        add.extend(mac.map(|m| ["address", m]).into_iter().flatten());
+        add.extend(["type", "veth", "peer", "name", side.port()]);
+        add.extend(["netns", &self.bridge.name]);
+        ip(&add)?;
+        let cidr = format!("{addr}/{PREFIX_LEN}");
+        ip(&["-n", host, "addr", "add", &cidr, "dev", HOST_IF])?;
+        ip(&["-n", host, "link", "set", HOST_IF, "up"])
+            .with_context(|| format!("joining {host} to the segment"))
+    }
+
+    /// A permanent neighbour entry in `side`'s namespace.
+    fn know(&self, side: Side, addr: Ipv4Addr, mac: &str) -> Result<()> {
+        let host = &self.netns(side).name;
+        let addr = addr.to_string();
+        let entry = ["-n", host, "neigh", "replace", &addr, "lladdr", mac];
+        ip(&[&entry[..], &["nud", "permanent", "dev", HOST_IF]].concat())
+    }
+
+    /// The host's port on the bridge, and up: its link comes up.
+    fn attach(&self, side: Side) -> Result<()> {
+        let port = side.port();
+        ip(&[
+            "-n",
+            &self.bridge.name,
+            "link",
+            "set",
+            port,
+            "master",
+            BRIDGE,
+        ])?;
+        ip(&["-n", &self.bridge.name, "link", "set", port, "up"])
+    }
+
+    /// The host's port down and off the bridge: nothing reaches it.
+    fn detach(&self, side: Side) -> Result<()> {
+        let port = side.port();
+        ip(&["-n", &self.bridge.name, "link", "set", port, "down"])?;
+        ip(&["-n", &self.bridge.name, "link", "set", port, "nomaster"])
+    }
+
+    /// Before the dump: nothing reaches the source's service any more.
+    pub(crate) fn detach_source(&self) -> Result<()> {
+        self.detach(Side::Source)
+    }
+
+    /// Once the destination has restored the service.
+    pub(crate) fn attach_destination(&self) -> Result<()> {
+        self.attach(Side::Destination)
+    }
+
+    /// A move that failed with the service resumed at the source.
+    pub(crate) fn back_to_source(&self) -> Result<()> {
+        let _ = self.detach(Side::Destination);
+        self.attach(Side::Source)
+    }
+
+    /// Where the clients reach the service.
+    pub(crate) fn service(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(SERVICE_IP.into(), port)
+    }
+
+    pub(crate) fn client_path(&self) -> PathBuf {
+        self.client.path()
+    }
+
+    pub(crate) fn client_name(&self) -> &str {
+        &self.client.name
+    }
+
+    pub(crate) fn source_path(&self) -> PathBuf {
+        self.source.path()
+    }
+
+    /// The destination's namespace, by name (`ckpt serve` takes a name of
+    /// ckpt's namespaces, never a path).
+    pub(crate) fn destination_name(&self) -> &str {
+        &self.destination.name
+    }
+}
