@@ -66,7 +66,7 @@ enum Command {
     /// Remove what killed ckpt runs left behind: containers, images, run directories, migration namespaces and second daemons, checkpoints a killed `ckpt serve` received, ckpt's lines in /etc/criu/runc.conf (only ckpt's own, only of runs whose process is gone)
     Gc,
     /// Move a running container to another host (a `ckpt serve` elsewhere, or a throwaway one on this machine) and measure the downtime
-    Migrate(migrate::MigrateArgs),
+    Migrate(Box<migrate::MigrateArgs>),
     /// The destination of migrations: receive, restore and check them (mutual TLS)
     Serve(migrate::ServeArgs),
     /// Make a CA and certificates for `ckpt serve` and `ckpt migrate --to` on two hosts of yours
@@ -103,7 +103,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Compare(args) => compare::run(args).await,
         Command::Diff(args) => diff::run(args).await,
         Command::Gc => gc::run().await,
-        Command::Migrate(args) => migrate::migrate(args).await,
+        Command::Migrate(args) => migrate::migrate(*args).await,
         Command::Serve(args) => migrate::serve(args).await,
         Command::Credentials(args) => migrate::credentials(args),
         Command::HoldSockets => ckpt::host::sockets::hold_sockets().map(|()| 0),
