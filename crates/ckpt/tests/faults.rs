@@ -183,6 +183,7 @@ async fn restore_from_a_corrupted_checkpoint() {
             ),
             entrypoint: None,
             network: Default::default(),
+            netns: None,
         };
         let container = engine.run(&run, &image, &spec).await.unwrap();
         let is_ready = ckpt::workload::is_ready;
