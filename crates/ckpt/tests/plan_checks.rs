@@ -71,3 +71,24 @@ fn a_move_larger_than_the_memory_is_refused_up_front() {
         "{stderr}"
     );
 }
+
+/// `--probe` where it cannot work is refused before anything starts: on
+/// an engine it is not built for, and towards another host (its clients
+/// and the service share a segment of this machine only).
+#[test]
+fn a_probe_ckpt_cannot_run_is_refused_up_front() {
+    let refusal = |args: &[&str]| {
+        let out = ckpt().arg("migrate").args(args).output().unwrap();
+        let (_, stderr) = text(&out);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    };
+    let program = ["--image", "img", "--cmd", "srv", "--probe", "tcp:7000"];
+    let said = refusal(&[&["--engine", "criu"][..], &program].concat());
+    assert!(said.contains("on the runc engine"), "{said}");
+    let said = refusal(&["--probe", "tcp:7000"]);
+    assert!(said.contains("--image"), "{said}");
+    let said = refusal(&[&program[..4], &["--probe", "smtp:25"]].concat());
+    assert!(said.contains("smtp"), "{said}");
+}

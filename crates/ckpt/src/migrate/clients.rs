@@ -41,6 +41,14 @@ pub(super) async fn start(options: &ProbeOptions, segment: &Segment) -> Result<P
     probe::start_on_thread(&options.spec, service, ProbeLimits::default(), enter).await
 }
 
+/// What the clients saw, in a line (for a move that failed).
+pub(super) fn one_line(c: &ProbeSummary) -> String {
+    format!(
+        "its clients saw: {} of {} connection(s) kept, {} request(s) ok, {} failed, {} unknown, the longest wait {:.0} ms",
+        c.connections_kept, c.connections, c.requests_ok, c.requests_failed, c.requests_unknown, c.gap_ms
+    )
+}
+
 /// Lets the clients settle, stops the probe (it removes what it wrote) and
 /// says what they saw; `window`: the move's, from the port's detaching to
 /// the destination's attaching.

@@ -141,6 +141,7 @@ async fn move_running(
         criu_restore: None,
         program: options.program.is_some(),
         segment: workload.segment,
+        detached: None,
         window: None,
     };
     if options.engine.has_daemon() {
@@ -171,7 +172,11 @@ async fn move_running(
         Some(probe) => Some(clients::finish(probe, mover.window).await?),
         None => None,
     };
-    let (downtime, total) = moved?;
+    let (downtime, total) = match (moved, &client) {
+        (Ok(moved), _) => moved,
+        (Err(e), Some(client)) => return Err(e.context(clients::one_line(client))),
+        (Err(e), None) => return Err(e),
+    };
     if client.is_some() {
         // The probe has removed its keys: the destination checks now.
         wire::send(stream, &Message::Check).await?;
@@ -371,7 +376,9 @@ pub(super) struct Mover<'a> {
     /// A service's network: detached at the source before the dump,
     /// attached at the destination once restored.
     segment: Option<&'a Segment>,
-    /// From the detaching to the attaching: the clients' window.
+    /// When the source's port was detached, and the clients' window: from
+    /// then to the attaching, at the destination or back at the source.
+    detached: Option<Instant>,
     window: Option<(Instant, Instant)>,
 }
 
@@ -436,13 +443,14 @@ impl Mover<'_> {
     }
 
     /// The service runs at the source again: its clients reach it there.
-    fn back_to_source(&self) {
-        if let Some(segment) = self.segment {
+    fn back_to_source(&mut self) {
+        if let (Some(segment), Some(detached)) = (self.segment, self.detached) {
             if let Err(e) = segment.back_to_source() {
                 eprintln!(
                     "ckpt migrate: reattaching the source's service to its clients failed: {e:#}"
                 );
             }
+            self.window = Some((detached, Instant::now()));
         }
     }
 
@@ -467,6 +475,7 @@ impl Mover<'_> {
         };
         if let Some(segment) = self.segment {
             segment.detach_source()?;
+            self.detached = Some(Instant::now());
         }
         let started = Instant::now();
         let (source, container) = (self.source, self.container);

@@ -204,3 +204,56 @@ pub const REDIS_PROGRAM: [&str; 8] = [
     "--check-cmd",
     "redis-cli -p 6379 debug digest",
 ];
+
+/// What a migration leaves when it leaves nothing: no namespace of ours,
+/// no migration or runc run directory.
+pub fn leftovers() -> Vec<String> {
+    let netns = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .filter(|l| l.starts_with("ckpt-m"))
+    .map(str::to_string)
+    .collect::<Vec<_>>();
+    let dirs = [
+        "/run/ckpt/migrate",
+        "/run/ckpt/runc",
+        "/run/ckpt/criu",
+        "/run/ckpt/daemon2",
+        "/run/ckpt/serve",
+        "/run/ckpt/podman",
+    ]
+    .iter()
+    .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+    .map(|e| e.path().display().to_string());
+    netns.into_iter().chain(dirs).collect()
+}
+
+/// A destination's bundle that already holds part of the pages file.
+pub fn receiving() -> bool {
+    let Ok(runs) = std::fs::read_dir("/run/ckpt/runc") else {
+        return false;
+    };
+    runs.flatten().any(|run| {
+        std::fs::read_dir(run.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|b| {
+                let images = b.path().join("images/migrated");
+                b.file_name().to_string_lossy().ends_with("-dest")
+                    && std::fs::read_dir(images)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|f| {
+                            f.file_name().to_string_lossy().starts_with("pages-")
+                                && f.metadata().is_ok_and(|m| m.len() > 1 << 20)
+                        })
+            })
+    })
+}
