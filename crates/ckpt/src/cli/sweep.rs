@@ -124,7 +124,7 @@ fn check_duration(plan: &SweepPlan, accept_long: bool) -> Result<()> {
         );
     }
     eprintln!(
-        "ckpt sweep: {} trials, estimated {} (a fixed model of each engine's cost per trial and process, fitted on a 2-core machine; each trial's line gives the time left at this machine's pace)",
+        "ckpt sweep: {} trials, estimated {} (a fixed model of each engine's cost per trial, process and MiB, fitted on a 2-core machine, plus a migration's memory at --link-rate; each trial's line gives the time left at this machine's pace)",
         plan.trial_count(),
         humantime::format_duration(rounded)
     );

@@ -407,7 +407,20 @@ impl SweepPlan {
                 per_grid * runs
             })
             .sum();
+        let moved = self.link_seconds_per_mib() * processes * memory * rest * runs;
+        let seconds = seconds + moved * self.engines.len() as f64;
         std::time::Duration::from_secs_f64(seconds.min(1e12))
+    }
+
+    /// What every MiB of a migration trial's memory adds: it crosses a link
+    /// shaped to --link-rate once, whatever the method (the page server and
+    /// post-copy move it too, in or after the dump). None without a rate.
+    fn link_seconds_per_mib(&self) -> f64 {
+        let rate = match (&self.migrate.is_empty(), &self.link_rate) {
+            (false, Some(rate)) => crate::migrate::link::parse_rate(rate).unwrap_or(f64::INFINITY),
+            _ => return 0.0,
+        };
+        f64::from(1u32 << 20) * 8.0 / rate
     }
 
     /// The axes with more than one value.
@@ -747,6 +760,22 @@ mod tests {
             .map(|q| c.base_s + c.per_process_s * f64::from(q.children + 1))
             .sum();
         assert!((p.estimate().as_secs_f64() - by_point).abs() < 1e-6 * by_point);
+    }
+
+    #[test]
+    fn a_migration_plan_counts_its_memory_at_the_link_rate() {
+        let mut p = plan(Order::Sequential);
+        p.engines = vec![EngineKind::Runc];
+        p.children = vec![0, 1];
+        p.memory_mib = vec![0, 512];
+        (p.repeat, p.warmup) = (5, 1);
+        p.migrate = vec![crate::model::MigrationMethod::Copy];
+        let unshaped = p.estimate().as_secs_f64();
+        p.link_rate = Some("1gbit".into());
+        let shaped = p.estimate().as_secs_f64();
+        // (1 + 2) processes x 512 MiB cross 6 times at 1 Gbit/s: 3 x 512 x
+        // 2^20 x 8 / 10^9 x 6 = 77.3 s.
+        assert!((shaped - unshaped - 77.3).abs() < 0.1, "{shaped} {unshaped}");
     }
 
     #[test]
