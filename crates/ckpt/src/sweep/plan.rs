@@ -775,7 +775,10 @@ mod tests {
         let shaped = p.estimate().as_secs_f64();
         // (1 + 2) processes x 512 MiB cross 6 times at 1 Gbit/s: 3 x 512 x
         // 2^20 x 8 / 10^9 x 6 = 77.3 s.
-        assert!((shaped - unshaped - 77.3).abs() < 0.1, "{shaped} {unshaped}");
+        assert!(
+            (shaped - unshaped - 77.3).abs() < 0.1,
+            "{shaped} {unshaped}"
+        );
     }
 
     #[test]
