@@ -6,23 +6,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use common::{ckpt, ckpt_objects, leftovers, receiving, text, TestImage};
-
-/// redis-server as REDIS_PROGRAM runs it, reachable from other hosts: its
-/// protected mode refuses clients that are not on loopback.
-const REDIS_SERVICE: [&str; 8] = [
-    "--cmd",
-    "redis-server --port 6379 --protected-mode no --save '' --enable-debug-command local",
-    "--ready-pattern",
-    "Ready to accept connections",
-    "--setup-cmd",
-    "redis-cli -p 6379 debug populate 100000",
-    "--check-cmd",
-    "redis-cli -p 6379 debug digest",
-];
+use common::{
+    ckpt, ckpt_objects, kill_the_destination_mid_transfer, leftovers, text, TestImage,
+    REDIS_PROGRAM,
+};
 
 /// Moves `image` running `program` on runc by `method` with `probe`;
 /// returns the move's JSON.
@@ -81,7 +70,7 @@ fn redis_moves_with_its_clients_connected() {
     for (method, rto) in [("copy", None), ("lazy", Some("10ms"))] {
         let mut probe = vec!["--probe", "redis:6379"];
         probe.extend(rto.map(|r| ["--probe-rto-min", r]).into_iter().flatten());
-        let m = move_with_clients(&image.tag, method, &REDIS_SERVICE, &probe);
+        let m = move_with_clients(&image.tag, method, &REDIS_PROGRAM, &probe);
         assert_clients_kept(&m);
         assert_eq!(m["client"]["counters_ok"], true, "{m}");
         assert_eq!(m["state_ok"], true, "{method}: {m}");
@@ -132,7 +121,7 @@ fn http_and_line_services_move_with_their_clients_connected() {
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn a_dead_destination_costs_the_clients_of_a_copy_nothing() {
     let image = TestImage::build_in("redis", "docker");
-    let mut program = REDIS_SERVICE.to_vec();
+    let mut program = REDIS_PROGRAM.to_vec();
     // About 100 MB of keys at 100 Mbit/s: the transfer takes seconds.
     program[5] = "redis-cli -p 6379 debug populate 1000000";
     let child = ckpt()
@@ -144,20 +133,7 @@ fn a_dead_destination_costs_the_clients_of_a_copy_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !receiving() {
-        assert!(Instant::now() < deadline, "the transfer never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let killed = Command::new("pkill")
-        .args(["-KILL", "-f", "ckpt serve --once"])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("restored at the source"), "{stderr}");
+    let stderr = kill_the_destination_mid_transfer(child);
     assert!(
         stderr.contains("its clients saw: 4 of 4 connection(s) kept")
             && stderr.contains(" 0 failed, 0 unknown"),

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ckpt, ckpt_objects, leftovers, receiving, text, TestImage, REDIS_PROGRAM};
+use common::{
+    ckpt, ckpt_objects, kill_the_destination_mid_transfer, leftovers, text, TestImage,
+    REDIS_PROGRAM,
+};
 
 fn migrate(engine: &str, method: &str, extra: &[&str]) -> (serde_json::Value, String) {
     let out = ckpt()
@@ -121,20 +124,7 @@ fn a_dead_destination_costs_nothing_with_copy() {
         .unwrap();
     // The transfer of 128 MiB at 100 Mbit/s takes about 10 s: the
     // destination dies once it has received some of it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !receiving() {
-        assert!(Instant::now() < deadline, "the transfer never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let killed = Command::new("pkill")
-        .args(["-KILL", "-f", "ckpt serve --once"])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("restored at the source"), "{stderr}");
+    kill_the_destination_mid_transfer(child);
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 

@@ -196,7 +196,8 @@ impl Drop for TestImage {
 /// its setup loads and the check of that data (`DEBUG DIGEST`).
 pub const REDIS_PROGRAM: [&str; 8] = [
     "--cmd",
-    "redis-server --port 6379 --save '' --enable-debug-command local",
+    // Not protected: clients on other hosts (a probe's) are served too.
+    "redis-server --port 6379 --protected-mode no --save '' --enable-debug-command local",
     "--ready-pattern",
     "Ready to accept connections",
     "--setup-cmd",
@@ -256,4 +257,28 @@ pub fn receiving() -> bool {
                         })
             })
     })
+}
+
+/// Kills the destination's `ckpt serve` of a move `child` runs once the
+/// destination has received part of the pages; returns the move's stderr
+/// after checking that it failed and restored the workload at the source.
+pub fn kill_the_destination_mid_transfer(child: std::process::Child) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !receiving() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", "ckpt serve --once"])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("restored at the source"), "{stderr}");
+    stderr
 }
