@@ -260,6 +260,37 @@ fn redis_moves_by_every_method_with_its_data_leaving_nothing() {
     assert_eq!(ckpt_objects(), before);
 }
 
+/// A sweep of migration trials of redis-server on runc (`--migrate
+/// --image`): every trial moves the program, loaded and checked by its own
+/// commands, and records state_ok true; nothing is left.
+#[test]
+#[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
+fn a_sweep_moves_a_program_of_the_users_with_its_state() {
+    let before = ckpt_objects();
+    let image = TestImage::build_in("redis", "docker");
+    let dir = tempfile::tempdir().unwrap();
+    let out = ckpt()
+        .args(["sweep", "--engine", "runc", "--migrate", "copy,lazy"])
+        .args(["--repeat", "1", "--warmup", "0", "--image", &image.tag])
+        .args(REDIS_PROGRAM)
+        .arg("--output")
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let records = common::records(&dir.path().join("r"));
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["state_ok"], true, "{r}");
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["engine"], "runc", "{r}");
+    }
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    drop(image);
+    assert_eq!(ckpt_objects(), before);
+}
+
 /// What cannot move a program is refused before anything is made: another
 /// engine than runc, and an image neither Docker nor Podman holds.
 #[test]

@@ -73,6 +73,7 @@ impl Session {
         &self,
         method: MigrationMethod,
         point: Point,
+        program: Option<&crate::program::UserProgram>,
         name: &str,
         run: &RunId,
         stop: &Stop,
@@ -82,7 +83,7 @@ impl Session {
             method,
             point,
             link_rate: None,
-            program: None,
+            program: program.cloned(),
             probe: None,
         };
         move_one(

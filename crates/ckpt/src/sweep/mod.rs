@@ -105,8 +105,13 @@ pub async fn run_trials<E: Engine>(
     let mut pace = progress::Pace::new(todo.len());
     let total = prepared.plan.trials().len();
     let mut leftover: Option<(&E, Container)> = None;
+    let program = match (&prepared.plan.workload, prepared.plan.migrate.is_empty()) {
+        (Some(user), false) => Some(crate::program::UserProgram::new(user.clone())?),
+        _ => None,
+    };
     let mut moves = Moves {
         link_rate: prepared.plan.link_rate.clone(),
+        program,
         ..Moves::default()
     };
     for spec in &todo {
@@ -193,6 +198,8 @@ fn report_trial(
 struct Moves {
     sessions: Vec<crate::migrate::Session>,
     link_rate: Option<String>,
+    /// The user's program the trials move (--image), or ckpt's forker.
+    program: Option<crate::program::UserProgram>,
 }
 
 impl Moves {
@@ -223,7 +230,11 @@ impl Moves {
         record.method = Some(method);
         record.started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let name = run.name(&format!("t{}-move", spec.index));
-        match session.move_one(method, spec.point, &name, run, stop).await {
+        let program = self.program.as_ref();
+        match session
+            .move_one(method, spec.point, program, &name, run, stop)
+            .await
+        {
             Ok(moved) => record.fill_from_migration(&moved),
             Err(e) => {
                 stop.check()?;

@@ -280,6 +280,9 @@ impl SweepPlan {
             if self.workload.is_none() {
                 bail!("--tcp-established is for your own program (--image): ckpt's workload holds no connection");
             }
+            if !self.migrate.is_empty() {
+                bail!("--tcp-established with --migrate is not built: a move's connections need a network both hosts share (`ckpt migrate --probe` makes one); drop one of the two");
+            }
         }
         if self.writable_rootfs && !self.engines.contains(&EngineKind::Runc) {
             bail!("--writable-rootfs is for the runc engine (Docker's and Podman's containers have a writable layer already, criu's programs the host's files): add runc to --engine or drop it");
@@ -359,8 +362,13 @@ impl SweepPlan {
                 }
             }
         }
-        if !self.migrate.is_empty() && self.workload.is_some() {
-            bail!("--migrate moves ckpt's own workload, not --image");
+        if let (false, Some(user)) = (self.migrate.is_empty(), &self.workload) {
+            if self.engines.iter().any(|e| *e != EngineKind::Runc) {
+                bail!("--migrate with --image moves your program on the runc engine only (as `ckpt migrate --image` does): use --engine runc");
+            }
+            if user.check_pattern.is_some() {
+                bail!("--check-pattern reads the program's log, which a move leaves at the source: use --check-cmd with --migrate");
+            }
         }
         if let Some(rate) = &self.link_rate {
             if self.migrate.is_empty() {

@@ -315,6 +315,7 @@ impl TrialRecord {
         }
         self.processes_before = Some(m.processes_before as u32);
         self.gap_ms = m.gap_ms;
+        self.state_ok = m.state_ok;
         if let crate::migrate::wire::Message::Verified {
             processes,
             memory_ok,
@@ -327,6 +328,9 @@ impl TrialRecord {
             self.processes_after = Some(*processes as u32);
             (self.memory_ok, self.threads_ok, self.files_ok) = (*memory_ok, *threads_ok, *files_ok);
             self.error = problem.clone();
+        }
+        if m.state_ok == Some(false) {
+            self.error = m.state_problem.clone();
         }
         self.verified = m.verified();
         self.status = if self.verified {
