@@ -64,6 +64,8 @@ fn plan(repeat: u32) -> SweepPlan {
         seed: 14,
         migrate: Vec::new(),
         link_rate: None,
+        probe: None,
+        probe_rto_min_ms: None,
         tcp_established: false,
         writable_rootfs: false,
     }

@@ -261,8 +261,10 @@ fn redis_moves_by_every_method_with_its_data_leaving_nothing() {
 }
 
 /// A sweep of migration trials of redis-server on runc (`--migrate
-/// --image`): every trial moves the program, loaded and checked by its own
-/// commands, and records state_ok true; nothing is left.
+/// --image`) with its clients connected (`--probe`): every trial moves the
+/// program, loaded and checked by its own commands, and records state_ok
+/// true and what the clients saw (every connection kept, nothing failed or
+/// lost, counters consistent), which the report shows; nothing is left.
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn a_sweep_moves_a_program_of_the_users_with_its_state() {
@@ -273,6 +275,7 @@ fn a_sweep_moves_a_program_of_the_users_with_its_state() {
         .args(["sweep", "--engine", "runc", "--migrate", "copy,lazy"])
         .args(["--repeat", "1", "--warmup", "0", "--image", &image.tag])
         .args(REDIS_PROGRAM)
+        .args(["--probe", "redis:6379"])
         .arg("--output")
         .arg(dir.path().join("r"))
         .output()
@@ -285,7 +288,16 @@ fn a_sweep_moves_a_program_of_the_users_with_its_state() {
         assert_eq!(r["state_ok"], true, "{r}");
         assert_eq!(r["status"], "ok", "{r}");
         assert_eq!(r["engine"], "runc", "{r}");
+        assert_eq!(r["client_kept"], 4, "{r}");
+        assert_eq!(r["client_failed"], 0, "{r}");
+        assert_eq!(r["client_unknown"], 0, "{r}");
+        assert_eq!(r["client_counters_ok"], true, "{r}");
     }
+    let report = std::fs::read_to_string(dir.path().join("r/report.md")).unwrap();
+    assert!(
+        report.contains("What the service's clients saw"),
+        "{report}"
+    );
     assert!(leftovers().is_empty(), "{:?}", leftovers());
     drop(image);
     assert_eq!(ckpt_objects(), before);

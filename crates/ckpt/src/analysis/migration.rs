@@ -28,6 +28,47 @@ pub struct MigrationSummary {
     /// None when no trial recorded the link's counters.
     #[serde(default)]
     pub bytes_mean: Option<f64>,
+    /// What a probe's clients saw (`--probe`); None without one.
+    #[serde(default)]
+    pub client: Option<ClientSummary>,
+}
+
+/// The clients' view over one point's moves: connections and requests
+/// summed over the trials, the longest wait per trial described.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientSummary {
+    pub connections: u64,
+    pub kept: u64,
+    pub requests: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    /// Trials whose redis counters were all consistent, of those checked.
+    pub counters_ok: Option<(u32, u32)>,
+    pub gap: Stats,
+}
+
+/// The clients' view of `trials`; None when no trial had a probe.
+fn clients(trials: &[&TrialRecord]) -> Option<ClientSummary> {
+    let probed: Vec<&&TrialRecord> = trials
+        .iter()
+        .filter(|r| r.client_connections.is_some())
+        .collect();
+    let sum = |f: fn(&TrialRecord) -> Option<u64>| probed.iter().filter_map(|r| f(r)).sum();
+    let gaps: Vec<f64> = probed.iter().filter_map(|r| r.client_gap_ms).collect();
+    let counted: Vec<bool> = probed.iter().filter_map(|r| r.client_counters_ok).collect();
+    let counters_ok = (!counted.is_empty()).then(|| {
+        let ok = counted.iter().filter(|ok| **ok).count() as u32;
+        (ok, counted.len() as u32)
+    });
+    Some(ClientSummary {
+        connections: sum(|r| r.client_connections.map(u64::from)),
+        kept: sum(|r| r.client_kept.map(u64::from)),
+        requests: sum(|r| r.client_requests),
+        failed: sum(|r| r.client_failed),
+        unknown: sum(|r| r.client_unknown),
+        counters_ok,
+        gap: describe(&gaps)?,
+    })
 }
 
 /// How one series' downtime grows with the memory of the whole process
@@ -74,6 +115,7 @@ pub(crate) fn summarise(records: &[TrialRecord]) -> Vec<MigrationSummary> {
                 total: describe(&values(|r| r.total_ms)),
                 gap: describe(&values(|r| r.gap_ms)),
                 bytes_mean: bytes.map(|b| b.mean),
+                client: clients(&trials),
                 engine,
                 children,
                 memory_mib,

@@ -103,6 +103,12 @@ pub(super) struct SweepArgs {
     /// With --migrate: shape the migration trials' link to RATE (tc syntax: 1gbit, 100mbit; default: unshaped)
     #[arg(long, value_name = "RATE")]
     link_rate: Option<String>,
+    /// With --migrate and --image (runc): keep the service busy across every move with 4 clients on a network of ckpt's (tcp:PORT, http:PORT[/PATH], redis:PORT) and record what they saw (the client_ columns)
+    #[arg(long, value_name = "KIND:PORT")]
+    probe: Option<String>,
+    /// With --probe: the clients' minimum TCP retransmission timeout (default: the kernel's 200 ms)
+    #[arg(long, value_name = "DURATION", value_parser = super::positive_duration, requires = "probe")]
+    probe_rto_min: Option<std::time::Duration>,
     /// Run a plan estimated to take more than a day
     #[arg(long)]
     accept_long: bool,
@@ -124,7 +130,7 @@ fn check_duration(plan: &SweepPlan, accept_long: bool) -> Result<()> {
         );
     }
     eprintln!(
-        "ckpt sweep: {} trials, estimated {} (a fixed model of each engine's cost per trial, process and MiB, fitted on a 2-core machine, plus a migration's memory at --link-rate; each trial's line gives the time left at this machine's pace)",
+        "ckpt sweep: {} trials, estimated {} (a fixed model of each engine's cost per trial, process and MiB, fitted on a 2-core machine, plus a migration's memory at the link's rate; each trial's line gives the time left at this machine's pace)",
         plan.trial_count(),
         humantime::format_duration(rounded)
     );
@@ -185,6 +191,8 @@ impl Start {
             seed: args.seed.unwrap_or_else(rand::random),
             migrate: args.migrate.clone(),
             link_rate: args.link_rate.clone(),
+            probe: args.probe.clone(),
+            probe_rto_min_ms: args.probe_rto_min.map(|d| d.as_millis() as u64),
             tcp_established: args.tcp_established,
             writable_rootfs: args.writable_rootfs,
         };

@@ -14,7 +14,7 @@ use super::segment::Segment;
 use super::serve::CHECKPOINT;
 use super::session::{bytes_of_move, Host, Session, Stream};
 use super::wire::{self, Message};
-use super::{clients, program, start, tls, MigrateOptions};
+use super::{clients, program, start, tls, MigrateOptions, ProbeOptions};
 use crate::engine::any::AnyEngine;
 use crate::engine::{Container, Engine, Image, PageDestination};
 use crate::model::{EngineKind, MigrationMethod, Point};
@@ -73,7 +73,7 @@ impl Session {
         &self,
         method: MigrationMethod,
         point: Point,
-        program: Option<&crate::program::UserProgram>,
+        (program, probe): (Option<&crate::program::UserProgram>, Option<&ProbeOptions>),
         name: &str,
         run: &RunId,
         stop: &Stop,
@@ -84,7 +84,7 @@ impl Session {
             point,
             link_rate: None,
             program: program.cloned(),
-            probe: None,
+            probe: probe.cloned(),
         };
         move_one(
             &self.source,

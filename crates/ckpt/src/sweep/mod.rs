@@ -112,6 +112,7 @@ pub async fn run_trials<E: Engine>(
     let mut moves = Moves {
         link_rate: prepared.plan.link_rate.clone(),
         program,
+        probe: probe_options(&prepared.plan)?,
         ..Moves::default()
     };
     for spec in &todo {
@@ -200,6 +201,19 @@ struct Moves {
     link_rate: Option<String>,
     /// The user's program the trials move (--image), or ckpt's forker.
     program: Option<crate::program::UserProgram>,
+    /// The clients that keep it busy across each move (--probe).
+    probe: Option<crate::migrate::ProbeOptions>,
+}
+
+/// The plan's --probe, parsed (the plan was checked already).
+fn probe_options(plan: &SweepPlan) -> Result<Option<crate::migrate::ProbeOptions>> {
+    let Some(text) = &plan.probe else {
+        return Ok(None);
+    };
+    Ok(Some(crate::migrate::ProbeOptions {
+        spec: text.parse()?,
+        rto_min: plan.probe_rto_min_ms.map(std::time::Duration::from_millis),
+    }))
 }
 
 impl Moves {
@@ -216,7 +230,8 @@ impl Moves {
                 link_rate: self.link_rate.clone(),
                 once: false,
             };
-            let session = crate::migrate::Session::open(kind, run, &target, false).await?;
+            let established = self.probe.is_some();
+            let session = crate::migrate::Session::open(kind, run, &target, established).await?;
             self.sessions.push(session);
         }
         let session = self
@@ -230,9 +245,9 @@ impl Moves {
         record.method = Some(method);
         record.started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let name = run.name(&format!("t{}-move", spec.index));
-        let program = self.program.as_ref();
+        let workload = (self.program.as_ref(), self.probe.as_ref());
         match session
-            .move_one(method, spec.point, program, &name, run, stop)
+            .move_one(method, spec.point, workload, &name, run, stop)
             .await
         {
             Ok(moved) => record.fill_from_migration(&moved),
@@ -368,6 +383,8 @@ pub(crate) mod tests {
             seed: 1,
             migrate: Vec::new(),
             link_rate: None,
+            probe: None,
+            probe_rto_min_ms: None,
             tcp_established: false,
             writable_rootfs: false,
         }

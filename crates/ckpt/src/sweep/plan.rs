@@ -166,6 +166,13 @@ pub struct SweepPlan {
     /// shaped to; None: unshaped.
     #[serde(default)]
     pub link_rate: Option<String>,
+    /// With --migrate and --image: the probe that keeps the service busy
+    /// across every move (`KIND:PORT`), and its clients' minimum
+    /// retransmission timeout in ms (None: the kernel's).
+    #[serde(default)]
+    pub probe: Option<String>,
+    #[serde(default)]
+    pub probe_rto_min_ms: Option<u64>,
     /// Checkpoint and restore established TCP connections (CRIU's
     /// --tcp-established): runc and podman; Docker's API has no such option.
     #[serde(default)]
@@ -370,6 +377,14 @@ impl SweepPlan {
                 bail!("--check-pattern reads the program's log, which a move leaves at the source: use --check-cmd with --migrate");
             }
         }
+        if let Some(probe) = &self.probe {
+            probe
+                .parse::<crate::probe::ProbeSpec>()
+                .with_context(|| format!("--probe {probe}"))?;
+            if self.migrate.is_empty() || self.workload.is_none() {
+                bail!("--probe keeps a service busy across moves: give --migrate and your service (--image, --cmd); trials in place are not probed");
+            }
+        }
         if let Some(rate) = &self.link_rate {
             if self.migrate.is_empty() {
                 bail!(
@@ -560,6 +575,8 @@ mod tests {
             seed: 7,
             migrate: Vec::new(),
             link_rate: None,
+            probe: None,
+            probe_rto_min_ms: None,
             tcp_established: false,
             writable_rootfs: false,
         }

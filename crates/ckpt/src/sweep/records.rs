@@ -150,6 +150,29 @@ pub struct TrialRecord {
     /// every timed step).
     #[serde(default)]
     pub check_ms: Option<f64>,
+    /// What the clients of a service moved with them saw (`--probe`):
+    /// their connections, those kept throughout, requests and how many
+    /// failed or were lost, reconnects, the longest wait for a reply, the
+    /// 99th percentile of the requests overlapping the move, and whether
+    /// every redis counter held each answered INCR once.
+    #[serde(default)]
+    pub client_connections: Option<u32>,
+    #[serde(default)]
+    pub client_kept: Option<u32>,
+    #[serde(default)]
+    pub client_requests: Option<u64>,
+    #[serde(default)]
+    pub client_failed: Option<u64>,
+    #[serde(default)]
+    pub client_unknown: Option<u64>,
+    #[serde(default)]
+    pub client_reconnects: Option<u32>,
+    #[serde(default)]
+    pub client_gap_ms: Option<f64>,
+    #[serde(default)]
+    pub client_p99_in_ms: Option<f64>,
+    #[serde(default)]
+    pub client_counters_ok: Option<bool>,
 }
 
 /// What resuming needs of a record: whether its trial still has to run.
@@ -267,6 +290,15 @@ impl TrialRecord {
             state_ok: None,
             setup_ms: None,
             check_ms: None,
+            client_connections: None,
+            client_kept: None,
+            client_requests: None,
+            client_failed: None,
+            client_unknown: None,
+            client_reconnects: None,
+            client_gap_ms: None,
+            client_p99_in_ms: None,
+            client_counters_ok: None,
         }
     }
 
@@ -316,6 +348,9 @@ impl TrialRecord {
         self.processes_before = Some(m.processes_before as u32);
         self.gap_ms = m.gap_ms;
         self.state_ok = m.state_ok;
+        if let Some(c) = &m.client {
+            self.fill_client(c);
+        }
         if let crate::migrate::wire::Message::Verified {
             processes,
             memory_ok,
@@ -338,6 +373,19 @@ impl TrialRecord {
         } else {
             Status::Unverified
         };
+    }
+
+    /// What the probe's clients saw.
+    fn fill_client(&mut self, c: &crate::probe::ProbeSummary) {
+        self.client_connections = Some(c.connections as u32);
+        self.client_kept = Some(c.connections_kept as u32);
+        self.client_requests = Some(c.requests as u64);
+        self.client_failed = Some(c.requests_failed as u64);
+        self.client_unknown = Some(c.requests_unknown as u64);
+        self.client_reconnects = Some(c.reconnects);
+        self.client_gap_ms = Some(c.gap_ms);
+        self.client_p99_in_ms = c.inside.p99_ms;
+        self.client_counters_ok = c.counters_ok;
     }
 
     /// CRIU's phases of a dump (it counts in microseconds).

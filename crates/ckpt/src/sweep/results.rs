@@ -799,7 +799,9 @@ mod tests {
         assert!(
             header.ends_with(",engine_unreachable,host_memcg_dying,host_mounts,host_netns,host_content_items,\
                 host_dockerd_rss_kib,host_dockerd_cpu_ms,host_containerd_rss_kib,host_containerd_cpu_ms,\
-                host_mem_available_mib,host_load1,state_ok,setup_ms,check_ms"),
+                host_mem_available_mib,host_load1,state_ok,setup_ms,check_ms,client_connections,\
+                client_kept,client_requests,client_failed,client_unknown,client_reconnects,\
+                client_gap_ms,client_p99_in_ms,client_counters_ok"),
             "{text}"
         );
         let rows: Vec<TrialRecord> = csv::Reader::from_reader(text.as_bytes())

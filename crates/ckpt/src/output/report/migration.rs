@@ -2,7 +2,7 @@
 //! and point, and how downtime grows with the tree's memory.
 
 use super::{strings, Block, Report};
-use crate::analysis::migration::{DowntimeFit, MigrationSummary};
+use crate::analysis::migration::{ClientSummary, DowntimeFit, MigrationSummary};
 use crate::model::Axis;
 
 /// What the section's figures mean, said once above its table.
@@ -13,6 +13,9 @@ page has arrived (they differ for post-copy); the gap is the longest pause betwe
 10 ms, wall clock) across the move, what its users saw; bytes are the link's counters, both directions; \
 \"-\" marks a figure no trial recorded. In this section and in the tables above, a method's checkpoint is its \
 dump and its restore is the destination's. ckpt's own time is not measured for migration trials.";
+
+/// What the clients' table says.
+const CLIENTS: &str = "What the service's clients saw (--probe): connections that kept the same TCP connection throughout, of all, and requests answered, failed (a wrong or error reply) or unknown (sent, then the connection was lost), summed over the point's trials; the client gap is the longest any connection waited for a reply (mean over the trials, 95% CI). It is longer than ckpt's downtime: a request sent while the service was away is retransmitted by the client's TCP on a timeout that doubles, and the first retransmission after the service is back is the one answered.";
 
 /// How the growth lines below the table were fitted.
 const GROWTH: &str = "How downtime grows with memory: a least-squares line per engine+method and N (the other \
@@ -51,7 +54,35 @@ impl Report<'_> {
             out.push(Block::Para(GROWTH.into()));
             out.push(Block::Bullets(growth));
         }
+        out.extend(self.client_blocks());
         out
+    }
+
+    /// What the clients of a probed service saw, beside ckpt's downtime.
+    fn client_blocks(&self) -> Vec<Block> {
+        let rows: Vec<Vec<String>> = self
+            .analysis
+            .migrations
+            .iter()
+            .filter_map(|m| Some(client_row(m, m.client.as_ref()?)))
+            .collect();
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        let header = strings(&[
+            "engine+method",
+            "N",
+            "MiB per process",
+            "downtime (ms)",
+            "client gap (ms)",
+            "95% CI",
+            "connections kept",
+            "requests",
+            "failed",
+            "unknown",
+            "counters consistent",
+        ]);
+        vec![Block::Para(CLIENTS.into()), Block::Table(header, rows)]
     }
 
     /// "runc+copy, N=0: downtime grows by 10215 ms per GiB of the tree's
@@ -79,6 +110,24 @@ impl Report<'_> {
         }
         label
     }
+}
+
+/// One row of the clients' table.
+fn client_row(m: &MigrationSummary, c: &ClientSummary) -> Vec<String> {
+    vec![
+        m.engine.clone(),
+        m.children.to_string(),
+        m.memory_mib.to_string(),
+        format!("{:.1}", m.downtime.mean),
+        format!("{:.1}", c.gap.mean),
+        format!("{:.1}..{:.1}", c.gap.ci_low, c.gap.ci_high),
+        format!("{} of {}", c.kept, c.connections),
+        c.requests.to_string(),
+        c.failed.to_string(),
+        c.unknown.to_string(),
+        c.counters_ok
+            .map_or("-".into(), |(ok, of)| format!("{ok} of {of}")),
+    ]
 }
 
 /// One row of the table: unknown figures are "-", never 0.

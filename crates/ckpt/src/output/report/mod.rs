@@ -215,6 +215,8 @@ mod fixtures {
             seed: 1,
             migrate: Vec::new(),
             link_rate: None,
+            probe: None,
+            probe_rto_min_ms: None,
             tcp_established: false,
             writable_rootfs: false,
         }
