@@ -272,7 +272,15 @@ fn a_sweep_moves_a_program_of_the_users_with_its_state() {
     let image = TestImage::build_in("redis", "docker");
     let dir = tempfile::tempdir().unwrap();
     let out = ckpt()
-        .args(["sweep", "--engine", "runc", "--migrate", "copy,lazy"])
+        .args([
+            "sweep",
+            "--engine",
+            "runc",
+            "--migrate",
+            "copy,lazy",
+            "--children",
+            "0",
+        ])
         .args(["--repeat", "1", "--warmup", "0", "--image", &image.tag])
         .args(REDIS_PROGRAM)
         .args(["--probe", "redis:6379"])
