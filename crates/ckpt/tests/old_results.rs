@@ -291,5 +291,12 @@ fn the_shipped_migration_sweep_prints_no_unknown_as_zero() {
         .lines()
         .filter(|l| l.starts_with("| runc+lazy | ") && l.ends_with("| - | - | - |"))
         .collect();
-    assert_eq!(lazy_rows.len(), 2, "{report}");
+    // Every lazy point of the throughput table has no rate.
+    let lazy_points = analysis
+        .migrations
+        .iter()
+        .filter(|m| m.engine == "runc+lazy")
+        .count();
+    assert!(lazy_points >= 2, "{report}");
+    assert_eq!(lazy_rows.len(), lazy_points, "{report}");
 }
