@@ -177,7 +177,7 @@ pub(crate) fn write_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Vec
         let svg = write_both(dir, MIGRATION, &Picture::Downtime(&all))?;
         figures.push(Figure {
             stem: MIGRATION.into(),
-            caption: "migration downtime against the memory each process holds, a line per engine and method: means with 95% confidence intervals".into(),
+            caption: "migration downtime against the memory each process holds, a line per engine and method (and N), and the clients' gap where a probe ran: means with 95% confidence intervals".into(),
             svg,
         });
     }
@@ -195,36 +195,52 @@ pub(crate) fn write_figures(analysis: &Analysis, dir: &ResultsDir) -> Result<Vec
 /// The migration figure's file stem.
 pub(crate) const MIGRATION: &str = "migration";
 
-/// Downtime against memory, a series per engine and method.
+/// Downtime against memory, a series per engine and method (and per N
+/// when the sweep varies it: a tree of two processes is not a point on the
+/// line of one), and beside each the clients' gap when a probe ran.
 fn downtime_series(analysis: &Analysis) -> Vec<Series> {
-    let mut labels: Vec<&str> = analysis
+    let mut keys: Vec<(&str, u32)> = analysis
         .migrations
         .iter()
-        .map(|m| m.engine.as_str())
+        .map(|m| (m.engine.as_str(), m.children))
         .collect();
-    labels.dedup();
-    labels
-        .into_iter()
-        .enumerate()
-        .map(|(i, label)| Series {
-            label: label.to_string(),
-            color: COLORS[i % COLORS.len()],
-            points: analysis
+    keys.sort_unstable();
+    keys.dedup();
+    let several_n = keys.iter().any(|k| k.1 != keys[0].1);
+    let mut all = Vec::new();
+    for (engine, children) in keys {
+        let label = match several_n {
+            true => format!("{engine} N={children}"),
+            false => engine.to_string(),
+        };
+        let at = || {
+            analysis
                 .migrations
                 .iter()
-                .filter(|m| m.engine == label)
-                .map(|m| {
-                    (
-                        f64::from(m.memory_mib),
-                        m.downtime.mean,
-                        m.downtime.ci_low,
-                        m.downtime.ci_high,
-                    )
-                })
-                .collect(),
+                .filter(move |m| m.engine == engine && m.children == children)
+        };
+        let color = COLORS[all.len() % COLORS.len()];
+        let point =
+            |x: u32, s: &crate::analysis::Stats| (f64::from(x), s.mean, s.ci_low, s.ci_high);
+        all.push(Series {
+            label: label.clone(),
+            color,
+            points: at().map(|m| point(m.memory_mib, &m.downtime)).collect(),
             fit: None,
-        })
-        .collect()
+        });
+        let gaps: Vec<_> = at()
+            .filter_map(|m| Some(point(m.memory_mib, &m.client.as_ref()?.gap)))
+            .collect();
+        if !gaps.is_empty() {
+            all.push(Series {
+                label: format!("{label} client gap"),
+                color: COLORS[all.len() % COLORS.len()],
+                points: gaps,
+                fit: None,
+            });
+        }
+    }
+    all
 }
 
 /// (engine, resident MiB, checkpoint MiB) of every point that has both.
