@@ -16,6 +16,9 @@ pub(super) struct MigrateArgs {
     /// Engine of the container to move
     #[arg(long, value_enum, default_value_t = EngineKind::Runc)]
     engine: EngineKind,
+    /// Move a running container of yours (name or id; Docker) to a throwaway host and back into the same container, both moves timed and checked (--check-cmd runs in it); by copy only
+    #[arg(long, value_name = "NAME_OR_ID", conflicts_with_all = ["image", "probe", "to", "link_rate", "children", "memory_mib"])]
+    container: Option<String>,
     /// copy (stop-and-copy), page-server (pages streamed to the destination's CRIU), lazy (post-copy)
     #[arg(long, value_enum, default_value_t = MigrationMethod::Copy)]
     method: MigrationMethod,
@@ -92,6 +95,17 @@ pub(super) struct ServeArgs {
 
 pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
     let stop = Stop::watch();
+    if let Some(container) = &args.container {
+        if args.method != MigrationMethod::Copy {
+            anyhow::bail!("--container moves by copy only: with {} the container's memory would leave this host during the move, and a failure could lose it", args.method.name());
+        }
+        let options = migrate::existing::ContainerOptions {
+            engine: args.engine,
+            container: container.clone(),
+            check: args.program.container_check()?,
+        };
+        return super::container::migrate(&options, args.json, &stop).await;
+    }
     let probe = probe_options(&args)?;
     let options = MigrateOptions {
         engine: args.engine,

@@ -2,6 +2,7 @@
 //! wires the library's parts together for it.
 
 mod compare;
+mod container;
 mod demo;
 mod diff;
 mod doctor;

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use ckpt::program::UserProgram;
-use ckpt::workload::UserWorkload;
+use ckpt::workload::{StateCheck, UserWorkload};
 
 use super::positive_duration;
 
@@ -29,7 +29,7 @@ pub(super) struct ProgramArgs {
     #[arg(long, requires = "cmd", value_name = "CMD")]
     setup_cmd: Option<String>,
     /// The program's own check of its state: run inside the container before the checkpoint and after the restore; the two outputs must be identical (state_ok)
-    #[arg(long, requires = "cmd", value_name = "CMD")]
+    #[arg(long, value_name = "CMD")]
     check_cmd: Option<String>,
     /// Regular expression the after-restore output of --check-cmd must match, instead of equalling the output before
     #[arg(long, requires = "check_cmd", value_name = "REGEX")]
@@ -40,6 +40,9 @@ impl ProgramArgs {
     /// The program `image` runs, parsed (None without --cmd).
     pub(super) fn program(&self, image: Option<&str>) -> Result<Option<UserProgram>> {
         let (Some(image), Some(cmd)) = (image, &self.cmd) else {
+            if self.check_cmd.is_some() {
+                bail!("--check-cmd checks a program ckpt runs: give --image and --cmd too (or, to ckpt migrate, --container)");
+            }
             return Ok(None);
         };
         UserProgram::new(UserWorkload {
@@ -54,5 +57,13 @@ impl ProgramArgs {
             check_expect: self.check_expect.clone(),
         })
         .map(Some)
+    }
+
+    /// The check of a container of the user's (`migrate --container`).
+    pub(super) fn container_check(&self) -> Result<Option<StateCheck>> {
+        self.check_cmd
+            .as_deref()
+            .map(|cmd| StateCheck::new(cmd, self.check_expect.as_deref()))
+            .transpose()
     }
 }

@@ -29,8 +29,9 @@ pub struct Image {
     pub owned: bool,
 }
 
-/// A container that ckpt created and therefore must remove.
-#[derive(Debug, Clone)]
+/// A container: one ckpt created (and so must remove), or one of the
+/// user's it moves (`migrate --container`), never removed.
+#[derive(Debug, Clone, Default)]
 pub struct Container {
     pub id: String,
     pub name: String,

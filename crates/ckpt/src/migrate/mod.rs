@@ -7,6 +7,7 @@
 
 mod clients;
 mod described;
+pub mod existing;
 pub mod link;
 mod measured;
 pub mod meter;

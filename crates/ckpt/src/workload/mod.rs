@@ -75,6 +75,26 @@ pub struct StateCheck {
 }
 
 impl StateCheck {
+    /// The check `--check-cmd` (and `--check-expect`) describe, parsed.
+    pub fn new(cmd: &str, expect: Option<&str>) -> Result<StateCheck> {
+        let expect = expect
+            .map(|t| {
+                regex::Regex::new(t).with_context(|| {
+                    format!("--check-expect '{t}' is not a valid regular expression")
+                })
+            })
+            .transpose()?;
+        Ok(StateCheck {
+            cmd: crate::workload::template::Template::parse_for("--check-cmd", cmd)?,
+            expect,
+        })
+    }
+
+    /// The command as run in a container that is no grid point of ckpt's.
+    pub fn argv(&self) -> Vec<String> {
+        self.cmd.render(&crate::model::Point::default())
+    }
+
     /// Whether the state after the restore is the state before it; on
     /// `false`, a message quoting both outputs (shortened).
     pub fn compare(&self, before: &str, after: &str) -> Result<(), String> {

@@ -7,6 +7,7 @@
 //! error handling; no fork, no second HTTP client.
 
 mod copy;
+pub mod existing;
 mod leftovers;
 mod migration;
 pub mod podman;
@@ -506,10 +507,7 @@ impl DockerEngine {
     /// daemon said so; the daemon's own message is kept verbatim because it
     /// is usually the useful part.
     fn api_error(&self, e: ApiError, what: &str) -> anyhow::Error {
-        let daemon = match self.flavor {
-            Flavor::Docker => "the Docker daemon",
-            Flavor::Podman => "Podman's API service",
-        };
+        let daemon = self.daemon_name();
         match e {
             ApiError::DockerResponseServerError {
                 status_code,

@@ -111,6 +111,26 @@ pub(crate) fn remove(dir: &Path) -> Result<()> {
     }
 }
 
+/// Copies a directory tree (regular files and directories, the only kinds
+/// a checkpoint holds) into `to`, made 0700; returns the bytes copied.
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<u64> {
+    make_private_dir(to)?;
+    let mut bytes = 0;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        bytes += if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("cannot copy to {}", target.display()))?
+        };
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
