@@ -145,22 +145,26 @@ async fn move_running(
         detached: None,
         window: None,
     };
-    if options.engine.has_daemon() {
-        mover
-            .timed("prepare", prepare_destination(stream, source, workload))
-            .await?;
+    // The program's description first (the destination's own bundle for
+    // runc), then Docker's and Podman's image: one "prepare" phase.
+    if options.program.is_some() || options.engine.has_daemon() {
+        let prepared = async {
+            if let Some(program) = &options.program {
+                let netns = workload.segment.map(Segment::destination_name);
+                let point = &options.point;
+                program::prepare_destination(stream, program, source, container, point, netns)
+                    .await?;
+            }
+            if options.engine.has_daemon() {
+                prepare_destination(stream, source, workload).await?;
+            }
+            Ok(())
+        };
+        mover.timed("prepare", prepared).await?;
     }
+    // The program's check at the source.
     let state_before = match &options.program {
-        Some(program) => {
-            // The destination's own bundle (timed as "prepare"), then the
-            // program's check at the source.
-            let netns = workload.segment.map(Segment::destination_name);
-            let point = &options.point;
-            let prepared =
-                program::prepare_destination(stream, program, source, container, point, netns);
-            mover.timed("prepare", prepared).await?;
-            program.check(source, container, &options.point).await?
-        }
+        Some(program) => program.check(source, container, &options.point).await?,
         None => None,
     };
     // The program's state was read before the probe wrote anything.
@@ -432,6 +436,11 @@ impl Mover<'_> {
                 method.name()
             ));
         }
+        if let (Some(segment), EngineKind::Podman) = (self.segment, self.source.kind()) {
+            if let Err(again) = segment.take_back_source_path() {
+                return e.context(format!("the destination failed, and the source's network namespace could not be given back: {again:#}"));
+            }
+        }
         match self.source.restore(self.container, CHECKPOINT).await {
             Ok(_) => {
                 self.back_to_source();
@@ -497,6 +506,10 @@ impl Mover<'_> {
             // The dump killed the processes; the source's runc forgets them.
             self.timed("stop", source.stop(container)).await?;
         }
+        if let (Some(segment), EngineKind::Podman) = (self.segment, source.kind()) {
+            // Podman restores into the namespace path its archive names.
+            segment.lend_source_path()?;
+        }
         let lazy_from = matches!(pages, PageDestination::Lazy(_)).then_some(self.lazy_at);
         if let Err(e) = self.hand_over(stream, lazy_from).await {
             return Err(self.after_failed_hand_over(method, e).await);
@@ -522,8 +535,12 @@ impl Mover<'_> {
         let images = source
             .container_dir(container)
             .map(|d| d.join("images").join(CHECKPOINT));
-        self.criu_page_bytes =
-            images.and_then(|images| meter::criu_page_bytes(method, stats.as_ref(), &images));
+        self.criu_page_bytes = match images {
+            Some(images) => meter::criu_page_bytes(method, stats.as_ref(), &images),
+            // Docker's and Podman's stop-and-copy: every page is in the
+            // checkpoint they wrote.
+            None => (method == MigrationMethod::Copy).then_some(0),
+        };
         // A lazy dump's statistics are written after it served the pages,
         // with its frozen time counted to then: not the dump's phases.
         self.criu_dump = stats.filter(|_| method != MigrationMethod::Lazy);

@@ -37,6 +37,9 @@ const HOST_IF: &str = "eth0";
 /// The segment and its three hosts' namespaces; all removed when dropped
 /// (the service's processes inside are killed with them).
 pub(crate) struct Segment {
+    /// The source's namespace while its path is lent to the
+    /// destination's (see `lend_source_path`).
+    held: std::sync::Mutex<Option<std::fs::File>>,
     client: ScratchNetns,
     source: ScratchNetns,
     destination: ScratchNetns,
@@ -71,6 +74,7 @@ impl Segment {
         ip(&["-n", &bridge.name, "link", "add", BRIDGE, "type", "bridge"])?;
         ip(&["-n", &bridge.name, "link", "set", BRIDGE, "up"])?;
         let segment = Segment {
+            held: Default::default(),
             client: ScratchNetns::create(&format!("{tag}-cli"))?,
             source: ScratchNetns::create(&format!("{tag}-src"))?,
             destination: ScratchNetns::create(&format!("{tag}-dst"))?,
@@ -159,6 +163,33 @@ impl Segment {
         self.attach(Side::Source)
     }
 
+    /// Podman restores a container into the namespace path its archive
+    /// names: the source's. Two hosts each have their own path; here the
+    /// source's path is lent to the destination's namespace for the
+    /// restore (the source's namespace held open meanwhile), after the
+    /// dump, when nothing of the source's runs in it.
+    pub(crate) fn lend_source_path(&self) -> Result<()> {
+        let path = self.source.path();
+        let held = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        unmount(&path)?;
+        bind(&self.destination.path(), &path)?;
+        *self.held.lock().map_err(|_| anyhow::anyhow!("internal lock poisoned"))? = Some(held);
+        Ok(())
+    }
+
+    /// The source's path names the source's namespace again (a move that
+    /// failed resumes there).
+    pub(crate) fn take_back_source_path(&self) -> Result<()> {
+        let Some(held) = self.held.lock().map_err(|_| anyhow::anyhow!("internal lock poisoned"))?.take() else {
+            return Ok(());
+        };
+        let path = self.source.path();
+        unmount(&path)?;
+        let fd = std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held)));
+        bind(&fd, &path)
+    }
+
     /// Where the clients reach the service.
     pub(crate) fn service(&self, port: u16) -> SocketAddr {
         SocketAddr::new(SERVICE_IP.into(), port)
@@ -181,4 +212,36 @@ impl Segment {
     pub(crate) fn destination_name(&self) -> &str {
         &self.destination.name
     }
+}
+
+/// Bind-mounts `from` on `to` (a namespace's file on another's).
+fn bind(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes());
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths; no file system type or data.
+    let done = unsafe {
+        libc::mount(
+            from_c.as_ptr(),
+            to_c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot bind {} on {}", from.display(), to.display()));
+    }
+    Ok(())
+}
+
+/// Unmounts `path` (a namespace's file), lazily.
+fn unmount(path: &std::path::Path) -> Result<()> {
+    let path_c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a NUL-terminated path.
+    if unsafe { libc::umount2(path_c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot unmount {}", path.display()));
+    }
+    Ok(())
 }

@@ -120,6 +120,7 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
         criu_tls,
         helpers: Vec::new(),
         program: None,
+        source_name: name.clone(),
     };
     let result = host.take(stream, method, point, (own_ip, peer_ip)).await;
     host.clean_up().await;
@@ -165,6 +166,8 @@ struct Destination {
     program: Option<Program>,
     /// What this host made for the move: removed, and nothing else.
     owned: Owned,
+    /// The source's name for the container (a checked label).
+    source_name: String,
 }
 
 impl Destination {
@@ -197,7 +200,10 @@ impl Destination {
         };
         names::check_image_reference(&image)?;
         let forker = crate::workload::forker_args(point, super::TICK_MS);
-        if args != forker {
+        // A program of the user's runs what Podman's archive says (its
+        // configuration is not yet inspected: see docs/migration.md).
+        let program = self.program.is_some() && self.kind == EngineKind::Podman;
+        if args != forker && !program {
             bail!(
                 "the client asked to run {args:?}: serve runs ckpt's forker with {forker:?} only"
             );
@@ -250,8 +256,14 @@ impl Destination {
             let processes = self.engine.processes(&self.container).await?.len();
             return Ok((processes, restored.stats.restore()));
         } else {
+            // With established connections the archive's name stays: the
+            // source's (a label checked at the hello).
+            let name = match daemon.tcp_established {
+                true => self.source_name.clone(),
+                false => self.container.name.clone(),
+            };
             self.container = daemon
-                .import_checkpoint(&scratch.join("checkpoint.tar"), &self.container.name)
+                .import_checkpoint(&scratch.join("checkpoint.tar"), &name)
                 .await?;
             self.owned.container(&self.container);
         }

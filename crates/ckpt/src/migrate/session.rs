@@ -72,9 +72,11 @@ impl Session {
         let daemon_source = match kind {
             EngineKind::Docker => Some(AnyEngine::Docker(DockerEngine::connect_checked().await?.0)),
             // A service of its own: a sweep's podman engine has the run's.
-            EngineKind::Podman => Some(AnyEngine::Docker(
-                DockerEngine::podman(Service::start_tagged(run, "migrate")?).await?,
-            )),
+            EngineKind::Podman => {
+                let mut podman = DockerEngine::podman(Service::start_tagged(run, "migrate")?).await?;
+                podman.tcp_established = established;
+                Some(AnyEngine::Docker(podman))
+            }
             _ => None,
         };
         let dir = crate::engine::os::rundir::create("migrate", run)?;

@@ -117,9 +117,15 @@ impl DockerEngine {
     }
 
     /// Podman: makes container `name` from an exported checkpoint archive
-    /// and restores it (the image it names must be here already).
+    /// and restores it (the image it names must be here already). With
+    /// established connections the container keeps the archive's name
+    /// (Podman 4.3 refuses a new name with them), which must be `name`.
     pub(crate) async fn import_checkpoint(&self, archive: &Path, name: &str) -> Result<Container> {
-        let path = format!("{LIBPOD}/containers/{name}/restore?import=true&name={name}");
+        let query = match self.tcp_established {
+            true => "import=true&tcpEstablished=true".to_string(),
+            false => format!("import=true&name={name}"),
+        };
+        let path = format!("{LIBPOD}/containers/{name}/restore?{query}");
         let client = self
             .client
             .clone()

@@ -182,8 +182,12 @@ impl DockerEngine {
         if self.flavor != Flavor::Podman {
             bail!("only Podman exports its own checkpoint archives");
         }
+        let established = match self.tcp_established {
+            true => "&tcpEstablished=true",
+            false => "",
+        };
         let path = format!(
-            "/v4.0.0/libpod/containers/{}/checkpoint?export=true",
+            "/v4.0.0/libpod/containers/{}/checkpoint?export=true{established}",
             container.id
         );
         // bollard's container export is a GET that streams its answer: the
@@ -215,8 +219,10 @@ impl DockerEngine {
     /// the state directory of the containerd dockerd started itself, or of
     /// the system's containerd when dockerd uses that one.
     fn docker_runtime_spec(&self, container: &Container) -> Option<PathBuf> {
-        if self.flavor != Flavor::Docker {
-            return None;
+        if self.flavor == Flavor::Podman {
+            // Podman keeps it in the container's own userdata.
+            let path = self.checkpoints_dir(&container.id)?.join("config.json");
+            return path.is_file().then_some(path);
         }
         ["/var/run/docker/containerd/daemon", "/run/containerd"]
             .iter()
@@ -375,16 +381,22 @@ impl DockerEngine {
         // Docker's network hook execs dockerd at every start and restore
         // (~90 ms each here); Podman has no such hook and its own defaults.
         let network_disabled = self.flavor == Flavor::Docker && spec.network == Network::Disabled;
-        let own_netns = (self.flavor == Flavor::Podman && self.tcp_established)
+        if spec.netns.is_some() && self.flavor == Flavor::Docker {
+            bail!("Docker cannot join a network namespace given by path (a service moved with its clients): use --engine podman or runc");
+        }
+        // A namespace of ckpt's given by path, else one of its own for
+        // Podman's established connections.
+        let own_netns = (self.flavor == Flavor::Podman && self.tcp_established && spec.netns.is_none())
             .then(|| {
                 crate::engine::os::netns::ScratchNetns::create(
                     &spec.name[spec.name.len().saturating_sub(12)..],
                 )
             })
             .transpose()?;
-        let network_mode = match &own_netns {
-            Some(netns) => format!("ns:{}", netns.path().display()),
-            None => "none".into(),
+        let network_mode = match (&spec.netns, &own_netns) {
+            (Some(path), _) => format!("ns:{}", path.display()),
+            (None, Some(netns)) => format!("ns:{}", netns.path().display()),
+            (None, None) => "none".into(),
         };
         let body = ContainerCreateBody {
             image: Some(image.reference.clone()),

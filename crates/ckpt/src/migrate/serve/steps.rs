@@ -47,12 +47,20 @@ impl Destination {
                     self.prepare(image, args, &point).await?;
                     wire::send(stream, &Message::Prepared).await?;
                 }
-                Message::Program(program) if self.kind == EngineKind::Runc => {
-                    if let (Some(_), AnyEngine::Runc(runc)) = (&program.netns, &mut self.engine) {
+                Message::Program(program)
+                    if matches!(self.kind, EngineKind::Runc | EngineKind::Podman) =>
+                {
+                    if program.netns.is_some() {
                         // A service with clients: its connections come too.
-                        runc.tcp_established = true;
+                        match &mut self.engine {
+                            AnyEngine::Runc(runc) => runc.tcp_established = true,
+                            AnyEngine::Docker(podman) => podman.tcp_established = true,
+                            AnyEngine::Criu(_) => {}
+                        }
                     }
-                    make_bundle(&self.engine, &self.run, &self.container, &program).await?;
+                    if self.kind == EngineKind::Runc {
+                        make_bundle(&self.engine, &self.run, &self.container, &program).await?;
+                    }
                     self.program = Some(program);
                     wire::send(stream, &Message::ProgramReady).await?;
                 }
