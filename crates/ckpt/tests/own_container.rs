@@ -95,6 +95,7 @@ fn assert_nothing_left(container: &UsersContainer) {
 }
 
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn a_users_container_goes_away_and_comes_back_with_its_data() {
     let image = TestImage::build_in("redis", "docker");
     let container = UsersContainer::start_redis(&image.tag, &[]);
@@ -135,6 +136,7 @@ fn a_users_container_goes_away_and_comes_back_with_its_data() {
 /// A check whose output changes (a counter the check itself increments)
 /// fails both moves, and the container still comes home.
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn a_changed_state_is_reported_and_the_container_comes_home_anyway() {
     let image = TestImage::build_in("redis", "docker");
     let container = UsersContainer::start_redis(&image.tag, &[]);
@@ -160,6 +162,7 @@ fn a_changed_state_is_reported_and_the_container_comes_home_anyway() {
 /// A container with a volume is refused before anything changes; so are
 /// a missing container and a move by anything but copy.
 #[test]
+#[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn what_cannot_move_is_refused_and_left_as_it_was() {
     let image = TestImage::build_in("redis", "docker");
     let data = tempfile::tempdir().unwrap();

@@ -25,7 +25,7 @@ pub(super) struct MigrateArgs {
     /// Child processes of the workload
     #[arg(long, default_value_t = 1)]
     children: u32,
-    /// Move a program of yours instead of ckpt's workload: an image already in Docker's or Podman's storage on both hosts (never pulled), running --cmd (runc only)
+    /// Move a program of yours instead of ckpt's workload: an image already in Docker's or Podman's storage on both hosts (never pulled), running --cmd (runc; podman by copy)
     #[arg(long, requires = "cmd", value_name = "IMG")]
     image: Option<String>,
     #[command(flatten)]
@@ -33,7 +33,7 @@ pub(super) struct MigrateArgs {
     /// MiB each process writes and keeps resident
     #[arg(long, default_value_t = 0)]
     memory_mib: u32,
-    /// Move a service with its clients connected: a client in a namespace of ckpt's keeps it busy (tcp:PORT a line echoed, http:PORT[/PATH] a GET, redis:PORT an INCR per connection) and says what it saw; runc, with --image, to the throwaway host; connections are dumped established
+    /// Move a service with its clients connected: a client in a namespace of ckpt's keeps it busy (tcp:PORT a line echoed, http:PORT[/PATH] a GET, redis:PORT an INCR per connection) and says what it saw; runc or podman, with --image, to the throwaway host; connections are dumped established
     #[arg(long, value_name = "KIND:PORT", requires = "image")]
     probe: Option<ckpt::probe::ProbeSpec>,
     /// With --probe: persistent connections

@@ -174,19 +174,30 @@ impl Segment {
             .with_context(|| format!("cannot open {}", path.display()))?;
         unmount(&path)?;
         bind(&self.destination.path(), &path)?;
-        *self.held.lock().map_err(|_| anyhow::anyhow!("internal lock poisoned"))? = Some(held);
+        *self
+            .held
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal lock poisoned"))? = Some(held);
         Ok(())
     }
 
     /// The source's path names the source's namespace again (a move that
     /// failed resumes there).
     pub(crate) fn take_back_source_path(&self) -> Result<()> {
-        let Some(held) = self.held.lock().map_err(|_| anyhow::anyhow!("internal lock poisoned"))?.take() else {
+        let Some(held) = self
+            .held
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal lock poisoned"))?
+            .take()
+        else {
             return Ok(());
         };
         let path = self.source.path();
         unmount(&path)?;
-        let fd = std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held)));
+        let fd = std::path::PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&held)
+        ));
         bind(&fd, &path)
     }
 

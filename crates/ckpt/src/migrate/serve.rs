@@ -266,6 +266,11 @@ impl Destination {
                 .import_checkpoint(&scratch.join("checkpoint.tar"), &name)
                 .await?;
             self.owned.container(&self.container);
+            if self.program.is_some() {
+                // A namespace Podman made comes back with loopback down
+                // (ckpt's own, a service's with clients, has it up).
+                crate::engine::serve_on_loopback(&self.engine, &self.container).await?;
+            }
         }
         Ok((self.engine.processes(&self.container).await?.len(), None))
     }

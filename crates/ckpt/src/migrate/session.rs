@@ -73,7 +73,8 @@ impl Session {
             EngineKind::Docker => Some(AnyEngine::Docker(DockerEngine::connect_checked().await?.0)),
             // A service of its own: a sweep's podman engine has the run's.
             EngineKind::Podman => {
-                let mut podman = DockerEngine::podman(Service::start_tagged(run, "migrate")?).await?;
+                let mut podman =
+                    DockerEngine::podman(Service::start_tagged(run, "migrate")?).await?;
                 podman.tcp_established = established;
                 Some(AnyEngine::Docker(podman))
             }

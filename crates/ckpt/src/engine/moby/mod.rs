@@ -386,13 +386,14 @@ impl DockerEngine {
         }
         // A namespace of ckpt's given by path, else one of its own for
         // Podman's established connections.
-        let own_netns = (self.flavor == Flavor::Podman && self.tcp_established && spec.netns.is_none())
-            .then(|| {
-                crate::engine::os::netns::ScratchNetns::create(
-                    &spec.name[spec.name.len().saturating_sub(12)..],
-                )
-            })
-            .transpose()?;
+        let own_netns =
+            (self.flavor == Flavor::Podman && self.tcp_established && spec.netns.is_none())
+                .then(|| {
+                    crate::engine::os::netns::ScratchNetns::create(
+                        &spec.name[spec.name.len().saturating_sub(12)..],
+                    )
+                })
+                .transpose()?;
         let network_mode = match (&spec.netns, &own_netns) {
             (Some(path), _) => format!("ns:{}", path.display()),
             (None, Some(netns)) => format!("ns:{}", netns.path().display()),
