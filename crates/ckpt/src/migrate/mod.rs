@@ -148,8 +148,8 @@ fn refuse_unsupported(options: &MigrateOptions, remote: bool) -> Result<()> {
     }
 }
 
-/// A service moved with its clients: a program of the user's on runc or
-/// Podman, to the throwaway host (two machines share no segment of ckpt's).
+/// A service moved with its clients: a program of the user's in a
+/// container, to the throwaway host (two machines share no segment of ckpt's).
 fn refuse_probe(options: &MigrateOptions, remote: bool) -> Result<()> {
     if remote {
         bail!("--probe needs the throwaway destination: its clients and the service's two places share a network segment ckpt makes on this machine, which another host is not on; drop --to or --probe");
@@ -157,8 +157,8 @@ fn refuse_probe(options: &MigrateOptions, remote: bool) -> Result<()> {
     if options.program.is_none() {
         bail!("--probe needs a service to probe: give --image and --cmd (ckpt's own workload serves nothing)");
     }
-    if !matches!(options.engine, EngineKind::Runc | EngineKind::Podman) {
-        bail!("--probe moves a service with its clients on the runc and podman engines; on {} it is not built yet", options.engine);
+    if options.engine == EngineKind::Criu {
+        bail!("--probe moves a service with its clients on the runc, podman and docker engines; on criu it is not built yet");
     }
     Ok(())
 }

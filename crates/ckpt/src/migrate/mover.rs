@@ -49,9 +49,22 @@ pub(super) async fn move_one(
         .as_ref()
         .map(|_| Segment::create("mv"))
         .transpose()?;
-    spec.netns = segment.as_ref().map(Segment::source_path);
+    // Docker makes the container's namespace itself: the segment's
+    // interface is handed to it once it runs.
+    let docker = options.engine == EngineKind::Docker;
+    spec.netns = segment
+        .as_ref()
+        .filter(|_| !docker)
+        .map(Segment::source_path);
     let image = source.build_image(run, &image_spec).await?;
     let container = source.run(run, &image, &spec).await?;
+    if let (Some(segment), true) = (&segment, docker) {
+        let handed = async { segment.hand_source_to(source.root_pid(&container).await?) };
+        if let Err(e) = handed.await {
+            let _ = source.remove_container(&container).await;
+            return Err(e.context("joining the container to the clients' segment"));
+        }
+    }
     let workload = Workload {
         container: &container,
         image: &image,
@@ -144,6 +157,7 @@ async fn move_running(
         segment: workload.segment,
         detached: None,
         window: None,
+        connections_closed: None,
     };
     // The program's description first (the destination's own bundle for
     // runc), then Docker's and Podman's image: one "prepare" phase.
@@ -174,7 +188,13 @@ async fn move_running(
     };
     let moved = mover.run(stream, options.method).await;
     let client = match probe {
-        Some(probe) => Some(clients::finish(probe, mover.window).await?),
+        Some(probe) => {
+            let mut seen = clients::finish(probe, mover.window).await?;
+            if let Some(closed) = mover.connections_closed {
+                seen.problems.push(format!("Docker cannot checkpoint established connections (its API passes no --tcp-established): ckpt closed the service's {closed} before the dump, so its clients lost them and reconnected to the restored service"));
+            }
+            Some(seen)
+        }
         None => None,
     };
     let (downtime, total) = match (moved, &client) {
@@ -385,6 +405,8 @@ pub(super) struct Mover<'a> {
     /// then to the attaching, at the destination or back at the source.
     detached: Option<Instant>,
     window: Option<(Instant, Instant)>,
+    /// Docker: the established connections closed before the dump.
+    connections_closed: Option<usize>,
 }
 
 impl Mover<'_> {
@@ -489,6 +511,12 @@ impl Mover<'_> {
         }
         let started = Instant::now();
         let (source, container) = (self.source, self.container);
+        if let (Some(_), EngineKind::Docker) = (self.segment, source.kind()) {
+            // Docker cannot checkpoint established connections: they are
+            // closed (the clients will reconnect to the restored service).
+            let pid = source.root_pid(container).await?;
+            self.connections_closed = Some(crate::engine::os::sockets::destroy_established(pid)?);
+        }
         let dumped = self
             .timed(
                 "checkpoint",

@@ -29,9 +29,9 @@ pub(super) async fn check_plan(
     engine: EngineKind,
     run: &RunId,
 ) -> Result<()> {
-    if !matches!(engine, EngineKind::Runc | EngineKind::Podman) {
+    if engine == EngineKind::Criu {
         bail!(
-            "--image moves a program of yours with --engine runc (by copy, page-server or lazy) or podman (by copy); the {engine} engine moves ckpt's own workload (leave out --image)"
+            "--image moves a program of yours with --engine runc (by copy, page-server or lazy), podman or docker (by copy); the criu engine moves ckpt's own workload (leave out --image)"
         );
     }
     crate::host::doctor::require_sockets("moving a program of yours (--image)")?;

@@ -32,7 +32,7 @@ const CLIENT_MAC: &str = "02:00:0a:4d:00:01";
 /// The bridge, inside the segment's namespace.
 const BRIDGE: &str = "br0";
 /// The interface of every host on the segment, inside its namespace.
-const HOST_IF: &str = "eth0";
+pub(crate) const HOST_IF: &str = "eth0";
 
 /// The segment and its three hosts' namespaces; all removed when dropped
 /// (the service's processes inside are killed with them).
@@ -199,6 +199,12 @@ impl Segment {
             std::os::fd::AsRawFd::as_raw_fd(&held)
         ));
         bind(&fd, &path)
+    }
+
+    /// Docker: the source's interface handed to the container's own
+    /// namespace (Docker cannot be given one by path).
+    pub(crate) fn hand_source_to(&self, pid: u32) -> Result<()> {
+        crate::engine::os::iface::hand_to(&self.source.name, HOST_IF, pid)
     }
 
     /// Where the clients reach the service.

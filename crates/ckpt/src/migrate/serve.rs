@@ -200,10 +200,11 @@ impl Destination {
         };
         names::check_image_reference(&image)?;
         let forker = crate::workload::forker_args(point, super::TICK_MS);
-        // A program of the user's runs what Podman's archive says (its
+        // A program of the user's runs what its description says (Docker:
+        // the process serve creates; Podman: what its archive says, whose
         // configuration is not yet inspected: see docs/migration.md).
-        let program = self.program.is_some() && self.kind == EngineKind::Podman;
-        if args != forker && !program {
+        let described = self.program.as_ref().map(|p| p.process.argv.clone());
+        if described.is_none() && args != forker {
             bail!(
                 "the client asked to run {args:?}: serve runs ckpt's forker with {forker:?} only"
             );
@@ -219,10 +220,18 @@ impl Destination {
         };
         self.owned.image(&image);
         if self.kind == EngineKind::Docker {
+            let (entrypoint, args) = match described {
+                Some(mut argv) if !argv.is_empty() => {
+                    let rest = argv.split_off(1);
+                    (Some(argv), rest)
+                }
+                Some(_) => bail!("the program's description runs nothing"),
+                None => (None, forker),
+            };
             let spec = RunSpec {
                 name: self.container.name.clone(),
-                args: forker,
-                entrypoint: None,
+                args,
+                entrypoint,
                 network: Default::default(),
                 netns: None,
             };
@@ -253,6 +262,9 @@ impl Destination {
             let restored =
                 crate::engine::restore_with_retry(&self.engine, &self.container, CHECKPOINT)
                     .await?;
+            if let Some(program) = &self.program {
+                self.join_program_network(program).await?;
+            }
             let processes = self.engine.processes(&self.container).await?.len();
             return Ok((processes, restored.stats.restore()));
         } else {
@@ -273,6 +285,20 @@ impl Destination {
             }
         }
         Ok((self.engine.processes(&self.container).await?.len(), None))
+    }
+
+    /// A program restored by Docker, in the namespace Docker made: its
+    /// loopback up, and for a service with clients the destination's
+    /// interface on the segment handed to it (from ckpt's namespace the
+    /// client named, checked to be one of ckpt's).
+    async fn join_program_network(&self, program: &Program) -> Result<()> {
+        crate::engine::serve_on_loopback(&self.engine, &self.container).await?;
+        if let Some(netns) = &program.netns {
+            crate::engine::os::netns::ckpt_netns_path(netns)?;
+            let pid = self.engine.root_pid(&self.container).await?;
+            crate::engine::os::iface::hand_to(netns, super::segment::HOST_IF, pid)?;
+        }
+        Ok(())
     }
 
     /// A CRIU page server for the dump's pages, on a free port.

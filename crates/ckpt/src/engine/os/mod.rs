@@ -2,6 +2,7 @@
 //! under /proc, per-run state directories, log files they tail, and a lock
 //! among ckpt processes.
 
+pub(crate) mod iface;
 pub(crate) mod lock;
 pub mod logfile;
 pub mod netns;

@@ -47,15 +47,16 @@ impl Destination {
                     self.prepare(image, args, &point).await?;
                     wire::send(stream, &Message::Prepared).await?;
                 }
-                Message::Program(program)
-                    if matches!(self.kind, EngineKind::Runc | EngineKind::Podman) =>
-                {
+                Message::Program(program) if self.kind != EngineKind::Criu => {
                     if program.netns.is_some() {
-                        // A service with clients: its connections come too.
+                        // A service with clients: its connections come too
+                        // (Docker's cannot).
                         match &mut self.engine {
                             AnyEngine::Runc(runc) => runc.tcp_established = true,
-                            AnyEngine::Docker(podman) => podman.tcp_established = true,
-                            AnyEngine::Criu(_) => {}
+                            AnyEngine::Docker(podman) if self.kind == EngineKind::Podman => {
+                                podman.tcp_established = true
+                            }
+                            _ => {}
                         }
                     }
                     if self.kind == EngineKind::Runc {
