@@ -311,8 +311,9 @@ fn a_sweep_moves_a_program_of_the_users_with_its_state() {
     assert_eq!(ckpt_objects(), before);
 }
 
-/// What cannot move a program is refused before anything is made: another
-/// engine than runc, and an image neither Docker nor Podman holds.
+/// What cannot move a program is refused before anything is made: the
+/// criu engine (no container), and an image neither Docker nor Podman
+/// holds, on runc and on Docker.
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn a_program_on_another_engine_or_of_a_missing_image_is_refused_up_front() {
@@ -326,13 +327,18 @@ fn a_program_on_another_engine_or_of_a_missing_image_is_refused_up_front() {
         assert_eq!(out.status.code(), Some(1));
         text(&out).1
     };
-    let stderr = refused("docker", "ckpt-no-such-image:1");
-    assert!(stderr.contains("--engine runc only"), "{stderr}");
-    let stderr = refused("runc", "ckpt-no-such-image:1");
+    let stderr = refused("criu", "ckpt-no-such-image:1");
     assert!(
-        stderr.contains("neither Docker's nor Podman's storage"),
+        stderr.contains("the criu engine moves ckpt's own workload"),
         "{stderr}"
     );
+    for engine in ["runc", "docker"] {
+        let stderr = refused(engine, "ckpt-no-such-image:1");
+        assert!(
+            stderr.contains("neither Docker's nor Podman's storage"),
+            "{engine}: {stderr}"
+        );
+    }
     assert!(leftovers().is_empty(), "{:?}", leftovers());
     assert_eq!(ckpt_objects(), before);
 }
