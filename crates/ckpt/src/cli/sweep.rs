@@ -103,7 +103,7 @@ pub(super) struct SweepArgs {
     /// With --migrate: shape the migration trials' link to RATE (tc syntax: 1gbit, 100mbit; default: unshaped)
     #[arg(long, value_name = "RATE")]
     link_rate: Option<String>,
-    /// With --migrate and --image (runc): keep the service busy across every move with 4 clients on a network of ckpt's (tcp:PORT, http:PORT[/PATH], redis:PORT) and record what they saw (the client_ columns)
+    /// With --migrate and --image: keep the service busy across every move with 4 clients on a network of ckpt's (tcp:PORT, http:PORT[/PATH], redis:PORT) and record what they saw (the client_ columns)
     #[arg(long, value_name = "KIND:PORT")]
     probe: Option<String>,
     /// With --probe: the clients' minimum TCP retransmission timeout (default: the kernel's 200 ms)

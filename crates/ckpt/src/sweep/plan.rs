@@ -370,8 +370,8 @@ impl SweepPlan {
             }
         }
         if let (false, Some(user)) = (self.migrate.is_empty(), &self.workload) {
-            if self.engines.iter().any(|e| *e != EngineKind::Runc) {
-                bail!("--migrate with --image moves your program on the runc engine only (as `ckpt migrate --image` does): use --engine runc");
+            if self.engines.contains(&EngineKind::Criu) {
+                bail!("--migrate with --image moves your program in a container (runc, docker, podman), as `ckpt migrate --image` does; the criu engine moves ckpt's own workload");
             }
             if user.check_pattern.is_some() {
                 bail!("--check-pattern reads the program's log, which a move leaves at the source: use --check-cmd with --migrate");
