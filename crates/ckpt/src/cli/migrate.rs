@@ -141,9 +141,9 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
     let moved = cleanup::run_stoppable(&stop, moving).await;
     let moved = super::clean_cut_short(Some(options.engine), moved).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&moved)?);
+        ckpt::stdout::println(&serde_json::to_string_pretty(&moved)?)?;
     } else {
-        print!("{}", describe(&moved));
+        ckpt::stdout::print(&describe(&moved))?;
     }
     Ok(u8::from(!moved.verified()))
 }
@@ -289,7 +289,7 @@ pub(super) struct CredentialsArgs {
 
 pub(super) fn credentials(args: CredentialsArgs) -> Result<u8> {
     let (serve, migrate) = migrate::tls::for_hosts(&args.dir, &args.hosts, args.days)?;
-    println!(
+    ckpt::stdout::println(&format!(
         "made in {} (0600; the CA's key was not kept):\n  ca.pem                   both hosts\n  serve.pem, serve.key     the destination: ckpt serve --listen ADDR:PORT --ca {} --cert {} --key {}\n  migrate.pem, migrate.key the source: ckpt migrate --to HOST:PORT --ca {} --cert {} --key {}",
         args.dir.display(),
         serve.ca.display(),
@@ -298,7 +298,7 @@ pub(super) fn credentials(args: CredentialsArgs) -> Result<u8> {
         migrate.ca.display(),
         migrate.cert.display(),
         migrate.key.display()
-    );
+    ))?;
     Ok(0)
 }
 
