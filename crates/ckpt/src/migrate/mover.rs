@@ -169,9 +169,12 @@ async fn move_running(
         _ => None,
     };
     let moved = mover.run(stream, options.method).await;
-    let client = match probe {
-        Some(probe) => Some(clients::finish(probe, mover.window).await?),
-        None => None,
+    let (client, client_timeline) = match probe {
+        Some(probe) => {
+            let seen = clients::finish(probe, mover.window).await?;
+            (Some(seen.summary), seen.timeline)
+        }
+        None => (None, None),
     };
     let (downtime, total) = match (moved, &client) {
         (Ok(moved), _) => moved,
@@ -206,6 +209,7 @@ async fn move_running(
         criu_restore: mover.criu_restore,
         clock,
         client,
+        client_timeline,
         processes_before,
         gap_ms,
         check,
