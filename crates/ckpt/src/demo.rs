@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use crate::engine::{self, Container, Engine, Image};
 use crate::model::{ImageSpec, Network, RunSpec};
 use crate::run::{RunId, Stop};
+use crate::stdout;
 use crate::workload::{self, Continuity, FibStep};
 
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ async fn step<T>(number: u8, title: &str, work: impl Future<Output = Result<T>>)
     let result = work.await;
     let took = started.elapsed().as_secs_f64();
     let verdict = if result.is_ok() { "ok" } else { "FAILED" };
-    println!("{number}. {title:<42} {took:>8.3} s  {verdict}");
+    stdout::println(&format!("{number}. {title:<42} {took:>8.3} s  {verdict}"))?;
     result.map_err(|e| e.context(format!("step {number} ({title})")))
 }
 
@@ -49,12 +50,12 @@ pub async fn run<E: Engine>(
     stop: &Stop,
 ) -> Result<DemoOutcome> {
     let interval_ms = interval_ms(options)?;
-    println!(
+    stdout::println(&format!(
         "ckpt demo: engine {}, run {run}, a Fibonacci number every {:?}, checkpoint after {:?}",
         engine.name(),
         options.interval,
         options.run_for
-    );
+    ))?;
     let image = step(
         1,
         "build the image",
@@ -69,7 +70,7 @@ pub async fn run<E: Engine>(
     })
     .await?;
     let before = step(3, "print the logs", engine.logs(&container)).await?;
-    print_fib_lines("   ", &before);
+    print_fib_lines("   ", &before)?;
     let before = checkpoint_and_restore(engine, &container).await?;
     let continuity = continuity_after_restore(engine, &container, &before, options, stop).await?;
     clean_up(engine, &container, &image).await?;
@@ -133,11 +134,11 @@ async fn checkpoint_and_restore<E: Engine>(
     )
     .await?;
     if restored.retries > 0 {
-        println!(
+        stdout::println(&format!(
             "   (the restore hit a transient error and was retried {} time(s), after {:?} ms)",
             restored.retries,
             &engine.restore_retry_delays()[..restored.retries as usize]
-        );
+        ))?;
     }
     Ok(before)
 }
@@ -158,8 +159,8 @@ async fn continuity_after_restore<E: Engine>(
         .await?;
     let first_after = workload::fib_steps(&[first_after]).first().copied();
     let verdict = workload::continuity(before, first_after);
-    println!("   logs after the restore:");
-    print_fib_lines("   ", &engine.logs(container).await?);
+    stdout::println("   logs after the restore:")?;
+    print_fib_lines("   ", &engine.logs(container).await?)?;
     Ok(verdict)
 }
 
@@ -181,10 +182,11 @@ async fn clean_up<E: Engine>(engine: &E, container: &Container, image: &Image) -
     Ok(())
 }
 
-fn print_fib_lines(indent: &str, lines: &[String]) {
+fn print_fib_lines(indent: &str, lines: &[String]) -> Result<()> {
     for s in workload::fib_steps(lines) {
-        println!("{indent}F({}) = {}", s.index, s.value);
+        stdout::println(&format!("{indent}F({}) = {}", s.index, s.value))?;
     }
+    Ok(())
 }
 
 /// One sentence on the continuity verdict.

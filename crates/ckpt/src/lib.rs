@@ -7,6 +7,9 @@
 //! only records, so `ckpt report DIR` works without any engine. `model`
 //! holds the words they all share and depends on nothing.
 
+// stdout is written through `stdout`, which survives a closed pipe.
+#![warn(clippy::print_stdout)]
+
 pub mod analysis;
 pub mod demo;
 pub mod diff;
@@ -20,6 +23,7 @@ pub mod output;
 pub mod probe;
 pub mod program;
 pub mod run;
+pub mod stdout;
 pub mod sweep;
 pub mod verify;
 pub mod workload;

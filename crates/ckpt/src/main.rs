@@ -2,6 +2,9 @@
 //! together. Every error ends here, printed with its causes and a non-zero
 //! exit status; nothing panics on bad input.
 
+// stdout is written through `ckpt::stdout`, which survives a closed pipe.
+#![warn(clippy::print_stdout)]
+
 mod cli;
 
 use std::process::ExitCode;

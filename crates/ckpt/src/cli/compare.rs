@@ -30,14 +30,14 @@ pub(super) async fn run(args: CompareArgs) -> Result<u8> {
         out::write(&ResultsDir::new(dir), &comparison, &a, &b)?;
     }
     if args.json {
-        println!("{}", out::to_json(&comparison)?);
+        ckpt::stdout::println(&out::to_json(&comparison)?)?;
     } else {
-        print!("{}", out::render_table(&comparison));
+        ckpt::stdout::print(&out::render_table(&comparison))?;
         if let Some(dir) = &args.output {
-            println!(
+            ckpt::stdout::println(&format!(
                 "wrote compare.md, compare.json and compare.svg/png in {}",
                 dir.display()
-            );
+            ))?;
         }
     }
     Ok(0)

@@ -13,9 +13,9 @@ pub(super) async fn migrate(options: &ContainerOptions, json: bool, stop: &Stop)
     // Not cut short by a second signal: the user's container comes home.
     let moved = existing::there_and_back(options, &run, stop).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&moved)?);
+        ckpt::stdout::println(&serde_json::to_string_pretty(&moved)?)?;
     } else {
-        print!("{}", describe(&moved));
+        ckpt::stdout::print(&describe(&moved))?;
     }
     Ok(u8::from(!moved.verified()))
 }

@@ -43,7 +43,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<u8> {
     let cleaned = clean_run(std::slice::from_ref(&engine), &run).await;
     match outcome {
         Ok(outcome) => {
-            println!("{}", demo::describe(&outcome.continuity));
+            ckpt::stdout::println(&demo::describe(&outcome.continuity))?;
             Ok(u8::from(!(outcome.continuity.holds() && cleaned)))
         }
         Err(e) => match e.downcast_ref::<Interrupted>() {

@@ -24,9 +24,9 @@ pub(super) async fn run(args: DiffArgs) -> Result<u8> {
         .with_context(|| format!("checkpoint B ({})", args.b))?;
     let found = diff::diff(&a, &b)?;
     if args.json {
-        println!("{}", diff::to_json(&found)?);
+        ckpt::stdout::println(&diff::to_json(&found)?)?;
     } else {
-        print!("{}", diff::render(&found));
+        ckpt::stdout::print(&diff::render(&found))?;
     }
     Ok(0)
 }

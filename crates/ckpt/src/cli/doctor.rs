@@ -7,9 +7,9 @@ use ckpt::host::doctor;
 pub(super) async fn run(json: bool) -> Result<u8> {
     let checks = doctor::run_all().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
+        ckpt::stdout::println(&serde_json::to_string_pretty(&checks)?)?;
     } else {
-        print!("{}", doctor::render(&checks));
+        ckpt::stdout::print(&doctor::render(&checks))?;
     }
     let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
     Ok(u8::from(failed))

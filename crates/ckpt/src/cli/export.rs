@@ -81,14 +81,14 @@ pub(super) async fn run(args: ExportArgs) -> Result<u8> {
     let done = cleanup::run_stoppable(&stop, export::export(&options, &run, &stop)).await;
     let done = super::clean_cut_short(kind, done).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&done)?);
+        ckpt::stdout::println(&serde_json::to_string_pretty(&done)?)?;
     } else {
-        println!(
+        ckpt::stdout::println(&format!(
             "wrote {} ({}, {} bytes)",
             done.path.display(),
             done.format,
             done.bytes
-        );
+        ))?;
     }
     Ok(0)
 }

@@ -28,6 +28,8 @@ pub(super) async fn run() -> Result<u8> {
     removed += ckpt::engine::moby::second::remove_orphans()?;
     removed += ckpt::engine::os::netns::remove_orphans()?;
     removed += ckpt::migrate::remove_orphans()?;
-    println!("ckpt gc: removed {removed} object(s) left by ckpt runs that are no longer alive");
+    ckpt::stdout::println(&format!(
+        "ckpt gc: removed {removed} object(s) left by ckpt runs that are no longer alive"
+    ))?;
     Ok(u8::from(default_unreachable))
 }

@@ -51,9 +51,9 @@ pub(super) async fn run(args: InspectArgs) -> Result<u8> {
         sockets: args.sockets,
     };
     if args.json {
-        println!("{}", inspect::to_json(&found, parts)?);
+        ckpt::stdout::println(&inspect::to_json(&found, parts)?)?;
     } else {
-        print!("{}", inspect::render(&found, parts));
+        ckpt::stdout::print(&inspect::render(&found, parts))?;
     }
     Ok(0)
 }

@@ -3,9 +3,9 @@
 //! on this machine) and measure the downtime.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use ckpt::migrate::{self, tls::Credentials, MigrateOptions, Migration, Remote, Target};
 use ckpt::model::{EngineKind, MigrationMethod, Point};
@@ -45,6 +45,9 @@ pub(super) struct MigrateArgs {
     /// With --probe: the client's minimum TCP retransmission timeout (the kernel's is 200 ms, doubling: it stretches the gap clients see past the service's own pause)
     #[arg(long, value_name = "DURATION", value_parser = super::positive_duration, requires = "probe")]
     probe_rto_min: Option<std::time::Duration>,
+    /// With --probe: also write every request the clients sent to FILE as CSV (sent_ms since the checkpoint request, latency_ms, connection, outcome, the move's window_end_ms)
+    #[arg(long, value_name = "FILE", requires = "probe")]
+    probe_timeline: Option<PathBuf>,
     /// Limit the throwaway link's rate (tc syntax: 1gbit, 100mbit; default: unshaped)
     #[arg(long, value_name = "RATE", value_parser = rate, conflicts_with = "to")]
     link_rate: Option<String>,
@@ -141,11 +144,31 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
     let moved = cleanup::run_stoppable(&stop, moving).await;
     let moved = super::clean_cut_short(Some(options.engine), moved).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&moved)?);
+        ckpt::stdout::println(&serde_json::to_string_pretty(&moved)?)?;
     } else {
-        print!("{}", describe(&moved));
+        ckpt::stdout::print(&describe(&moved))?;
+    }
+    if let Some(path) = &args.probe_timeline {
+        write_timeline(path, &moved)?;
     }
     Ok(u8::from(!moved.verified()))
+}
+
+/// Writes the clients' timeline (--probe-timeline), once what the move
+/// measured is printed: a file that cannot be written loses nothing else.
+fn write_timeline(path: &Path, m: &Migration) -> Result<()> {
+    let Some(timeline) = &m.client_timeline else {
+        anyhow::bail!(
+            "the move has no window of its clients' requests, so {} was not written",
+            path.display()
+        );
+    };
+    std::fs::write(path, timeline.to_csv()?).with_context(|| {
+        format!(
+            "cannot write the clients' timeline to {} (the move's figures are above)",
+            path.display()
+        )
+    })
 }
 
 /// --probe and its settings, checked.
@@ -289,7 +312,7 @@ pub(super) struct CredentialsArgs {
 
 pub(super) fn credentials(args: CredentialsArgs) -> Result<u8> {
     let (serve, migrate) = migrate::tls::for_hosts(&args.dir, &args.hosts, args.days)?;
-    println!(
+    ckpt::stdout::println(&format!(
         "made in {} (0600; the CA's key was not kept):\n  ca.pem                   both hosts\n  serve.pem, serve.key     the destination: ckpt serve --listen ADDR:PORT --ca {} --cert {} --key {}\n  migrate.pem, migrate.key the source: ckpt migrate --to HOST:PORT --ca {} --cert {} --key {}",
         args.dir.display(),
         serve.ca.display(),
@@ -298,7 +321,7 @@ pub(super) fn credentials(args: CredentialsArgs) -> Result<u8> {
         migrate.ca.display(),
         migrate.cert.display(),
         migrate.key.display()
-    );
+    ))?;
     Ok(0)
 }
 

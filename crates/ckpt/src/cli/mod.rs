@@ -23,6 +23,7 @@ use ckpt::engine::any::AnyEngine;
 use ckpt::engine::Engine;
 use ckpt::model::EngineKind;
 use ckpt::run::{CutShort, Interrupted, RunId};
+use ckpt::stdout::StdoutClosed;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -109,6 +110,13 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Credentials(args) => migrate::credentials(args),
         Command::HoldSockets => ckpt::host::sockets::hold_sockets().map(|()| 0),
     };
+    // A reader that closed ckpt's stdout (`| head`) has what it wanted:
+    // the command stopped there and cleaned up, nothing more to say.
+    if let Err(e) = &result {
+        if e.downcast_ref::<StdoutClosed>().is_some() {
+            return Ok(0);
+        }
+    }
     // A signal between two steps ends the command like an error does
     // (everything it made is gone by then), with the signal's exit status.
     match result {

@@ -309,9 +309,9 @@ fn finish_sweep(dir: &Path, outcome: Result<usize>, cleaned: bool) -> Result<u8>
     match outcome {
         Ok(_) => {
             if let Some(a) = &analysis {
-                print_summary(a);
+                print_summary(a)?;
             }
-            println!("results: {}", dir.display());
+            ckpt::stdout::println(&format!("results: {}", dir.display()))?;
             Ok(u8::from(!cleaned))
         }
         Err(e) => match e.downcast_ref::<Interrupted>() {
@@ -338,13 +338,16 @@ pub(super) async fn report(dirs: &[PathBuf], output: Option<&Path>) -> Result<u8
         Some(_) => output::merge::write_merged(dirs, &ResultsDir::new(out))?,
     };
     stop.check_after_blocking().await?;
-    print_summary(&analysis);
+    print_summary(&analysis)?;
     let what = match (dirs.len(), output) {
         (1, None) => "rebuilt the",
         (1, Some(_)) => "wrote the",
         _ => "wrote the merged",
     };
-    println!("{what} summary, figures and report in {}", out.display());
+    ckpt::stdout::println(&format!(
+        "{what} summary, figures and report in {}",
+        out.display()
+    ))?;
     Ok(0)
 }
 
@@ -364,11 +367,12 @@ fn report_target<'a>(dirs: &'a [PathBuf], output: Option<&'a Path>) -> Result<&'
 
 /// The summary table, then a warning per engine and operation whose
 /// times drifted over the run (as hyperfine warns about outliers).
-fn print_summary(analysis: &ckpt::analysis::Analysis) {
-    print!("{}", output::render_table(analysis));
+fn print_summary(analysis: &ckpt::analysis::Analysis) -> Result<()> {
+    ckpt::stdout::print(&output::render_table(analysis))?;
     for warning in output::drift_warnings(analysis) {
         eprintln!("ckpt: warning: {warning}");
     }
+    Ok(())
 }
 
 /// Arranges for CRIU to keep its statistics during the run (see

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::segment::Segment;
-use crate::probe::{self, ProbeLimits, ProbeSpec, ProbeSummary, ProbeThread};
+use crate::probe::{self, ProbeLimits, ProbeSpec, ProbeSummary, ProbeThread, Timeline};
 
 /// `--probe` and its settings.
 #[derive(Debug, Clone)]
@@ -49,18 +49,29 @@ pub(super) fn one_line(c: &ProbeSummary) -> String {
     )
 }
 
+/// What the clients saw: the summary, and every request against the
+/// move's window (None when the move had none: it failed before).
+pub(super) struct Seen {
+    pub summary: ProbeSummary,
+    pub timeline: Option<Timeline>,
+}
+
 /// Lets the clients settle, stops the probe (it removes what it wrote) and
-/// says what they saw; `window`: the move's, from the port's detaching to
-/// the destination's attaching.
+/// says what they saw; `window`: the move's, from the checkpoint request
+/// to the destination's attaching (from the port's detaching to its
+/// attaching back at the source, when the move failed and came back).
 pub(super) async fn finish(
     running: ProbeThread,
     window: Option<(Instant, Instant)>,
-) -> Result<ProbeSummary> {
+) -> Result<Seen> {
     let outage = window.map_or(Duration::ZERO, |(from, to)| {
         to.saturating_duration_since(from)
     });
     tokio::time::sleep(outage + SETTLE).await;
     let log = running.stop().await?;
     let window = window.map(|(from, to)| log.window(from, to));
-    Ok(probe::summarise(&log, window))
+    Ok(Seen {
+        summary: probe::summarise(&log, window),
+        timeline: window.map(|window| Timeline::of(&log, window)),
+    })
 }

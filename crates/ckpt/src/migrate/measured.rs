@@ -42,6 +42,10 @@ pub struct Migration {
     pub clock: Option<ClockOffset>,
     /// What the clients of a service moved with them saw (`--probe`).
     pub client: Option<crate::probe::ProbeSummary>,
+    /// Their every request across the move: tens of thousands for a long
+    /// one, so never in the JSON (`--probe-timeline` writes it as CSV).
+    #[serde(skip)]
+    pub client_timeline: Option<crate::probe::Timeline>,
     pub processes_before: usize,
     /// The longest interval between two consecutive ticks of the
     /// workload's first process across the move (it ticks every 10 ms):

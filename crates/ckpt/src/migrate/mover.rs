@@ -187,15 +187,15 @@ async fn move_running(
         _ => None,
     };
     let moved = mover.run(stream, options.method).await;
-    let client = match probe {
+    let (client, client_timeline) = match probe {
         Some(probe) => {
             let mut seen = clients::finish(probe, mover.window).await?;
             if let Some(closed) = mover.connections_closed {
-                seen.problems.push(format!("Docker cannot checkpoint established connections (its API passes no --tcp-established): ckpt closed the service's {closed} before the dump, so its clients lost them and reconnected to the restored service"));
+                seen.summary.problems.push(format!("Docker cannot checkpoint established connections (its API passes no --tcp-established): ckpt closed the service's {closed} before the dump, so its clients lost them and reconnected to the restored service"));
             }
-            Some(seen)
+            (Some(seen.summary), seen.timeline)
         }
-        None => None,
+        None => (None, None),
     };
     let (downtime, total) = match (moved, &client) {
         (Ok(moved), _) => moved,
@@ -230,6 +230,7 @@ async fn move_running(
         criu_restore: mover.criu_restore,
         clock,
         client,
+        client_timeline,
         processes_before,
         gap_ms,
         check,

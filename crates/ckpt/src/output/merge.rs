@@ -72,7 +72,9 @@ pub fn write_merged(dirs: &[PathBuf], out: &ResultsDir) -> Result<Analysis> {
     check_compatible(&sources)?;
     out.create_private()?;
     if let [one] = &sources[..] {
-        return super::write_report(out, &one.records, (&one.plan, &one.env, &[]));
+        let timelines = ResultsDir::new(&one.dir);
+        let provenance = (&one.plan, &one.env, &[][..]);
+        return super::write_report(out, &one.records, provenance, Some(&timelines));
     }
     let labels = host_labels(&sources);
     let mut records = Vec::new();
@@ -92,7 +94,9 @@ pub fn write_merged(dirs: &[PathBuf], out: &ResultsDir) -> Result<Analysis> {
     }
     let plan = merged_plan(&sources);
     // No one machine: the report describes each in its table of hosts.
-    super::write_report(out, &records, (&plan, &Environment::default(), &runs))
+    // Nor one directory of timelines: no figure of the stall.
+    let provenance = (&plan, &Environment::default(), &runs[..]);
+    super::write_report(out, &records, provenance, None)
 }
 
 /// A label per source: its hostname (or directory name), made unique in

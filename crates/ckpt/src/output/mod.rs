@@ -7,6 +7,7 @@ pub mod compare;
 pub mod merge;
 pub mod plot;
 pub mod report;
+pub mod stall;
 
 use anyhow::{Context, Result};
 
@@ -23,7 +24,7 @@ pub fn write_outputs(results: &ResultsDir) -> Result<Analysis> {
     let plan = results.read_plan()?;
     let env = results.read_env();
     let records = read_records(results)?;
-    write_report(results, &records, (&plan, &env, &[]))
+    write_report(results, &records, (&plan, &env, &[]), Some(results))
 }
 
 /// A directory's records; lines that cannot be read are skipped, with a
@@ -45,17 +46,24 @@ fn read_records(results: &ResultsDir) -> Result<Vec<TrialRecord>> {
 type Provenance<'a> = (&'a SweepPlan, &'a Environment, &'a [Run]);
 
 /// Analyses the records and writes summary.csv, analysis.json, the
-/// figures, report.md and report.html into `out`.
+/// figures, report.md and report.html into `out`; the figure of the stall
+/// from the clients' timelines in `timelines`, the directory that holds
+/// the records' (None: the records are merged from several).
 fn write_report(
     out: &ResultsDir,
     records: &[TrialRecord],
     (plan, env, runs): Provenance,
+    timelines: Option<&ResultsDir>,
 ) -> Result<Analysis> {
     let analysis = analysis::analyse(records);
     write_summary(out, &analysis)?;
     out.write(ResultFile::Analysis, &serde_json::to_vec_pretty(&analysis)?)?;
     let figures = plot::write_figures(&analysis, out)?;
     let phases_svg = plot::write_phase_figures(&analysis, out)?;
+    let stall = match timelines {
+        Some(dir) => stall::write_stall_figure(&analysis, records, dir, out)?,
+        None => None,
+    };
     let drift_svg = plot::write_drift_figure(&analysis, out)?;
     let report = Report {
         plan,
@@ -64,6 +72,7 @@ fn write_report(
         analysis: &analysis,
         figures: &figures,
         phases_svg: phases_svg.as_deref(),
+        stall: stall.as_ref(),
         drift_svg: drift_svg.as_deref(),
     };
     out.write(ResultFile::ReportMd, report.markdown().as_bytes())?;

@@ -6,7 +6,7 @@ use super::spec::ProbeKind;
 use std::time::Instant;
 
 /// A request's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The expected reply.

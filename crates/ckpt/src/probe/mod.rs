@@ -16,6 +16,8 @@
 //! the `ProbeSummary` that goes into records: requests, failed, unknown,
 //! reconnects, connections kept, the client-visible gap, latency inside
 //! and outside the window, and for redis each counter's verdict.
+//! `Timeline::of` keeps every request against the move's window instead,
+//! for a figure of the stall (a CSV file of its own: it is large).
 //! The log keeps every request (about 100 bytes each): C connections at
 //! the default 10 ms make some 40 MB an hour, so the probe is for the span
 //! of a move, not for days.
@@ -37,6 +39,7 @@ mod runner;
 mod spec;
 mod summary;
 mod thread;
+mod timeline;
 
 #[cfg(test)]
 mod test_servers;
@@ -50,3 +53,4 @@ pub use spec::{
 };
 pub use summary::{longest_wait, percentile, summarise, CounterCheck, Latency, ProbeSummary};
 pub use thread::{start_on_thread, ProbeThread};
+pub use timeline::{TimedRequest, Timeline};

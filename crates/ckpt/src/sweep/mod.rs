@@ -7,6 +7,7 @@ pub mod plan;
 pub mod progress;
 pub mod records;
 pub mod results;
+mod timelines;
 pub mod trial;
 
 use std::path::Path;
@@ -113,14 +114,22 @@ pub async fn run_trials<E: Engine>(
         link_rate: prepared.plan.link_rate.clone(),
         program,
         probe: probe_options(&prepared.plan)?,
+        timelines: timelines::Timelines::found(&prepared.results, &prepared.plan),
         ..Moves::default()
     };
     for spec in &todo {
         stop.check()?;
         let engine = &engines[spec.engine];
         if let Some(method) = spec.method {
-            let record = moves.trial(engine.kind(), method, spec, run, stop).await?;
+            let (record, timeline) = moves.trial(engine.kind(), method, spec, run, stop).await?;
             writer.append(&record)?;
+            let kept = moves
+                .timelines
+                .offer(&prepared.results, (spec, &record), timeline.as_ref());
+            if let Err(e) = kept {
+                // It costs the figure of the stall, not the sweep.
+                bar.println(format!("ckpt: warning: trial {}: {e:#}", spec.index));
+            }
             report_trial(&bar, (spec.index, total, &mut pace), &record);
             continue;
         }
@@ -203,6 +212,8 @@ struct Moves {
     program: Option<crate::program::UserProgram>,
     /// The clients that keep it busy across each move (--probe).
     probe: Option<crate::migrate::ProbeOptions>,
+    /// The moves whose clients' timeline is kept.
+    timelines: timelines::Timelines,
 }
 
 /// The plan's --probe, parsed (the plan was checked already).
@@ -217,6 +228,7 @@ fn probe_options(plan: &SweepPlan) -> Result<Option<crate::migrate::ProbeOptions
 }
 
 impl Moves {
+    /// One move: its record, and its clients' timeline when probed.
     async fn trial(
         &mut self,
         kind: crate::model::EngineKind,
@@ -224,7 +236,7 @@ impl Moves {
         spec: &TrialSpec,
         run: &RunId,
         stop: &Stop,
-    ) -> Result<TrialRecord> {
+    ) -> Result<(TrialRecord, Option<crate::probe::Timeline>)> {
         if !self.sessions.iter().any(|s| s.kind() == kind) {
             let target = crate::migrate::Target::Throwaway {
                 link_rate: self.link_rate.clone(),
@@ -246,18 +258,22 @@ impl Moves {
         record.started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let name = run.name(&format!("t{}-move", spec.index));
         let workload = (self.program.as_ref(), self.probe.as_ref());
+        let mut timeline = None;
         match session
             .move_one(method, spec.point, workload, &name, run, stop)
             .await
         {
-            Ok(moved) => record.fill_from_migration(&moved),
+            Ok(mut moved) => {
+                record.fill_from_migration(&moved);
+                timeline = moved.client_timeline.take();
+            }
             Err(e) => {
                 stop.check()?;
                 record.status = Status::Failed;
                 record.error = Some(format!("{e:#}"));
             }
         }
-        Ok(record)
+        Ok((record, timeline))
     }
 
     async fn close(self, run: &RunId) {

@@ -34,6 +34,9 @@ pub enum ResultFile<'a> {
     Svg(&'a str),
     /// The same figure as `<stem>.png`.
     Png(&'a str),
+    /// Every request of a probed move's clients, by trial:
+    /// `timeline-<trial>.csv`.
+    Timeline(usize),
 }
 
 impl ResultFile<'_> {
@@ -52,6 +55,7 @@ impl ResultFile<'_> {
             ResultFile::CompareJson => "compare.json".into(),
             ResultFile::Svg(stem) => format!("{stem}.svg"),
             ResultFile::Png(stem) => format!("{stem}.png"),
+            ResultFile::Timeline(trial) => format!("timeline-{trial}.csv"),
         }
     }
 }

@@ -55,7 +55,43 @@ impl Report<'_> {
             out.push(Block::Bullets(growth));
         }
         out.extend(self.client_blocks());
+        out.extend(self.stall_blocks());
         out
+    }
+
+    /// Whether the figure of the stall is in the report: it goes in this
+    /// section, which only moves measured make.
+    pub(super) fn stall_shown(&self) -> bool {
+        self.stall.is_some() && !self.analysis.migrations.is_empty()
+    }
+
+    /// The number the figure of the stall has, or would have: after the
+    /// numbered figures and the phases'.
+    pub(super) fn stall_number(&self) -> usize {
+        self.figures.len() + 1 + usize::from(self.phases_svg.is_some())
+    }
+
+    /// Every request of one move per method and point, the stall visible.
+    fn stall_blocks(&self) -> Vec<Block> {
+        let Some(stall) = self.stall else {
+            return Vec::new();
+        };
+        let number = self.stall_number();
+        let which = match stall.points_shown < stall.points {
+            true => format!(
+                " ({} of the {} points, spread over the range)",
+                stall.points_shown, stall.points
+            ),
+            false => String::new(),
+        };
+        vec![
+            Block::Para(format!("Fig {number} shows one move as its clients saw it: every request's latency (log scale) against when it was sent, in seconds from the checkpoint request, for the first measured move of each engine+method at each point{which}. The shaded band is the move's window, from the checkpoint request to the destination's being ready (dashed: its end). The requests in flight when the service stopped wait until it is back: the stall is their latency, and the band has few dots in it because each connection sends its next request only once the last is answered. Where one time slice holds several of a move's requests the slowest is drawn; a cross marks a request that got no reply or a wrong one. Every request is in timeline-<trial>.csv beside the records.")),
+            Block::Figure(
+                crate::output::stall::STALL.into(),
+                format!("Fig {number} - every request's latency across one move per engine+method and point, against the time since the checkpoint request; shaded: the move's window."),
+                stall.svg.clone(),
+            ),
+        ]
     }
 
     /// What the clients of a probed service saw, beside ckpt's downtime.

@@ -43,6 +43,8 @@ pub struct Report<'a> {
     /// The figures written next to the report (inlined in the HTML).
     pub figures: &'a [Figure],
     pub phases_svg: Option<&'a str>,
+    /// Every request of one probed move per method and point.
+    pub stall: Option<&'a crate::output::stall::StallFigure>,
     pub drift_svg: Option<&'a str>,
 }
 
@@ -235,6 +237,7 @@ mod fixtures {
             analysis,
             figures: &[],
             phases_svg: None,
+            stall: None,
             drift_svg: None,
         }
     }

@@ -38,7 +38,7 @@ impl Report<'_> {
             self.drift_table(),
         ];
         if let Some(svg) = self.drift_svg {
-            let number = self.figures.len() + 1 + usize::from(self.phases_svg.is_some());
+            let number = self.stall_number() + usize::from(self.stall_shown());
             out.push(Block::Figure(
                 crate::output::plot::DRIFT.into(),
                 format!("Fig {number} - each measured trial's time over its point's mean, in the order the trials ran{} (dashed: the fitted lines; solid black: 1.0, the point's mean).", self.drift_dots_text()),
