@@ -86,9 +86,11 @@ fn a_probe_ckpt_cannot_run_is_refused_up_front() {
     };
     let program = ["--image", "img", "--cmd", "srv", "--probe", "tcp:7000"];
     let said = refusal(&[&["--engine", "criu"][..], &program].concat());
-    assert!(said.contains("on criu it is not built yet"), "{said}");
+    assert!(said.contains("drop --image"), "{said}");
     let said = refusal(&["--probe", "tcp:7000"]);
-    assert!(said.contains("--image"), "{said}");
+    assert!(said.contains("--cmd"), "{said}");
+    let said = refusal(&["--engine", "runc", "--cmd", "srv", "--probe", "tcp:7000"]);
+    assert!(said.contains("give --image too"), "{said}");
     let said = refusal(&[&program[..4], &["--probe", "smtp:25"]].concat());
     assert!(said.contains("smtp"), "{said}");
 }

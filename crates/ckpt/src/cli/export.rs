@@ -60,7 +60,10 @@ pub(super) async fn run(args: ExportArgs) -> Result<u8> {
                 memory_mib: args.memory_mib,
                 ..Default::default()
             },
-            program: args.program.program(args.image.as_deref())?.map(Box::new),
+            program: args
+                .program
+                .program(args.image.as_deref(), false)?
+                .map(Box::new),
             user_image: args.image,
         },
         (None, Some(from)) => Source::Archive(from),

@@ -33,8 +33,8 @@ pub(super) struct MigrateArgs {
     /// MiB each process writes and keeps resident
     #[arg(long, default_value_t = 0)]
     memory_mib: u32,
-    /// Move a service with its clients connected: a client in a namespace of ckpt's keeps it busy (tcp:PORT a line echoed, http:PORT[/PATH] a GET, redis:PORT an INCR per connection) and says what it saw; runc or podman, with --image, to the throwaway host; connections are dumped established
-    #[arg(long, value_name = "KIND:PORT", requires = "image")]
+    /// Move a service with its clients connected: a client in a namespace of ckpt's keeps it busy (tcp:PORT a line echoed, http:PORT[/PATH] a GET, redis:PORT an INCR per connection) and says what it saw; with --cmd (and --image but on criu), to the throwaway host; connections are dumped established (Docker's are closed, and the clients reconnect)
+    #[arg(long, value_name = "KIND:PORT", requires = "cmd")]
     probe: Option<ckpt::probe::ProbeSpec>,
     /// With --probe: persistent connections
     #[arg(long, value_name = "N", default_value_t = ckpt::probe::DEFAULT_CONNECTIONS, requires = "probe")]
@@ -119,7 +119,9 @@ pub(super) async fn migrate(args: MigrateArgs) -> Result<u8> {
             ..Default::default()
         },
         link_rate: args.link_rate,
-        program: args.program.program(args.image.as_deref())?,
+        program: args
+            .program
+            .program(args.image.as_deref(), args.engine == EngineKind::Criu)?,
         probe,
     };
     if options.method != MigrationMethod::Copy {

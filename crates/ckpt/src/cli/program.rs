@@ -13,8 +13,8 @@ use super::positive_duration;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct ProgramArgs {
-    /// With --image: the program to run, split like a shell would (no shell); {children}, {memory_mib}, ... are replaced by the options' values
-    #[arg(long, requires = "image", value_name = "TEMPLATE")]
+    /// With --image: the program to run, split like a shell would (no shell); {children}, {memory_mib}, ... are replaced by the options' values (`ckpt migrate --engine criu`: without --image, a process tree on the host)
+    #[arg(long, value_name = "TEMPLATE")]
     cmd: Option<String>,
     /// Regular expression: the program is ready when a log line matches it
     #[arg(long, requires = "cmd", value_name = "REGEX")]
@@ -38,7 +38,17 @@ pub(super) struct ProgramArgs {
 
 impl ProgramArgs {
     /// The program `image` runs, parsed (None without --cmd).
-    pub(super) fn program(&self, image: Option<&str>) -> Result<Option<UserProgram>> {
+    /// `on_host`: the engine runs --cmd on the host, without an image (the
+    /// criu engine's process tree).
+    pub(super) fn program(
+        &self,
+        image: Option<&str>,
+        on_host: bool,
+    ) -> Result<Option<UserProgram>> {
+        if let (None, Some(_), false) = (image, &self.cmd, on_host) {
+            bail!("--cmd runs in your image: give --image too (only `--engine criu` runs --cmd on the host)");
+        }
+        let image = image.or(on_host.then_some(""));
         let (Some(image), Some(cmd)) = (image, &self.cmd) else {
             if self.check_cmd.is_some() {
                 bail!("--check-cmd checks a program ckpt runs: give --image and --cmd too (or, to ckpt migrate, --container)");

@@ -39,9 +39,26 @@ pub struct CriuEngine {
     /// A user's program (`--cmd`) runs in a network namespace of ckpt's
     /// (loopback up), by container name; CRIU runs inside it too, so the
     /// namespace is not the tree's to dump. Dropped with the container.
-    netns: Mutex<std::collections::HashMap<String, ScratchNetns>>,
+    netns: Mutex<std::collections::HashMap<String, ProgramNetns>>,
     /// Checkpoint and restore established TCP connections.
     pub(crate) tcp_established: bool,
+}
+
+/// The network namespace a user's program runs in: one of the engine's
+/// own, or one it was given by path (a service's on a segment of ckpt's,
+/// which the engine does not remove).
+enum ProgramNetns {
+    Own(ScratchNetns),
+    Joined(PathBuf),
+}
+
+impl ProgramNetns {
+    fn path(&self) -> PathBuf {
+        match self {
+            ProgramNetns::Own(netns) => netns.path(),
+            ProgramNetns::Joined(path) => path.clone(),
+        }
+    }
 }
 
 /// What a CRIU call needs beyond its directories.
@@ -232,6 +249,18 @@ impl CriuEngine {
         Ok(engine)
     }
 
+    /// A destination: restores `container` into the namespace at `path`
+    /// (a service's, on a segment of ckpt's), with its established
+    /// connections.
+    pub(crate) fn restore_into(&mut self, container: &Container, path: PathBuf) -> Result<()> {
+        self.tcp_established = true;
+        self.netns
+            .lock()
+            .map_err(|_| anyhow!("internal lock poisoned"))?
+            .insert(container.name.clone(), ProgramNetns::Joined(path));
+        Ok(())
+    }
+
     /// Options for every migration dump's connections (a migration's TLS).
     pub(crate) fn with_criu_options(mut self, options: Vec<String>) -> CriuEngine {
         self.migration_options = options;
@@ -285,7 +314,7 @@ impl CriuEngine {
             .lock()
             .map_err(|_| anyhow!("internal lock poisoned"))?
             .get(&container.name)
-            .map(ScratchNetns::path);
+            .map(ProgramNetns::path);
         Ok(CallOptions {
             netns,
             tcp_established: self.tcp_established,
@@ -298,7 +327,7 @@ impl CriuEngine {
         &self,
         image: &Image,
         spec: &RunSpec,
-    ) -> Result<(std::process::Command, Option<ScratchNetns>)> {
+    ) -> Result<(std::process::Command, Option<ProgramNetns>)> {
         let Some(entrypoint) = &spec.entrypoint else {
             let mut command = std::process::Command::new(&image.reference);
             command.args(&spec.args);
@@ -307,8 +336,14 @@ impl CriuEngine {
         let (program, rest) = entrypoint.split_first().context("--cmd is empty")?;
         let mut command = std::process::Command::new(program);
         command.args(rest).args(&spec.args);
-        let tail = &spec.name[spec.name.len().saturating_sub(12)..];
-        Ok((command, Some(ScratchNetns::create(tail)?)))
+        let netns = match &spec.netns {
+            Some(path) => ProgramNetns::Joined(path.clone()),
+            None => {
+                let tail = &spec.name[spec.name.len().saturating_sub(12)..];
+                ProgramNetns::Own(ScratchNetns::create(tail)?)
+            }
+        };
+        Ok((command, Some(netns)))
     }
 
     fn dirs(&self, container: &Container, checkpoint: &str) -> Result<(PathBuf, PathBuf)> {

@@ -53,6 +53,41 @@ impl ProcessDescription {
         })
     }
 
+    /// The process `pid` runs, read from /proc (a process tree on the
+    /// host: the criu engine's).
+    pub(super) fn of_pid(pid: u32) -> Result<ProcessDescription> {
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+        let read = |what: &str| {
+            std::fs::read(proc_dir.join(what))
+                .with_context(|| format!("cannot read /proc/{pid}/{what}"))
+        };
+        let nul_split = |bytes: Vec<u8>| -> Vec<String> {
+            bytes
+                .split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect()
+        };
+        let status = String::from_utf8_lossy(&read("status")?).into_owned();
+        let id_of = |field: &str| -> u32 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(ProcessDescription {
+            argv: nul_split(read("cmdline")?),
+            env: nul_split(read("environ")?),
+            cwd: std::fs::read_link(proc_dir.join("cwd"))
+                .with_context(|| format!("cannot read /proc/{pid}/cwd"))?
+                .display()
+                .to_string(),
+            uid: id_of("Uid:"),
+            gid: id_of("Gid:"),
+        })
+    }
+
     /// The OCI process it describes (as the source's was made).
     pub(crate) fn to_oci(&self) -> Process {
         let mut user = User::default();

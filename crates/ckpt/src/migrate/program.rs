@@ -29,31 +29,45 @@ pub(super) async fn check_plan(
     engine: EngineKind,
     run: &RunId,
 ) -> Result<()> {
-    if engine == EngineKind::Criu {
-        bail!(
-            "--image moves a program of yours with --engine runc (by copy, page-server or lazy), podman or docker (by copy); the criu engine moves ckpt's own workload (leave out --image)"
-        );
+    let on_host = program.user.image.is_empty();
+    match (engine, on_host) {
+        (EngineKind::Criu, false) => bail!(
+            "the criu engine runs --cmd as a process tree on the host, from no image: drop --image (or move the image's program with --engine runc, docker or podman)"
+        ),
+        (EngineKind::Criu, true) => {}
+        (_, true) => bail!("--cmd runs in your image on the {engine} engine: give --image"),
+        (_, false) => {}
     }
-    crate::host::doctor::require_sockets("moving a program of yours (--image)")?;
+    crate::host::doctor::require_sockets("moving a program of yours")?;
+    if on_host {
+        return Ok(());
+    }
     crate::engine::user_rootfs::require(run, &program.user.image).await
 }
 
 /// What the destination needs: the image's name, the process the source's
 /// bundle runs, the check.
-fn describe(
+async fn describe(
     program: &UserProgram,
     source: &AnyEngine,
     container: &Container,
     point: &Point,
 ) -> Result<Program> {
-    let config = source
-        .runtime_spec(container)
-        .context("the source keeps no bundle")?;
-    let spec = Spec::load(&config)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+    let process = match source.runtime_spec(container) {
+        Some(config) => {
+            let spec = Spec::load(&config)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+            ProcessDescription::of_spec(&spec)?
+        }
+        // The criu engine's tree runs on the host, from no bundle.
+        None if source.kind() == EngineKind::Criu => {
+            ProcessDescription::of_pid(source.root_pid(container).await?)?
+        }
+        None => bail!("the source keeps no bundle"),
+    };
     Ok(Program {
         image: program.user.image.clone(),
-        process: ProcessDescription::of_spec(&spec)?,
+        process,
         check: program.check_argv(point),
         netns: None,
         check_on_request: false,
@@ -71,7 +85,7 @@ pub(super) async fn prepare_destination<S: AsyncRead + AsyncWrite + Unpin>(
     point: &Point,
     netns: Option<&str>,
 ) -> Result<()> {
-    let mut described = describe(program, source, container, point)?;
+    let mut described = describe(program, source, container, point).await?;
     // A service with clients: restored into the destination's side of the
     // segment, and checked once the probe has gone.
     described.netns = netns.map(str::to_string);

@@ -96,7 +96,9 @@ impl Session {
         };
         let source = match kind {
             EngineKind::Criu => {
-                AnyEngine::Criu(CriuEngine::new().with_criu_options(client.criu_options()))
+                let mut criu = CriuEngine::new().with_criu_options(client.criu_options());
+                criu.tcp_established = established;
+                AnyEngine::Criu(criu)
             }
             EngineKind::Docker | EngineKind::Podman => match daemon_source {
                 Some(engine) => engine,

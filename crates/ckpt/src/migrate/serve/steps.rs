@@ -47,8 +47,8 @@ impl Destination {
                     self.prepare(image, args, &point).await?;
                     wire::send(stream, &Message::Prepared).await?;
                 }
-                Message::Program(program) if self.kind != EngineKind::Criu => {
-                    if program.netns.is_some() {
+                Message::Program(program) => {
+                    if let Some(netns) = &program.netns {
                         // A service with clients: its connections come too
                         // (Docker's cannot).
                         match &mut self.engine {
@@ -56,7 +56,11 @@ impl Destination {
                             AnyEngine::Docker(podman) if self.kind == EngineKind::Podman => {
                                 podman.tcp_established = true
                             }
-                            _ => {}
+                            AnyEngine::Criu(criu) => {
+                                let path = crate::engine::os::netns::ckpt_netns_path(netns)?;
+                                criu.restore_into(&self.container, path)?;
+                            }
+                            AnyEngine::Docker(_) => {}
                         }
                     }
                     if self.kind == EngineKind::Runc {
