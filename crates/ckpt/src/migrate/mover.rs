@@ -466,6 +466,12 @@ impl Mover<'_> {
         }
         match self.source.restore(self.container, CHECKPOINT).await {
             Ok(_) => {
+                if let (Some(segment), EngineKind::Docker) = (self.segment, self.source.kind()) {
+                    let pid = self.source.root_pid(self.container).await;
+                    if let Err(e) = pid.and_then(|pid| segment.rejoin_source(pid)) {
+                        eprintln!("ckpt migrate: joining the restored service to its clients again failed: {e:#}");
+                    }
+                }
                 self.back_to_source();
                 e.context("the destination failed; the workload was restored at the source from its checkpoint, nothing lost")
             }

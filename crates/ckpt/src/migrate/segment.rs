@@ -207,6 +207,17 @@ impl Segment {
         crate::engine::os::iface::hand_to(&self.source.name, HOST_IF, pid)
     }
 
+    /// Docker: the source's interface went with the namespace Docker
+    /// removed when the dump stopped the container; a move that failed
+    /// restores it in a new one, which gets a new interface on the
+    /// segment (detached until `back_to_source`).
+    pub(crate) fn rejoin_source(&self, pid: u32) -> Result<()> {
+        let _ = ip(&["-n", &self.bridge.name, "link", "del", Side::Source.port()]);
+        self.join(Side::Source, SERVICE_IP, Some(SERVICE_MAC))?;
+        self.know(Side::Source, CLIENT_IP, CLIENT_MAC)?;
+        self.hand_source_to(pid)
+    }
+
     /// Where the clients reach the service.
     pub(crate) fn service(&self, port: u16) -> SocketAddr {
         SocketAddr::new(SERVICE_IP.into(), port)
