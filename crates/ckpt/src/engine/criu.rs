@@ -169,7 +169,31 @@ fn criu_call_here(
 /// lazy-pages options, which CRIU's RPC can only give to a call that
 /// blocks until the last page has been fetched).
 async fn criu_cli(args: &[String], work: &Path, log: &str, what: &str) -> Result<()> {
-    let status = tokio::process::Command::new("criu")
+    criu_cli_with(args, (work, log), what, &CallOptions::default()).await
+}
+
+/// `criu ARGS`, inside the namespace `options` names (entered with
+/// nsenter), with established connections when they say so.
+async fn criu_cli_with(
+    args: &[String],
+    (work, log): (&Path, &str),
+    what: &str,
+    options: &CallOptions,
+) -> Result<()> {
+    let mut command = match &options.netns {
+        Some(netns) => {
+            let mut nsenter = tokio::process::Command::new("nsenter");
+            nsenter
+                .arg(format!("--net={}", netns.display()))
+                .arg("criu");
+            nsenter
+        }
+        None => tokio::process::Command::new("criu"),
+    };
+    if options.tcp_established {
+        command.arg("--tcp-established");
+    }
+    let status = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -583,7 +607,10 @@ impl Engine for CriuEngine {
                 serving: Some(serving),
             });
         }
-        criu_cli(&args, &work, "dump.log", &what).await?;
+        // A service's tree is dumped from inside its namespace, with its
+        // connections (by copy: CRIU there reaches only the clients).
+        let options = self.call_options(container)?;
+        criu_cli_with(&args, (&work, "dump.log"), &what, &options).await?;
         Ok(Dumped {
             stats,
             serving: None,

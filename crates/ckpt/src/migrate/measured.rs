@@ -53,7 +53,8 @@ pub struct Migration {
     /// user's, which prints no ticks.
     pub gap_ms: Option<f64>,
     pub check: Message,
-    /// The image of the user's program moved (None: ckpt's forker).
+    /// The image of the user's program moved, or the criu engine's
+    /// command (None: ckpt's forker).
     pub program: Option<String>,
     /// Whether the program's check (--check-cmd) printed at the
     /// destination after the restore what it printed at the source before

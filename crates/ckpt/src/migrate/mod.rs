@@ -154,6 +154,9 @@ fn refuse_probe(options: &MigrateOptions, remote: bool) -> Result<()> {
     if remote {
         bail!("--probe needs the throwaway destination: its clients and the service's two places share a network segment ckpt makes on this machine, which another host is not on; drop --to or --probe");
     }
+    if options.engine == EngineKind::Criu && options.method != MigrationMethod::Copy {
+        bail!("--probe on the criu engine moves by copy: CRIU runs inside the service's namespace, which reaches only its clients, not the destination's page server; use --method copy, or --engine runc");
+    }
     if options.program.is_none() {
         bail!("--probe needs a service to probe: give --cmd (and --image but on the criu engine): ckpt's own workload serves nothing");
     }

@@ -234,7 +234,14 @@ async fn move_running(
         processes_before,
         gap_ms,
         check,
-        program: options.program.as_ref().map(|p| p.user.image.clone()),
+        // The image, or for the criu engine's tree on the host its command.
+        program: options
+            .program
+            .as_ref()
+            .map(|p| match p.user.image.is_empty() {
+                true => p.user.cmd.clone(),
+                false => p.user.image.clone(),
+            }),
         state_ok,
         state_problem,
     })
