@@ -118,12 +118,32 @@ pub const RTO_MAX_MS: u32 = 1000;
 /// 40 ms, ...), so after a long pause the first one after the service is
 /// back may come up to the cap later. Returns false on a kernel without
 /// the setting (the backoff then doubles up to two minutes).
+///
+/// The kernel gives a connection up after the time `tcp_retries2`
+/// retransmissions would take from 200 ms, doubling up to the cap: with
+/// the default 15 and a 1 s cap, 14.4 s of silence, which a long move's
+/// pause exceeds (the clients then lose every connection). So the
+/// namespace's `tcp_retries2` goes to its largest, 255: about four
+/// minutes.
 pub fn cap_rto_max(namespace: &str) -> anyhow::Result<bool> {
     check_name(namespace)?;
     refuse_own_namespace(namespace)?;
-    let key = format!("net.ipv4.tcp_rto_max_ms={RTO_MAX_MS}");
+    if !sysctl_in(namespace, &format!("net.ipv4.tcp_rto_max_ms={RTO_MAX_MS}"))? {
+        return Ok(false);
+    }
+    if !sysctl_in(namespace, &format!("net.ipv4.tcp_retries2={RETRIES}"))? {
+        bail!("cannot set net.ipv4.tcp_retries2 in {namespace}: the clients would give their connections up after 14 s of a move's pause");
+    }
+    Ok(true)
+}
+
+/// The clients' retransmissions before they give a connection up.
+pub const RETRIES: u8 = 255;
+
+/// `sysctl -w KEY=VALUE` inside `namespace`; whether it took.
+fn sysctl_in(namespace: &str, key_value: &str) -> anyhow::Result<bool> {
     let out = Command::new("ip")
-        .args(["netns", "exec", namespace, "sysctl", "-q", "-w", &key])
+        .args(["netns", "exec", namespace, "sysctl", "-q", "-w", key_value])
         .output()
         .context("cannot run `ip netns exec ... sysctl`")?;
     Ok(out.status.success())
