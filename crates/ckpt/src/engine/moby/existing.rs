@@ -39,7 +39,7 @@ pub struct Existing {
     /// `default`, `bridge`, `none`, `host`, `container:ID` or a network's
     /// name.
     pub network_mode: String,
-    /// The networks it is attached to (`none` for loopback only).
+    /// The networks Docker attached it to (`none` for loopback only).
     pub networks: Vec<String>,
     /// Removed by Docker when it stops (`--rm`).
     pub auto_remove: bool,
@@ -55,7 +55,14 @@ impl Existing {
         let networks = inspect
             .network_settings
             .and_then(|n| n.networks)
-            .map(|n| n.into_keys().collect())
+            // A network Docker did not set up (no id: its bridge is
+            // disabled) gives the container nothing.
+            .map(|n| {
+                n.into_iter()
+                    .filter(|(_, e)| e.network_id.as_ref().is_some_and(|id| !id.is_empty()))
+                    .map(|(name, _)| name)
+                    .collect()
+            })
             .unwrap_or_default();
         let name = inspect
             .name
