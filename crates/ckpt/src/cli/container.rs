@@ -24,7 +24,7 @@ fn describe(m: &ContainerMove) -> String {
     let mut out = format!(
         "container {} ({}, image {}) on {}: to a throwaway host and back\n  prepare      {:>9.1} ms (its image loaded there, its twin made; before the first checkpoint)\n",
         m.container,
-        &m.id[..12.min(m.id.len())],
+        m.id.get(..12).unwrap_or(&m.id),
         m.image,
         m.engine,
         m.prepare_ms

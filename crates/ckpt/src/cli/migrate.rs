@@ -17,7 +17,7 @@ pub(super) struct MigrateArgs {
     #[arg(long, value_enum, default_value_t = EngineKind::Runc)]
     engine: EngineKind,
     /// Move a running container of yours (name or id; Docker) to a throwaway host and back into the same container, both moves timed and checked (--check-cmd runs in it); by copy only
-    #[arg(long, value_name = "NAME_OR_ID", conflicts_with_all = ["image", "probe", "to", "link_rate", "children", "memory_mib"])]
+    #[arg(long, value_name = "NAME_OR_ID", conflicts_with_all = ["image", "cmd", "probe", "to", "link_rate", "children", "memory_mib"])]
     container: Option<String>,
     /// copy (stop-and-copy), page-server (pages streamed to the destination's CRIU), lazy (post-copy)
     #[arg(long, value_enum, default_value_t = MigrationMethod::Copy)]
@@ -25,7 +25,7 @@ pub(super) struct MigrateArgs {
     /// Child processes of the workload
     #[arg(long, default_value_t = 1)]
     children: u32,
-    /// Move a program of yours instead of ckpt's workload: an image already in Docker's or Podman's storage on both hosts (never pulled), running --cmd (runc; podman by copy)
+    /// Move a program of yours instead of ckpt's workload: an image already in Docker's or Podman's storage on both hosts (never pulled), running --cmd (on docker and podman by copy)
     #[arg(long, requires = "cmd", value_name = "IMG")]
     image: Option<String>,
     #[command(flatten)]

@@ -98,7 +98,7 @@ pub async fn there_and_back(
 ) -> Result<ContainerMove> {
     if options.engine != EngineKind::Docker {
         bail!(
-            "--container moves a container of Docker's; for {} it is not built yet",
+            "--container moves a container of Docker's (give --engine docker); the {} engine's containers it does not move yet",
             options.engine
         );
     }
@@ -147,13 +147,8 @@ pub async fn there_and_back(
             .await
             .map_err(|e| {
                 stranded.set(true);
-                away.stranded(e)
+                away.stranded(e, &run.name("out"))
             })?;
-        for checkpoint in [run.name("out"), run.name("back")] {
-            let _ = user
-                .remove_checkpoint(&original.container, &checkpoint)
-                .await;
-        }
         let moves = vec![out, back];
         Ok(ContainerMove {
             engine: options.engine,
@@ -173,7 +168,16 @@ pub async fn there_and_back(
     .await;
     match stranded.get() {
         true => away.leave_running(),
-        false => away.close(),
+        false => {
+            // The checkpoints hold the container's memory, in its own
+            // directory: removed whatever happened (it runs here).
+            for checkpoint in [run.name("out"), run.name("back")] {
+                let _ = user
+                    .remove_checkpoint(&original.container, &checkpoint)
+                    .await;
+            }
+            away.close()
+        }
     }
     moved
 }
@@ -184,6 +188,12 @@ fn refusal(c: &Existing) -> Option<String> {
         return Some(format!(
             "it is {}, not running: ckpt moves a running container (`docker start {}` first)",
             c.status, c.container.name
+        ));
+    }
+    if !matches!(c.restart_policy.as_str(), "" | "no") {
+        return Some(format!(
+            "it has the restart policy '{}': Docker would start it afresh when its checkpoint stops it, while its state is away (`docker update --restart no {}` first)",
+            c.restart_policy, c.container.name
         ));
     }
     if c.auto_remove {
@@ -307,9 +317,9 @@ impl Away {
     /// The way back failed and the container runs here: the host stays
     /// (ckpt exits without stopping its daemon), and the error says how to
     /// reach it.
-    fn stranded(&self, e: anyhow::Error) -> anyhow::Error {
+    fn stranded(&self, e: anyhow::Error, out: &str) -> anyhow::Error {
         e.context(format!(
-            "the container runs on the throwaway host, which ckpt left running: `docker -H unix://{} ps` shows it (`ckpt gc` would remove that host, the container with it)",
+            "the container is on the throwaway host, which ckpt left running: `docker -H unix://{} ps -a` shows it (`ckpt gc` would remove that host, the container with it); the checkpoint it left here with, {out}, is kept in your container (`docker start --checkpoint {out} NAME` restores that older state)",
             self.daemon.socket().display()
         ))
     }
@@ -360,7 +370,6 @@ async fn leg(
         let copy_ms = ms(copied);
         let restored = Instant::now();
         crate::engine::restore_with_retry(to.engine, to.container, checkpoint).await?;
-        crate::engine::serve_on_loopback(to.engine, to.container).await?;
         Ok::<_, anyhow::Error>((bytes, copy_ms, ms(restored)))
     }
     .await;
@@ -375,6 +384,8 @@ async fn leg(
             .await)
         }
     };
+    // It runs at `to` now, whatever follows: never resumed at `from` too.
+    let loopback = crate::engine::serve_on_loopback(to.engine, to.container).await;
     let downtime_ms = ms(started);
     // Unknown counts as none: the move itself is done.
     let processes = to
@@ -382,15 +393,19 @@ async fn leg(
         .processes(to.container)
         .await
         .map_or(0, |p| p.len());
-    let (state_ok, state_problem) = match check {
-        Some(check) => match run_check(to, check).await {
+    let (state_ok, state_problem) = match (check, loopback) {
+        (_, Err(e)) => (
+            Some(false),
+            Some(format!("its loopback could not be set up: {e:#}")),
+        ),
+        (None, Ok(())) => (None, None),
+        (Some(check), Ok(())) => match run_check(to, check).await {
             Ok(after) => match check.compare(before.unwrap_or_default(), &after) {
                 Ok(()) => (Some(true), None),
                 Err(problem) => (Some(false), Some(problem)),
             },
             Err(e) => (Some(false), Some(format!("{e:#}"))),
         },
-        None => (None, None),
     };
     Ok(Leg {
         from: from.name.into(),
@@ -430,16 +445,18 @@ fn checkpoint_dir(place: &Place<'_>, checkpoint: &str) -> Result<PathBuf> {
 /// Restores the container where it was checkpointed, after `failed`; the
 /// error says where the container runs now.
 async fn resume(at: &Place<'_>, checkpoint: &str, failed: anyhow::Error) -> anyhow::Error {
-    let resumed = async {
-        crate::engine::restore_with_retry(at.engine, at.container, checkpoint).await?;
-        crate::engine::serve_on_loopback(at.engine, at.container).await
-    }
-    .await;
+    let resumed = crate::engine::restore_with_retry(at.engine, at.container, checkpoint).await;
     match resumed {
-        Ok(()) => failed.context(format!(
-            "the container was resumed on {} from its checkpoint, and runs there",
-            at.name
-        )),
+        Ok(_) => {
+            let loopback = match crate::engine::serve_on_loopback(at.engine, at.container).await {
+                Ok(()) => String::new(),
+                Err(e) => format!(" (its loopback could not be set up: {e:#})"),
+            };
+            failed.context(format!(
+                "the container was resumed on {} from its checkpoint, and runs there{loopback}",
+                at.name
+            ))
+        }
         Err(e) => failed.context(format!(
             "resuming the container on {} failed too ({e:#}): it is stopped there, its checkpoint kept in {} (`docker start --checkpoint {checkpoint} {}` restores it)",
             at.name,
@@ -502,6 +519,13 @@ mod tests {
                     ..running()
                 },
                 "--rm",
+            ),
+            (
+                Existing {
+                    restart_policy: "always".into(),
+                    ..running()
+                },
+                "restart policy 'always'",
             ),
             (
                 Existing {

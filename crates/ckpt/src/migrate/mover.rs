@@ -528,8 +528,16 @@ impl Mover<'_> {
         if let (Some(_), EngineKind::Docker) = (self.segment, source.kind()) {
             // Docker cannot checkpoint established connections: they are
             // closed (the clients will reconnect to the restored service).
-            let pid = source.root_pid(container).await?;
-            self.connections_closed = Some(crate::engine::os::sockets::destroy_established(pid)?);
+            let closed = async {
+                crate::engine::os::sockets::destroy_established(source.root_pid(container).await?)
+            };
+            match closed.await {
+                Ok(n) => self.connections_closed = Some(n),
+                Err(e) => {
+                    self.back_to_source();
+                    return Err(e);
+                }
+            }
         }
         let dumped = self
             .timed(
@@ -550,7 +558,9 @@ impl Mover<'_> {
         }
         if let (Some(segment), EngineKind::Podman) = (self.segment, source.kind()) {
             // Podman restores into the namespace path its archive names.
-            segment.lend_source_path()?;
+            if let Err(e) = segment.lend_source_path() {
+                return Err(self.after_failed_hand_over(method, e).await);
+            }
         }
         let lazy_from = matches!(pages, PageDestination::Lazy(_)).then_some(self.lazy_at);
         if let Err(e) = self.hand_over(stream, lazy_from).await {

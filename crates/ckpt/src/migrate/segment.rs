@@ -172,33 +172,40 @@ impl Segment {
         let path = self.source.path();
         let held = std::fs::File::open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        unmount(&path)?;
-        bind(&self.destination.path(), &path)?;
-        *self
+        let held_path = fd_path(&held);
+        let mut slot = self
             .held
             .lock()
-            .map_err(|_| anyhow::anyhow!("internal lock poisoned"))? = Some(held);
+            .map_err(|_| anyhow::anyhow!("internal lock poisoned"))?;
+        *slot = Some(held);
+        unmount(&path)?;
+        if let Err(e) = bind(&self.destination.path(), &path) {
+            // The source's namespace named again: a failed move resumes there.
+            let back = bind(&held_path, &path);
+            *slot = None;
+            return Err(match back {
+                Ok(()) => e,
+                Err(again) => e.context(format!("and giving the path back failed: {again:#}")),
+            });
+        }
         Ok(())
     }
 
     /// The source's path names the source's namespace again (a move that
     /// failed resumes there).
     pub(crate) fn take_back_source_path(&self) -> Result<()> {
-        let Some(held) = self
+        let mut slot = self
             .held
             .lock()
-            .map_err(|_| anyhow::anyhow!("internal lock poisoned"))?
-            .take()
-        else {
+            .map_err(|_| anyhow::anyhow!("internal lock poisoned"))?;
+        let Some(held) = slot.as_ref() else {
             return Ok(());
         };
         let path = self.source.path();
         unmount(&path)?;
-        let fd = std::path::PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&held)
-        ));
-        bind(&fd, &path)
+        bind(&fd_path(held), &path)?;
+        *slot = None;
+        Ok(())
     }
 
     /// Docker: the source's interface handed to the container's own
@@ -240,6 +247,14 @@ impl Segment {
     pub(crate) fn destination_name(&self) -> &str {
         &self.destination.name
     }
+}
+
+/// The path that opens `file` again, while it is held open.
+fn fd_path(file: &std::fs::File) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(file)
+    ))
 }
 
 /// Bind-mounts `from` on `to` (a namespace's file on another's).

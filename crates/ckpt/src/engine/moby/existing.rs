@@ -41,6 +41,8 @@ pub struct Existing {
     pub network_mode: String,
     /// The networks Docker attached it to (`none` for loopback only).
     pub networks: Vec<String>,
+    /// Docker's restart policy (`no` or empty: none).
+    pub restart_policy: String,
     /// Removed by Docker when it stops (`--rm`).
     pub auto_remove: bool,
     /// Published ports (`-p`): not recreated on the throwaway host.
@@ -67,7 +69,7 @@ impl Existing {
         let name = inspect
             .name
             .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_else(|| id[..12.min(id.len())].to_string());
+            .unwrap_or_else(|| id.get(..12).unwrap_or(&id).to_string());
         Ok(Existing {
             container: Container { id, name },
             image_id: inspect.image.context("the daemon gave no image id")?,
@@ -95,6 +97,12 @@ impl Existing {
             privileged: host.privileged.unwrap_or(false),
             network_mode: host.network_mode.unwrap_or_else(|| "default".into()),
             networks,
+            restart_policy: host
+                .restart_policy
+                .as_ref()
+                .and_then(|p| p.name)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             auto_remove: host.auto_remove.unwrap_or(false),
             published_ports: host.port_bindings.is_some_and(|p| {
                 p.values()

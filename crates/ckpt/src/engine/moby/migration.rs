@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bollard::query_parameters::{ImportImageOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use std::os::unix::fs::OpenOptionsExt;
@@ -119,8 +119,11 @@ impl DockerEngine {
     /// Podman: makes container `name` from an exported checkpoint archive
     /// and restores it (the image it names must be here already). With
     /// established connections the container keeps the archive's name
-    /// (Podman 4.3 refuses a new name with them), which must be `name`.
+    /// (Podman 4.3 refuses a new name with them): the container made is
+    /// then the one that was not there before the import, never one
+    /// found by a name the client gave.
     pub(crate) async fn import_checkpoint(&self, archive: &Path, name: &str) -> Result<Container> {
+        let before = self.container_ids().await?;
         let query = match self.tcp_established {
             true => "import=true&tcpEstablished=true".to_string(),
             false => format!("import=true&name={name}"),
@@ -140,6 +143,21 @@ impl DockerEngine {
         while let Some(step) = answer.next().await {
             step.map_err(|e| self.api_error(e, &what))?;
         }
+        if self.tcp_established {
+            let mut made: Vec<String> = self
+                .container_ids()
+                .await?
+                .into_iter()
+                .filter(|id| !before.contains(id))
+                .collect();
+            let (Some(id), true) = (made.pop(), made.is_empty()) else {
+                bail!("{what}: Podman's containers did not gain exactly one");
+            };
+            return Ok(Container {
+                id,
+                name: name.to_string(),
+            });
+        }
         let inspect = self
             .client
             .inspect_container(name, None::<InspectContainerOptions>)
@@ -149,6 +167,21 @@ impl DockerEngine {
             id: inspect.id.context("Podman gave no container id")?,
             name: name.to_string(),
         })
+    }
+}
+
+impl DockerEngine {
+    /// The ids of every container this daemon holds.
+    async fn container_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .build();
+        let listed = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.api_error(e, "listing the containers"))?;
+        Ok(listed.into_iter().filter_map(|c| c.id).collect())
     }
 }
 

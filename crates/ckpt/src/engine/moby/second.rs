@@ -46,6 +46,9 @@ impl SecondDaemon {
             EngineKind::Podman => podman_args(&mut command, &dir)?,
             other => bail!("the {other} engine has no daemon to start"),
         }
+        // A group of its own: a Ctrl-C at the terminal is ckpt's to
+        // handle, and must not stop the daemon (and what runs on it).
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -163,6 +163,16 @@ pub(crate) fn ckpt_netns_path(name: &str) -> Result<std::path::PathBuf> {
     if !path.exists() {
         bail!("there is no network namespace {name} on this host");
     }
+    // The destination's side of a segment waits empty for the restore:
+    // a namespace something runs in (a client's, another move's service)
+    // is not a client's to name.
+    let pids = Command::new("ip")
+        .args(["netns", "pids", name])
+        .output()
+        .context("cannot run `ip netns pids`")?;
+    if !pids.status.success() || !pids.stdout.iter().all(u8::is_ascii_whitespace) {
+        bail!("network namespace {name} is in use: refused");
+    }
     Ok(path)
 }
 

@@ -33,11 +33,14 @@ fn count_in_state(table: &str, state: &str) -> usize {
 /// how many there were.
 pub(crate) fn destroy_established(pid: u32) -> anyhow::Result<usize> {
     use anyhow::Context;
-    let established = ["tcp", "tcp6"]
-        .iter()
-        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
-        .map(|text| count_in_state(&text, ESTABLISHED))
-        .sum();
+    let count = || -> usize {
+        ["tcp", "tcp6"]
+            .iter()
+            .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+            .map(|text| count_in_state(&text, ESTABLISHED))
+            .sum()
+    };
+    let established = count();
     let out = std::process::Command::new("nsenter")
         .args([
             "-t",
@@ -56,6 +59,12 @@ pub(crate) fn destroy_established(pid: u32) -> anyhow::Result<usize> {
             "closing the connections of the container (pid {pid}) failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
+    }
+    // ss skips, silently, what the kernel cannot destroy (a kernel
+    // without CONFIG_INET_DIAG_DESTROY).
+    let left = count();
+    if left > 0 {
+        anyhow::bail!("{left} of the container's {established} established connection(s) are still open after `ss -K` (does this kernel have CONFIG_INET_DIAG_DESTROY?): Docker's checkpoint would fail on them");
     }
     Ok(established)
 }
