@@ -20,7 +20,9 @@ impl UsersContainer {
     /// `docker run -d --name NAME EXTRA... IMAGE redis-server ...`, ready
     /// and holding 100,000 keys.
     fn start_redis(image: &str, extra: &[&str]) -> UsersContainer {
-        let name = format!("users-redis-{}-{}", std::process::id(), extra.len());
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("users-redis-{}-{n}", std::process::id());
         let out = Command::new("docker")
             .args(["run", "-d", "--name", &name])
             .args(extra)
@@ -160,7 +162,8 @@ fn a_changed_state_is_reported_and_the_container_comes_home_anyway() {
 }
 
 /// A container with a volume is refused before anything changes; so are
-/// a missing container and a move by anything but copy.
+/// one with a restart policy, a missing container and a move by anything
+/// but copy.
 #[test]
 #[ignore = "needs root, dockerd and CRIU: ./scripts/test"]
 fn what_cannot_move_is_refused_and_left_as_it_was() {
@@ -204,6 +207,18 @@ fn what_cannot_move_is_refused_and_left_as_it_was() {
             &container.name,
         ],
         "by copy only",
+    );
+    // A restart policy would start it afresh while its state is away.
+    let restarting = UsersContainer::start_redis(&image.tag, &["--restart", "always"]);
+    assert_fails(
+        &[
+            "migrate",
+            "--engine",
+            "docker",
+            "--container",
+            &restarting.name,
+        ],
+        "restart policy 'always'",
     );
     assert_nothing_left(&container);
 }
