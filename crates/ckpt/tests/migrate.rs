@@ -311,9 +311,9 @@ fn a_sweep_moves_a_program_of_the_users_with_its_state() {
     assert_eq!(ckpt_objects(), before);
 }
 
-/// What cannot move a program is refused before anything is made: the
-/// criu engine (no container), and an image neither Docker nor Podman
-/// holds, on runc and on Docker.
+/// What cannot move a program is refused before anything is made: an
+/// image given to the criu engine (it runs --cmd on the host), and an
+/// image neither Docker nor Podman holds, on runc and on Docker.
 #[test]
 #[ignore = "needs root, dockerd, Podman and CRIU: ./scripts/test"]
 fn a_program_on_another_engine_or_of_a_missing_image_is_refused_up_front() {
@@ -329,7 +329,8 @@ fn a_program_on_another_engine_or_of_a_missing_image_is_refused_up_front() {
     };
     let stderr = refused("criu", "ckpt-no-such-image:1");
     assert!(
-        stderr.contains("the criu engine moves ckpt's own workload"),
+        stderr.contains("the criu engine runs --cmd as a process tree on the host")
+            && stderr.contains("drop --image"),
         "{stderr}"
     );
     for engine in ["runc", "docker"] {
