@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::netns::ip;
+use super::netns::{ip, ip_in_pid};
 
 /// What an interface carries that a move between namespaces drops.
 #[derive(Debug, Default, PartialEq)]
@@ -32,7 +32,7 @@ pub(crate) fn hand_to(from: &str, ifname: &str, pid: u32) -> Result<()> {
         )?),
     };
     ip(&["-n", from, "link", "set", ifname, "netns", &pid.to_string()])?;
-    let inside = |args: &[&str]| in_pid(pid, args);
+    let inside = |args: &[&str]| ip_in_pid(pid, args);
     for address in &carried.addresses {
         inside(&["addr", "add", address, "dev", ifname])?;
     }
@@ -68,23 +68,6 @@ fn ip_json(netns: &str, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `ip ARGS` inside the network namespace of `pid`.
-fn in_pid(pid: u32, args: &[&str]) -> Result<()> {
-    let out = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-n", "ip"])
-        .args(args)
-        .output()
-        .context("cannot run nsenter and ip (util-linux, iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` in the container (pid {pid}) failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// The IPv4 addresses in `ip -j addr show` output.

@@ -110,15 +110,21 @@ pub(crate) fn loopback_up(pid: u32) -> Result<()> {
     if own.ok() == Some(theirs) {
         return Ok(());
     }
+    ip_in_pid(pid, &["link", "set", "lo", "up"])
+        .context("cannot set loopback up in the restored container")
+}
+
+/// `ip ARGS` inside the network namespace of `pid`.
+pub(crate) fn ip_in_pid(pid: u32, args: &[&str]) -> Result<()> {
     let out = Command::new("nsenter")
-        .arg("-t")
-        .arg(pid.to_string())
-        .args(["-n", "ip", "link", "set", "lo", "up"])
+        .args(["-t", &pid.to_string(), "-n", "ip"])
+        .args(args)
         .output()
         .context("cannot run nsenter and ip (util-linux, iproute2)")?;
     if !out.status.success() {
         bail!(
-            "cannot set loopback up in the restored container (pid {pid}): {}",
+            "`ip {}` in the container (pid {pid}) failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

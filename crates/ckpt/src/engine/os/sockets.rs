@@ -10,10 +10,15 @@ const CLOSE_WAIT: &str = "08";
 
 /// Sockets in CLOSE_WAIT in the network namespace of `pid`.
 pub(crate) fn close_wait_count(pid: u32) -> usize {
+    count_in_namespace(pid, CLOSE_WAIT)
+}
+
+/// TCP sockets (IPv4 and IPv6) in `state` in the network namespace of `pid`.
+fn count_in_namespace(pid: u32, state: &str) -> usize {
     ["tcp", "tcp6"]
         .iter()
         .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
-        .map(|text| count_in_state(&text, CLOSE_WAIT))
+        .map(|text| count_in_state(&text, state))
         .sum()
 }
 
@@ -33,14 +38,7 @@ fn count_in_state(table: &str, state: &str) -> usize {
 /// how many there were.
 pub(crate) fn destroy_established(pid: u32) -> anyhow::Result<usize> {
     use anyhow::Context;
-    let count = || -> usize {
-        ["tcp", "tcp6"]
-            .iter()
-            .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
-            .map(|text| count_in_state(&text, ESTABLISHED))
-            .sum()
-    };
-    let established = count();
+    let established = count_in_namespace(pid, ESTABLISHED);
     let out = std::process::Command::new("nsenter")
         .args([
             "-t",
@@ -62,7 +60,7 @@ pub(crate) fn destroy_established(pid: u32) -> anyhow::Result<usize> {
     }
     // ss skips, silently, what the kernel cannot destroy (a kernel
     // without CONFIG_INET_DIAG_DESTROY).
-    let left = count();
+    let left = count_in_namespace(pid, ESTABLISHED);
     if left > 0 {
         anyhow::bail!("{left} of the container's {established} established connection(s) are still open after `ss -K` (does this kernel have CONFIG_INET_DIAG_DESTROY?): Docker's checkpoint would fail on them");
     }
